@@ -1,0 +1,40 @@
+//! Builds the EC2 and IAM clients from the standard AWS chain plus tagstack's settings.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+
+/// How to reach AWS, resolved from flags, environment and config before any call.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub region: String,
+    pub profile: Option<String>,
+    /// From the config file; `AWS_ENDPOINT_URL` in the environment wins over it.
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Aws {
+    pub async fn connect(conn: &Connection) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(conn.region.clone()));
+        if let Some(p) = &conn.profile {
+            loader = loader.profile_name(p);
+        }
+        // Throttling is the SDK's job. Adaptive mode unless the user chose a mode through the
+        // standard variables (tests do, to keep backoff short).
+        if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(6));
+        }
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none()
+            && let Some(url) = &conn.endpoint_url
+        {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        Aws { ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
+    }
+}

@@ -1,0 +1,358 @@
+//! Discovery by tags: everything one (project, environment) owns, read concurrently. Read-only.
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::{Filter, IpPermission};
+use ipnet::Ipv4Net;
+
+use super::Aws;
+use super::error::AwsResultExt;
+use super::tags::{iam_owned, owned, owner_filters, tag_value};
+use crate::config::{NodeRole, Spec, TAG_KEY_SHA256, TAG_ROLE};
+use crate::plan::observed::{
+    IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable, SecurityGroup,
+    Subnet, Vpc,
+};
+
+pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
+    let (
+        vpcs,
+        subnets,
+        internet_gateways,
+        route_tables,
+        security_groups,
+        key_pairs,
+        (roles, instance_profiles),
+        instances,
+    ) = tokio::try_join!(
+        vpcs(aws, spec),
+        subnets(aws, spec),
+        igws(aws, spec),
+        route_tables(aws, spec),
+        security_groups(aws, spec),
+        key_pairs(aws, spec),
+        iam(aws, spec),
+        instances(aws, spec),
+    )?;
+    Ok(Observed {
+        vpcs,
+        subnets,
+        internet_gateways,
+        route_tables,
+        security_groups,
+        key_pairs,
+        roles,
+        instance_profiles,
+        instances,
+    })
+}
+
+fn cidr(s: Option<&str>) -> Option<Ipv4Net> {
+    s.and_then(|s| s.parse().ok())
+}
+
+async fn vpcs(aws: &Aws, spec: &Spec) -> Result<Vec<Vpc>> {
+    let resp = aws.ec2.describe_vpcs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeVpcs")?;
+    let mut out = Vec::new();
+    for v in resp.vpcs().iter().filter(|v| owned(spec, v.tags())) {
+        let id = v.vpc_id().unwrap_or_default().to_string();
+        let attr = aws
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(&id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .op(format!("DescribeVpcAttribute {id}"))?;
+        let dns_hostnames = attr.enable_dns_hostnames().and_then(|a| a.value()).unwrap_or(false);
+        out.push(Vpc { id, cidr: cidr(v.cidr_block()), dns_hostnames });
+    }
+    Ok(out)
+}
+
+async fn subnets(aws: &Aws, spec: &Spec) -> Result<Vec<Subnet>> {
+    let resp = aws.ec2.describe_subnets().set_filters(Some(owner_filters(spec))).send().await.op("DescribeSubnets")?;
+    Ok(resp
+        .subnets()
+        .iter()
+        .filter(|s| owned(spec, s.tags()))
+        .map(|s| Subnet {
+            id: s.subnet_id().unwrap_or_default().to_string(),
+            vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+            cidr: cidr(s.cidr_block()),
+            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+            map_public_ip: s.map_public_ip_on_launch().unwrap_or(false),
+        })
+        .collect())
+}
+
+async fn igws(aws: &Aws, spec: &Spec) -> Result<Vec<InternetGateway>> {
+    let resp = aws
+        .ec2
+        .describe_internet_gateways()
+        .set_filters(Some(owner_filters(spec)))
+        .send()
+        .await
+        .op("DescribeInternetGateways")?;
+    Ok(resp
+        .internet_gateways()
+        .iter()
+        .filter(|g| owned(spec, g.tags()))
+        .map(|g| InternetGateway {
+            id: g.internet_gateway_id().unwrap_or_default().to_string(),
+            attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+        })
+        .collect())
+}
+
+async fn route_tables(aws: &Aws, spec: &Spec) -> Result<Vec<RouteTable>> {
+    let resp = aws
+        .ec2
+        .describe_route_tables()
+        .set_filters(Some(owner_filters(spec)))
+        .send()
+        .await
+        .op("DescribeRouteTables")?;
+    Ok(resp
+        .route_tables()
+        .iter()
+        .filter(|r| owned(spec, r.tags()))
+        .map(|r| RouteTable {
+            id: r.route_table_id().unwrap_or_default().to_string(),
+            vpc_id: r.vpc_id().unwrap_or_default().to_string(),
+            default_route: r
+                .routes()
+                .iter()
+                .find(|rt| rt.destination_cidr_block() == Some("0.0.0.0/0"))
+                .and_then(|rt| {
+                    rt.gateway_id().or(rt.nat_gateway_id()).or(rt.instance_id()).or(rt.network_interface_id())
+                })
+                .map(str::to_string),
+            associations: r
+                .associations()
+                .iter()
+                .filter(|a| !a.main().unwrap_or(false))
+                .filter_map(|a| Some((a.route_table_association_id()?.to_string(), a.subnet_id()?.to_string())))
+                .collect(),
+        })
+        .collect())
+}
+
+fn ingress(group_id: &str, perms: &[IpPermission]) -> Vec<IngressRule> {
+    let mut out = Vec::new();
+    for p in perms {
+        let proto = p.ip_protocol().unwrap_or("");
+        if proto == "-1" && p.user_id_group_pairs().iter().any(|g| g.group_id() == Some(group_id)) {
+            out.push(IngressRule::SelfAll);
+        }
+        for r in p.ip_ranges() {
+            let c = cidr(r.cidr_ip());
+            match (proto, p.from_port(), p.to_port(), c) {
+                ("tcp", Some(from), Some(to), Some(cidr)) if from == to && u16::try_from(from).is_ok() => {
+                    out.push(IngressRule::Tcp { port: u16::try_from(from).unwrap_or(0), cidr });
+                }
+                _ => out.push(IngressRule::Other(format!(
+                    "{proto} {}-{} from {}",
+                    p.from_port().unwrap_or(-1),
+                    p.to_port().unwrap_or(-1),
+                    r.cidr_ip().unwrap_or("?")
+                ))),
+            }
+        }
+        for g in p.user_id_group_pairs().iter().filter(|g| g.group_id() != Some(group_id)) {
+            out.push(IngressRule::Other(format!("{proto} from group {}", g.group_id().unwrap_or("?"))));
+        }
+        for r in p.ipv6_ranges() {
+            out.push(IngressRule::Other(format!("{proto} from {}", r.cidr_ipv6().unwrap_or("?"))));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+async fn security_groups(aws: &Aws, spec: &Spec) -> Result<Vec<SecurityGroup>> {
+    let resp = aws
+        .ec2
+        .describe_security_groups()
+        .set_filters(Some(owner_filters(spec)))
+        .send()
+        .await
+        .op("DescribeSecurityGroups")?;
+    Ok(resp
+        .security_groups()
+        .iter()
+        .filter(|g| owned(spec, g.tags()))
+        .map(|g| {
+            let id = g.group_id().unwrap_or_default().to_string();
+            SecurityGroup {
+                ingress: ingress(&id, g.ip_permissions()),
+                vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                id,
+            }
+        })
+        .collect())
+}
+
+async fn key_pairs(aws: &Aws, spec: &Spec) -> Result<Vec<KeyPair>> {
+    let resp =
+        aws.ec2.describe_key_pairs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeKeyPairs")?;
+    Ok(resp
+        .key_pairs()
+        .iter()
+        .filter(|k| owned(spec, k.tags()))
+        .map(|k| KeyPair {
+            id: k.key_pair_id().unwrap_or_default().to_string(),
+            name: k.key_name().unwrap_or_default().to_string(),
+            public_key_sha256: tag_value(k.tags(), TAG_KEY_SHA256).map(str::to_string),
+        })
+        .collect())
+}
+
+pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
+    let mut filters = owner_filters(spec);
+    filters.push(
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from).to_vec()))
+            .build(),
+    );
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let resp = aws
+            .ec2
+            .describe_instances()
+            .set_filters(Some(filters.clone()))
+            .set_next_token(token.take())
+            .send()
+            .await
+            .op("DescribeInstances")?;
+        for i in resp.reservations().iter().flat_map(|r| r.instances()) {
+            if !owned(spec, i.tags()) {
+                continue;
+            }
+            // An instance without a valid role tag is not one we launched; leave it alone.
+            let Some(role) = tag_value(i.tags(), TAG_ROLE).and_then(NodeRole::parse) else { continue };
+            out.push(Instance {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                role,
+                state: i.state().and_then(|s| s.name()).map_or_else(String::new, |n| n.as_str().to_string()),
+                instance_type: i.instance_type().map_or_else(String::new, |t| t.as_str().to_string()),
+                subnet_id: i.subnet_id().map(str::to_string),
+                private_ip: i.private_ip_address().map(str::to_string),
+                public_ip: i.public_ip_address().map(str::to_string),
+                private_dns: i.private_dns_name().filter(|s| !s.is_empty()).map(str::to_string),
+                launch_time: i.launch_time().map(ToString::to_string),
+            });
+        }
+        token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort_by(|a, b| (a.role, &a.launch_time, &a.id).cmp(&(b.role, &b.launch_time, &b.id)));
+    Ok(out)
+}
+
+/// IAM is global: list by name prefix, then keep only what carries our tags.
+async fn iam(aws: &Aws, spec: &Spec) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
+    let prefix = spec.iam_prefix();
+    let mut roles = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = aws.iam.list_roles().set_marker(marker.take()).send().await.op("ListRoles")?;
+        for r in page.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
+            let name = r.role_name().to_string();
+            let tags = aws.iam.list_role_tags().role_name(&name).send().await.op(format!("ListRoleTags {name}"))?;
+            if !iam_owned(spec, tags.tags()) {
+                continue;
+            }
+            let names =
+                aws.iam.list_role_policies().role_name(&name).send().await.op(format!("ListRolePolicies {name}"))?;
+            let mut inline_policies = Vec::new();
+            for p in names.policy_names() {
+                let doc = aws
+                    .iam
+                    .get_role_policy()
+                    .role_name(&name)
+                    .policy_name(p)
+                    .send()
+                    .await
+                    .op(format!("GetRolePolicy {name}/{p}"))?;
+                let text = percent_decode(doc.policy_document());
+                let value =
+                    serde_json::from_str(&text).with_context(|| format!("policy {p} of role {name} is not JSON"))?;
+                inline_policies.push((p.clone(), value));
+            }
+            roles.push(Role { name, inline_policies });
+        }
+        marker = page.marker().map(str::to_string);
+        if !page.is_truncated() || marker.is_none() {
+            break;
+        }
+    }
+    let mut profiles = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page =
+            aws.iam.list_instance_profiles().set_marker(marker.take()).send().await.op("ListInstanceProfiles")?;
+        for p in page.instance_profiles().iter().filter(|p| p.instance_profile_name().starts_with(&prefix)) {
+            let name = p.instance_profile_name().to_string();
+            // GetInstanceProfile returns the tags (listing operations may omit them).
+            let got = aws
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(&name)
+                .send()
+                .await
+                .op(format!("GetInstanceProfile {name}"))?;
+            let Some(profile) = got.instance_profile() else { continue };
+            if !iam_owned(spec, profile.tags()) {
+                continue;
+            }
+            profiles
+                .push(InstanceProfile { name, roles: p.roles().iter().map(|r| r.role_name().to_string()).collect() });
+        }
+        marker = page.marker().map(str::to_string);
+        if !page.is_truncated() || marker.is_none() {
+            break;
+        }
+    }
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    profiles.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((roles, profiles))
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_iam_documents() {
+        assert_eq!(percent_decode("%7B%22a%22%3A1%7D"), "{\"a\":1}");
+        assert_eq!(percent_decode("{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("a+b%20c"), "a+b c");
+    }
+}

@@ -1,0 +1,130 @@
+//! One classifier for every AWS error: retry (eventual consistency), gone (already deleted),
+//! or fatal. Plus the conversion of SDK errors into [`AwsError`], which keeps the AWS code.
+
+use std::fmt;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+
+/// An AWS call that failed, with the operation and AWS's own error code.
+#[derive(Debug)]
+pub struct AwsError {
+    pub operation: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.operation)?;
+        match (&self.code, &self.message) {
+            (Some(c), Some(m)) => write!(f, ": {c}: {m}"),
+            (Some(c), None) => write!(f, ": {c}"),
+            // No AWS code: a transport or credentials problem; show the whole chain.
+            _ => {
+                let mut src: Option<&(dyn std::error::Error + 'static)> = Some(self.source.as_ref());
+                while let Some(e) = src {
+                    write!(f, ": {e}")?;
+                    src = e.source();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+impl AwsError {
+    pub fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or("")
+    }
+}
+
+/// Attaches the operation name to an SDK result.
+pub trait AwsResultExt<T> {
+    fn op(self, operation: impl Into<String>) -> Result<T, AwsError>;
+}
+
+impl<T, E> AwsResultExt<T> for Result<T, E>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn op(self, operation: impl Into<String>) -> Result<T, AwsError> {
+        self.map_err(|e| AwsError {
+            operation: operation.into(),
+            code: e.code().map(str::to_string),
+            message: e.message().map(str::to_string),
+            source: Box::new(e),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Create,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Eventual consistency: the same call will succeed later.
+    Retry,
+    /// The thing is already gone (only on delete).
+    Gone,
+    Fatal,
+}
+
+/// The one place that decides what an AWS error code means for us.
+pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
+    let not_found = code.ends_with(".NotFound") || code == "NoSuchEntity" || code == "InvalidKeyPair.NotFound";
+    match phase {
+        Phase::Delete if not_found => Verdict::Gone,
+        Phase::Delete
+            if matches!(
+                code,
+                "DependencyViolation" | "DeleteConflict" | "IncorrectState" | "InvalidInstanceID.Malformed"
+            ) =>
+        {
+            if code == "InvalidInstanceID.Malformed" {
+                Verdict::Fatal
+            } else {
+                Verdict::Retry
+            }
+        }
+        // Right after a create, other calls may not see the new id yet; new instance
+        // profiles take seconds to reach EC2.
+        Phase::Create if not_found => Verdict::Retry,
+        Phase::Create if code == "InvalidParameterValue" && message.contains("Instance Profile") => Verdict::Retry,
+        Phase::Create if code == "InvalidParameterValue" && message.contains("iamInstanceProfile") => Verdict::Retry,
+        _ if code == "IncorrectInstanceState" => Verdict::Retry,
+        _ => Verdict::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_consistency_errors() {
+        assert_eq!(classify(Phase::Create, "InvalidVpcID.NotFound", ""), Verdict::Retry);
+        assert_eq!(classify(Phase::Create, "NoSuchEntity", ""), Verdict::Retry);
+        assert_eq!(
+            classify(
+                Phase::Create,
+                "InvalidParameterValue",
+                "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"
+            ),
+            Verdict::Retry
+        );
+        assert_eq!(classify(Phase::Create, "InvalidParameterValue", "bad cidr"), Verdict::Fatal);
+        assert_eq!(classify(Phase::Create, "UnauthorizedOperation", ""), Verdict::Fatal);
+        assert_eq!(classify(Phase::Delete, "DependencyViolation", ""), Verdict::Retry);
+        assert_eq!(classify(Phase::Delete, "DeleteConflict", ""), Verdict::Retry);
+        assert_eq!(classify(Phase::Delete, "InvalidSubnetID.NotFound", ""), Verdict::Gone);
+        assert_eq!(classify(Phase::Delete, "NoSuchEntity", ""), Verdict::Gone);
+        assert_eq!(classify(Phase::Delete, "AccessDenied", ""), Verdict::Fatal);
+        assert_eq!(classify(Phase::Create, "DependencyViolation", ""), Verdict::Fatal);
+    }
+}

@@ -1,0 +1,194 @@
+//! IAM roles, inline policies and instance profiles for the nodes. Names carry the
+//! `tagstack-<project>-<env>-` prefix and tags carry ownership; deletes check neither again
+//! (the caller only passes what discovery proved we own).
+
+use anyhow::Result;
+use aws_sdk_iam::types::Tag;
+
+use super::Ctx;
+use super::error::{AwsResultExt, Phase};
+use crate::plan::desired::TRUST_POLICY;
+
+const PATH: &str = "/tagstack/";
+
+fn iam_tags(cx: &Ctx<'_>, component: &str) -> Result<Vec<Tag>> {
+    cx.spec.tags(component).into_iter().map(|(k, v)| Ok(Tag::builder().key(k).value(v).build()?)).collect()
+}
+
+pub async fn create_role(cx: &Ctx<'_>, name: &str) -> Result<()> {
+    cx.aws
+        .iam
+        .create_role()
+        .role_name(name)
+        .path(PATH)
+        .assume_role_policy_document(TRUST_POLICY)
+        .description(format!("tagstack nodes of {}", cx.spec.cluster_name()))
+        .set_tags(Some(iam_tags(cx, "iam-role")?))
+        .send()
+        .await
+        .op(format!("CreateRole {name}"))?;
+    Ok(())
+}
+
+pub async fn put_policy(cx: &Ctx<'_>, role: &str, policy: &str, document: &str) -> Result<()> {
+    cx.retry(format!("putting policy {policy} on role {role}"), "iam", Phase::Create)
+        .run(|| async {
+            cx.aws
+                .iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(policy)
+                .policy_document(document)
+                .send()
+                .await
+                .op("PutRolePolicy")
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_policy(cx: &Ctx<'_>, role: &str, policy: &str) -> Result<()> {
+    cx.retry(format!("deleting policy {policy} of role {role}"), "iam", Phase::Delete)
+        .delete(|| async {
+            cx.aws
+                .iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(policy)
+                .send()
+                .await
+                .op("DeleteRolePolicy")
+                .map(|_| ())
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn create_profile(cx: &Ctx<'_>, name: &str) -> Result<()> {
+    cx.aws
+        .iam
+        .create_instance_profile()
+        .instance_profile_name(name)
+        .path(PATH)
+        .set_tags(Some(iam_tags(cx, "instance-profile")?))
+        .send()
+        .await
+        .op(format!("CreateInstanceProfile {name}"))?;
+    Ok(())
+}
+
+pub async fn add_role_to_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Result<()> {
+    // A role created a moment ago may answer NoSuchEntity here: retried as consistency.
+    cx.retry(format!("adding role {role} to instance profile {profile}"), "iam", Phase::Create)
+        .run(|| async {
+            cx.aws
+                .iam
+                .add_role_to_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+                .await
+                .op("AddRoleToInstanceProfile")
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn remove_role_from_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Result<()> {
+    cx.retry(format!("removing role {role} from instance profile {profile}"), "iam", Phase::Delete)
+        .delete(|| async {
+            cx.aws
+                .iam
+                .remove_role_from_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+                .await
+                .op("RemoveRoleFromInstanceProfile")
+                .map(|_| ())
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
+    let roles = match cx
+        .aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .op(format!("GetInstanceProfile {name}"))
+    {
+        Err(e) if e.code() == "NoSuchEntity" => return Ok("already gone"),
+        Err(e) => return Err(e.into()),
+        Ok(p) => p
+            .instance_profile()
+            .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    };
+    for role in &roles {
+        remove_role_from_profile(cx, name, role).await?;
+    }
+    let d = cx
+        .retry(format!("deleting instance profile {name}"), "iam", Phase::Delete)
+        .delete(|| async {
+            cx.aws
+                .iam
+                .delete_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await
+                .op("DeleteInstanceProfile")
+                .map(|_| ())
+        })
+        .await?;
+    Ok(if d == super::retry::Deleted::Now { "deleted" } else { "already gone" })
+}
+
+/// Deletes a role with everything that blocks it: inline policies, attached managed policies
+/// and membership in instance profiles.
+pub async fn delete_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
+    let iam = &cx.aws.iam;
+    let inline = iam.list_role_policies().role_name(name).send().await.op(format!("ListRolePolicies {name}"));
+    match inline {
+        Err(e) if e.code() == "NoSuchEntity" => return Ok("already gone"),
+        Err(e) => return Err(e.into()),
+        Ok(list) => {
+            for p in list.policy_names() {
+                delete_policy(cx, name, p).await?;
+            }
+        }
+    }
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .op(format!("ListAttachedRolePolicies {name}"))?;
+    for p in attached.attached_policies() {
+        if let Some(arn) = p.policy_arn() {
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .op(format!("DetachRolePolicy {name}"))?;
+        }
+    }
+    let profiles = iam
+        .list_instance_profiles_for_role()
+        .role_name(name)
+        .send()
+        .await
+        .op(format!("ListInstanceProfilesForRole {name}"))?;
+    for p in profiles.instance_profiles() {
+        remove_role_from_profile(cx, p.instance_profile_name(), name).await?;
+    }
+    let d = cx
+        .retry(format!("deleting role {name}"), "iam", Phase::Delete)
+        .delete(|| async { iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ()) })
+        .await?;
+    Ok(if d == super::retry::Deleted::Now { "deleted" } else { "already gone" })
+}

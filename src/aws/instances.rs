@@ -1,0 +1,190 @@
+//! EC2 instances: AMI resolution, one RunInstances per role (MinCount = MaxCount, deterministic
+//! ClientToken, IMDSv2, encrypted gp3, tags in the call), start, terminate and the SDK waiters.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType,
+    ResourceType, VolumeType,
+};
+
+use super::Ctx;
+use super::error::{AwsResultExt, Phase};
+use super::tags::spec_tags;
+use crate::config::{AmiSpec, NodeRole, TAG_ROLE, format_duration};
+
+#[derive(Debug, Clone)]
+pub struct Ami {
+    pub id: String,
+    pub root_device: String,
+}
+
+/// Looks the image up (by id, or newest matching owner + name) to learn its root device name.
+pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
+    let req = cx.aws.ec2.describe_images();
+    let (req, what) = match &cx.spec.ami {
+        AmiSpec::Id(id) => (req.image_ids(id), format!("AMI {id}")),
+        AmiSpec::Lookup { owner, name } => (
+            req.owners(owner)
+                .filters(Filter::builder().name("name").values(name).build())
+                .filters(Filter::builder().name("state").values("available").build()),
+            format!("AMI owner {owner} name {name}"),
+        ),
+    };
+    let resp = req.send().await.op(format!("DescribeImages ({what})"))?;
+    let newest = resp.images().iter().max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
+    let Some(img) = newest else {
+        bail!(
+            "no image matches {what} in {}\n  hint: check ami.id / ami.owner / ami.name and the region",
+            cx.spec.region
+        );
+    };
+    Ok(Ami {
+        id: img.image_id().unwrap_or_default().to_string(),
+        root_device: img.root_device_name().unwrap_or("/dev/sda1").to_string(),
+    })
+}
+
+/// Where and how to launch one role's instances.
+#[derive(Debug, Clone)]
+pub struct LaunchTarget<'a> {
+    pub role: NodeRole,
+    pub count: usize,
+    pub existing: usize,
+    pub subnet_id: &'a str,
+    pub security_group_id: &'a str,
+    pub key_name: &'a str,
+    pub profile_name: &'a str,
+    pub ami: &'a Ami,
+}
+
+pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<String>> {
+    let spec = cx.spec;
+    let group = spec.group(t.role);
+    let count = i32::try_from(t.count).context("too many instances")?;
+    let token = crate::plan::desired::client_token(spec, t.role, t.subnet_id, t.existing, t.count);
+    let mut tags = spec.tags(&format!("node-{}", t.role.as_str()));
+    tags.push((TAG_ROLE.into(), t.role.as_str().into()));
+    let volume_tags = spec.tags("root-volume");
+    let resp = cx
+        .retry(format!("launching {} {} instance(s)", t.count, t.role.as_str()), key, Phase::Create)
+        .run(|| async {
+            cx.aws
+                .ec2
+                .run_instances()
+                .image_id(&t.ami.id)
+                .instance_type(InstanceType::from(group.instance_type.as_str()))
+                .min_count(count)
+                .max_count(count)
+                .client_token(&token)
+                .key_name(t.key_name)
+                .iam_instance_profile(IamInstanceProfileSpecification::builder().name(t.profile_name).build())
+                .metadata_options(
+                    InstanceMetadataOptionsRequest::builder()
+                        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                        .http_tokens(HttpTokensState::Required)
+                        // 2 hops so the CCM and EBS CSI pods can reach IMDS through the CNI.
+                        .http_put_response_hop_limit(2)
+                        .build(),
+                )
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name(&t.ami.root_device)
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .volume_size(i32::try_from(group.root_volume_gb).unwrap_or(50))
+                                .volume_type(VolumeType::Gp3)
+                                .encrypted(true)
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .network_interfaces(
+                    InstanceNetworkInterfaceSpecification::builder()
+                        .device_index(0)
+                        .subnet_id(t.subnet_id)
+                        .groups(t.security_group_id)
+                        .associate_public_ip_address(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .tag_specifications(spec_tags(ResourceType::Instance, &tags))
+                .tag_specifications(spec_tags(ResourceType::Volume, &volume_tags))
+                .send()
+                .await
+                .op("RunInstances")
+        })
+        .await?;
+    Ok(resp.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect())
+}
+
+pub async fn start(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {
+    cx.retry(format!("starting {}", ids.join(", ")), key, Phase::Create)
+        .run(|| async {
+            cx.aws.ec2.start_instances().set_instance_ids(Some(ids.to_vec())).send().await.op("StartInstances")
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn terminate(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {
+    cx.retry(format!("terminating {}", ids.join(", ")), key, Phase::Delete)
+        .delete(|| async {
+            cx.aws
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+                .await
+                .op("TerminateInstances")
+                .map(|_| ())
+        })
+        .await?;
+    Ok(())
+}
+
+fn deadline(cx: &Ctx<'_>) -> Duration {
+    cx.spec.timeouts.instances_running
+}
+
+pub async fn wait_running(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let d = deadline(cx);
+    cx.aws
+        .ec2
+        .wait_until_instance_running()
+        .set_instance_ids(Some(ids.to_vec()))
+        .wait(d)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| {
+            format!(
+                "waiting for {} to run (deadline {})\n  hint: raise timeouts.instances_running, or look at the instances' state in the console",
+                ids.join(", "),
+                format_duration(d)
+            )
+        })?;
+    Ok(())
+}
+
+pub async fn wait_terminated(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let d = deadline(cx);
+    cx.aws
+        .ec2
+        .wait_until_instance_terminated()
+        .set_instance_ids(Some(ids.to_vec()))
+        .wait(d)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("waiting for {} to terminate (deadline {})", ids.join(", "), format_duration(d)))?;
+    Ok(())
+}

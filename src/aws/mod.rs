@@ -1,0 +1,40 @@
+//! The only code that talks to AWS: discovery by tags, create/modify/delete per resource kind,
+//! the error classifier and eventual-consistency retries. Reports progress through
+//! [`Reporter`]; never prints.
+
+mod client;
+mod discover;
+pub mod error;
+mod iam;
+mod instances;
+mod network;
+pub mod retry;
+mod tags;
+
+pub use client::{Aws, Connection};
+pub use discover::{discover, instances as discover_instances};
+pub use iam::{
+    add_role_to_profile, create_profile, create_role, delete_policy, delete_profile, delete_role, put_policy,
+    remove_role_from_profile,
+};
+pub use instances::{Ami, LaunchTarget, launch, resolve_ami, start, terminate, wait_running, wait_terminated};
+pub use network::*;
+
+use crate::config::Spec;
+use crate::reporter::Reporter;
+use error::Phase;
+use retry::Retry;
+
+/// What every mutating call needs: the clients, the spec (names, tags, deadlines) and where
+/// to report progress.
+pub struct Ctx<'a> {
+    pub aws: &'a Aws,
+    pub spec: &'a Spec,
+    pub reporter: &'a dyn Reporter,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn retry(&self, step: impl Into<String>, key: &'a str, phase: Phase) -> Retry<'a> {
+        Retry { step: step.into(), key, phase, deadline: self.spec.timeouts.aws_consistency, reporter: self.reporter }
+    }
+}

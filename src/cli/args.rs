@@ -1,0 +1,68 @@
+//! The command line as clap types. Nothing outside `cli/` sees these.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ui::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tagstack",
+    version,
+    about = "Stateless, tag-driven AWS clusters: VPC, IAM and EC2 nodes from config/<env>.toml, and back to nothing",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 `plan --detailed-exitcode` with changes pending."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Environment file to use.
+    #[arg(short = 'c', long, global = true, value_name = "FILE", conflicts_with = "env")]
+    pub config: Option<PathBuf>,
+    /// Environment name: reads config/NAME.toml.
+    #[arg(short = 'e', long = "env", global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Output,
+    /// Do not ask for confirmation (required for `down` when stdin is not a terminal).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// More logs on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Plain log lines instead of progress spinners, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// AWS shared-config profile (default: the standard chain, e.g. AWS_PROFILE).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS region, overriding the config file's `region`.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would create, update or delete. Writes nothing.
+    Plan {
+        /// Exit 3 when changes are pending, 0 when none (like terraform plan -detailed-exitcode).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Create or converge the environment; idempotent and resumable.
+    Up,
+    /// Delete everything the environment owns.
+    Down,
+    /// What exists, node states, and drift against the config.
+    Status,
+}

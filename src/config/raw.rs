@@ -1,0 +1,68 @@
+//! The environment file exactly as written: serde structs with spans, strict about unknown keys.
+//! Meaning (defaults, ranges, CIDR arithmetic) is `validate.rs`'s job, not this file's.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub project: S<String>,
+    pub environment: S<String>,
+    pub region: S<String>,
+    pub endpoint_url: Option<S<String>>,
+    pub admin_cidrs: S<Vec<S<String>>>,
+    pub kubernetes_version: Option<S<String>>,
+    pub network: RawNetwork,
+    pub ssh: Option<RawSsh>,
+    pub ami: Option<RawAmi>,
+    pub control_plane: Option<RawNodeGroup>,
+    pub workers: Option<RawNodeGroup>,
+    pub timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub vpc_cidr: S<String>,
+    pub subnets: S<Vec<RawSubnet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubnet {
+    pub cidr: S<String>,
+    pub availability_zone: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub public_key: Option<S<String>>,
+    pub user: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmi {
+    pub id: Option<S<String>>,
+    pub owner: Option<S<String>>,
+    pub name: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNodeGroup {
+    pub count: Option<S<i64>>,
+    pub instance_type: Option<S<String>>,
+    pub root_volume_gb: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub aws_consistency: Option<S<String>>,
+    pub instances_running: Option<S<String>>,
+}

@@ -1,0 +1,149 @@
+//! The validated, resolved environment: what every later stage reads. Pure data, no I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+/// Prefix of every tagstack tag key.
+pub const TAG_PROJECT: &str = "tagstack:project";
+pub const TAG_ENV: &str = "tagstack:env";
+pub const TAG_COMPONENT: &str = "tagstack:component";
+pub const TAG_ROLE: &str = "tagstack:role";
+/// SHA-256 of the imported public key, so a changed key file shows up as drift without
+/// depending on how EC2 computes fingerprints.
+pub const TAG_KEY_SHA256: &str = "tagstack:public-key-sha256";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Spec {
+    pub file: PathBuf,
+    pub project: String,
+    pub environment: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub admin_cidrs: Vec<Ipv4Net>,
+    pub kubernetes_version: KubeVersion,
+    pub network: NetworkSpec,
+    pub ssh: SshSpec,
+    pub ami: AmiSpec,
+    pub control_plane: NodeGroupSpec,
+    pub workers: NodeGroupSpec,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkSpec {
+    pub vpc_cidr: Ipv4Net,
+    pub subnets: Vec<SubnetSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubnetSpec {
+    pub cidr: Ipv4Net,
+    pub availability_zone: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSpec {
+    pub public_key_path: PathBuf,
+    /// The public key line (`ssh-ed25519 AAAA... comment`); public, safe to log.
+    pub public_key: String,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmiSpec {
+    Id(String),
+    Lookup { owner: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeGroupSpec {
+    pub count: u32,
+    pub instance_type: String,
+    pub root_volume_gb: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Timeouts {
+    /// Per-step deadline for eventual-consistency retries (NotFound after create, IAM
+    /// propagation, DependencyViolation on delete).
+    pub aws_consistency: Duration,
+    /// How long `up` waits for instances to run and `down` for them to terminate.
+    pub instances_running: Duration,
+}
+
+/// The two node roles. The string form is the `tagstack:role` tag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+impl NodeRole {
+    pub const ALL: [NodeRole; 2] = [NodeRole::ControlPlane, NodeRole::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::ControlPlane => "control-plane",
+            NodeRole::Worker => "worker",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeRole> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl Spec {
+    /// `<project>-<env>`: the Kubernetes cluster name and the stem of every `Name` tag.
+    pub fn cluster_name(&self) -> String {
+        format!("{}-{}", self.project, self.environment)
+    }
+
+    /// `Name` tag for a component, e.g. `demo-dev-vpc`.
+    pub fn name_of(&self, component: &str) -> String {
+        format!("{}-{}", self.cluster_name(), component)
+    }
+
+    /// Every IAM name this environment owns starts with this.
+    pub fn iam_prefix(&self) -> String {
+        format!("tagstack-{}-{}-", self.project, self.environment)
+    }
+
+    pub fn iam_name(&self, role: NodeRole) -> String {
+        format!("{}{}", self.iam_prefix(), role.as_str())
+    }
+
+    pub fn key_pair_name(&self) -> String {
+        format!("tagstack-{}", self.cluster_name())
+    }
+
+    pub fn group(&self, role: NodeRole) -> &NodeGroupSpec {
+        match role {
+            NodeRole::ControlPlane => &self.control_plane,
+            NodeRole::Worker => &self.workers,
+        }
+    }
+
+    /// The tags every resource carries (ownership + Name), for a component.
+    pub fn tags(&self, component: &str) -> Vec<(String, String)> {
+        vec![
+            (TAG_PROJECT.to_string(), self.project.clone()),
+            (TAG_ENV.to_string(), self.environment.clone()),
+            (TAG_COMPONENT.to_string(), component.to_string()),
+            ("Name".to_string(), self.name_of(component)),
+            (format!("kubernetes.io/cluster/{}", self.cluster_name()), "owned".to_string()),
+        ]
+    }
+}

@@ -1,0 +1,15 @@
+//! tagstack: an environment file in, AWS infrastructure (and later a Kubernetes cluster and a
+//! data stack) out, with AWS tags as the only state.
+//!
+//! Data flows `config` (file -> [`config::Spec`]) -> `aws::discover` (-> [`plan::Observed`])
+//! -> `plan::diff` (-> [`plan::Plan`], pure) -> `ops::up` applies it through `aws`.
+//! `cli` resolves flags into settings and calls `ops`; `ui` is the only module that prints;
+//! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod ops;
+pub mod plan;
+pub mod reporter;
+pub mod ui;

@@ -1,0 +1,46 @@
+//! The node inventory `up` and `status` print: stable node names from role and launch order.
+
+use serde::Serialize;
+
+use crate::config::NodeRole;
+use crate::plan::observed::Instance;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// `control-plane` or `worker-N` (N by launch order, oldest first).
+    pub name: String,
+    pub role: NodeRole,
+    pub instance_id: String,
+    pub state: String,
+    pub instance_type: String,
+    pub private_dns: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+}
+
+pub fn inventory(instances: &[Instance]) -> Vec<Node> {
+    let mut out = Vec::new();
+    for role in NodeRole::ALL {
+        let mut of_role: Vec<&Instance> =
+            instances.iter().filter(|i| i.role == role && i.state != "terminated").collect();
+        of_role.sort_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)));
+        for (n, i) in of_role.into_iter().enumerate() {
+            let name = match role {
+                NodeRole::ControlPlane if n == 0 => "control-plane".to_string(),
+                NodeRole::ControlPlane => format!("control-plane-{n}"),
+                NodeRole::Worker => format!("worker-{n}"),
+            };
+            out.push(Node {
+                name,
+                role,
+                instance_id: i.id.clone(),
+                state: i.state.clone(),
+                instance_type: i.instance_type.clone(),
+                private_dns: i.private_dns.clone(),
+                private_ip: i.private_ip.clone(),
+                public_ip: i.public_ip.clone(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! The commands' bodies: thin orchestration of `aws`, `plan` (and later `cluster`, `stack`).
+//! Each returns data; the CLI decides how to show it.
+
+pub mod down;
+mod inventory;
+mod plan;
+pub mod status;
+pub mod up;
+
+pub use down::{DownReport, down, preview as down_preview};
+pub use inventory::{Node, inventory};
+pub use plan::plan;
+pub use status::{Status, status};
+pub use up::{UpReport, up};

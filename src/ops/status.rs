@@ -1,0 +1,40 @@
+//! `tagstack status`: what exists, its state, and drift against the config. Read-only.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::inventory::{Node, inventory};
+use crate::aws::Aws;
+use crate::config::Spec;
+use crate::plan::{Action, Change, Plan, Summary};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// True when `up` would change nothing.
+    pub in_sync: bool,
+    pub summary: Summary,
+    /// Resources that exist and match (keep) or exist with drift (update).
+    pub existing: Vec<Change>,
+    /// Wanted by the config, not found.
+    pub missing: Vec<Change>,
+    /// Owned by the environment, no longer wanted by the config.
+    pub extra: Vec<Change>,
+    pub nodes: Vec<Node>,
+}
+
+pub fn status_of(plan: &Plan, nodes: Vec<Node>) -> Status {
+    let pick = |f: &dyn Fn(Action) -> bool| plan.changes.iter().filter(|c| f(c.action)).cloned().collect::<Vec<_>>();
+    Status {
+        in_sync: plan.is_converged(),
+        summary: plan.summary(),
+        existing: pick(&|a| matches!(a, Action::Keep | Action::Update)),
+        missing: pick(&|a| a == Action::Create),
+        extra: pick(&|a| a == Action::Delete),
+        nodes,
+    }
+}
+
+pub async fn status(aws: &Aws, spec: &Spec) -> Result<Status> {
+    let (observed, plan) = super::plan::plan(aws, spec).await?;
+    Ok(status_of(&plan, inventory(&observed.instances)))
+}

@@ -1,0 +1,41 @@
+//! Human text for a plan: one line per resource, its fixes indented below. Returns strings;
+//! printing is the UI's job.
+
+use std::fmt::Write;
+
+use super::model::{Action, Plan};
+
+fn sigil(a: Action) -> char {
+    match a {
+        Action::Create => '+',
+        Action::Update => '~',
+        Action::Delete => '-',
+        Action::Keep => '=',
+    }
+}
+
+/// `title` names the environment, e.g. "demo/dev in eu-west-3".
+pub fn describe(plan: &Plan, title: &str) -> String {
+    let s = plan.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Plan for {title}: {} to create, {} to update, {} to delete, {} unchanged",
+        s.create, s.update, s.delete, s.keep
+    );
+    for c in &plan.changes {
+        let id = c.id.as_deref().unwrap_or("(new)");
+        let _ = write!(out, "  {} {:<17} {:<44} {id}", sigil(c.action), c.kind.as_str(), c.name);
+        if let Some(note) = &c.note {
+            let _ = write!(out, "  # {note}");
+        }
+        out.push('\n');
+        for f in &c.fixes {
+            let _ = writeln!(out, "      {} {f}", if c.action == Action::Create { '+' } else { '~' });
+        }
+    }
+    if plan.is_converged() {
+        out.push_str("Nothing to do: the environment matches the config.\n");
+    }
+    out
+}

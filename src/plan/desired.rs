@@ -1,0 +1,88 @@
+//! What the config asks for, as resources: names, tags, security-group rules and IAM policy
+//! documents. Pure functions of the [`Spec`].
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::observed::IngressRule;
+use crate::config::{NodeRole, Spec};
+
+pub const TRUST_POLICY: &str = include_str!("../../templates/iam/trust-ec2.json");
+const CCM_CONTROL_PLANE: &str = include_str!("../../templates/iam/cloud-provider-control-plane.json");
+const CCM_NODE: &str = include_str!("../../templates/iam/cloud-provider-node.json");
+const EBS_CSI: &str = include_str!("../../templates/iam/ebs-csi.json");
+
+/// Inline policies per node role, by name. Every node runs a kubelet (node policy) and may
+/// host the EBS CSI controller; only the control plane runs the cloud-controller-manager.
+pub fn inline_policies(role: NodeRole) -> Vec<(&'static str, &'static str)> {
+    match role {
+        NodeRole::ControlPlane => vec![
+            ("cloud-provider-control-plane", CCM_CONTROL_PLANE),
+            ("cloud-provider-node", CCM_NODE),
+            ("ebs-csi", EBS_CSI),
+        ],
+        NodeRole::Worker => vec![("cloud-provider-node", CCM_NODE), ("ebs-csi", EBS_CSI)],
+    }
+}
+
+/// Parsed policy documents, for comparing with what IAM returns.
+pub fn inline_policy_values(role: NodeRole) -> Vec<(String, Value)> {
+    inline_policies(role)
+        .into_iter()
+        .map(|(name, doc)| (name.to_string(), serde_json::from_str(doc).unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// The cluster security group's ingress: everything from itself, SSH and API from admins.
+pub fn ingress_rules(spec: &Spec) -> Vec<IngressRule> {
+    let mut rules = vec![IngressRule::SelfAll];
+    for cidr in &spec.admin_cidrs {
+        rules.push(IngressRule::Tcp { port: 22, cidr: *cidr });
+        rules.push(IngressRule::Tcp { port: 6443, cidr: *cidr });
+    }
+    rules.sort();
+    rules
+}
+
+/// Hex SHA-256 of the public key's type and data (the comment is ignored).
+pub fn public_key_sha256(public_key: &str) -> String {
+    let mut parts = public_key.split_whitespace();
+    let material = format!("{} {}", parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    hex(&Sha256::digest(material.as_bytes()))
+}
+
+/// Deterministic RunInstances ClientToken (<= 64 chars). It includes the subnet id so that a
+/// `down` + `up` (new subnet) never replays the old, terminated reservation, and the number of
+/// instances already present so a scale-up is a new request while a retry of a crashed launch
+/// is the same one.
+pub fn client_token(spec: &Spec, role: NodeRole, subnet_id: &str, existing: usize, launch: usize) -> String {
+    let input = format!("{}/{}/{}/{subnet_id}/{existing}/{launch}", spec.project, spec.environment, role.as_str());
+    let digest = hex(&Sha256::digest(input.as_bytes()));
+    format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_document_is_valid_json_with_statements() {
+        for role in NodeRole::ALL {
+            for (name, doc) in inline_policy_values(role) {
+                assert!(doc["Statement"].as_array().is_some_and(|s| !s.is_empty()), "{name}");
+            }
+        }
+        let trust: Value = serde_json::from_str(TRUST_POLICY).unwrap();
+        assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    }
+
+    #[test]
+    fn key_hash_ignores_comment() {
+        assert_eq!(public_key_sha256("ssh-ed25519 AAAA me@a"), public_key_sha256("ssh-ed25519 AAAA other"));
+        assert_ne!(public_key_sha256("ssh-ed25519 AAAA"), public_key_sha256("ssh-ed25519 AAAB"));
+    }
+}

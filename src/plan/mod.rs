@@ -1,0 +1,16 @@
+//! The pure heart: desired resources from a [`crate::config::Spec`], what discovery observed,
+//! and the diff between them as a [`Plan`]. No tokio, no SDK, no printing.
+
+mod describe;
+pub mod desired;
+mod diff;
+mod model;
+pub mod observed;
+
+pub use describe::describe;
+pub use diff::{PlanError, diff, live_instances, teardown};
+pub use model::{Action, Change, Fix, Kind, Plan, Summary};
+pub use observed::Observed;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+//! The plan: an ordered list of per-resource changes with typed fixes. Printable, serializable,
+//! and what `up` executes. No I/O.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use super::observed::IngressRule;
+use crate::config::NodeRole;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    SecurityGroup,
+    KeyPair,
+    IamRole,
+    InstanceProfile,
+    Instances,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::InternetGateway => "internet-gateway",
+            Kind::RouteTable => "route-table",
+            Kind::SecurityGroup => "security-group",
+            Kind::KeyPair => "key-pair",
+            Kind::IamRole => "iam-role",
+            Kind::InstanceProfile => "instance-profile",
+            Kind::Instances => "instances",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Keep,
+    Update,
+    Delete,
+}
+
+/// One thing to change on an existing (or about-to-exist) resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    EnableDnsHostnames,
+    EnableMapPublicIp,
+    AttachGateway,
+    SetDefaultRoute { current: Option<String> },
+    Associate { subnet: String },
+    Authorize(IngressRule),
+    Revoke(IngressRule),
+    ReplaceKey,
+    PutPolicy { name: String },
+    DeletePolicy { name: String },
+    AddRole { role: String },
+    RemoveRole { role: String },
+    Launch { count: usize },
+    Start { ids: Vec<String> },
+    Terminate { ids: Vec<String> },
+}
+
+impl fmt::Display for IngressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IngressRule::SelfAll => write!(f, "all traffic from the group itself"),
+            IngressRule::Tcp { port, cidr } => write!(f, "tcp/{port} from {cidr}"),
+            IngressRule::Other(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl fmt::Display for Fix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fix::EnableDnsHostnames => write!(f, "enable DNS hostnames"),
+            Fix::EnableMapPublicIp => write!(f, "map public IPs on launch"),
+            Fix::AttachGateway => write!(f, "attach to the VPC"),
+            Fix::SetDefaultRoute { current: None } => write!(f, "add route 0.0.0.0/0 -> internet gateway"),
+            Fix::SetDefaultRoute { current: Some(t) } => {
+                write!(f, "replace route 0.0.0.0/0 -> {t} with the internet gateway")
+            }
+            Fix::Associate { subnet } => write!(f, "associate subnet {subnet}"),
+            Fix::Authorize(r) => write!(f, "allow {r}"),
+            Fix::Revoke(r) => write!(f, "revoke {r}"),
+            Fix::ReplaceKey => write!(f, "re-import: the public key file changed (running nodes keep the old key)"),
+            Fix::PutPolicy { name } => write!(f, "put inline policy {name}"),
+            Fix::DeletePolicy { name } => write!(f, "delete inline policy {name}"),
+            Fix::AddRole { role } => write!(f, "add role {role}"),
+            Fix::RemoveRole { role } => write!(f, "remove role {role}"),
+            Fix::Launch { count } => write!(f, "launch {count}"),
+            Fix::Start { ids } => write!(f, "start {}", ids.join(", ")),
+            Fix::Terminate { ids } => write!(f, "terminate {}", ids.join(", ")),
+        }
+    }
+}
+
+impl Serialize for Fix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    /// Logical name: the `Name` tag, the IAM name, the subnet CIDR or the node role.
+    pub name: String,
+    pub action: Action,
+    /// The AWS id (or IAM name) when the resource exists.
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fixes: Vec<Fix>,
+    /// Why: e.g. "not in the config any more".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For instance groups: which role.
+    #[serde(skip)]
+    pub role: Option<NodeRole>,
+}
+
+impl Change {
+    pub fn new(kind: Kind, name: impl Into<String>, action: Action, id: Option<String>) -> Self {
+        Self { kind, name: name.into(), action, id, fixes: Vec::new(), note: None, role: None }
+    }
+
+    pub fn with_fixes(mut self, fixes: Vec<Fix>) -> Self {
+        if !fixes.is_empty() && self.action == Action::Keep {
+            self.action = Action::Update;
+        }
+        self.fixes = fixes;
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::Keep => s.keep += 1,
+            }
+        }
+        s
+    }
+
+    /// True when `up` would make no create, modify or delete call.
+    pub fn is_converged(&self) -> bool {
+        self.changes.iter().all(|c| c.action == Action::Keep)
+    }
+
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(move |c| c.kind == kind)
+    }
+
+    pub fn one(&self, kind: Kind) -> Option<&Change> {
+        self.of_kind(kind).find(|c| c.action != Action::Delete)
+    }
+}

@@ -1,0 +1,98 @@
+//! Human text for command results, as strings (so they can be snapshot-tested).
+
+use std::fmt::Write;
+
+use crate::ops::{DownReport, Node, Status, UpReport};
+use crate::plan::Change;
+
+pub fn nodes_table(nodes: &[Node]) -> String {
+    let mut out = String::new();
+    if nodes.is_empty() {
+        out.push_str("No nodes.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:<14} {:<21} {:<10} {:<44} {:<15} PUBLIC IP",
+        "NODE", "ROLE", "INSTANCE", "STATE", "PRIVATE DNS", "PRIVATE IP"
+    );
+    for n in nodes {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<14} {:<21} {:<10} {:<44} {:<15} {}",
+            n.name,
+            n.role.as_str(),
+            n.instance_id,
+            n.state,
+            n.private_dns.as_deref().unwrap_or("-"),
+            n.private_ip.as_deref().unwrap_or("-"),
+            n.public_ip.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
+pub fn up(report: &UpReport, title: &str) -> String {
+    let mut out = String::new();
+    if report.changed {
+        let s = &report.summary;
+        let _ = writeln!(
+            out,
+            "{title}: {} created, {} updated, {} deleted, {} unchanged",
+            s.create, s.update, s.delete, s.keep
+        );
+    } else {
+        let _ = writeln!(out, "{title}: nothing to do, the environment matches the config.");
+    }
+    out.push_str(&nodes_table(&report.nodes));
+    out
+}
+
+fn change_line(out: &mut String, c: &Change) {
+    let _ = write!(out, "  {:<17} {:<44} {}", c.kind.as_str(), c.name, c.id.as_deref().unwrap_or("-"));
+    if let Some(n) = &c.note {
+        let _ = write!(out, "  # {n}");
+    }
+    out.push('\n');
+    for f in &c.fixes {
+        let _ = writeln!(out, "      drift: {f}");
+    }
+}
+
+pub fn status(st: &Status, title: &str) -> String {
+    let mut out = String::new();
+    let verdict = if st.in_sync {
+        "in sync with the config"
+    } else {
+        "differs from the config (run `tagstack plan` for details)"
+    };
+    let _ = writeln!(out, "{title}: {verdict}");
+    if !st.existing.is_empty() {
+        out.push_str("Exists:\n");
+        st.existing.iter().for_each(|c| change_line(&mut out, c));
+    }
+    if !st.missing.is_empty() {
+        out.push_str("Missing (wanted by the config):\n");
+        st.missing.iter().for_each(|c| change_line(&mut out, c));
+    }
+    if !st.extra.is_empty() {
+        out.push_str("Extra (owned, no longer in the config):\n");
+        st.extra.iter().for_each(|c| change_line(&mut out, c));
+    }
+    out.push_str(&nodes_table(&st.nodes));
+    out
+}
+
+pub fn down(report: &DownReport, title: &str) -> String {
+    let mut out = String::new();
+    if report.deleted.is_empty() {
+        let _ = writeln!(out, "{title}: nothing to delete.");
+        return out;
+    }
+    let _ = writeln!(out, "{title}: {} resource(s) processed, {} failed", report.deleted.len(), report.failed);
+    for d in &report.deleted {
+        let c = &d.change;
+        let _ = writeln!(out, "  {:<17} {:<44} {}", c.kind.as_str(), c.id.as_deref().unwrap_or(&c.name), d.outcome);
+    }
+    out
+}
