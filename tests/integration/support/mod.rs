@@ -1,0 +1,324 @@
+//! The integration harness: a per-test environment (unique project name, temp config dir,
+//! a recording fault proxy in front of the shared moto server) and a small fluent builder
+//! that runs the real `tagstack` binary. moto is started by `scripts/test`, which exports
+//! TAGSTACK_TEST_MOTO_URL; the harness refuses anything that is not loopback, so a test can
+//! never reach real AWS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+pub mod fault_proxy;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_ec2::types::Filter;
+pub use fault_proxy::{FaultProxy, Rule};
+
+pub const REGION: &str = "eu-west-3";
+pub const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB it@tagstack";
+
+/// The emulator's URL, checked to be loopback.
+pub fn moto_url() -> String {
+    let url = std::env::var("TAGSTACK_TEST_MOTO_URL").unwrap_or_else(|_| {
+        panic!(
+            "TAGSTACK_TEST_MOTO_URL is not set: these tests need the AWS emulator; run `scripts/test` (it starts moto)"
+        )
+    });
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "refusing to test against {url}: only a loopback emulator is allowed"
+    );
+    url
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One isolated environment: its own project name, config file and proxy.
+pub struct TestEnv {
+    pub project: String,
+    pub environment: String,
+    pub dir: tempfile::TempDir,
+    pub proxy: FaultProxy,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Builder for one run of the binary.
+pub struct Tagstack<'a> {
+    env: &'a TestEnv,
+    args: Vec<String>,
+    stdin_null: bool,
+}
+
+impl<'a> Tagstack<'a> {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagstack"));
+        cmd.arg("-c").arg(self.env.config_path()).args(&self.args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AWS_ENDPOINT_URL", self.env.proxy.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Standard mode with a short budget: throttling tests stay fast, and this is
+            // how a user would tune it too.
+            .env("AWS_RETRY_MODE", "standard")
+            .env("AWS_MAX_ATTEMPTS", "3")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("CI", "true")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
+    pub fn run(self) -> Run {
+        let out: Output = self.command().output().expect("spawning tagstack");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn spawn(self) -> Child {
+        self.command().spawn().expect("spawning tagstack")
+    }
+}
+
+impl TestEnv {
+    /// `name` must be short: it becomes part of the project name (`it-<name>-<n>`).
+    pub fn new(name: &str) -> TestEnv {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id() % 10_000;
+        let project = format!("{name}{pid}x{n}");
+        assert!(project.len() <= 24, "project name {project} too long; shorten the test name");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("id_ed25519.pub"), format!("{PUBLIC_KEY}\n")).unwrap();
+        let proxy = FaultProxy::start(&moto_url());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let env = TestEnv { project, environment: "ci".into(), dir, proxy, rt };
+        env.write_config(2, "");
+        env
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("env.toml")
+    }
+
+    /// Writes the environment file with `workers` workers plus `extra` TOML appended.
+    pub fn write_config(&self, workers: u32, extra: &str) {
+        let text = format!(
+            r#"project = "{project}"
+environment = "{environment}"
+region = "{REGION}"
+admin_cidrs = ["198.51.100.7/32"]
+
+[network]
+vpc_cidr = "10.61.0.0/16"
+
+[[network.subnets]]
+cidr = "10.61.1.0/24"
+availability_zone = "{REGION}a"
+
+[ssh]
+public_key = "id_ed25519.pub"
+
+[ami]
+owner = "099720109477"
+name = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
+
+[control_plane]
+instance_type = "t3.large"
+
+[workers]
+count = {workers}
+instance_type = "t3.large"
+
+[timeouts]
+aws_consistency = "20s"
+instances_running = "60s"
+{extra}"#,
+            project = self.project,
+            environment = self.environment,
+        );
+        let mut f = std::fs::File::create(self.config_path()).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    pub fn tagstack(&self) -> Tagstack<'_> {
+        Tagstack { env: self, args: Vec::new(), stdin_null: true }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// SDK clients that talk to moto directly (not through the proxy), to set up decoys and
+    /// to check the account independently of tagstack's own discovery.
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .region(aws_sdk_ec2::config::Region::new(REGION))
+                .endpoint_url(moto_url())
+                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+                .build(),
+        )
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::Config::builder()
+                .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+                .region(aws_sdk_iam::config::Region::new("us-east-1"))
+                .endpoint_url(moto_url())
+                .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "test"))
+                .build(),
+        )
+    }
+
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn owner_filters(&self) -> Vec<Filter> {
+        vec![
+            Filter::builder().name("tag:tagstack:project").values(&self.project).build(),
+            Filter::builder().name("tag:tagstack:env").values(&self.environment).build(),
+        ]
+    }
+
+    /// Counts of what the account holds with this environment's tags, read directly.
+    pub fn owned_counts(&self) -> Counts {
+        let ec2 = self.ec2();
+        let iam = self.iam();
+        let f = self.owner_filters();
+        self.block(async {
+            let vpcs = ec2.describe_vpcs().set_filters(Some(f.clone())).send().await.unwrap().vpcs().len();
+            let subnets = ec2.describe_subnets().set_filters(Some(f.clone())).send().await.unwrap().subnets().len();
+            let igws = ec2
+                .describe_internet_gateways()
+                .set_filters(Some(f.clone()))
+                .send()
+                .await
+                .unwrap()
+                .internet_gateways()
+                .len();
+            let rtbs =
+                ec2.describe_route_tables().set_filters(Some(f.clone())).send().await.unwrap().route_tables().len();
+            let sgs = ec2
+                .describe_security_groups()
+                .set_filters(Some(f.clone()))
+                .send()
+                .await
+                .unwrap()
+                .security_groups()
+                .len();
+            let keys = ec2.describe_key_pairs().set_filters(Some(f.clone())).send().await.unwrap().key_pairs().len();
+            let mut live = f.clone();
+            live.push(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(vec!["pending".into(), "running".into(), "stopping".into(), "stopped".into()]))
+                    .build(),
+            );
+            let instances = ec2
+                .describe_instances()
+                .set_filters(Some(live))
+                .send()
+                .await
+                .unwrap()
+                .reservations()
+                .iter()
+                .map(|r| r.instances().len())
+                .sum();
+            let prefix = format!("tagstack-{}-{}-", self.project, self.environment);
+            let mut roles = 0;
+            for r in
+                iam.list_roles().send().await.unwrap().roles().iter().filter(|r| r.role_name().starts_with(&prefix))
+            {
+                let tags = iam.list_role_tags().role_name(r.role_name()).send().await.unwrap();
+                let env_tag = tags.tags().iter().find(|t| t.key() == "tagstack:env").map(|t| t.value().to_string());
+                roles += usize::from(env_tag.as_deref() == Some(self.environment.as_str()));
+            }
+            let profiles = iam
+                .list_instance_profiles()
+                .send()
+                .await
+                .unwrap()
+                .instance_profiles()
+                .iter()
+                .filter(|p| p.instance_profile_name().starts_with(&prefix))
+                .count();
+            Counts { vpcs, subnets, igws, rtbs, sgs, keys, instances, roles, profiles }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub vpcs: usize,
+    pub subnets: usize,
+    pub igws: usize,
+    pub rtbs: usize,
+    pub sgs: usize,
+    pub keys: usize,
+    pub instances: usize,
+    pub roles: usize,
+    pub profiles: usize,
+}
+
+impl Counts {
+    /// A fully created environment with `nodes` instances.
+    pub fn full(nodes: usize) -> Counts {
+        Counts { vpcs: 1, subnets: 1, igws: 1, rtbs: 1, sgs: 1, keys: 1, instances: nodes, roles: 2, profiles: 2 }
+    }
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
