@@ -1,1 +1,429 @@
+//! Unit and snapshot tests of config validation. Every bad config is [`BASE`] with one small
+//! textual edit, so the line and column in each snapshot point at a known place; the snapshots
+//! hold the full message (file:line:col, key, message, hint) exactly as the user sees it.
 
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{AmiSpec, ConfigError, KubeVersion, NodeGroupSpec, Spec, SubnetSpec};
+
+const FILE: &str = "config/test.toml";
+const HOME: &str = "/home/u";
+const KEY_LINE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 me@laptop";
+const PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/// A valid environment that leaves every optional table out, so it also exercises the defaults.
+/// Line numbers matter: the snapshots point into this text.
+const BASE: &str = r#"# tagstack test environment
+project = "demo"
+environment = "dev"
+region = "eu-west-3"
+admin_cidrs = ["203.0.113.7/32", "198.51.100.0/24"]
+
+[network]
+vpc_cidr = "10.20.0.0/16"
+
+[[network.subnets]]
+cidr = "10.20.1.0/24"
+availability_zone = "eu-west-3a"
+
+[[network.subnets]]
+cidr = "10.20.2.0/24"
+availability_zone = "eu-west-3b"
+"#;
+
+/// The two `[[network.subnets]]` blocks of [`BASE`], for the cases that replace them.
+const SUBNETS: &str = r#"[[network.subnets]]
+cidr = "10.20.1.0/24"
+availability_zone = "eu-west-3a"
+
+[[network.subnets]]
+cidr = "10.20.2.0/24"
+availability_zone = "eu-west-3b"
+"#;
+
+/// The fake file system: the key files a test may point at, and nothing else.
+fn reader(p: &Path) -> io::Result<String> {
+    match p.to_str() {
+        Some("/home/u/.ssh/id_ed25519.pub" | "/home/u/keys/work.pub" | "config/keys/ci.pub") => {
+            Ok(format!("{KEY_LINE}\n"))
+        }
+        Some("/home/u/.ssh/id_ed25519") => Ok(PRIVATE_KEY.to_string()),
+        Some("/home/u/.ssh/notes.txt") => Ok("# my keys\n\nremember to rotate\n".to_string()),
+        _ => Err(io::Error::new(io::ErrorKind::NotFound, "No such file or directory (os error 2)")),
+    }
+}
+
+fn parse_with_home(source: &str, home: Option<&Path>) -> Result<Spec, ConfigError> {
+    super::parse(Path::new(FILE), source, home, &reader)
+}
+
+fn parse(source: &str) -> Result<Spec, ConfigError> {
+    parse_with_home(source, Some(Path::new(HOME)))
+}
+
+fn ok(source: &str) -> Spec {
+    match parse(source) {
+        Ok(spec) => spec,
+        Err(e) => panic!("expected a valid config, got:\n{e}\n--- config ---\n{source}"),
+    }
+}
+
+fn reject(source: &str) -> ConfigError {
+    match parse(source) {
+        Ok(spec) => panic!("expected a rejection, got {spec:?}\n--- config ---\n{source}"),
+        Err(e) => e,
+    }
+}
+
+/// [`BASE`] with the one occurrence of `replace` replaced by `by`.
+fn with(replace: &str, by: &str) -> String {
+    assert_eq!(BASE.matches(replace).count(), 1, "{replace:?} must occur exactly once in BASE");
+    BASE.replacen(replace, by, 1)
+}
+
+/// [`BASE`] with a top-level key added after the `region` line, as line 5.
+fn top(line: &str) -> String {
+    with("region = \"eu-west-3\"\n", &format!("region = \"eu-west-3\"\n{line}\n"))
+}
+
+/// [`BASE`] with tables appended at the end (from line 18 on).
+fn plus(tables: &str) -> String {
+    format!("{BASE}\n{tables}")
+}
+
+fn path(p: &str) -> PathBuf {
+    PathBuf::from(p)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad configs: one #[test] and one snapshot each.
+
+macro_rules! bad_configs {
+    ($($name:ident => $source:expr;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                insta::assert_snapshot!(stringify!($name), reject(&$source).to_string());
+            }
+        )+
+        /// Every case name, to count them and to check they are distinct configs.
+        const BAD_CASES: &[(&str, fn() -> String)] = &[$((stringify!($name), || $source)),+];
+    };
+}
+
+bad_configs! {
+    // TOML itself (toml's errors, reshaped with the key and a hint).
+    toml_syntax_error_unquoted_string => with("environment = \"dev\"", "environment = dev");
+    toml_syntax_error_unclosed_table_header => with("[network]\n", "[network\n");
+    unknown_top_level_key => with("region = ", "regoin = ");
+    unknown_nested_key_in_workers => plus("[workers]\ncount = 2\ninstance_typ = \"t3.large\"\n");
+    unknown_table => plus("[worker]\ncount = 2\n");
+    wrong_type_workers_count_string => plus("[workers]\ncount = \"3\"\n");
+    wrong_type_admin_cidrs_not_a_list => with(
+        "admin_cidrs = [\"203.0.113.7/32\", \"198.51.100.0/24\"]",
+        "admin_cidrs = \"203.0.113.7/32\"",
+    );
+    toml_syntax_error_duplicate_key => top("project = \"other\"");
+    missing_required_project => with("project = \"demo\"\n", "");
+    // Line 1 holds a key here: the error must still name the missing one, with no line.
+    missing_required_environment_after_first_line_key => with(
+        "# tagstack test environment\nproject = \"demo\"\nenvironment = \"dev\"\n",
+        "project = \"demo\"\n",
+    );
+    missing_required_vpc_cidr => with("vpc_cidr = \"10.20.0.0/16\"\n", "");
+    missing_required_subnet_availability_zone => with("availability_zone = \"eu-west-3b\"\n", "");
+    missing_required_network_table => BASE.split("\n[network]").next().unwrap_or_default().to_string() + "\n";
+
+    // Names that go into tags and IAM role names.
+    project_uppercase => with("\"demo\"", "\"Demo\"");
+    project_underscore => with("\"demo\"", "\"data_plat\"");
+    project_leading_digit => with("\"demo\"", "\"1demo\"");
+    project_trailing_dash => with("\"demo\"", "\"demo-\"");
+    project_double_dash => with("\"demo\"", "\"data--plat\"");
+    project_empty => with("\"demo\"", "\"\"");
+    project_too_long_25_chars => with("\"demo\"", "\"abcdefghijklmnopqrstuvwxy\"");
+    environment_invalid => with("\"dev\"", "\"Staging 1\"");
+    project_and_environment_too_long_for_iam => with(
+        "project = \"demo\"\nenvironment = \"dev\"",
+        "project = \"abcdefghijklmnopqrstuvwx\"\nenvironment = \"abcdefghijklmnopq\"",
+    );
+
+    // Region and endpoint.
+    region_invalid => with("\"eu-west-3\"", "\"eu-west\"");
+    region_uppercase => with("\"eu-west-3\"", "\"EU-WEST-3\"");
+    endpoint_url_without_scheme => top("endpoint_url = \"127.0.0.1:5000\"");
+    endpoint_url_not_http => top("endpoint_url = \"ftp://127.0.0.1:5000\"");
+
+    // VPC and subnets.
+    vpc_cidr_invalid => with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.0.0\"");
+    vpc_cidr_host_bits_set => with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.1.0/16\"");
+    vpc_cidr_prefix_8_out_of_range => with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.0.0.0/8\"");
+    subnet_outside_vpc => with("\"10.20.2.0/24\"", "\"10.30.2.0/24\"");
+    subnets_overlap => with("\"10.20.2.0/24\"", "\"10.20.1.128/25\"");
+    subnet_prefix_too_long => with("\"10.20.2.0/24\"", "\"10.20.2.0/29\"");
+    subnet_host_bits_set => with("\"10.20.2.0/24\"", "\"10.20.2.1/24\"");
+    subnet_az_not_in_region => with("\"eu-west-3b\"", "\"us-east-1b\"");
+    subnet_az_is_the_region => with("\"eu-west-3b\"", "\"eu-west-3\"");
+    no_subnets_empty_list => with(SUBNETS, "subnets = []\n");
+
+    // Who may reach SSH and the API.
+    admin_cidrs_empty => with("[\"203.0.113.7/32\", \"198.51.100.0/24\"]", "[]");
+    admin_cidrs_invalid_entry => with("\"198.51.100.0/24\"", "\"198.51.100.0/33\"");
+    admin_cidrs_address_without_prefix => with("\"198.51.100.0/24\"", "\"198.51.100.7\"");
+    admin_cidrs_duplicate => with("\"198.51.100.0/24\"", "\"203.0.113.7/32\"");
+
+    // Node groups.
+    workers_count_negative => plus("[workers]\ncount = -1\n");
+    workers_count_too_large => plus("[workers]\ncount = 201\n");
+    workers_root_volume_too_small => plus("[workers]\nroot_volume_gb = 4\n");
+    workers_instance_type_malformed => plus("[workers]\ninstance_type = \"t3large\"\n");
+    control_plane_instance_type_uppercase => plus("[control_plane]\ninstance_type = \"T3.Large\"\n");
+    control_plane_count_2 => plus("[control_plane]\ncount = 2\n");
+    control_plane_count_0 => plus("[control_plane]\ncount = 0\n");
+    control_plane_count_500 => plus("[control_plane]\ncount = 500\n");
+
+    // AMI.
+    ami_id_and_owner => plus("[ami]\nid = \"ami-0abcdef1234567890\"\nowner = \"099720109477\"\n");
+    ami_id_malformed => plus("[ami]\nid = \"ami-123\"\n");
+    ami_owner_without_name => plus("[ami]\nowner = \"099720109477\"\n");
+    ami_name_without_owner => plus("[ami]\nname = \"ubuntu/images/*\"\n");
+    ami_owner_empty => plus("[ami]\nowner = \"\"\nname = \"ubuntu/images/*\"\n");
+    ami_table_empty => plus("[ami]\n");
+
+    // Kubernetes version.
+    kubernetes_version_malformed => top("kubernetes_version = \"latest\"");
+    kubernetes_version_unsupported_1_20 => top("kubernetes_version = \"1.20\"");
+
+    // Timeouts.
+    timeouts_duration_malformed => plus("[timeouts]\ninstances_running = \"5 minutes\"\n");
+    timeouts_duration_zero => plus("[timeouts]\naws_consistency = \"0s\"\n");
+
+    // SSH key and user.
+    ssh_public_key_file_missing => plus("[ssh]\npublic_key = \"~/.ssh/id_rsa.pub\"\n");
+    ssh_public_key_is_a_private_key => plus("[ssh]\npublic_key = \"~/.ssh/id_ed25519\"\n");
+    ssh_public_key_not_a_key => plus("[ssh]\npublic_key = \"~/.ssh/notes.txt\"\n");
+    ssh_user_invalid => plus("[ssh]\nuser = \"ubuntu admin\"\n");
+}
+
+#[test]
+fn bad_cases_are_many_and_distinct() {
+    assert!(BAD_CASES.len() >= 24, "only {} bad cases", BAD_CASES.len());
+    let mut sources: Vec<String> = BAD_CASES.iter().map(|(_, f)| f()).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), BAD_CASES.len(), "two cases build the same config");
+    for (name, f) in BAD_CASES {
+        assert_ne!(f(), BASE, "{name} does not change BASE");
+    }
+}
+
+/// The default key path (no [ssh] table) has no place in the file: the error must not point at
+/// line 1, which holds something else.
+#[test]
+fn default_public_key_without_home_has_no_location() {
+    let err = match parse_with_home(BASE, None) {
+        Ok(spec) => panic!("expected a rejection, got {spec:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(err.location, None);
+    assert_eq!(err.key.as_deref(), Some("ssh.public_key"));
+    insta::assert_snapshot!("default_public_key_without_home", err.to_string());
+}
+
+#[test]
+fn default_public_key_missing_has_no_location() {
+    let reader_without_keys = |_: &Path| -> io::Result<String> {
+        Err(io::Error::new(io::ErrorKind::NotFound, "No such file or directory (os error 2)"))
+    };
+    let err = match super::parse(Path::new(FILE), BASE, Some(Path::new(HOME)), &reader_without_keys) {
+        Ok(spec) => panic!("expected a rejection, got {spec:?}"),
+        Err(e) => e,
+    };
+    assert_eq!(err.location, None);
+    insta::assert_snapshot!("default_public_key_missing", err.to_string());
+}
+
+/// The structured fields, not just the rendering: location, key and hint of one error.
+#[test]
+fn error_fields_point_at_the_value() {
+    let err = reject(&with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.1.0/16\""));
+    assert_eq!(err.file, path(FILE));
+    assert_eq!(err.location, Some((8, 12)));
+    assert_eq!(err.key.as_deref(), Some("network.vpc_cidr"));
+    assert_eq!(err.message, "\"10.20.1.0/16\" has host bits set");
+    assert_eq!(err.hint.as_deref(), Some("did you mean \"10.20.0.0/16\"?"));
+
+    let err = reject(&plus("[workers]\ncount = \"3\"\n"));
+    assert_eq!(err.location, Some((19, 9)));
+    assert_eq!(err.key.as_deref(), Some("workers.count"));
+
+    // A missing top-level key has no place in the file; a missing nested one points at its table.
+    let err = reject(&with("project = \"demo\"\n", ""));
+    assert_eq!((err.location, err.key.as_deref()), (None, Some("project")));
+    let err = reject(&with("vpc_cidr = \"10.20.0.0/16\"\n", ""));
+    assert_eq!((err.location, err.key.as_deref()), (Some((7, 1)), Some("network.vpc_cidr")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Good configs.
+
+#[test]
+fn base_parses_with_defaults() {
+    let spec = ok(BASE);
+    assert_eq!(spec.file, path(FILE));
+    assert_eq!(spec.project, "demo");
+    assert_eq!(spec.environment, "dev");
+    assert_eq!(spec.region, "eu-west-3");
+    assert_eq!(spec.endpoint_url, None);
+    let admin: Vec<String> = spec.admin_cidrs.iter().map(ToString::to_string).collect();
+    assert_eq!(admin, ["203.0.113.7/32", "198.51.100.0/24"]);
+    assert_eq!(spec.kubernetes_version, KubeVersion { major: 1, minor: 36, patch: None });
+    assert_eq!(super::DEFAULT_KUBE_VERSION, "1.36");
+    assert_eq!(spec.network.vpc_cidr.to_string(), "10.20.0.0/16");
+    assert_eq!(
+        spec.network.subnets,
+        [
+            SubnetSpec { cidr: "10.20.1.0/24".parse().unwrap(), availability_zone: "eu-west-3a".into() },
+            SubnetSpec { cidr: "10.20.2.0/24".parse().unwrap(), availability_zone: "eu-west-3b".into() },
+        ]
+    );
+    assert_eq!(spec.ssh.public_key_path, path("/home/u/.ssh/id_ed25519.pub"));
+    assert_eq!(spec.ssh.public_key, KEY_LINE);
+    assert_eq!(spec.ssh.user, "ubuntu");
+    assert_eq!(
+        spec.ami,
+        AmiSpec::Lookup {
+            owner: "099720109477".into(),
+            name: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*".into()
+        }
+    );
+    assert_eq!(spec.control_plane, NodeGroupSpec { count: 1, instance_type: "t3.large".into(), root_volume_gb: 30 });
+    assert_eq!(spec.workers, NodeGroupSpec { count: 3, instance_type: "t3.large".into(), root_volume_gb: 50 });
+    assert_eq!(spec.timeouts.aws_consistency, Duration::from_secs(120));
+    assert_eq!(spec.timeouts.instances_running, Duration::from_secs(600));
+    assert_eq!(spec.iam_name(super::NodeRole::ControlPlane), "tagstack-demo-dev-control-plane");
+}
+
+#[test]
+fn base_spec_snapshot() {
+    insta::assert_json_snapshot!("base_spec", ok(BASE));
+}
+
+#[test]
+fn every_key_written_is_used() {
+    let spec = ok(&plus(
+        r#"[ssh]
+public_key = "~/keys/work.pub"
+user = "admin"
+
+[ami]
+id = "ami-0abcdef1234567890"
+
+[control_plane]
+count = 1
+instance_type = "m6i.xlarge"
+root_volume_gb = 40
+
+[workers]
+count = 0
+instance_type = "r6i.2xlarge"
+root_volume_gb = 16384
+
+[timeouts]
+aws_consistency = "90s"
+instances_running = "1h30m"
+"#,
+    )
+    .replace(
+        "region = \"eu-west-3\"\n",
+        "region = \"eu-west-3\"\nendpoint_url = \"http://127.0.0.1:5000/\"\nkubernetes_version = \"v1.35.2\"\n",
+    ));
+    assert_eq!(spec.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    assert_eq!(spec.kubernetes_version, KubeVersion { major: 1, minor: 35, patch: Some(2) });
+    assert_eq!(spec.ssh.user, "admin");
+    assert_eq!(spec.ami, AmiSpec::Id("ami-0abcdef1234567890".into()));
+    assert_eq!(spec.control_plane, NodeGroupSpec { count: 1, instance_type: "m6i.xlarge".into(), root_volume_gb: 40 });
+    assert_eq!(spec.workers, NodeGroupSpec { count: 0, instance_type: "r6i.2xlarge".into(), root_volume_gb: 16384 });
+    assert_eq!(spec.timeouts.aws_consistency, Duration::from_secs(90));
+    assert_eq!(spec.timeouts.instances_running, Duration::from_secs(5400));
+}
+
+#[test]
+fn limits_are_inclusive() {
+    let spec = ok(&with(
+        "project = \"demo\"\nenvironment = \"dev\"",
+        "project = \"abcdefghijklmnopqrstuvwx\"\nenvironment = \"abcdefghijklmnop\"",
+    ));
+    assert_eq!(spec.project.len() + spec.environment.len(), 40);
+    assert_eq!(spec.iam_name(super::NodeRole::ControlPlane).len(), 64);
+    assert_eq!(ok(&plus("[workers]\ncount = 200\nroot_volume_gb = 8\n")).workers.count, 200);
+    assert_eq!(ok(&top("kubernetes_version = \"1.33\"")).kubernetes_version.minor, 33);
+    assert_eq!(ok(&top("kubernetes_version = \"1.37.1\"")).kubernetes_version.minor, 37);
+    let spec = ok(&with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.0.0/20\""));
+    assert_eq!(spec.network.vpc_cidr.prefix_len(), 20);
+}
+
+#[test]
+fn admin_cidrs_whole_internet_accepted_when_explicit() {
+    let spec = ok(&with("[\"203.0.113.7/32\", \"198.51.100.0/24\"]", "[\"0.0.0.0/0\"]"));
+    let admin: Vec<String> = spec.admin_cidrs.iter().map(ToString::to_string).collect();
+    assert_eq!(admin, ["0.0.0.0/0"]);
+}
+
+#[test]
+fn admin_cidrs_are_required() {
+    let err = reject(&with("admin_cidrs = [\"203.0.113.7/32\", \"198.51.100.0/24\"]\n", ""));
+    assert_eq!(err.message, "missing field `admin_cidrs`");
+}
+
+#[test]
+fn tilde_expands_to_the_given_home() {
+    let spec = ok(&plus("[ssh]\npublic_key = \"~/keys/work.pub\"\n"));
+    assert_eq!(spec.ssh.public_key_path, path("/home/u/keys/work.pub"));
+    assert_eq!(spec.ssh.public_key, KEY_LINE);
+}
+
+#[test]
+fn relative_public_key_is_relative_to_the_config_file() {
+    let spec = ok(&plus("[ssh]\npublic_key = \"keys/ci.pub\"\n"));
+    assert_eq!(spec.ssh.public_key_path, path("config/keys/ci.pub"));
+    assert_eq!(spec.ssh.public_key, KEY_LINE);
+}
+
+#[test]
+fn absolute_public_key_is_used_as_is() {
+    let spec = ok(&plus("[ssh]\npublic_key = \"/home/u/keys/work.pub\"\n"));
+    assert_eq!(spec.ssh.public_key_path, path("/home/u/keys/work.pub"));
+}
+
+/// The shipped example environments must keep parsing.
+#[test]
+fn shipped_examples_parse() {
+    let any_key = |_: &Path| -> io::Result<String> { Ok(format!("{KEY_LINE}\n")) };
+    let examples = [
+        ("config/dev.toml", include_str!("../../config/dev.toml")),
+        ("config/prod.toml", include_str!("../../config/prod.toml")),
+        ("config/sandbox.toml", include_str!("../../config/sandbox.toml")),
+    ];
+    for (file, source) in examples {
+        let spec = match super::parse(Path::new(file), source, Some(Path::new(HOME)), &any_key) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{file} does not parse:\n{e}"),
+        };
+        assert_eq!(spec.file, path(file));
+        assert_eq!(Some(spec.environment.as_str()), Path::new(file).file_stem().and_then(|s| s.to_str()));
+        assert_eq!(spec.ssh.public_key, KEY_LINE);
+        assert!(!spec.admin_cidrs.is_empty());
+    }
+    let sandbox = super::parse(
+        Path::new("config/sandbox.toml"),
+        include_str!("../../config/sandbox.toml"),
+        Some(Path::new(HOME)),
+        &any_key,
+    )
+    .unwrap();
+    assert_eq!(sandbox.ssh.public_key_path, path("config/../.sandbox/id_ed25519.pub"));
+    assert_eq!(sandbox.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+}

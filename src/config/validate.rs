@@ -28,7 +28,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: String, hint: &str) -> Result<T, ConfigError> {
-        Err(ConfigError::new(self.file, msg).at(self.source, span).key(key).hint(hint))
+        let e = ConfigError::new(self.file, msg).key(key).hint(hint);
+        // An empty span is a default that is not written in the file: it has no place.
+        Err(if span.is_empty() { e } else { e.at(self.source, span) })
     }
 }
 
@@ -67,16 +69,17 @@ pub fn parse(
     let network = network(&cx, &raw, &region)?;
     let ssh = ssh(&cx, &raw, home, read)?;
     let ami = ami(&cx, &raw)?;
-    let control_plane = group(&cx, raw.control_plane.as_ref(), "control_plane", 1, 30)?;
-    if control_plane.count != 1 {
-        let span = raw.control_plane.as_ref().and_then(|g| g.count.as_ref()).map_or(0..0, |c| c.span());
+    if let Some(c) = raw.control_plane.as_ref().and_then(|g| g.count.as_ref())
+        && *c.get_ref() != 1
+    {
         return cx.err(
-            span,
+            c.span(),
             "control_plane.count",
-            format!("{} control-plane nodes requested; tagstack runs exactly 1", control_plane.count),
+            format!("{} control-plane nodes requested; tagstack runs exactly 1", c.get_ref()),
             "remove the key or set it to 1",
         );
     }
+    let control_plane = group(&cx, raw.control_plane.as_ref(), "control_plane", 1, 30)?;
     let workers = group(&cx, raw.workers.as_ref(), "workers", 3, 50)?;
     let timeouts = timeouts(&cx, &raw)?;
 
@@ -102,11 +105,19 @@ pub fn parse(
 fn toml_error(file: &Path, source: &str, e: &toml::de::Error) -> ConfigError {
     let message = e.message().trim().to_string();
     let mut err = ConfigError::new(file, message.clone());
-    if let Some(span) = e.span() {
+    let missing = message.strip_prefix("missing field `").and_then(|r| r.split_once('`')).map(|(f, _)| f);
+    // A missing top-level field comes with an empty span at 0: it has no place in the file.
+    if let Some(span) = e.span().filter(|s| missing.is_none() || !s.is_empty()) {
         err = err.at(source, span.clone());
         if let Some(key) = key_at(source, span.start) {
-            err = err.key(key);
+            // For a missing field the span is its table's header.
+            err = err.key(match missing {
+                Some(f) => format!("{key}.{f}"),
+                None => key,
+            });
         }
+    } else if let Some(f) = missing {
+        err = err.key(f);
     }
     let hint = if message.starts_with("unknown field") {
         "remove the key or fix its spelling; the README lists every key"
@@ -489,7 +500,10 @@ fn timeouts(cx: &Ctx, raw: &RawConfig) -> Result<Timeouts, ConfigError> {
         let Some(v) = v else { return Ok(default) };
         match parse_duration(v.get_ref()) {
             Some(d) if !d.is_zero() => Ok(d),
-            _ => cx.err(
+            Some(_) => {
+                cx.err(v.span(), key, format!("{:?} is zero", v.get_ref()), "a timeout must be positive, e.g. \"90s\"")
+            }
+            None => cx.err(
                 v.span(),
                 key,
                 format!("{:?} is not a duration", v.get_ref()),

@@ -24,7 +24,8 @@ pub fn describe(plan: &Plan, title: &str) -> String {
         s.create, s.update, s.delete, s.keep
     );
     for c in &plan.changes {
-        let id = c.id.as_deref().unwrap_or("(new)");
+        // Only a creation is "new": an update with no kept id (a group scaled to 0) is "-".
+        let id = c.id.as_deref().unwrap_or(if c.action == Action::Create { "(new)" } else { "-" });
         let _ = write!(out, "  {} {:<17} {:<44} {id}", sigil(c.action), c.kind.as_str(), c.name);
         if let Some(note) = &c.note {
             let _ = write!(out, "  # {note}");

@@ -1,6 +1,9 @@
 //! The one integration-test binary: runs the real `tagstack` binary against moto (real AWS
 //! wire protocol) through a recording, fault-injecting proxy. Started by `scripts/test`.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod infra_faults;
