@@ -166,6 +166,7 @@ bad_configs! {
     subnet_host_bits_set => with("\"10.20.2.0/24\"", "\"10.20.2.1/24\"");
     subnet_az_not_in_region => with("\"eu-west-3b\"", "\"us-east-1b\"");
     subnet_az_is_the_region => with("\"eu-west-3b\"", "\"eu-west-3\"");
+    subnet_az_of_a_longer_region_name => with("\"eu-west-3b\"", "\"eu-west-31b\"");
     no_subnets_empty_list => with(SUBNETS, "subnets = []\n");
 
     // Who may reach SSH and the API.

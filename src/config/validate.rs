@@ -250,7 +250,7 @@ fn kube_version(cx: &Ctx, v: &S<String>) -> Result<KubeVersion, ConfigError> {
         _ => None,
     };
     let hint = format!(
-        "write \"1.MINOR\" or \"1.MINOR.PATCH\" with MINOR in {}..={}, e.g. \"{DEFAULT_KUBE_VERSION}\"",
+        "write \"1.MINOR\" or \"1.MINOR.PATCH\"; supported: 1.{} to 1.{}, e.g. \"{DEFAULT_KUBE_VERSION}\"",
         KUBE_MINORS.start(),
         KUBE_MINORS.end()
     );
@@ -311,7 +311,9 @@ fn network(cx: &Ctx, raw: &RawConfig, region: &str) -> Result<NetworkSpec, Confi
         }
         let az = s.availability_zone.get_ref();
         let suffix = az.strip_prefix(region).unwrap_or("");
-        if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        // A zone letter (eu-west-3a) or a local zone (us-west-2-lax-1a); never another region's digit.
+        let letter_first = suffix.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '-');
+        if !letter_first || !suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return cx.err(
                 s.availability_zone.span(),
                 &format!("network.subnets[{i}].availability_zone"),
