@@ -6,7 +6,8 @@ use aws_config::{BehaviorVersion, Region};
 /// How to reach AWS, resolved from flags, environment and config before any call.
 #[derive(Debug, Clone, Default)]
 pub struct Connection {
-    pub region: String,
+    /// `None`: the standard chain (AWS_REGION, the profile's region).
+    pub region: Option<String>,
     pub profile: Option<String>,
     /// From the config file; `AWS_ENDPOINT_URL` in the environment wins over it.
     pub endpoint_url: Option<String>,
@@ -14,13 +15,18 @@ pub struct Connection {
 
 #[derive(Debug, Clone)]
 pub struct Aws {
+    /// The region in effect (from the config, a flag or the standard chain).
+    pub region: Option<String>,
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
 }
 
 impl Aws {
     pub async fn connect(conn: &Connection) -> Aws {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(conn.region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &conn.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
         if let Some(p) = &conn.profile {
             loader = loader.profile_name(p);
         }
@@ -35,6 +41,7 @@ impl Aws {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        Aws { ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
+        let region = shared.region().map(ToString::to_string);
+        Aws { region, ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
     }
 }

@@ -7,13 +7,17 @@ use ipnet::Ipv4Net;
 use super::Aws;
 use super::error::AwsResultExt;
 use super::tags::{iam_owned, owned, owner_filters, tag_value};
-use crate::config::{NodeRole, Spec, TAG_KEY_SHA256, TAG_ROLE};
+use std::sync::Mutex;
+
+use crate::config::{NodeRole, Spec, TAG_EXPIRES_AT, TAG_KEY_SHA256, TAG_ROLE};
 use crate::plan::observed::{
-    IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable, SecurityGroup,
-    Subnet, Vpc,
+    ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
+    SecurityGroup, Subnet, Vpc,
 };
 
 pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
+    let seen = Mutex::new(ExpirySeen::default());
+    let seen = &seen;
     let (
         vpcs,
         subnets,
@@ -24,15 +28,19 @@ pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
         (roles, instance_profiles),
         instances,
     ) = tokio::try_join!(
-        vpcs(aws, spec),
-        subnets(aws, spec),
-        igws(aws, spec),
-        route_tables(aws, spec),
-        security_groups(aws, spec),
-        key_pairs(aws, spec),
-        iam(aws, spec),
+        vpcs(aws, spec, seen),
+        subnets(aws, spec, seen),
+        igws(aws, spec, seen),
+        route_tables(aws, spec, seen),
+        security_groups(aws, spec, seen),
+        key_pairs(aws, spec, seen),
+        iam(aws, spec, seen),
         instances(aws, spec),
     )?;
+    let mut expiry = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    for i in &instances {
+        expiry.record(i.expires_at.as_deref());
+    }
     Ok(Observed {
         vpcs,
         subnets,
@@ -43,17 +51,33 @@ pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
         roles,
         instance_profiles,
         instances,
+        expiry,
     })
+}
+
+fn record(seen: &Mutex<ExpirySeen>, value: Option<&str>) {
+    if let Ok(mut s) = seen.lock() {
+        s.record(value);
+    }
+}
+
+/// Ownership check that also notes the resource's expiry tag.
+fn owned_seen(spec: &Spec, tags: &[aws_sdk_ec2::types::Tag], seen: &Mutex<ExpirySeen>) -> bool {
+    let mine = owned(spec, tags);
+    if mine {
+        record(seen, tag_value(tags, TAG_EXPIRES_AT));
+    }
+    mine
 }
 
 fn cidr(s: Option<&str>) -> Option<Ipv4Net> {
     s.and_then(|s| s.parse().ok())
 }
 
-async fn vpcs(aws: &Aws, spec: &Spec) -> Result<Vec<Vpc>> {
+async fn vpcs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vpc>> {
     let resp = aws.ec2.describe_vpcs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeVpcs")?;
     let mut out = Vec::new();
-    for v in resp.vpcs().iter().filter(|v| owned(spec, v.tags())) {
+    for v in resp.vpcs().iter().filter(|v| owned_seen(spec, v.tags(), seen)) {
         let id = v.vpc_id().unwrap_or_default().to_string();
         let attr = aws
             .ec2
@@ -69,12 +93,12 @@ async fn vpcs(aws: &Aws, spec: &Spec) -> Result<Vec<Vpc>> {
     Ok(out)
 }
 
-async fn subnets(aws: &Aws, spec: &Spec) -> Result<Vec<Subnet>> {
+async fn subnets(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<Subnet>> {
     let resp = aws.ec2.describe_subnets().set_filters(Some(owner_filters(spec))).send().await.op("DescribeSubnets")?;
     Ok(resp
         .subnets()
         .iter()
-        .filter(|s| owned(spec, s.tags()))
+        .filter(|s| owned_seen(spec, s.tags(), seen))
         .map(|s| Subnet {
             id: s.subnet_id().unwrap_or_default().to_string(),
             vpc_id: s.vpc_id().unwrap_or_default().to_string(),
@@ -85,7 +109,7 @@ async fn subnets(aws: &Aws, spec: &Spec) -> Result<Vec<Subnet>> {
         .collect())
 }
 
-async fn igws(aws: &Aws, spec: &Spec) -> Result<Vec<InternetGateway>> {
+async fn igws(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<InternetGateway>> {
     let resp = aws
         .ec2
         .describe_internet_gateways()
@@ -96,7 +120,7 @@ async fn igws(aws: &Aws, spec: &Spec) -> Result<Vec<InternetGateway>> {
     Ok(resp
         .internet_gateways()
         .iter()
-        .filter(|g| owned(spec, g.tags()))
+        .filter(|g| owned_seen(spec, g.tags(), seen))
         .map(|g| InternetGateway {
             id: g.internet_gateway_id().unwrap_or_default().to_string(),
             attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
@@ -104,7 +128,7 @@ async fn igws(aws: &Aws, spec: &Spec) -> Result<Vec<InternetGateway>> {
         .collect())
 }
 
-async fn route_tables(aws: &Aws, spec: &Spec) -> Result<Vec<RouteTable>> {
+async fn route_tables(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<RouteTable>> {
     let resp = aws
         .ec2
         .describe_route_tables()
@@ -115,7 +139,7 @@ async fn route_tables(aws: &Aws, spec: &Spec) -> Result<Vec<RouteTable>> {
     Ok(resp
         .route_tables()
         .iter()
-        .filter(|r| owned(spec, r.tags()))
+        .filter(|r| owned_seen(spec, r.tags(), seen))
         .map(|r| RouteTable {
             id: r.route_table_id().unwrap_or_default().to_string(),
             vpc_id: r.vpc_id().unwrap_or_default().to_string(),
@@ -170,7 +194,7 @@ fn ingress(group_id: &str, perms: &[IpPermission]) -> Vec<IngressRule> {
     out
 }
 
-async fn security_groups(aws: &Aws, spec: &Spec) -> Result<Vec<SecurityGroup>> {
+async fn security_groups(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<SecurityGroup>> {
     let resp = aws
         .ec2
         .describe_security_groups()
@@ -181,7 +205,7 @@ async fn security_groups(aws: &Aws, spec: &Spec) -> Result<Vec<SecurityGroup>> {
     Ok(resp
         .security_groups()
         .iter()
-        .filter(|g| owned(spec, g.tags()))
+        .filter(|g| owned_seen(spec, g.tags(), seen))
         .map(|g| {
             let id = g.group_id().unwrap_or_default().to_string();
             SecurityGroup {
@@ -193,13 +217,13 @@ async fn security_groups(aws: &Aws, spec: &Spec) -> Result<Vec<SecurityGroup>> {
         .collect())
 }
 
-async fn key_pairs(aws: &Aws, spec: &Spec) -> Result<Vec<KeyPair>> {
+async fn key_pairs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<KeyPair>> {
     let resp =
         aws.ec2.describe_key_pairs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeKeyPairs")?;
     Ok(resp
         .key_pairs()
         .iter()
-        .filter(|k| owned(spec, k.tags()))
+        .filter(|k| owned_seen(spec, k.tags(), seen))
         .map(|k| KeyPair {
             id: k.key_pair_id().unwrap_or_default().to_string(),
             name: k.key_name().unwrap_or_default().to_string(),
@@ -243,6 +267,7 @@ pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
                 public_ip: i.public_ip_address().map(str::to_string),
                 private_dns: i.private_dns_name().filter(|s| !s.is_empty()).map(str::to_string),
                 launch_time: i.launch_time().map(ToString::to_string),
+                expires_at: tag_value(i.tags(), TAG_EXPIRES_AT).map(str::to_string),
             });
         }
         token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);
@@ -255,7 +280,7 @@ pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
 }
 
 /// IAM is global: list by name prefix, then keep only what carries our tags.
-async fn iam(aws: &Aws, spec: &Spec) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
+async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
     let prefix = spec.iam_prefix();
     let mut roles = Vec::new();
     let mut marker: Option<String> = None;
@@ -267,6 +292,7 @@ async fn iam(aws: &Aws, spec: &Spec) -> Result<(Vec<Role>, Vec<InstanceProfile>)
             if !iam_owned(spec, tags.tags()) {
                 continue;
             }
+            record(seen, tags.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
             let names =
                 aws.iam.list_role_policies().role_name(&name).send().await.op(format!("ListRolePolicies {name}"))?;
             let mut inline_policies = Vec::new();
@@ -310,6 +336,7 @@ async fn iam(aws: &Aws, spec: &Spec) -> Result<(Vec<Role>, Vec<InstanceProfile>)
             if !iam_owned(spec, profile.tags()) {
                 continue;
             }
+            record(seen, profile.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
             profiles
                 .push(InstanceProfile { name, roles: p.roles().iter().map(|r| r.role_name().to_string()).collect() });
         }

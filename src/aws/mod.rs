@@ -5,6 +5,7 @@
 mod client;
 mod discover;
 pub mod error;
+mod expiring;
 mod iam;
 mod instances;
 mod network;
@@ -13,6 +14,7 @@ mod tags;
 
 pub use client::{Aws, Connection};
 pub use discover::{discover, instances as discover_instances};
+pub use expiring::{Expiring, expiring};
 pub use iam::{
     add_role_to_profile, create_profile, create_role, delete_policy, delete_profile, delete_role, put_policy,
     remove_role_from_profile,

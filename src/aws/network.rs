@@ -394,3 +394,55 @@ pub async fn delete_vpc(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static st
         .await?;
     Ok(gone(d))
 }
+
+/// Re-tags every owned resource with a new expiry: EC2 resources in one CreateTags call per
+/// 100 ids, IAM roles and instance profiles one by one.
+pub async fn set_expiry(cx: &Ctx<'_>, observed: &crate::plan::Observed, expires_at: &str) -> Result<()> {
+    use crate::config::TAG_EXPIRES_AT;
+    let o = observed;
+    let ids: Vec<String> = o
+        .vpcs
+        .iter()
+        .map(|v| v.id.clone())
+        .chain(o.subnets.iter().map(|s| s.id.clone()))
+        .chain(o.internet_gateways.iter().map(|g| g.id.clone()))
+        .chain(o.route_tables.iter().map(|r| r.id.clone()))
+        .chain(o.security_groups.iter().map(|g| g.id.clone()))
+        .chain(o.key_pairs.iter().map(|k| k.id.clone()))
+        .chain(o.instances.iter().map(|i| i.id.clone()))
+        .collect();
+    let tag = aws_sdk_ec2::types::Tag::builder().key(TAG_EXPIRES_AT).value(expires_at).build();
+    for chunk in ids.chunks(100) {
+        cx.retry(
+            format!("tagging {} resources with {TAG_EXPIRES_AT}={expires_at}", chunk.len()),
+            "expiry",
+            Phase::Create,
+        )
+        .run(|| async {
+            cx.aws.ec2.create_tags().set_resources(Some(chunk.to_vec())).tags(tag.clone()).send().await.op("CreateTags")
+        })
+        .await?;
+    }
+    let iam_tag = aws_sdk_iam::types::Tag::builder().key(TAG_EXPIRES_AT).value(expires_at).build()?;
+    for r in &o.roles {
+        cx.aws
+            .iam
+            .tag_role()
+            .role_name(&r.name)
+            .tags(iam_tag.clone())
+            .send()
+            .await
+            .op(format!("TagRole {}", r.name))?;
+    }
+    for p in &o.instance_profiles {
+        cx.aws
+            .iam
+            .tag_instance_profile()
+            .instance_profile_name(&p.name)
+            .tags(iam_tag.clone())
+            .send()
+            .await
+            .op(format!("TagInstanceProfile {}", p.name))?;
+    }
+    Ok(())
+}

@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     /// Result format on stdout.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: Output,
-    /// Do not ask for confirmation (required for `down` when stdin is not a terminal).
+    /// Do not ask for confirmation (required for `down` and `reap` when stdin is not a terminal).
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
     /// More logs on stderr (-v debug, -vv trace).
@@ -43,10 +43,13 @@ pub struct GlobalArgs {
     /// Plain log lines instead of progress spinners, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Progress as NDJSON events on stderr (one object per line, with timings), for CI logs.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub events: bool,
     /// AWS shared-config profile (default: the standard chain, e.g. AWS_PROFILE).
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// AWS region, overriding the config file's `region`.
+    /// AWS region, overriding the config file's `region` (for `reap`: the region to sweep).
     #[arg(long, global = true)]
     pub region: Option<String>,
 }
@@ -58,11 +61,49 @@ pub enum Command {
         /// Exit 3 when changes are pending, 0 when none (like terraform plan -detailed-exitcode).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Preview `up --ttl`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
     },
     /// Create or converge the environment; idempotent and resumable.
-    Up,
+    Up {
+        /// Expire the environment this long from now (e.g. 2h): tags every resource with
+        /// tagstack:expires-at; on an existing environment this extends (or shortens) it.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+    },
     /// Delete everything the environment owns.
     Down,
-    /// What exists, node states, and drift against the config.
+    /// What exists, node states, expiry, and drift against the config.
     Status,
+    /// `down` every environment in the region whose tagstack:expires-at has passed. No config needed.
+    Reap {
+        /// List what would be reaped; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only environments of this project.
+        #[arg(long, value_name = "PROJECT")]
+        project: Option<String>,
+    },
+    /// Write a commented starter config to config/NAME.toml (-e) or FILE (-c).
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    match crate::config::parse_duration(s) {
+        Some(d) if d >= std::time::Duration::from_secs(60) => Ok(d),
+        Some(_) => Err("a TTL must be at least a minute, e.g. 2h".into()),
+        None => Err(format!("{s:?} is not a duration; write e.g. 90m, 2h or 1d")),
+    }
 }

@@ -1,13 +1,17 @@
-//! Command-line front end: clap types, their resolution into [`Settings`], and one thin
-//! function per command that calls `ops` and hands the result to `ui`.
+//! Command-line front end: clap types, their resolution into settings, and one thin function
+//! per command that calls `ops` and hands the result to `ui`.
 
 mod args;
+mod local;
 mod settings;
 
 pub use args::{Cli, Command, GlobalArgs};
-pub use settings::{Settings, UsageError, resolve};
+pub use settings::{Common, Settings, UsageError, resolve};
+
+use std::time::Duration;
 
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::aws::{Aws, Ctx};
 use crate::ops;
@@ -23,77 +27,145 @@ pub enum Outcome {
 }
 
 fn title(s: &Settings) -> String {
-    format!("{}/{} in {}", s.spec.project, s.spec.environment, s.connection.region)
+    format!("{}/{} in {}", s.spec.project, s.spec.environment, s.connection.region.as_deref().unwrap_or("?"))
 }
 
-fn json<T: serde::Serialize>(s: &Settings, command: &str, data: &T) -> Result<()> {
+fn json<T: Serialize>(s: &Settings, command: &str, data: &T) -> Result<()> {
     ui::print_json(&Envelope {
         schema_version: ui::SCHEMA_VERSION,
         command,
-        project: &s.spec.project,
-        environment: &s.spec.environment,
-        region: &s.connection.region,
+        project: Some(&s.spec.project),
+        environment: Some(&s.spec.environment),
+        region: s.connection.region.as_deref(),
         data,
     })
 }
 
-pub async fn run(cli: Cli) -> Result<Outcome> {
-    let s = resolve(&cli.global)?;
-    let aws = Aws::connect(&s.connection).await;
-    let progress = Progress::new(s.progress);
-    match cli.command {
-        Command::Plan { detailed_exitcode } => {
-            let (_, plan) = ops::plan(&aws, &s.spec).await?;
-            match s.output {
-                Output::Json => json(
-                    &s,
-                    "plan",
-                    &serde_json::json!({"converged": plan.is_converged(), "summary": plan.summary(), "changes": plan.changes}),
-                )?,
-                Output::Human => ui::print_text(&plan::describe(&plan, &title(&s))),
-            }
-            Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
-        }
-        Command::Up => {
-            let report = ops::up(&aws, &s.spec, &progress).await?;
-            match s.output {
-                Output::Json => json(&s, "up", &report)?,
-                Output::Human => ui::print_text(&ui::render::up(&report, &title(&s))),
-            }
-            Ok(Outcome::Success)
-        }
-        Command::Status => {
-            let st = ops::status(&aws, &s.spec).await?;
-            match s.output {
-                Output::Json => json(&s, "status", &st)?,
-                Output::Human => ui::print_text(&ui::render::status(&st, &title(&s))),
-            }
-            Ok(Outcome::Success)
-        }
-        Command::Down => {
-            let (observed, plan) = ops::down_preview(&aws, &s.spec).await?;
-            if !plan.changes.is_empty() && !s.yes {
-                ui::eprint_text(&plan::describe(&plan, &format!("down {}", title(&s))));
-                match ui::confirm(&format!("Delete these {} resources of {}?", plan.changes.len(), title(&s))) {
-                    Some(true) => {}
-                    Some(false) => anyhow::bail!("aborted: nothing was deleted"),
-                    None => {
-                        return Err(UsageError {
-                            message: "refusing to delete without confirmation: stdin is not a terminal".into(),
-                            hint: "pass --yes to delete non-interactively".into(),
-                        }
-                        .into());
-                    }
-                }
-            }
-            let cx = Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
-            let report = ops::down(&cx, &observed, &plan).await?;
-            match s.output {
-                Output::Json => json(&s, "down", &report)?,
-                Output::Human => ui::print_text(&ui::render::down(&report, &title(&s))),
-            }
-            ops::down::check(&report)?;
-            Ok(Outcome::Success)
-        }
+/// Asks before a destructive step; refuses when nobody can answer.
+fn confirm(common: &Common, question: &str) -> Result<()> {
+    if common.yes {
+        return Ok(());
     }
+    match ui::confirm(question) {
+        Some(true) => Ok(()),
+        Some(false) => anyhow::bail!("aborted: nothing was deleted"),
+        None => Err(UsageError {
+            message: "refusing to delete without confirmation: stdin is not a terminal".into(),
+            hint: "pass --yes to delete non-interactively".into(),
+        }
+        .into()),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Plan { detailed_exitcode, ttl } => plan_cmd(g, detailed_exitcode, ttl).await,
+        Command::Up { ttl } => up_cmd(g, ttl).await,
+        Command::Status => status_cmd(g).await,
+        Command::Down => down_cmd(g).await,
+        Command::Reap { dry_run, project } => reap_cmd(g, dry_run, project).await,
+        Command::Init { force } => local::init(g, force),
+        Command::Completions { shell } => local::completions(shell),
+        Command::Man => local::man(),
+    }
+}
+
+async fn plan_cmd(g: &GlobalArgs, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
+    let s = resolve(g)?;
+    let aws = Aws::connect(&s.connection).await;
+    let (_, plan) = ops::plan(&aws, &s.spec, ttl).await?;
+    match s.common.output {
+        Output::Json => json(
+            &s,
+            "plan",
+            &serde_json::json!({
+                "converged": plan.is_converged(),
+                "summary": plan.summary(),
+                "changes": plan.changes,
+                "expiry": plan.expiry,
+            }),
+        )?,
+        Output::Human => ui::print_text(&plan::describe(&plan, &title(&s))),
+    }
+    Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
+}
+
+async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>) -> Result<Outcome> {
+    let s = resolve(g)?;
+    let aws = Aws::connect(&s.connection).await;
+    let progress = Progress::new(s.common.progress);
+    let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
+    match s.common.output {
+        Output::Json => json(&s, "up", &report)?,
+        Output::Human => ui::print_text(&ui::render::up(&report, &title(&s))),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
+    let s = resolve(g)?;
+    let aws = Aws::connect(&s.connection).await;
+    let st = ops::status(&aws, &s.spec).await?;
+    match s.common.output {
+        Output::Json => json(&s, "status", &st)?,
+        Output::Human => ui::print_text(&ui::render::status(&st, &title(&s))),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
+    let s = resolve(g)?;
+    let aws = Aws::connect(&s.connection).await;
+    let progress = Progress::new(s.common.progress);
+    let (observed, plan) = ops::down_preview(&aws, &s.spec).await?;
+    if !plan.changes.is_empty() && !s.common.yes {
+        ui::eprint_text(&plan::describe(&plan, &format!("down {}", title(&s))));
+        confirm(&s.common, &format!("Delete these {} resources of {}?", plan.changes.len(), title(&s)))?;
+    }
+    let cx = Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
+    let report = ops::down(&cx, &observed, &plan).await?;
+    match s.common.output {
+        Output::Json => json(&s, "down", &report)?,
+        Output::Human => ui::print_text(&ui::render::down(&report, &title(&s))),
+    }
+    ops::down::check(&report)?;
+    Ok(Outcome::Success)
+}
+
+async fn reap_cmd(g: &GlobalArgs, dry_run: bool, project: Option<String>) -> Result<Outcome> {
+    let common = settings::common(g);
+    let conn = settings::connection_without_config(g);
+    let aws = Aws::connect(&conn).await;
+    let Some(region) = aws.region.clone() else {
+        return Err(UsageError {
+            message: "no region to reap".into(),
+            hint: "pass --region, or set AWS_REGION / a profile region".into(),
+        }
+        .into());
+    };
+    let progress = Progress::new(common.progress);
+    let (due, kept) = ops::reap::find(&aws, project.as_deref()).await?;
+    if !due.is_empty() && !dry_run {
+        let names: Vec<String> =
+            due.iter().map(|e| format!("{}/{} (expired {})", e.project, e.environment, e.expires_at)).collect();
+        ui::eprint_text(&format!("Expired environments in {region}:\n  {}\n", names.join("\n  ")));
+        confirm(&common, &format!("Delete everything these {} environment(s) own?", due.len()))?;
+    }
+    let report = ops::reap(&aws, &region, due, kept, dry_run, &progress).await?;
+    match common.output {
+        Output::Json => ui::print_json(&Envelope {
+            schema_version: ui::SCHEMA_VERSION,
+            command: "reap",
+            project: project.as_deref(),
+            environment: None,
+            region: Some(&region),
+            data: &report,
+        })?,
+        Output::Human => ui::print_text(&ui::render::reap(&report, &region)),
+    }
+    if report.failed > 0 {
+        anyhow::bail!("{} environment(s) could not be reaped completely; run `tagstack reap` again", report.failed);
+    }
+    Ok(Outcome::Success)
 }

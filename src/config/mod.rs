@@ -12,7 +12,7 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use spec::*;
-pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, parse};
+pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, is_valid_name, parse};
 
 /// Reads and validates an environment file from disk.
 pub fn load(file: &Path) -> Result<Spec, ConfigError> {

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub endpoint_url: Option<S<String>>,
     pub admin_cidrs: S<Vec<S<String>>>,
     pub kubernetes_version: Option<S<String>>,
+    pub ttl: Option<S<String>>,
     pub network: RawNetwork,
     pub ssh: Option<RawSsh>,
     pub ami: Option<RawAmi>,

@@ -14,6 +14,8 @@ pub const TAG_ROLE: &str = "tagstack:role";
 /// SHA-256 of the imported public key, so a changed key file shows up as drift without
 /// depending on how EC2 computes fingerprints.
 pub const TAG_KEY_SHA256: &str = "tagstack:public-key-sha256";
+/// RFC 3339 UTC time after which `tagstack reap` may delete the environment.
+pub const TAG_EXPIRES_AT: &str = "tagstack:expires-at";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Spec {
@@ -30,6 +32,11 @@ pub struct Spec {
     pub control_plane: NodeGroupSpec,
     pub workers: NodeGroupSpec,
     pub timeouts: Timeouts,
+    /// `ttl` from the config: new environments expire this long after creation.
+    pub ttl: Option<Duration>,
+    /// The expiry the resources should carry, resolved by `ops` at run time (never from the
+    /// file): `None` means no expiry tag.
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,6 +113,32 @@ impl NodeRole {
 }
 
 impl Spec {
+    /// A Spec that identifies an environment found by its tags (for `reap`), with no file
+    /// behind it. Only project, environment, region and timeouts mean anything: enough to
+    /// discover by tags and tear down, never to create.
+    pub fn for_teardown(project: &str, environment: &str, region: &str) -> Spec {
+        Spec {
+            file: PathBuf::from(format!("(tags of {project}/{environment})")),
+            project: project.to_string(),
+            environment: environment.to_string(),
+            region: region.to_string(),
+            endpoint_url: None,
+            admin_cidrs: Vec::new(),
+            kubernetes_version: KubeVersion { major: 1, minor: 36, patch: None },
+            network: NetworkSpec { vpc_cidr: Ipv4Net::default(), subnets: Vec::new() },
+            ssh: SshSpec { public_key_path: PathBuf::new(), public_key: String::new(), user: String::new() },
+            ami: AmiSpec::Id(String::new()),
+            control_plane: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
+            workers: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
+            timeouts: Timeouts {
+                aws_consistency: Duration::from_secs(120),
+                instances_running: Duration::from_secs(600),
+            },
+            ttl: None,
+            expires_at: None,
+        }
+    }
+
     /// `<project>-<env>`: the Kubernetes cluster name and the stem of every `Name` tag.
     pub fn cluster_name(&self) -> String {
         format!("{}-{}", self.project, self.environment)
@@ -145,5 +178,8 @@ impl Spec {
             ("Name".to_string(), self.name_of(component)),
             (format!("kubernetes.io/cluster/{}", self.cluster_name()), "owned".to_string()),
         ]
+        .into_iter()
+        .chain(self.expires_at.iter().map(|e| (TAG_EXPIRES_AT.to_string(), e.clone())))
+        .collect()
     }
 }

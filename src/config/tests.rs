@@ -201,6 +201,10 @@ bad_configs! {
     timeouts_duration_malformed => plus("[timeouts]\ninstances_running = \"5 minutes\"\n");
     timeouts_duration_zero => plus("[timeouts]\naws_consistency = \"0s\"\n");
 
+    // Expiry.
+    ttl_not_a_duration => top("ttl = \"two hours\"");
+    ttl_shorter_than_a_minute => top("ttl = \"30s\"");
+
     // SSH key and user.
     ssh_public_key_file_missing => plus("[ssh]\npublic_key = \"~/.ssh/id_rsa.pub\"\n");
     ssh_public_key_is_a_private_key => plus("[ssh]\npublic_key = \"~/.ssh/id_ed25519\"\n");

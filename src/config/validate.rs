@@ -82,6 +82,28 @@ pub fn parse(
     let control_plane = group(&cx, raw.control_plane.as_ref(), "control_plane", 1, 30)?;
     let workers = group(&cx, raw.workers.as_ref(), "workers", 3, 50)?;
     let timeouts = timeouts(&cx, &raw)?;
+    let ttl = match &raw.ttl {
+        None => None,
+        Some(v) => match parse_duration(v.get_ref()) {
+            Some(d) if d >= Duration::from_secs(60) => Some(d),
+            Some(_) => {
+                return cx.err(
+                    v.span(),
+                    "ttl",
+                    format!("{:?} is shorter than a minute", v.get_ref()),
+                    "an environment needs minutes to come up; write e.g. \"2h\"",
+                );
+            }
+            None => {
+                return cx.err(
+                    v.span(),
+                    "ttl",
+                    format!("{:?} is not a duration", v.get_ref()),
+                    "write e.g. \"2h\", \"45m\" or \"1d\"",
+                );
+            }
+        },
+    };
 
     Ok(Spec {
         file: file.to_path_buf(),
@@ -97,6 +119,8 @@ pub fn parse(
         control_plane,
         workers,
         timeouts,
+        ttl,
+        expires_at: None,
     })
 }
 
@@ -158,12 +182,17 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
     }
 }
 
-fn name(cx: &Ctx, v: &S<String>, key: &str) -> Result<String, ConfigError> {
-    let s = v.get_ref();
+/// Valid as a project or environment name: goes into tags, IAM names and DNS names.
+pub fn is_valid_name(s: &str) -> bool {
     let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let starts = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     let ends = s.chars().last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if s.is_empty() || s.len() > 24 || !ok_chars || !starts || !ends || s.contains("--") {
+    !s.is_empty() && s.len() <= 24 && ok_chars && starts && ends && !s.contains("--")
+}
+
+fn name(cx: &Ctx, v: &S<String>, key: &str) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if !is_valid_name(s) {
         return cx.err(
             v.span(),
             key,

@@ -4,11 +4,13 @@
 pub mod down;
 mod inventory;
 mod plan;
+pub mod reap;
 pub mod status;
 pub mod up;
 
 pub use down::{DownReport, down, preview as down_preview};
 pub use inventory::{Node, inventory};
 pub use plan::plan;
+pub use reap::{ReapReport, reap};
 pub use status::{Status, status};
 pub use up::{UpReport, up};

@@ -4,10 +4,15 @@ use anyhow::Result;
 
 use crate::aws::{Aws, discover};
 use crate::config::Spec;
-use crate::plan::{Observed, Plan, diff};
+use std::time::{Duration, SystemTime};
 
-pub async fn plan(aws: &Aws, spec: &Spec) -> Result<(Observed, Plan)> {
+use crate::plan::{Observed, Plan, diff, expiry};
+
+/// `ttl` previews `up --ttl`.
+pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Observed, Plan)> {
     let observed = discover(aws, spec).await?;
-    let plan = diff(spec, &observed)?;
+    let mut spec = spec.clone();
+    spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
+    let plan = diff(&spec, &observed)?;
     Ok((observed, plan))
 }

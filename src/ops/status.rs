@@ -6,7 +6,9 @@ use serde::Serialize;
 use super::inventory::{Node, inventory};
 use crate::aws::Aws;
 use crate::config::Spec;
-use crate::plan::{Action, Change, Plan, Summary};
+use std::time::SystemTime;
+
+use crate::plan::{Action, Change, Plan, Summary, expiry};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -20,9 +22,12 @@ pub struct Status {
     /// Owned by the environment, no longer wanted by the config.
     pub extra: Vec<Change>,
     pub nodes: Vec<Node>,
+    /// `tagstack:expires-at` (earliest, if resources disagree) and the time left.
+    pub expires_at: Option<String>,
+    pub expires_in: Option<String>,
 }
 
-pub fn status_of(plan: &Plan, nodes: Vec<Node>) -> Status {
+pub fn status_of(plan: &Plan, nodes: Vec<Node>, expires_at: Option<&str>, now: SystemTime) -> Status {
     let pick = |f: &dyn Fn(Action) -> bool| plan.changes.iter().filter(|c| f(c.action)).cloned().collect::<Vec<_>>();
     Status {
         in_sync: plan.is_converged(),
@@ -31,10 +36,12 @@ pub fn status_of(plan: &Plan, nodes: Vec<Node>) -> Status {
         missing: pick(&|a| a == Action::Create),
         extra: pick(&|a| a == Action::Delete),
         nodes,
+        expires_at: expires_at.map(str::to_string),
+        expires_in: expires_at.and_then(|e| expiry::time_left(e, now)),
     }
 }
 
 pub async fn status(aws: &Aws, spec: &Spec) -> Result<Status> {
-    let (observed, plan) = super::plan::plan(aws, spec).await?;
-    Ok(status_of(&plan, inventory(&observed.instances)))
+    let (observed, plan) = super::plan::plan(aws, spec, None).await?;
+    Ok(status_of(&plan, inventory(&observed.instances), observed.expiry.earliest(), SystemTime::now()))
 }

@@ -4,6 +4,7 @@
 //! node count.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -12,7 +13,7 @@ use super::inventory::{Node, inventory};
 use crate::aws::{self, Ctx, LaunchTarget};
 use crate::config::{NodeRole, Spec};
 use crate::plan::desired::{ingress_rules, inline_policies};
-use crate::plan::{Action, Change, Fix, Kind, Plan, Summary, diff};
+use crate::plan::{Action, Change, Fix, Kind, Plan, Summary, diff, expiry};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,12 +22,18 @@ pub struct UpReport {
     pub changed: bool,
     pub summary: Summary,
     pub changes: Vec<Change>,
+    /// `tagstack:expires-at` of the environment, if it has one.
+    pub expires_at: Option<String>,
     pub nodes: Vec<Node>,
 }
 
-pub async fn up(aws: &aws::Aws, spec: &Spec, reporter: &dyn Reporter) -> Result<UpReport> {
+/// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
+pub async fn up(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &dyn Reporter) -> Result<UpReport> {
     reporter.start("discover", "discovering resources by tag");
     let observed = aws::discover(aws, spec).await?;
+    let mut spec = spec.clone();
+    spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
+    let spec = &spec;
     let plan = diff(spec, &observed)?;
     reporter.finish(
         "discover",
@@ -37,13 +44,23 @@ pub async fn up(aws: &aws::Aws, spec: &Spec, reporter: &dyn Reporter) -> Result<
             changed: false,
             summary: plan.summary(),
             changes: plan.changes,
+            expires_at: spec.expires_at.clone(),
             nodes: inventory(&observed.instances),
         });
     }
     let cx = Ctx { aws, spec, reporter };
     apply(&cx, &plan).await?;
+    if let Some(e) = &plan.expiry {
+        step(reporter, "expiry", &format!("set expiry to {}", e.to), aws::set_expiry(&cx, &observed, &e.to)).await?;
+    }
     let instances = aws::discover_instances(aws, spec).await?;
-    Ok(UpReport { changed: true, summary: plan.summary(), changes: plan.changes, nodes: inventory(&instances) })
+    Ok(UpReport {
+        changed: true,
+        summary: plan.summary(),
+        changes: plan.changes,
+        expires_at: spec.expires_at.clone(),
+        nodes: inventory(&instances),
+    })
 }
 
 /// Runs `f` between a reporter start and finish/fail for `key`.

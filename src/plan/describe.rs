@@ -35,6 +35,14 @@ pub fn describe(plan: &Plan, title: &str) -> String {
             let _ = writeln!(out, "      {} {f}", if c.action == Action::Create { '+' } else { '~' });
         }
     }
+    if let Some(e) = &plan.expiry {
+        let _ = writeln!(
+            out,
+            "  ~ expiry            {} -> {} (tagstack:expires-at on every resource)",
+            e.from.as_deref().unwrap_or("none"),
+            e.to
+        );
+    }
     if plan.is_converged() {
         out.push_str("Nothing to do: the environment matches the config.\n");
     }

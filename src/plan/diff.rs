@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::desired::{ingress_rules, inline_policy_values, public_key_sha256};
-use super::model::{Action, Change, Fix, Kind, Plan};
+use super::model::{Action, Change, ExpiryChange, Fix, Kind, Plan};
 use super::observed::{Instance, Observed};
 use crate::config::{NodeRole, Spec};
 
@@ -266,7 +266,13 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
         changes.push(c);
     }
 
-    Ok(Plan { changes })
+    let expiry = match &spec.expires_at {
+        Some(to) if !o.is_empty() && (o.expiry.untagged > 0 || o.expiry.values.iter().any(|v| v != to)) => {
+            Some(ExpiryChange { from: o.expiry.earliest().map(str::to_string), to: to.clone() })
+        }
+        _ => None,
+    };
+    Ok(Plan { changes, expiry })
 }
 
 /// Everything the environment owns, as deletions in the order `down` performs them.
@@ -293,5 +299,5 @@ pub fn teardown(o: &Observed) -> Plan {
     changes.extend(o.vpcs.iter().map(|v| del(Kind::Vpc, &v.id, &v.id)));
     changes.extend(o.instance_profiles.iter().map(|p| del(Kind::InstanceProfile, &p.name, &p.name)));
     changes.extend(o.roles.iter().map(|r| del(Kind::IamRole, &r.name, &r.name)));
-    Plan { changes }
+    Plan { changes, expiry: None }
 }

@@ -4,12 +4,13 @@
 mod describe;
 pub mod desired;
 mod diff;
+pub mod expiry;
 mod model;
 pub mod observed;
 
 pub use describe::describe;
 pub use diff::{PlanError, diff, live_instances, teardown};
-pub use model::{Action, Change, Fix, Kind, Plan, Summary};
+pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
 pub use observed::Observed;
 
 #[cfg(test)]

@@ -153,9 +153,19 @@ pub struct Summary {
     pub keep: usize,
 }
 
+/// Existing resources get a new `tagstack:expires-at` (an explicit `up --ttl`, or a `ttl`
+/// added to the config of an environment that had none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiryChange {
+    pub from: Option<String>,
+    pub to: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub changes: Vec<Change>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<ExpiryChange>,
 }
 
 impl Plan {
@@ -174,7 +184,7 @@ impl Plan {
 
     /// True when `up` would make no create, modify or delete call.
     pub fn is_converged(&self) -> bool {
-        self.changes.iter().all(|c| c.action == Action::Keep)
+        self.expiry.is_none() && self.changes.iter().all(|c| c.action == Action::Keep)
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Change> {

@@ -17,6 +17,30 @@ pub struct Observed {
     pub roles: Vec<Role>,
     pub instance_profiles: Vec<InstanceProfile>,
     pub instances: Vec<Instance>,
+    /// The `tagstack:expires-at` values seen on owned resources, and how many had none.
+    pub expiry: ExpirySeen,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExpirySeen {
+    pub values: std::collections::BTreeSet<String>,
+    pub untagged: usize,
+}
+
+impl ExpirySeen {
+    pub fn record(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                self.values.insert(v.to_string());
+            }
+            None => self.untagged += 1,
+        }
+    }
+
+    /// The earliest expiry (RFC 3339 strings in UTC sort chronologically).
+    pub fn earliest(&self) -> Option<&str> {
+        self.values.iter().next().map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,6 +126,7 @@ pub struct Instance {
     pub private_dns: Option<String>,
     /// RFC 3339, as EC2 reports it; orders scale-down (newest go first).
     pub launch_time: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 impl Observed {

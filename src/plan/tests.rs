@@ -139,6 +139,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         public_ip: None,
         private_dns: None,
         launch_time: Some(launch_time.into()),
+        expires_at: None,
     }
 }
 
@@ -167,6 +168,7 @@ fn converged(spec: &Spec) -> Observed {
         roles: roles(spec, true),
         instance_profiles: profiles(spec, true),
         instances,
+        expiry: Default::default(),
     }
 }
 
@@ -879,4 +881,29 @@ fn client_token_is_deterministic_and_short() {
     for o in &others {
         assert!(o.len() <= 64);
     }
+}
+
+#[test]
+fn expiry_added_extended_or_kept() {
+    let mut spec = spec();
+    let mut o = converged(&spec);
+    o.expiry.untagged = 13;
+    assert!(plan_for(&spec, &o).expiry.is_none(), "no expiry wanted, none set");
+
+    spec.expires_at = Some("2026-11-22T12:00:00Z".into());
+    let plan = plan_for(&spec, &o);
+    assert_eq!(plan.expiry, Some(crate::plan::ExpiryChange { from: None, to: "2026-11-22T12:00:00Z".into() }));
+    assert!(!plan.is_converged());
+    insta::assert_snapshot!("expiry_added", describe(&plan, "demo/dev in eu-west-3"));
+
+    o.expiry.untagged = 0;
+    o.expiry.values.insert("2026-11-22T12:00:00Z".into());
+    assert!(plan_for(&spec, &o).is_converged(), "same expiry everywhere: nothing to do");
+
+    spec.expires_at = Some("2026-11-22T14:00:00Z".into());
+    let plan = plan_for(&spec, &o);
+    assert_eq!(plan.expiry.as_ref().and_then(|e| e.from.as_deref()), Some("2026-11-22T12:00:00Z"));
+
+    // A new environment gets the expiry in its create calls, not as a separate change.
+    assert!(plan_for(&spec, &Observed::default()).expiry.is_none());
 }

@@ -25,9 +25,9 @@ pub enum Output {
 pub struct Envelope<'a, T: Serialize> {
     pub schema_version: u32,
     pub command: &'a str,
-    pub project: &'a str,
-    pub environment: &'a str,
-    pub region: &'a str,
+    pub project: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub region: Option<&'a str>,
     #[serde(flatten)]
     pub data: &'a T,
 }

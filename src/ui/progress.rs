@@ -17,6 +17,8 @@ pub enum Mode {
     Lines,
     /// Errors only.
     Quiet,
+    /// One JSON object per event on stderr (NDJSON), with per-step timings, for CI logs.
+    Events,
 }
 
 pub struct Progress {
@@ -34,6 +36,23 @@ impl Progress {
             ProgressDrawTarget::hidden()
         });
         Self { mode, started: Instant::now(), multi, bars: Mutex::new(HashMap::new()) }
+    }
+
+    /// `{"t":1.234,"event":"finish","key":"vpc","message":"...","elapsed_ms":412}`
+    fn event(&self, event: &str, key: &str, message: &str, elapsed: Option<Duration>) {
+        let mut obj = serde_json::json!({
+            "t": (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "event": event,
+            "key": key,
+            "message": message,
+        });
+        if let (Some(d), Some(map)) = (elapsed, obj.as_object_mut()) {
+            map.insert("elapsed_ms".into(), serde_json::Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{obj}");
+        }
     }
 
     fn line(&self, sigil: &str, key: &str, message: &str) {
@@ -63,6 +82,10 @@ impl Progress {
                 }
             }
             Mode::Lines => self.line(sigil, key, message),
+            Mode::Events => {
+                let took = entry.map(|(_, t)| t.elapsed());
+                self.event(if sigil == "ok" { "finish" } else { "fail" }, key, message, took);
+            }
             Mode::Quiet => {}
         }
     }
@@ -86,6 +109,12 @@ impl Reporter for Progress {
                 }
             }
             Mode::Lines => self.line("..", key, message),
+            Mode::Events => {
+                if let Ok(mut b) = self.bars.lock() {
+                    b.insert(key.to_string(), (ProgressBar::hidden(), Instant::now()));
+                }
+                self.event("start", key, message, None);
+            }
             Mode::Quiet => {}
         }
     }
@@ -98,6 +127,7 @@ impl Reporter for Progress {
                 }
             }
             Mode::Lines => self.line("..", key, message),
+            Mode::Events => self.event("update", key, message, None),
             Mode::Quiet => {}
         }
     }
@@ -119,6 +149,7 @@ impl Reporter for Progress {
             Mode::Bars => {
                 let _ = self.multi.println(format!("note: {message}"));
             }
+            Mode::Events => self.event("note", "", message, None),
             Mode::Lines | Mode::Quiet => {
                 #[allow(clippy::print_stderr)]
                 {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::ops::{DownReport, Node, Status, UpReport};
+use crate::ops::{DownReport, Node, ReapReport, Status, UpReport};
 use crate::plan::Change;
 
 pub fn nodes_table(nodes: &[Node]) -> String {
@@ -44,6 +44,9 @@ pub fn up(report: &UpReport, title: &str) -> String {
     } else {
         let _ = writeln!(out, "{title}: nothing to do, the environment matches the config.");
     }
+    if let Some(at) = &report.expires_at {
+        let _ = writeln!(out, "Expires at {at} (tagstack:expires-at); `tagstack reap` deletes it after that.");
+    }
     out.push_str(&nodes_table(&report.nodes));
     out
 }
@@ -67,6 +70,9 @@ pub fn status(st: &Status, title: &str) -> String {
         "differs from the config (run `tagstack plan` for details)"
     };
     let _ = writeln!(out, "{title}: {verdict}");
+    if let (Some(at), Some(left)) = (&st.expires_at, &st.expires_in) {
+        let _ = writeln!(out, "Expires at {at} ({left}).");
+    }
     if !st.existing.is_empty() {
         out.push_str("Exists:\n");
         st.existing.iter().for_each(|c| change_line(&mut out, c));
@@ -93,6 +99,33 @@ pub fn down(report: &DownReport, title: &str) -> String {
     for d in &report.deleted {
         let c = &d.change;
         let _ = writeln!(out, "  {:<17} {:<44} {}", c.kind.as_str(), c.id.as_deref().unwrap_or(&c.name), d.outcome);
+    }
+    out
+}
+
+pub fn reap(report: &ReapReport, region: &str) -> String {
+    let mut out = String::new();
+    let verb = if report.dry_run { "would reap" } else { "reaped" };
+    let done = report.reaped.iter().filter(|r| r.outcome != "failed").count();
+    let _ =
+        writeln!(out, "reap in {region}: {done} {verb}, {} failed, {} not expired", report.failed, report.kept.len());
+    for r in &report.reaped {
+        let _ = write!(
+            out,
+            "  {:<11} {}/{}  expired {}  {} resource(s)",
+            r.outcome, r.project, r.environment, r.expires_at, r.resources
+        );
+        if let Some(e) = &r.error {
+            let _ = write!(out, "  {e}");
+        }
+        out.push('\n');
+    }
+    for k in &report.kept {
+        let _ = writeln!(
+            out,
+            "  {:<11} {}/{}  expires {}  ({})",
+            "kept", k.project, k.environment, k.expires_at, k.expires_in
+        );
     }
     out
 }

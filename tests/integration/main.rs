@@ -6,6 +6,8 @@
 
 mod support;
 
+mod cli_conventions;
+mod expiry_reap;
 mod infra_faults;
 mod infra_lifecycle;
 mod infra_safety;

@@ -73,7 +73,7 @@ impl Run {
 pub struct Tagstack<'a> {
     env: &'a TestEnv,
     args: Vec<String>,
-    stdin_null: bool,
+    with_config: bool,
 }
 
 impl<'a> Tagstack<'a> {
@@ -87,9 +87,18 @@ impl<'a> Tagstack<'a> {
         self
     }
 
+    /// Do not pass `-c <the test's config>` (for `reap`, `init`, or another `-c`).
+    pub fn without_config(mut self) -> Self {
+        self.with_config = false;
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagstack"));
-        cmd.arg("-c").arg(self.env.config_path()).args(&self.args);
+        if self.with_config {
+            cmd.arg("-c").arg(self.env.config_path());
+        }
+        cmd.args(&self.args);
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") {
                 cmd.env_remove(k);
@@ -130,17 +139,26 @@ impl<'a> Tagstack<'a> {
 }
 
 impl TestEnv {
-    /// `name` must be short: it becomes part of the project name (`it-<name>-<n>`).
+    /// `name` must be short: it becomes part of the project name (`<name><pid>x<n>`).
     pub fn new(name: &str) -> TestEnv {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() % 10_000;
-        let project = format!("{name}{pid}x{n}");
+        Self::in_project(&format!("{name}{pid}x{n}"), "ci")
+    }
+
+    /// Another environment of this one's project.
+    pub fn sibling(&self, environment: &str) -> TestEnv {
+        Self::in_project(&self.project, environment)
+    }
+
+    fn in_project(project: &str, environment: &str) -> TestEnv {
+        let project = project.to_string();
         assert!(project.len() <= 24, "project name {project} too long; shorten the test name");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("id_ed25519.pub"), format!("{PUBLIC_KEY}\n")).unwrap();
         let proxy = FaultProxy::start(&moto_url());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let env = TestEnv { project, environment: "ci".into(), dir, proxy, rt };
+        let env = TestEnv { project, environment: environment.into(), dir, proxy, rt };
         env.write_config(2, "");
         env
     }
@@ -190,7 +208,7 @@ instances_running = "60s"
     }
 
     pub fn tagstack(&self) -> Tagstack<'_> {
-        Tagstack { env: self, args: Vec::new(), stdin_null: true }
+        Tagstack { env: self, args: Vec::new(), with_config: true }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
@@ -321,4 +339,43 @@ impl Counts {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Replaces what differs between runs (AWS ids, addresses, times, the per-run project name)
+/// with placeholders, so JSON outputs can be snapshot-tested.
+pub fn normalize(v: &serde_json::Value, project: &str) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(normalize_str(s, project)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| normalize(x, project)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), normalize(x, project))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn normalize_str(s: &str, project: &str) -> String {
+    let s = s.replace(project, "[project]");
+    let word = |w: &str| -> String {
+        let ids = ["vpc-", "subnet-", "igw-", "rtb-", "sg-", "key-", "i-", "rtbassoc-"];
+        for p in ids {
+            if let Some(rest) = w.strip_prefix(p)
+                && rest.len() >= 8
+                && rest.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return format!("[{}id]", p);
+            }
+        }
+        if w.starts_with("ip-") && w.ends_with(".compute.internal") {
+            return "[dns]".into();
+        }
+        if w.split('.').count() == 4 && w.split('.').all(|o| o.parse::<u8>().is_ok()) {
+            return "[ip]".into();
+        }
+        if w.len() >= 20 && w.as_bytes().get(4) == Some(&b'-') && w.contains('T') && w.ends_with('Z') {
+            return "[time]".into();
+        }
+        w.to_string()
+    };
+    // Ids also come comma-separated (instance groups) and inside sentences.
+    s.split(' ').map(|part| part.split(',').map(word).collect::<Vec<_>>().join(",")).collect::<Vec<_>>().join(" ")
 }
