@@ -1,6 +1,7 @@
 //! The environment file: TOML model, defaults and validation into a [`Spec`]. Pure apart from
 //! [`load`], which reads the file and the SSH public key; nothing here talks to AWS.
 
+mod cluster;
 mod duration;
 mod error;
 mod raw;

@@ -11,13 +11,17 @@ pub type S<T> = Spanned<T>;
 pub struct RawConfig {
     pub project: S<String>,
     pub environment: S<String>,
-    pub region: S<String>,
+    /// "aws" (default) or "static".
+    pub provider: Option<S<String>>,
+    pub region: Option<S<String>>,
     pub endpoint_url: Option<S<String>>,
-    pub admin_cidrs: S<Vec<S<String>>>,
+    pub admin_cidrs: Option<S<Vec<S<String>>>>,
     pub kubernetes_version: Option<S<String>>,
     pub ttl: Option<S<String>>,
-    pub network: RawNetwork,
+    pub network: Option<RawNetwork>,
     pub ssh: Option<RawSsh>,
+    pub cluster: Option<RawCluster>,
+    pub nodes: Option<S<Vec<RawNode>>>,
     pub ami: Option<RawAmi>,
     pub control_plane: Option<RawNodeGroup>,
     pub workers: Option<RawNodeGroup>,
@@ -42,7 +46,29 @@ pub struct RawSubnet {
 #[serde(deny_unknown_fields)]
 pub struct RawSsh {
     pub public_key: Option<S<String>>,
+    pub private_key: Option<S<String>>,
+    pub known_hosts: Option<S<String>>,
     pub user: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub max_parallel_ssh: Option<S<i64>>,
+    pub bootstrap_timeout: Option<S<String>>,
+}
+
+/// A machine that already exists (`provider = "static"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: S<String>,
+    pub address: S<String>,
+    pub port: Option<S<i64>>,
+    pub user: Option<S<String>>,
+    pub role: S<String>,
+    /// The node's SSH host public key (`ssh-ed25519 AAAA...`); or use ssh.known_hosts.
+    pub host_key: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,8 @@ pub struct Spec {
     pub control_plane: NodeGroupSpec,
     pub workers: NodeGroupSpec,
     pub timeouts: Timeouts,
+    pub provider: Provider,
+    pub cluster: ClusterSpec,
     /// `ttl` from the config: new environments expire this long after creation.
     pub ttl: Option<Duration>,
     /// The expiry the resources should carry, resolved by `ops` at run time (never from the
@@ -58,9 +60,51 @@ pub struct SubnetSpec {
     pub availability_zone: String,
 }
 
+/// Where the nodes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Provider {
+    /// EC2 instances that tagstack creates.
+    Aws,
+    /// Machines that already exist; only the cluster stage runs.
+    Static { nodes: Vec<StaticNode> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticNode {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub role: NodeRole,
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterSpec {
+    /// Flannel's pod network (its manifest's default); must not overlap the nodes' network.
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    /// How many nodes are worked on at once over SSH.
+    pub max_parallel_ssh: usize,
+    /// Deadline for the whole bootstrap, and for all nodes to be Ready.
+    #[serde(with = "secs")]
+    pub bootstrap_timeout: Duration,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSpec {
     pub public_key_path: PathBuf,
+    /// The private key tagstack connects with (never read by tagstack; passed to ssh -i).
+    pub private_key_path: PathBuf,
+    /// A known_hosts file to trust (static provider), in addition to per-node host keys.
+    pub known_hosts: Option<PathBuf>,
     /// The public key line (`ssh-ed25519 AAAA... comment`); public, safe to log.
     pub public_key: String,
     pub user: String,
@@ -126,7 +170,13 @@ impl Spec {
             admin_cidrs: Vec::new(),
             kubernetes_version: KubeVersion { major: 1, minor: 36, patch: None },
             network: NetworkSpec { vpc_cidr: Ipv4Net::default(), subnets: Vec::new() },
-            ssh: SshSpec { public_key_path: PathBuf::new(), public_key: String::new(), user: String::new() },
+            ssh: SshSpec {
+                public_key_path: PathBuf::new(),
+                private_key_path: PathBuf::new(),
+                known_hosts: None,
+                public_key: String::new(),
+                user: String::new(),
+            },
             ami: AmiSpec::Id(String::new()),
             control_plane: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
             workers: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
@@ -134,6 +184,8 @@ impl Spec {
                 aws_consistency: Duration::from_secs(120),
                 instances_running: Duration::from_secs(600),
             },
+            provider: Provider::Aws,
+            cluster: ClusterSpec::default(),
             ttl: None,
             expires_at: None,
         }
@@ -181,5 +233,16 @@ impl Spec {
         .into_iter()
         .chain(self.expires_at.iter().map(|e| (TAG_EXPIRES_AT.to_string(), e.clone())))
         .collect()
+    }
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            pod_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default(),
+            service_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
+            max_parallel_ssh: 51,
+            bootstrap_timeout: Duration::from_secs(900),
+        }
     }
 }

@@ -10,8 +10,10 @@ use ipnet::Ipv4Net;
 
 use super::duration::parse_duration;
 use super::error::{ConfigError, line_col};
-use super::raw::{RawConfig, RawNodeGroup, S};
-use super::spec::{AmiSpec, KubeVersion, NetworkSpec, NodeGroupSpec, Spec, SshSpec, SubnetSpec, Timeouts};
+use super::raw::{RawConfig, RawNetwork, RawNodeGroup, S};
+use super::spec::{
+    AmiSpec, KubeVersion, NetworkSpec, NodeGroupSpec, NodeRole, Provider, Spec, SshSpec, SubnetSpec, Timeouts,
+};
 
 /// Kubernetes minors this release knows how to bootstrap (kubeadm v1beta4, containerd 2).
 pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 33..=37;
@@ -21,13 +23,13 @@ pub const MAX_WORKERS: i64 = 200;
 pub const DEFAULT_AMI_OWNER: &str = "099720109477";
 pub const DEFAULT_AMI_NAME: &str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 
-struct Ctx<'a> {
-    file: &'a Path,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
     source: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: String, hint: &str) -> Result<T, ConfigError> {
+    pub(super) fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: String, hint: &str) -> Result<T, ConfigError> {
         let e = ConfigError::new(self.file, msg).key(key).hint(hint);
         // An empty span is a default that is not written in the file: it has no place.
         Err(if span.is_empty() { e } else { e.at(self.source, span) })
@@ -56,18 +58,46 @@ pub fn parse(
             "shorten the project or environment name",
         );
     }
-    let region = region(&cx, &raw.region)?;
+    let provider = super::cluster::provider(&cx, &raw)?;
+    let is_aws = provider == Provider::Aws;
+    let required = |key: &str| {
+        ConfigError::new(file, format!("missing field `{key}`"))
+            .key(key)
+            .hint("add the key (provider = \"aws\" needs it); the README's config reference shows an example")
+    };
+    let region = match (&raw.region, is_aws) {
+        (Some(r), _) => region(&cx, r)?,
+        (None, true) => return Err(required("region")),
+        (None, false) => String::new(),
+    };
     let endpoint_url = match &raw.endpoint_url {
         Some(url) => Some(endpoint(&cx, url)?),
         None => None,
     };
-    let admin_cidrs = admin_cidrs(&cx, &raw.admin_cidrs)?;
+    let admin_cidrs = match (&raw.admin_cidrs, is_aws) {
+        (Some(a), _) => admin_cidrs(&cx, a)?,
+        (None, true) => return Err(required("admin_cidrs")),
+        (None, false) => Vec::new(),
+    };
     let kubernetes_version = match &raw.kubernetes_version {
         Some(v) => kube_version(&cx, v)?,
         None => KubeVersion { major: 1, minor: 36, patch: None },
     };
-    let network = network(&cx, &raw, &region)?;
-    let ssh = ssh(&cx, &raw, home, read)?;
+    let network = match (&raw.network, is_aws) {
+        (Some(n), _) => network(&cx, n, &region)?,
+        (None, true) => return Err(required("network")),
+        (None, false) => NetworkSpec { vpc_cidr: Ipv4Net::default(), subnets: Vec::new() },
+    };
+    let cluster = super::cluster::cluster(&cx, &raw)?;
+    if is_aws {
+        for (what, net) in [("pod network", cluster.pod_cidr), ("service network", cluster.service_cidr)] {
+            if net.contains(&network.vpc_cidr) || network.vpc_cidr.contains(&net) {
+                let span = raw.network.as_ref().map_or(0..0, |n| n.vpc_cidr.span());
+                return cx.err(span, "network.vpc_cidr", format!("{} overlaps the Kubernetes {what} {net}", network.vpc_cidr), "pick a VPC block outside 10.244.0.0/16 and 10.96.0.0/12, e.g. \"10.20.0.0/16\"");
+            }
+        }
+    }
+    let ssh = ssh(&cx, &raw, home, read, is_aws)?;
     let ami = ami(&cx, &raw)?;
     if let Some(c) = raw.control_plane.as_ref().and_then(|g| g.count.as_ref())
         && *c.get_ref() != 1
@@ -80,7 +110,10 @@ pub fn parse(
         );
     }
     let control_plane = group(&cx, raw.control_plane.as_ref(), "control_plane", 1, 30)?;
-    let workers = group(&cx, raw.workers.as_ref(), "workers", 3, 50)?;
+    let mut workers = group(&cx, raw.workers.as_ref(), "workers", 3, 50)?;
+    if let Provider::Static { nodes } = &provider {
+        workers.count = u32::try_from(nodes.iter().filter(|n| n.role == NodeRole::Worker).count()).unwrap_or(0);
+    }
     let timeouts = timeouts(&cx, &raw)?;
     let ttl = match &raw.ttl {
         None => None,
@@ -119,6 +152,8 @@ pub fn parse(
         control_plane,
         workers,
         timeouts,
+        provider,
+        cluster,
         ttl,
         expires_at: None,
     })
@@ -290,26 +325,26 @@ fn kube_version(cx: &Ctx, v: &S<String>) -> Result<KubeVersion, ConfigError> {
     }
 }
 
-fn network(cx: &Ctx, raw: &RawConfig, region: &str) -> Result<NetworkSpec, ConfigError> {
-    let vpc_cidr = cidr(cx, &raw.network.vpc_cidr, "network.vpc_cidr")?;
+fn network(cx: &Ctx, raw: &RawNetwork, region: &str) -> Result<NetworkSpec, ConfigError> {
+    let vpc_cidr = cidr(cx, &raw.vpc_cidr, "network.vpc_cidr")?;
     if !(16..=28).contains(&vpc_cidr.prefix_len()) {
         return cx.err(
-            raw.network.vpc_cidr.span(),
+            raw.vpc_cidr.span(),
             "network.vpc_cidr",
             format!("a VPC block must be between /16 and /28, not /{}", vpc_cidr.prefix_len()),
             "use e.g. \"10.20.0.0/16\"",
         );
     }
-    if raw.network.subnets.get_ref().is_empty() {
+    if raw.subnets.get_ref().is_empty() {
         return cx.err(
-            raw.network.subnets.span(),
+            raw.subnets.span(),
             "network.subnets",
             "no subnet is configured".into(),
             "add a [[network.subnets]] table with cidr and availability_zone",
         );
     }
     let mut subnets: Vec<SubnetSpec> = Vec::new();
-    for (i, s) in raw.network.subnets.get_ref().iter().enumerate() {
+    for (i, s) in raw.subnets.get_ref().iter().enumerate() {
         let key = format!("network.subnets[{i}].cidr");
         let net = cidr(cx, &s.cidr, &key)?;
         if !vpc_cidr.contains(&net) {
@@ -372,7 +407,16 @@ fn ssh(
     raw: &RawConfig,
     home: Option<&Path>,
     read: &dyn Fn(&Path) -> io::Result<String>,
+    need_public_key: bool,
 ) -> Result<SshSpec, ConfigError> {
+    let private = raw.ssh.as_ref().and_then(|s| s.private_key.as_ref());
+    let known_hosts = match raw.ssh.as_ref().and_then(|s| s.known_hosts.as_ref()) {
+        None => None,
+        Some(k) => match expand_path(k.get_ref(), cx.file, home) {
+            Some(p) => Some(p),
+            None => return cx.err(k.span(), "ssh.known_hosts", format!("cannot expand {:?}: HOME is not set", k.get_ref()), "write an absolute path"),
+        },
+    };
     let key = raw.ssh.as_ref().and_then(|s| s.public_key.as_ref());
     let (path_text, span) =
         key.map_or(("~/.ssh/id_ed25519.pub".to_string(), 0..0), |k| (k.get_ref().clone(), k.span()));
@@ -384,9 +428,18 @@ fn ssh(
             "write an absolute path",
         );
     };
-    let text = match read(&path) {
-        Ok(t) => t,
-        Err(e) => {
+    // The private key sits next to the public one unless configured; ssh reads it, we never do.
+    let private_key_path = match private {
+        Some(p) => match expand_path(p.get_ref(), cx.file, home) {
+            Some(pp) => pp,
+            None => return cx.err(p.span(), "ssh.private_key", format!("cannot expand {:?}: HOME is not set", p.get_ref()), "write an absolute path"),
+        },
+        None => path.with_extension(""),
+    };
+    let text = match (read(&path), need_public_key) {
+        (Ok(t), _) => t,
+        (Err(_), false) => String::new(),
+        (Err(e), true) => {
             return cx.err(
                 span,
                 "ssh.public_key",
@@ -397,7 +450,7 @@ fn ssh(
     };
     let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("").to_string();
     let kinds = ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp256 ", "ecdsa-sha2-nistp384 ", "ecdsa-sha2-nistp521 "];
-    if !kinds.iter().any(|k| line.starts_with(k)) {
+    if need_public_key && !kinds.iter().any(|k| line.starts_with(k)) {
         let hint = if line.contains("PRIVATE KEY") {
             "that is a private key: point at the .pub file"
         } else {
@@ -415,7 +468,7 @@ fn ssh(
             "use the image's default user, e.g. \"ubuntu\" or \"admin\"",
         );
     }
-    Ok(SshSpec { public_key_path: path, public_key: line, user: user_name })
+    Ok(SshSpec { public_key_path: path, private_key_path, known_hosts, public_key: line, user: user_name })
 }
 
 fn ami(cx: &Ctx, raw: &RawConfig) -> Result<AmiSpec, ConfigError> {
