@@ -7,9 +7,11 @@
 //! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
 
 pub mod aws;
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod ops;
 pub mod plan;
+pub mod remote;
 pub mod reporter;
 pub mod ui;

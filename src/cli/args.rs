@@ -67,6 +67,9 @@ pub enum Command {
     },
     /// Create or converge the environment; idempotent and resumable.
     Up {
+        /// Run one stage only: `infra` (AWS resources) or `cluster` (kubeadm over SSH).
+        #[arg(long, value_enum)]
+        only: Option<Stage>,
         /// Expire the environment this long from now (e.g. 2h): tags every resource with
         /// tagstack:expires-at; on an existing environment this extends (or shortens) it.
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
@@ -98,6 +101,26 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Write the cluster's admin kubeconfig (0600) and print its path.
+    Kubeconfig {
+        /// Print the kubeconfig itself instead of its path.
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Open a shell on a node (or run a command) with the environment's key and known_hosts.
+    Ssh {
+        /// Node name (`tagstack status` lists them).
+        node: String,
+        /// Command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Infra,
+    Cluster,
 }
 
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {

@@ -2,10 +2,11 @@
 //! per command that calls `ops` and hands the result to `ui`.
 
 mod args;
+mod cluster_cmds;
 mod local;
 mod settings;
 
-pub use args::{Cli, Command, GlobalArgs};
+pub use args::{Cli, Command, GlobalArgs, Stage};
 pub use settings::{Common, Settings, UsageError, resolve};
 
 use std::time::Duration;
@@ -61,18 +62,21 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
     match cli.command {
         Command::Plan { detailed_exitcode, ttl } => plan_cmd(g, detailed_exitcode, ttl).await,
-        Command::Up { ttl } => up_cmd(g, ttl).await,
+        Command::Up { ttl, only } => up_cmd(g, ttl, only).await,
         Command::Status => status_cmd(g).await,
         Command::Down => down_cmd(g).await,
         Command::Reap { dry_run, project } => reap_cmd(g, dry_run, project).await,
         Command::Init { force } => local::init(g, force),
         Command::Completions { shell } => local::completions(shell),
         Command::Man => local::man(),
+        Command::Kubeconfig { stdout } => cluster_cmds::kubeconfig(&resolve(g)?, stdout).await,
+        Command::Ssh { node, command } => cluster_cmds::ssh(&resolve(g)?, &node, &command),
     }
 }
 
 async fn plan_cmd(g: &GlobalArgs, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
     let s = resolve(g)?;
+    refuse_static(&s, "plan")?;
     let aws = Aws::connect(&s.connection).await;
     let (_, plan) = ops::plan(&aws, &s.spec, ttl).await?;
     match s.common.output {
@@ -91,8 +95,20 @@ async fn plan_cmd(g: &GlobalArgs, detailed_exitcode: bool, ttl: Option<Duration>
     Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
 }
 
-async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>) -> Result<Outcome> {
+async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {
     let s = resolve(g)?;
+    let is_static = matches!(s.spec.provider, crate::config::Provider::Static { .. });
+    match (is_static, only) {
+        (true, Some(Stage::Infra)) => {
+            return Err(UsageError {
+                message: "a static environment has no infra stage".into(),
+                hint: "its machines are yours; `tagstack up` runs the cluster stage on them".into(),
+            }
+            .into());
+        }
+        (true, _) | (false, Some(Stage::Cluster)) => return cluster_cmds::up(&s).await,
+        (false, _) => {}
+    }
     let aws = Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
     let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
@@ -103,8 +119,22 @@ async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+fn refuse_static(s: &Settings, command: &str) -> Result<()> {
+    if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
+        return Err(UsageError {
+            message: format!("`{command}` works on AWS resources; a static environment has none"),
+            hint: "`tagstack up` bootstraps its machines, `tagstack status` shows their readiness".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
     let s = resolve(g)?;
+    if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
+        return cluster_cmds::status(&s).await;
+    }
     let aws = Aws::connect(&s.connection).await;
     let st = ops::status(&aws, &s.spec).await?;
     match s.common.output {
@@ -116,6 +146,7 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
 
 async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
     let s = resolve(g)?;
+    refuse_static(&s, "down")?;
     let aws = Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
     let (observed, plan) = ops::down_preview(&aws, &s.spec).await?;

@@ -1,6 +1,7 @@
 //! The commands' bodies: thin orchestration of `aws`, `plan` (and later `cluster`, `stack`).
 //! Each returns data; the CLI decides how to show it.
 
+pub mod cluster;
 pub mod down;
 mod inventory;
 mod plan;

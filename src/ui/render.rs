@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::ops::cluster::{ClusterReport, NodeState};
 use crate::ops::{DownReport, Node, ReapReport, Status, UpReport};
 use crate::plan::Change;
 
@@ -127,5 +128,29 @@ pub fn reap(report: &ReapReport, region: &str) -> String {
             "kept", k.project, k.environment, k.expires_at, k.expires_in
         );
     }
+    out
+}
+
+pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
+    let mut out = String::new();
+    let ready = states.iter().filter(|(s, _)| s.ready).count();
+    let _ = writeln!(out, "{title}: {ready}/{} node(s) Ready", states.len());
+    let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY", "WHY NOT");
+    for (s, why) in states {
+        let why = if s.ready { "" } else { why.as_str() };
+        let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} {why}", s.name, s.role.as_str(), s.node_name, if s.ready { "yes" } else { "no" });
+    }
+    out
+}
+
+pub fn cluster(report: &ClusterReport, title: &str) -> String {
+    let mut out = String::new();
+    let ready = report.nodes.iter().filter(|n| n.ready).count();
+    let _ = writeln!(out, "{title}: Kubernetes {} with {ready}/{} node(s) Ready", report.kubernetes_version, report.nodes.len());
+    let _ = writeln!(out, "{:<20} {:<14} {:<44} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY");
+    for n in &report.nodes {
+        let _ = writeln!(out, "{:<20} {:<14} {:<44} {}", n.name, n.role.as_str(), n.node_name, if n.ready { "yes" } else { "no" });
+    }
+    let _ = writeln!(out, "kubeconfig: {} (export KUBECONFIG=$PWD/{})", report.kubeconfig.display(), report.kubeconfig.display());
     out
 }

@@ -1,0 +1,13 @@
+//! The cluster stage's pure half: which nodes, the bootstrap token, the rendered kubeadm
+//! configs and scripts, and the parsing of what nodes answer. Running them is `ops::cluster`'s
+//! job, through `remote/`. Nothing here does I/O (except reading /dev/urandom for tokens).
+
+pub mod model;
+pub mod parse;
+pub mod render;
+pub mod token;
+
+pub use model::{ClusterNode, static_nodes};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Renders the bootstrap scripts, kubeadm configs and add-on list from `templates/cluster/`
+//! with minijinja. Pure: text in, text out; snapshot-tested and shellchecked in tests.
+
+use anyhow::{Context, Result};
+use minijinja::{Environment, UndefinedBehavior, context};
+use serde::Serialize;
+
+use super::model::ClusterNode;
+use crate::config::{KubeVersion, Provider, Spec};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("prepare-node.sh", include_str!("../../templates/cluster/prepare-node.sh.j2")),
+    ("control-plane-ca.sh", include_str!("../../templates/cluster/control-plane-ca.sh.j2")),
+    ("kubeadm-init.yaml", include_str!("../../templates/cluster/kubeadm-init.yaml.j2")),
+    ("kubeadm-join.yaml", include_str!("../../templates/cluster/kubeadm-join.yaml.j2")),
+    ("init-control-plane.sh", include_str!("../../templates/cluster/init-control-plane.sh.j2")),
+    ("join-worker.sh", include_str!("../../templates/cluster/join-worker.sh.j2")),
+];
+
+pub const STORAGECLASS_GP3: &str = include_str!("../../templates/cluster/storageclass-gp3.yaml");
+/// Where tagstack puts its files on a node.
+pub const NODE_DIR: &str = "/var/lib/tagstack";
+pub const FLANNEL_VERSION: &str = "v0.28.8";
+pub const EBS_CSI_RELEASE: &str = "release-1.64";
+
+fn env() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    // A missing variable is a bug in tagstack, never an empty string in a root script.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source).with_context(|| format!("template {name}"))?;
+    }
+    Ok(env)
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
+    let env = env()?;
+    env.get_template(name)?.render(ctx).with_context(|| format!("rendering {name}"))
+}
+
+pub fn kube_minor(v: KubeVersion) -> String {
+    format!("{}.{}", v.major, v.minor)
+}
+
+/// A cluster add-on applied by the control plane, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Addon {
+    pub name: &'static str,
+    /// A URL, or a file under [`NODE_DIR`] that tagstack uploads.
+    pub source: String,
+    pub kustomize: bool,
+}
+
+/// Flannel (VXLAN) first, then on AWS the cloud-controller-manager matching the Kubernetes
+/// minor, the EBS CSI driver and the default gp3 StorageClass.
+pub fn addons(spec: &Spec) -> Vec<Addon> {
+    let mut out = vec![Addon {
+        name: "flannel",
+        source: format!("https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"),
+        kustomize: false,
+    }];
+    if spec.provider == Provider::Aws {
+        let minor = kube_minor(spec.kubernetes_version);
+        out.push(Addon {
+            name: "aws-cloud-controller-manager",
+            source: format!(
+                "github.com/kubernetes/cloud-provider-aws/examples/existing-cluster/base/?ref=release-{minor}"
+            ),
+            kustomize: true,
+        });
+        out.push(Addon {
+            name: "aws-ebs-csi-driver",
+            source: format!(
+                "github.com/kubernetes-sigs/aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref={EBS_CSI_RELEASE}"
+            ),
+            kustomize: true,
+        });
+        out.push(Addon { name: "storageclass-gp3", source: format!("{NODE_DIR}/storageclass-gp3.yaml"), kustomize: false });
+    }
+    out
+}
+
+pub fn prepare_script(spec: &Spec) -> Result<String> {
+    render("prepare-node.sh", context! { kube_minor => kube_minor(spec.kubernetes_version) })
+}
+
+pub fn ca_script() -> Result<String> {
+    render("control-plane-ca.sh", context! {})
+}
+
+/// Everything the control-plane templates need.
+pub struct InitInput<'a> {
+    pub spec: &'a Spec,
+    pub control_plane: &'a ClusterNode,
+    pub token: &'a str,
+    /// `v1.36.1`: what the installed kubeadm reports (`kubeadm version -o short`).
+    pub kubernetes_version: &'a str,
+}
+
+fn cert_sans(cp: &ClusterNode) -> Vec<String> {
+    let mut sans = vec![cp.private_ip.clone(), cp.node_name.clone(), cp.address.clone()];
+    sans.extend(cp.public_address.clone());
+    sans.dedup();
+    let mut seen = Vec::new();
+    sans.retain(|s| {
+        let fresh = !seen.contains(s);
+        seen.push(s.clone());
+        fresh
+    });
+    sans
+}
+
+pub fn init_config(i: &InitInput) -> Result<String> {
+    render(
+        "kubeadm-init.yaml",
+        context! {
+            cluster_name => i.spec.cluster_name(),
+            token => i.token,
+            control_plane => i.control_plane,
+            kubernetes_version => i.kubernetes_version,
+            pod_cidr => i.spec.cluster.pod_cidr.to_string(),
+            service_cidr => i.spec.cluster.service_cidr.to_string(),
+            cert_sans => cert_sans(i.control_plane),
+            external_cloud => i.spec.provider == Provider::Aws,
+        },
+    )
+}
+
+pub fn init_script(i: &InitInput) -> Result<String> {
+    render(
+        "init-control-plane.sh",
+        context! { control_plane => i.control_plane, token => i.token, addons => addons(i.spec) },
+    )
+}
+
+pub fn join_config(spec: &Spec, control_plane: &ClusterNode, node: &ClusterNode, token: &str, ca_cert_hash: &str) -> Result<String> {
+    render(
+        "kubeadm-join.yaml",
+        context! {
+            cluster_name => spec.cluster_name(),
+            control_plane => control_plane,
+            node => node,
+            token => token,
+            ca_cert_hash => ca_cert_hash,
+            external_cloud => spec.provider == Provider::Aws,
+        },
+    )
+}
+
+pub fn join_script(node: &ClusterNode) -> Result<String> {
+    render("join-worker.sh", context! { node => node })
+}

@@ -1,0 +1,179 @@
+//! Snapshot tests of everything the cluster stage sends to nodes, and shellcheck on every
+//! rendered script (shellcheck is installed by scripts/test).
+
+use std::path::Path;
+
+use super::model::ClusterNode;
+use super::render::{self, InitInput};
+use super::{parse, static_nodes};
+use crate::config::{NodeRole, Spec, parse as parse_config};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me";
+const TOKEN: &str = "abcdef.0123456789abcdef";
+const HASH: &str = "sha256:0f3c1d9b6a7e2f4c8d5b1a3e9f7c6d2b4a8e1f3c5d7b9a2e4f6c8d0b1a3e5f70";
+
+fn config(source: &str) -> Spec {
+    parse_config(Path::new("config/t.toml"), source, Some(Path::new("/home/u")), &|_| Ok(KEY.to_string())).unwrap()
+}
+
+fn static_spec() -> Spec {
+    config(
+        r#"project = "lab"
+environment = "bench"
+provider = "static"
+kubernetes_version = "1.36"
+
+[ssh]
+private_key = "/home/u/.ssh/id_ed25519"
+user = "root"
+
+[[nodes]]
+name = "cp"
+address = "10.77.3.10"
+role = "control-plane"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB"
+
+[[nodes]]
+name = "w1"
+address = "10.77.3.11"
+port = 2222
+role = "worker"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB"
+"#,
+    )
+}
+
+fn aws_spec() -> Spec {
+    config(
+        r#"project = "demo"
+environment = "dev"
+region = "eu-west-3"
+admin_cidrs = ["203.0.113.0/24"]
+kubernetes_version = "1.36"
+[network]
+vpc_cidr = "10.20.0.0/16"
+[[network.subnets]]
+cidr = "10.20.1.0/24"
+availability_zone = "eu-west-3a"
+"#,
+    )
+}
+
+fn aws_nodes() -> (ClusterNode, ClusterNode) {
+    let cp = ClusterNode {
+        name: "control-plane".into(),
+        node_name: "ip-10-20-1-4.eu-west-3.compute.internal".into(),
+        role: NodeRole::ControlPlane,
+        address: "203.0.113.50".into(),
+        port: 22,
+        user: "ubuntu".into(),
+        private_ip: "10.20.1.4".into(),
+        public_address: Some("203.0.113.50".into()),
+        host_key: None,
+    };
+    let w = ClusterNode {
+        name: "worker-0".into(),
+        node_name: "ip-10-20-1-5.eu-west-3.compute.internal".into(),
+        role: NodeRole::Worker,
+        private_ip: "10.20.1.5".into(),
+        address: "203.0.113.51".into(),
+        public_address: Some("203.0.113.51".into()),
+        ..cp.clone()
+    };
+    (cp, w)
+}
+
+#[test]
+fn static_nodes_come_control_plane_first() {
+    let nodes = static_nodes(&static_spec());
+    assert_eq!(nodes.iter().map(|n| (n.name.as_str(), n.role, n.port)).collect::<Vec<_>>(), [
+        ("cp", NodeRole::ControlPlane, 22),
+        ("w1", NodeRole::Worker, 2222)
+    ]);
+    assert_eq!(nodes[0].user, "root");
+}
+
+#[test]
+fn kubeadm_configs_static() {
+    let spec = static_spec();
+    let nodes = static_nodes(&spec);
+    let input = InitInput { spec: &spec, control_plane: &nodes[0], token: TOKEN, kubernetes_version: "v1.36.1" };
+    insta::assert_snapshot!("init_config_static", render::init_config(&input).unwrap());
+    insta::assert_snapshot!("join_config_static", render::join_config(&spec, &nodes[0], &nodes[1], TOKEN, HASH).unwrap());
+    insta::assert_snapshot!("init_script_static", render::init_script(&input).unwrap());
+}
+
+#[test]
+fn kubeadm_configs_aws_use_the_external_cloud_provider() {
+    let spec = aws_spec();
+    let (cp, w) = aws_nodes();
+    let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
+    let init = render::init_config(&input).unwrap();
+    assert!(init.contains("name: cloud-provider\n      value: external"), "{init}");
+    assert!(init.contains("- \"203.0.113.50\""), "public IP is a certSAN: {init}");
+    insta::assert_snapshot!("init_config_aws", init);
+    insta::assert_snapshot!("join_config_aws", render::join_config(&spec, &cp, &w, TOKEN, HASH).unwrap());
+    let script = render::init_script(&input).unwrap();
+    for addon in ["kube-flannel.yml", "cloud-provider-aws", "aws-ebs-csi-driver", "storageclass-gp3.yaml"] {
+        assert!(script.contains(addon), "{addon} missing from:\n{script}");
+    }
+}
+
+#[test]
+fn scripts_render_and_pass_shellcheck() {
+    let spec = aws_spec();
+    let (cp, w) = aws_nodes();
+    let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
+    let scripts = [
+        ("prepare-node.sh", render::prepare_script(&spec).unwrap()),
+        ("control-plane-ca.sh", render::ca_script().unwrap()),
+        ("init-control-plane.sh", render::init_script(&input).unwrap()),
+        ("join-worker.sh", render::join_script(&w).unwrap()),
+        ("init-control-plane-static.sh", {
+            let s = static_spec();
+            let n = static_nodes(&s);
+            render::init_script(&InitInput { spec: &s, control_plane: &n[0], token: TOKEN, kubernetes_version: "v1.36.1" }).unwrap()
+        }),
+    ];
+    insta::assert_snapshot!("prepare_node", &scripts[0].1);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &scripts {
+        assert!(text.starts_with("#!/usr/bin/env bash\n"), "{name}");
+        assert!(text.contains("set -euo pipefail"), "{name}");
+        assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("shellcheck")
+            .args(["--shell=bash", "--severity=style"])
+            .arg(&path)
+            .output()
+            .expect("shellcheck is not installed: run scripts/test, which installs it");
+        assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn a_missing_template_variable_is_an_error_not_an_empty_string() {
+    // UndefinedBehavior::Strict: a typo in a template must fail rendering.
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("t", "x={{ nope }}").unwrap();
+    assert!(env.get_template("t").unwrap().render(minijinja::context! {}).is_err());
+}
+
+#[test]
+fn parses_script_values_and_node_readiness() {
+    let lines: Vec<String> = ["prepare: x", "kubeadm-version=v1.36.1", "ca-cert-hash=sha256:ab"].map(String::from).to_vec();
+    assert_eq!(parse::value(&lines, "kubeadm-version"), Some("v1.36.1"));
+    assert_eq!(parse::value(&lines, "missing"), None);
+    assert!(parse::is_ca_hash(HASH));
+    assert!(!parse::is_ca_hash("sha256:ab"));
+    let json = r#"{"apiVersion":"v1","kind":"NodeList","items":[
+      {"metadata":{"name":"cp"},"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}]}},
+      {"metadata":{"name":"w1"},"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"cni plugin not initialized"}]}},
+      {"metadata":{"name":"w2"}}]}"#;
+    let nodes = parse::node_readiness(json).unwrap();
+    assert_eq!(nodes.iter().map(|n| (n.name.as_str(), n.ready)).collect::<Vec<_>>(), [("cp", true), ("w1", false), ("w2", false)]);
+    assert_eq!(nodes[1].why, "KubeletNotReady: cni plugin not initialized");
+    assert_eq!(nodes[2].why, "no Ready condition yet");
+}

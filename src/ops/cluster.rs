@@ -1,0 +1,268 @@
+//! The cluster stage: kubeadm over parallel SSH. Prepare every node at once; create the CA on
+//! the control plane so the CA hash (and with tagstack's token, every join config) is known
+//! before `kubeadm init`; then init the control plane and join all workers concurrently (joins
+//! retry discovery until the API server answers); wait until every node is Ready; fetch the
+//! admin kubeconfig. Every step is idempotent, so a failed or interrupted run is resumed by
+//! running `up` again.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::cluster::render::{self, InitInput, NODE_DIR, STORAGECLASS_GP3};
+use crate::cluster::{ClusterNode, parse, token};
+use crate::config::{NodeRole, Provider, Spec, format_duration};
+use crate::remote::{EnvFiles, Fleet, RemoteError, RemoteErrors, known_hosts, ssh_config};
+use crate::reporter::Reporter;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeState {
+    pub name: String,
+    pub node_name: String,
+    pub role: NodeRole,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    pub kubernetes_version: String,
+    pub kubeconfig: PathBuf,
+    pub nodes: Vec<NodeState>,
+}
+
+/// The environment's local directory: SSH client files, per-node logs, the kubeconfig.
+pub fn env_dir(spec: &Spec) -> PathBuf {
+    PathBuf::from(".tagstack").join(spec.cluster_name())
+}
+
+fn private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).with_context(|| format!("creating {}", path.display()))
+}
+
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(content.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    // An existing file keeps its old mode on open: enforce 0600 for secrets.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(())
+}
+
+/// Writes ssh_config and known_hosts for the nodes; returns the paths.
+pub fn write_env_files(spec: &Spec, nodes: &[ClusterNode]) -> Result<EnvFiles> {
+    let files = EnvFiles::new(&env_dir(spec));
+    private_dir(&files.dir)?;
+    private_dir(&files.logs)?;
+    let unpinned: Vec<&str> = nodes.iter().filter(|n| n.host_key.is_none()).map(|n| n.name.as_str()).collect();
+    if !unpinned.is_empty() && spec.ssh.known_hosts.is_none() {
+        bail!(
+            "no SSH host key is known for {}: tagstack never trusts a host key on first use\n  hint: give each [[nodes]] a host_key (its /etc/ssh/ssh_host_ed25519_key.pub), or point ssh.known_hosts at a file that lists them",
+            unpinned.join(", ")
+        );
+    }
+    write_private(&files.known_hosts, &known_hosts(nodes))?;
+    let cfg = ssh_config(nodes, &absolute(&spec.ssh.private_key_path), &absolute(&files.known_hosts), spec.ssh.known_hosts.as_deref());
+    write_private(&files.ssh_config, &cfg)?;
+    Ok(files)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Runs `f` on every node (at most `limit` at once) and waits for all of them, so that one
+/// failure does not cut the others short; returns every failure.
+async fn on_all<'a, T, F, Fut>(nodes: &'a [ClusterNode], limit: usize, f: F) -> Result<Vec<(String, T)>, RemoteErrors>
+where
+    F: Fn(&'a ClusterNode) -> Fut,
+    Fut: std::future::Future<Output = Result<T, RemoteError>>,
+{
+    let results: Vec<(String, Result<T, RemoteError>)> = futures_util::stream::iter(nodes)
+        .map(|n| {
+            let fut = f(n);
+            async move { (n.name.clone(), fut.await) }
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (name, r) in results {
+        match r {
+            Ok(v) => ok.push((name, v)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        ok.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(ok)
+    } else {
+        errors.sort_by(|a, b| a.node().cmp(b.node()));
+        Err(RemoteErrors(errors))
+    }
+}
+
+async fn upload_and_run(fleet: &Fleet, node: &str, step: &str, name: &str, script: &str, r: &dyn Reporter) -> Result<Vec<String>, RemoteError> {
+    let path = format!("{NODE_DIR}/{name}");
+    fleet.upload(node, step, &path, script, true).await?;
+    let key = format!("{step}/{node}");
+    r.start(&key, step);
+    match fleet.run(node, step, &path, r).await {
+        Ok(lines) => {
+            r.finish(&key, step);
+            Ok(lines)
+        }
+        Err(e) => {
+            r.fail(&key, &format!("{step}: failed"));
+            Err(e)
+        }
+    }
+}
+
+pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> Result<ClusterReport> {
+    let started = Instant::now();
+    let deadline = spec.cluster.bootstrap_timeout;
+    let limit = spec.cluster.max_parallel_ssh;
+    let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).context("no control-plane node")?;
+    let workers: Vec<ClusterNode> = nodes.iter().filter(|n| n.role == NodeRole::Worker).cloned().collect();
+
+    let files = write_env_files(spec, nodes)?;
+    let token = token::generate()?;
+    let mut fleet = Fleet::connect(nodes, &files, limit, r).await.map_err(RemoteErrors)?;
+    // kubeadm prints the join command with the token: keep it out of logs and progress.
+    fleet.redact(&token);
+    let fleet = fleet;
+
+    // 1. Every node at once.
+    let prepare = render::prepare_script(spec)?;
+    let versions = on_all(nodes, limit, |n| upload_and_run(&fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
+    let cp_lines = versions.iter().find(|(name, _)| *name == cp.name).map(|(_, l)| l.as_slice()).unwrap_or_default();
+    let kubernetes_version = parse::value(cp_lines, "kubeadm-version").context("the control plane did not report its kubeadm version")?.to_string();
+
+    // 2. The CA first: its hash goes into every join config.
+    let ca_lines = upload_and_run(&fleet, &cp.name, "ca", "control-plane-ca.sh", &render::ca_script()?, r).await?;
+    let ca_hash = parse::value(&ca_lines, "ca-cert-hash").filter(|h| parse::is_ca_hash(h)).context("the control plane printed no valid CA hash")?.to_string();
+
+    // 3. Init and all joins concurrently.
+    let input = InitInput { spec, control_plane: cp, token: &token, kubernetes_version: &kubernetes_version };
+    let init = async {
+        fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false).await?;
+        if spec.provider == Provider::Aws {
+            fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/storageclass-gp3.yaml"), STORAGECLASS_GP3, false).await?;
+        }
+        upload_and_run(&fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r).await.map_err(anyhow::Error::from)
+    };
+    let joins = on_all(&workers, limit, |n| {
+        let config = render::join_config(spec, cp, n, &token, &ca_hash);
+        let script = render::join_script(n);
+        let fleet = &fleet;
+        async move {
+            let local = |e: anyhow::Error| RemoteError::Local { what: format!("rendering the join files of {}", n.name), message: format!("{e:#}") };
+            let config = config.map_err(local)?;
+            let script = script.map_err(local)?;
+            fleet.upload(&n.name, "join", &format!("{NODE_DIR}/kubeadm-join.yaml"), &config, false).await?;
+            upload_and_run(fleet, &n.name, "join", "join-worker.sh", &script, r).await
+        }
+    });
+    let (init, joins) = tokio::join!(init, joins);
+    init?;
+    joins?;
+
+    // 4. Ready, within what is left of the deadline.
+    let states = wait_ready(&fleet, spec, cp, nodes, deadline.saturating_sub(started.elapsed()), r).await?;
+
+    // 5. The admin kubeconfig, pointed at the endpoint this machine reaches.
+    let kubeconfig = fetch_kubeconfig(&fleet, spec, cp).await?;
+    fleet.close().await;
+    Ok(ClusterReport { kubernetes_version, kubeconfig, nodes: states })
+}
+
+pub async fn node_states(fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Vec<(NodeState, String)>> {
+    let json = fleet.read(&cp.name, "nodes", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json").await?;
+    let seen = parse::node_readiness(&json).context("parsing `kubectl get nodes -o json`")?;
+    Ok(nodes
+        .iter()
+        .map(|n| {
+            let s = seen.iter().find(|s| s.name == n.node_name);
+            let state = NodeState { name: n.name.clone(), node_name: n.node_name.clone(), role: n.role, ready: s.is_some_and(|s| s.ready) };
+            (state, s.map_or_else(|| "not registered".to_string(), |s| s.why.clone()))
+        })
+        .collect())
+}
+
+async fn wait_ready(fleet: &Fleet, spec: &Spec, cp: &ClusterNode, nodes: &[ClusterNode], budget: Duration, r: &dyn Reporter) -> Result<Vec<NodeState>> {
+    let started = Instant::now();
+    r.start("ready", &format!("wait for {} node(s) to be Ready", nodes.len()));
+    loop {
+        let states = node_states(fleet, cp, nodes).await?;
+        let waiting: Vec<String> = states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect();
+        if waiting.is_empty() {
+            r.finish("ready", &format!("{} node(s) Ready", nodes.len()));
+            return Ok(states.into_iter().map(|(s, _)| s).collect());
+        }
+        if started.elapsed() >= budget {
+            r.fail("ready", "nodes not Ready");
+            bail!(
+                "{} of {} node(s) not Ready after {} (cluster.bootstrap_timeout {}): {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
+                waiting.len(),
+                nodes.len(),
+                format_duration(started.elapsed()),
+                format_duration(spec.cluster.bootstrap_timeout),
+                waiting.join(", "),
+                env_dir(spec).display()
+            );
+        }
+        r.update("ready", &format!("waiting for {}", waiting.join(", ")));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// admin.conf with its server set to the control plane's public address (or the SSH address).
+pub fn rewrite_server(admin_conf: &str, server: &str) -> String {
+    admin_conf
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("server: ") {
+                format!("{}server: {server}", &l[..l.len() - t.len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+pub async fn fetch_kubeconfig(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<PathBuf> {
+    let admin = fleet.read(&cp.name, "kubeconfig", "cat /etc/kubernetes/admin.conf").await?;
+    let host = cp.public_address.clone().unwrap_or_else(|| cp.address.clone());
+    let path = env_dir(spec).join("kubeconfig");
+    write_private(&path, &rewrite_server(&admin, &format!("https://{host}:6443")))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_server;
+
+    #[test]
+    fn server_is_rewritten_keeping_indentation() {
+        let conf = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://10.0.0.5:6443\n  name: demo\n";
+        let out = rewrite_server(conf, "https://203.0.113.9:6443");
+        assert!(out.contains("    server: https://203.0.113.9:6443\n"), "{out}");
+        assert!(!out.contains("10.0.0.5"));
+        assert!(out.contains("certificate-authority-data: QUJD"));
+    }
+}

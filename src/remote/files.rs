@@ -1,0 +1,105 @@
+//! The per-environment SSH client files: `ssh_config` (one Host alias per node, strict host
+//! key checking) and `known_hosts`. Pure text builders plus the fingerprint of a host key.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::cluster::ClusterNode;
+
+/// `known_hosts` host field: plain for port 22, `[host]:port` otherwise.
+pub fn host_field(address: &str, port: u16) -> String {
+    if port == 22 { address.to_string() } else { format!("[{address}]:{port}") }
+}
+
+pub fn known_hosts(nodes: &[ClusterNode]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        if let Some(key) = &n.host_key {
+            let _ = writeln!(out, "{} {key}", host_field(&n.address, n.port));
+        }
+    }
+    out
+}
+
+/// `extra_known_hosts`: a user-supplied file trusted in addition to the pinned keys.
+pub fn ssh_config(nodes: &[ClusterNode], identity: &Path, known_hosts: &Path, extra_known_hosts: Option<&Path>) -> String {
+    let mut files = format!("\"{}\"", known_hosts.display());
+    if let Some(extra) = extra_known_hosts {
+        let _ = write!(files, " \"{}\"", extra.display());
+    }
+    let mut out = String::from("# Written by tagstack for this environment; `ssh -F <this file> NODE`.\n");
+    for n in nodes {
+        let _ = write!(
+            out,
+            "\nHost {name}\n  HostName {addr}\n  Port {port}\n  User {user}\n  IdentityFile \"{id}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile {files}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  CheckHostIP no\n  BatchMode yes\n  ConnectTimeout 10\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n",
+            name = n.name,
+            addr = n.address,
+            port = n.port,
+            user = n.user,
+            id = identity.display(),
+        );
+    }
+    out
+}
+
+/// OpenSSH's `SHA256:...` fingerprint of a public key line (`type base64 [comment]`).
+pub fn fingerprint(key_line: &str) -> Option<String> {
+    let b64 = key_line.split_whitespace().nth(1)?;
+    let blob = decode_base64(b64)?;
+    let digest = Sha256::digest(&blob);
+    Some(format!("SHA256:{}", encode_base64_nopad(&digest)))
+}
+
+const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = u32::try_from(B64.iter().position(|b| *b == c)?).ok()?;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buf >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
+fn encode_base64_nopad(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        // `ssh-keygen -lf` of this key prints the same
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB it@tagstack";
+        assert_eq!(fingerprint(key).as_deref(), Some(EXPECTED));
+        assert_eq!(fingerprint("garbage"), None);
+    }
+
+    const EXPECTED: &str = "SHA256:FwIh+Oy6U7wCEPWudb/467YR3L+riIokxsW4HOMchyk";
+
+    #[test]
+    fn known_hosts_uses_brackets_for_other_ports() {
+        assert_eq!(host_field("10.0.0.1", 22), "10.0.0.1");
+        assert_eq!(host_field("10.0.0.1", 2222), "[10.0.0.1]:2222");
+    }
+}

@@ -1,0 +1,293 @@
+//! SSH sessions to every node (system ssh through the `openssh` crate, one multiplexed master
+//! per node, strict host-key checking against the environment's known_hosts), file upload,
+//! and script runs whose every output line is prefixed with the node, reported, and kept in
+//! the node's log file. Concurrency is bounded by the caller's limit.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::error::RemoteError;
+use super::files::fingerprint;
+use crate::cluster::ClusterNode;
+use crate::reporter::Reporter;
+
+const LAST_LINES: usize = 15;
+
+/// Forwards the lines of one output stream, tagged stdout (true) or stderr (false).
+async fn pump<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, is_out: bool, tx: tokio::sync::mpsc::UnboundedSender<(bool, String)>) {
+    if let Some(s) = stream {
+        let mut lines = BufReader::new(s).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send((is_out, line)).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Paths of the environment's SSH client files and logs.
+#[derive(Debug, Clone)]
+pub struct EnvFiles {
+    pub dir: PathBuf,
+    pub ssh_config: PathBuf,
+    pub known_hosts: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl EnvFiles {
+    pub fn new(dir: &Path) -> EnvFiles {
+        EnvFiles {
+            dir: dir.to_path_buf(),
+            ssh_config: dir.join("ssh_config"),
+            known_hosts: dir.join("known_hosts"),
+            logs: dir.join("logs"),
+        }
+    }
+}
+
+pub struct Fleet {
+    sessions: BTreeMap<String, (ClusterNode, Session)>,
+    logs: PathBuf,
+    /// Strings never written to logs or progress (e.g. the bootstrap token kubeadm echoes).
+    secrets: Vec<String>,
+    // Keeps the control sockets' directory alive as long as the sessions.
+    _control: tempfile::TempDir,
+}
+
+/// The full error chain: the openssh crate's Display alone hides ssh's own message.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        src = s.source();
+    }
+    out
+}
+
+async fn presented_key(node: &ClusterNode) -> Option<String> {
+    let out = tokio::process::Command::new("ssh-keyscan")
+        .args(["-T", "5", "-t", "ed25519", "-p", &node.port.to_string(), &node.address])
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.split_once(' ')).map(|(_, k)| k.to_string())
+}
+
+async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Result<Session, RemoteError> {
+    let mut b = SessionBuilder::default();
+    b.config_file(&files.ssh_config)
+        .known_hosts_check(KnownHosts::Strict)
+        .control_directory(control)
+        .connect_timeout(Duration::from_secs(10))
+        .server_alive_interval(Duration::from_secs(15));
+    match b.connect_mux(&node.name).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let message = chain(&e);
+            if message.contains("Host key verification failed") || message.contains("HOST IDENTIFICATION HAS CHANGED") {
+                let expected = node.host_key.as_deref().and_then(fingerprint).unwrap_or_else(|| "(none pinned)".into());
+                let presented = presented_key(node).await.as_deref().and_then(fingerprint).unwrap_or_else(|| "(unknown)".into());
+                return Err(RemoteError::HostKey { node: node.name.clone(), address: node.address.clone(), expected, presented });
+            }
+            Err(RemoteError::Connect { node: node.name.clone(), address: format!("{}:{}", node.address, node.port), message })
+        }
+    }
+}
+
+impl Fleet {
+    /// Connects to every node, at most `limit` at a time. All failures are returned, not just
+    /// the first, so one unreachable node does not hide another.
+    pub async fn connect(nodes: &[ClusterNode], files: &EnvFiles, limit: usize, r: &dyn Reporter) -> Result<Fleet, Vec<RemoteError>> {
+        // A short path: control sockets are limited to 108 bytes.
+        let control = tempfile::Builder::new().prefix("ts-").tempdir_in("/tmp").map_err(|e| {
+            vec![RemoteError::Local { what: "creating the SSH control directory".into(), message: e.to_string() }]
+        })?;
+        let results: Vec<(ClusterNode, Result<Session, RemoteError>)> = futures_util::stream::iter(nodes.iter().cloned())
+            .map(|n| {
+                let control = control.path().to_path_buf();
+                async move {
+                    let key = format!("ssh/{}", n.name);
+                    r.start(&key, &format!("connect to {}@{}:{}", n.user, n.address, n.port));
+                    let res = connect_one(&n, files, &control).await;
+                    match &res {
+                        Ok(_) => r.finish(&key, "connected"),
+                        Err(e) => r.fail(&key, &e.to_string()),
+                    }
+                    (n, res)
+                }
+            })
+            .buffer_unordered(limit.max(1))
+            .collect()
+            .await;
+        let mut sessions = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (n, res) in results {
+            match res {
+                Ok(s) => {
+                    sessions.insert(n.name.clone(), (n, s));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| a.node().cmp(b.node()));
+            return Err(errors);
+        }
+        Ok(Fleet { sessions, logs: files.logs.clone(), secrets: Vec::new(), _control: control })
+    }
+
+    /// Redacts `secret` from every output line from now on.
+    pub fn redact(&mut self, secret: &str) {
+        self.secrets.push(secret.to_string());
+    }
+
+    fn scrub(&self, line: String) -> String {
+        self.secrets.iter().fold(line, |l, s| if s.is_empty() { l } else { l.replace(s.as_str(), "[redacted]") })
+    }
+
+    fn get(&self, node: &str) -> Result<&(ClusterNode, Session), RemoteError> {
+        self.sessions.get(node).ok_or_else(|| RemoteError::Local { what: format!("node {node}"), message: "not connected".into() })
+    }
+
+    /// Runs `sh -c` as root (through `sudo -n` for other users).
+    fn root_command<'a>(node: &ClusterNode, session: &'a Session, script: &str) -> openssh::OwningCommand<&'a Session> {
+        let mut cmd = if node.user == "root" {
+            session.command("sh")
+        } else {
+            let mut c = session.command("sudo");
+            c.arg("-n").arg("sh");
+            c
+        };
+        cmd.arg("-c").arg(script);
+        cmd
+    }
+
+    /// Writes `content` to `path` on the node (root-owned, mode 0600/0700), atomically.
+    pub async fn upload(&self, node: &str, step: &str, path: &str, content: &str, executable: bool) -> Result<(), RemoteError> {
+        let (n, session) = self.get(node)?;
+        let dir = Path::new(path).parent().map_or("/".into(), |d| d.display().to_string());
+        let mode = if executable { "0700" } else { "0600" };
+        let script = format!(
+            "umask 077 && mkdir -p '{dir}' && cat > '{path}.tmp' && chmod {mode} '{path}.tmp' && mv '{path}.tmp' '{path}'"
+        );
+        let io = |e: openssh::Error| RemoteError::Step {
+            node: node.into(),
+            step: step.into(),
+            exit_code: None,
+            last_lines: vec![],
+            message: format!("uploading {path}: {}", chain(&e)),
+        };
+        let mut child = Self::root_command(n, session, &script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(io)?;
+        if let Some(mut stdin) = child.stdin().take() {
+            let written = stdin.write_all(content.as_bytes()).await.and(stdin.shutdown().await);
+            drop(stdin);
+            if let Err(e) = written {
+                return Err(RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message: format!("uploading {path}: {e}") });
+            }
+        }
+        let out = child.wait_with_output().await.map_err(io)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(RemoteError::Step {
+                node: node.into(),
+                step: step.into(),
+                exit_code: out.status.code(),
+                last_lines: stderr.lines().map(str::to_string).collect(),
+                message: format!("uploading {path} failed"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a script already on the node with bash, as root; streams its output. Returns the
+    /// stdout lines.
+    pub async fn run(&self, node: &str, step: &str, script_path: &str, r: &dyn Reporter) -> Result<Vec<String>, RemoteError> {
+        let (n, session) = self.get(node)?;
+        let key = format!("{step}/{node}");
+        let fail = |message: String| RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message };
+        let mut child = Self::root_command(n, session, &format!("exec bash '{script_path}'"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(chain(&e)))?;
+        let log_path = self.logs.join(format!("{node}.log"));
+        let mut log = tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await.map_err(|e| RemoteError::Local { what: format!("opening {}", log_path.display()), message: e.to_string() })?;
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+        let out_task = tokio::spawn(pump(stdout, true, tx.clone()));
+        let err_task = tokio::spawn(pump(stderr, false, tx));
+        let mut out_lines = Vec::new();
+        let mut last: VecDeque<String> = VecDeque::new();
+        while let Some((is_out, line)) = rx.recv().await {
+            let line = self.scrub(line);
+            let _ = log.write_all(format!("[{step}] {line}\n").as_bytes()).await;
+            r.update(&key, &format!("[{node}] {line}"));
+            if last.len() == LAST_LINES {
+                last.pop_front();
+            }
+            last.push_back(line.clone());
+            if is_out {
+                out_lines.push(line);
+            }
+        }
+        let _ = tokio::join!(out_task, err_task);
+        let _ = log.flush().await;
+        let status = child.wait().await.map_err(|e| fail(chain(&e)))?;
+        if !status.success() {
+            return Err(RemoteError::Step {
+                node: node.into(),
+                step: step.into(),
+                exit_code: status.code(),
+                last_lines: last.into_iter().collect(),
+                message: format!("{script_path} failed (log: {})", log_path.display()),
+            });
+        }
+        Ok(out_lines)
+    }
+
+    /// Runs a short command as root and returns its stdout (for reads such as `cat`).
+    pub async fn read(&self, node: &str, step: &str, command: &str) -> Result<String, RemoteError> {
+        let (n, session) = self.get(node)?;
+        let out = Self::root_command(n, session, command)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message: chain(&e) })?;
+        if !out.status.success() {
+            return Err(RemoteError::Step {
+                node: node.into(),
+                step: step.into(),
+                exit_code: out.status.code(),
+                last_lines: String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect(),
+                message: format!("`{command}` failed"),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub async fn close(self) {
+        for (_, (_, s)) in self.sessions {
+            let _ = s.close().await;
+        }
+    }
+}

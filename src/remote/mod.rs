@@ -1,0 +1,11 @@
+//! The only code that speaks SSH: the environment's ssh_config/known_hosts, sessions to every
+//! node with verified host keys, uploads and streamed script runs. Reports through
+//! [`crate::reporter::Reporter`]; never prints; decides nothing about Kubernetes.
+
+mod error;
+mod files;
+mod fleet;
+
+pub use error::{RemoteError, RemoteErrors};
+pub use files::{fingerprint, host_field, known_hosts, ssh_config};
+pub use fleet::{EnvFiles, Fleet};
