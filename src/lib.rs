@@ -7,8 +7,8 @@
 //! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
 
 pub mod aws;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod ops;
 pub mod plan;

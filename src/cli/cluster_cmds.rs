@@ -36,7 +36,8 @@ pub async fn up(s: &Settings) -> Result<Outcome> {
 async fn connect_control_plane(s: &Settings, nodes: &[ClusterNode]) -> Result<(Fleet, ClusterNode)> {
     let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).cloned().context("no control-plane node")?;
     let files = cluster::write_env_files(&s.spec, nodes)?;
-    let fleet = Fleet::connect(std::slice::from_ref(&cp), &files, 1, &crate::reporter::Silent).await.map_err(RemoteErrors)?;
+    let fleet =
+        Fleet::connect(std::slice::from_ref(&cp), &files, 1, &crate::reporter::Silent).await.map_err(RemoteErrors)?;
     Ok((fleet, cp))
 }
 
@@ -77,7 +78,11 @@ pub fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome> {
     let nodes = nodes(s)?;
     if !nodes.iter().any(|n| n.name == node) {
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        return Err(UsageError { message: format!("no node named {node:?}"), hint: format!("nodes: {}", names.join(", ")) }.into());
+        return Err(UsageError {
+            message: format!("no node named {node:?}"),
+            hint: format!("nodes: {}", names.join(", ")),
+        }
+        .into());
     }
     let files = cluster::write_env_files(&s.spec, &nodes)?;
     let status = std::process::Command::new("ssh")

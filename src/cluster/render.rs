@@ -76,7 +76,11 @@ pub fn addons(spec: &Spec) -> Vec<Addon> {
             ),
             kustomize: true,
         });
-        out.push(Addon { name: "storageclass-gp3", source: format!("{NODE_DIR}/storageclass-gp3.yaml"), kustomize: false });
+        out.push(Addon {
+            name: "storageclass-gp3",
+            source: format!("{NODE_DIR}/storageclass-gp3.yaml"),
+            kustomize: false,
+        });
     }
     out
 }
@@ -134,7 +138,13 @@ pub fn init_script(i: &InitInput) -> Result<String> {
     )
 }
 
-pub fn join_config(spec: &Spec, control_plane: &ClusterNode, node: &ClusterNode, token: &str, ca_cert_hash: &str) -> Result<String> {
+pub fn join_config(
+    spec: &Spec,
+    control_plane: &ClusterNode,
+    node: &ClusterNode,
+    token: &str,
+    ca_cert_hash: &str,
+) -> Result<String> {
     render(
         "kubeadm-join.yaml",
         context! {

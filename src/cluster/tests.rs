@@ -86,10 +86,10 @@ fn aws_nodes() -> (ClusterNode, ClusterNode) {
 #[test]
 fn static_nodes_come_control_plane_first() {
     let nodes = static_nodes(&static_spec());
-    assert_eq!(nodes.iter().map(|n| (n.name.as_str(), n.role, n.port)).collect::<Vec<_>>(), [
-        ("cp", NodeRole::ControlPlane, 22),
-        ("w1", NodeRole::Worker, 2222)
-    ]);
+    assert_eq!(
+        nodes.iter().map(|n| (n.name.as_str(), n.role, n.port)).collect::<Vec<_>>(),
+        [("cp", NodeRole::ControlPlane, 22), ("w1", NodeRole::Worker, 2222)]
+    );
     assert_eq!(nodes[0].user, "root");
 }
 
@@ -99,7 +99,10 @@ fn kubeadm_configs_static() {
     let nodes = static_nodes(&spec);
     let input = InitInput { spec: &spec, control_plane: &nodes[0], token: TOKEN, kubernetes_version: "v1.36.1" };
     insta::assert_snapshot!("init_config_static", render::init_config(&input).unwrap());
-    insta::assert_snapshot!("join_config_static", render::join_config(&spec, &nodes[0], &nodes[1], TOKEN, HASH).unwrap());
+    insta::assert_snapshot!(
+        "join_config_static",
+        render::join_config(&spec, &nodes[0], &nodes[1], TOKEN, HASH).unwrap()
+    );
     insta::assert_snapshot!("init_script_static", render::init_script(&input).unwrap());
 }
 
@@ -132,7 +135,13 @@ fn scripts_render_and_pass_shellcheck() {
         ("init-control-plane-static.sh", {
             let s = static_spec();
             let n = static_nodes(&s);
-            render::init_script(&InitInput { spec: &s, control_plane: &n[0], token: TOKEN, kubernetes_version: "v1.36.1" }).unwrap()
+            render::init_script(&InitInput {
+                spec: &s,
+                control_plane: &n[0],
+                token: TOKEN,
+                kubernetes_version: "v1.36.1",
+            })
+            .unwrap()
         }),
     ];
     insta::assert_snapshot!("prepare_node", &scripts[0].1);
@@ -163,7 +172,8 @@ fn a_missing_template_variable_is_an_error_not_an_empty_string() {
 
 #[test]
 fn parses_script_values_and_node_readiness() {
-    let lines: Vec<String> = ["prepare: x", "kubeadm-version=v1.36.1", "ca-cert-hash=sha256:ab"].map(String::from).to_vec();
+    let lines: Vec<String> =
+        ["prepare: x", "kubeadm-version=v1.36.1", "ca-cert-hash=sha256:ab"].map(String::from).to_vec();
     assert_eq!(parse::value(&lines, "kubeadm-version"), Some("v1.36.1"));
     assert_eq!(parse::value(&lines, "missing"), None);
     assert!(parse::is_ca_hash(HASH));
@@ -173,7 +183,10 @@ fn parses_script_values_and_node_readiness() {
       {"metadata":{"name":"w1"},"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"cni plugin not initialized"}]}},
       {"metadata":{"name":"w2"}}]}"#;
     let nodes = parse::node_readiness(json).unwrap();
-    assert_eq!(nodes.iter().map(|n| (n.name.as_str(), n.ready)).collect::<Vec<_>>(), [("cp", true), ("w1", false), ("w2", false)]);
+    assert_eq!(
+        nodes.iter().map(|n| (n.name.as_str(), n.ready)).collect::<Vec<_>>(),
+        [("cp", true), ("w1", false), ("w2", false)]
+    );
     assert_eq!(nodes[1].why, "KubeletNotReady: cni plugin not initialized");
     assert_eq!(nodes[2].why, "no Ready condition yet");
 }

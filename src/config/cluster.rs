@@ -46,7 +46,12 @@ fn static_nodes(cx: &Ctx, raw: &RawConfig) -> Result<Vec<StaticNode>, ConfigErro
     ];
     for (key, span) in aws_only {
         if let Some(span) = span {
-            return cx.err(span, key, format!("`{key}` is only for provider = \"aws\""), "remove it: a static environment uses the machines in [[nodes]]");
+            return cx.err(
+                span,
+                key,
+                format!("`{key}` is only for provider = \"aws\""),
+                "remove it: a static environment uses the machines in [[nodes]]",
+            );
         }
     }
     let Some(nodes) = &raw.nodes else {
@@ -57,14 +62,26 @@ fn static_nodes(cx: &Ctx, raw: &RawConfig) -> Result<Vec<StaticNode>, ConfigErro
     let mut out: Vec<StaticNode> = Vec::new();
     for (i, n) in nodes.get_ref().iter().enumerate() {
         let node = static_node(cx, i, n)?;
-        if let Some(j) = out.iter().position(|o| o.name == node.name || (o.address == node.address && o.port == node.port)) {
-            return cx.err(n.name.span(), &format!("nodes[{i}]"), format!("{} repeats nodes[{j}] ({}:{})", node.name, out[j].address, out[j].port), "give every node its own name and address");
+        if let Some(j) =
+            out.iter().position(|o| o.name == node.name || (o.address == node.address && o.port == node.port))
+        {
+            return cx.err(
+                n.name.span(),
+                &format!("nodes[{i}]"),
+                format!("{} repeats nodes[{j}] ({}:{})", node.name, out[j].address, out[j].port),
+                "give every node its own name and address",
+            );
         }
         out.push(node);
     }
     let cps = out.iter().filter(|n| n.role == NodeRole::ControlPlane).count();
     if cps != 1 {
-        return cx.err(nodes.span(), "nodes", format!("{cps} nodes have role = \"control-plane\"; tagstack runs exactly 1"), "mark exactly one node as the control plane");
+        return cx.err(
+            nodes.span(),
+            "nodes",
+            format!("{cps} nodes have role = \"control-plane\"; tagstack runs exactly 1"),
+            "mark exactly one node as the control plane",
+        );
     }
     Ok(out)
 }
@@ -72,24 +89,48 @@ fn static_nodes(cx: &Ctx, raw: &RawConfig) -> Result<Vec<StaticNode>, ConfigErro
 fn static_node(cx: &Ctx, i: usize, n: &RawNode) -> Result<StaticNode, ConfigError> {
     let name = n.name.get_ref();
     if !is_valid_name(name) {
-        return cx.err(n.name.span(), &format!("nodes[{i}].name"), format!("{name:?} is not a valid node name"), "use lowercase letters, digits and dashes (it becomes the Kubernetes node name)");
+        return cx.err(
+            n.name.span(),
+            &format!("nodes[{i}].name"),
+            format!("{name:?} is not a valid node name"),
+            "use lowercase letters, digits and dashes (it becomes the Kubernetes node name)",
+        );
     }
     let address = n.address.get_ref();
     let host_ok = address.parse::<Ipv4Addr>().is_ok()
         || (!address.is_empty() && address.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
     if !host_ok {
-        return cx.err(n.address.span(), &format!("nodes[{i}].address"), format!("{address:?} is not a host name or IPv4 address"), "write e.g. \"10.0.0.11\" or \"node1.example.com\"");
+        return cx.err(
+            n.address.span(),
+            &format!("nodes[{i}].address"),
+            format!("{address:?} is not a host name or IPv4 address"),
+            "write e.g. \"10.0.0.11\" or \"node1.example.com\"",
+        );
     }
     let port = match &n.port {
         None => 22,
         Some(p) => match u16::try_from(*p.get_ref()) {
             Ok(port) if port > 0 => port,
-            _ => return cx.err(p.span(), &format!("nodes[{i}].port"), format!("{} is not a TCP port", p.get_ref()), "use 1 to 65535 (default 22)"),
+            _ => {
+                return cx.err(
+                    p.span(),
+                    &format!("nodes[{i}].port"),
+                    format!("{} is not a TCP port", p.get_ref()),
+                    "use 1 to 65535 (default 22)",
+                );
+            }
         },
     };
     let role = match NodeRole::parse(n.role.get_ref()) {
         Some(r) => r,
-        None => return cx.err(n.role.span(), &format!("nodes[{i}].role"), format!("{:?} is not a node role", n.role.get_ref()), "write \"control-plane\" or \"worker\""),
+        None => {
+            return cx.err(
+                n.role.span(),
+                &format!("nodes[{i}].role"),
+                format!("{:?} is not a node role", n.role.get_ref()),
+                "write \"control-plane\" or \"worker\"",
+            );
+        }
     };
     let host_key = match &n.host_key {
         None => None,
@@ -97,12 +138,24 @@ fn static_node(cx: &Ctx, i: usize, n: &RawNode) -> Result<StaticNode, ConfigErro
             let parts: Vec<&str> = k.get_ref().split_whitespace().collect();
             let kinds = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"];
             if parts.len() < 2 || !kinds.contains(&parts[0]) {
-                return cx.err(k.span(), &format!("nodes[{i}].host_key"), "is not an SSH host public key".into(), "copy the node's /etc/ssh/ssh_host_ed25519_key.pub, e.g. \"ssh-ed25519 AAAA...\"");
+                return cx.err(
+                    k.span(),
+                    &format!("nodes[{i}].host_key"),
+                    "is not an SSH host public key".into(),
+                    "copy the node's /etc/ssh/ssh_host_ed25519_key.pub, e.g. \"ssh-ed25519 AAAA...\"",
+                );
             }
             Some(format!("{} {}", parts[0], parts[1]))
         }
     };
-    Ok(StaticNode { name: name.clone(), address: address.clone(), port, user: n.user.as_ref().map(|u| u.get_ref().clone()), role, host_key })
+    Ok(StaticNode {
+        name: name.clone(),
+        address: address.clone(),
+        port,
+        user: n.user.as_ref().map(|u| u.get_ref().clone()),
+        role,
+        host_key,
+    })
 }
 
 pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
@@ -110,14 +163,26 @@ pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
     let Some(c) = &raw.cluster else { return Ok(spec) };
     if let Some(p) = &c.max_parallel_ssh {
         if !(1..=MAX_PARALLEL_SSH).contains(p.get_ref()) {
-            return cx.err(p.span(), "cluster.max_parallel_ssh", format!("{} is out of range", p.get_ref()), &format!("use 1 to {MAX_PARALLEL_SSH} (default 51: a control plane and 50 workers at once)"));
+            return cx.err(
+                p.span(),
+                "cluster.max_parallel_ssh",
+                format!("{} is out of range", p.get_ref()),
+                &format!("use 1 to {MAX_PARALLEL_SSH} (default 51: a control plane and 50 workers at once)"),
+            );
         }
         spec.max_parallel_ssh = usize::try_from(*p.get_ref()).unwrap_or(51);
     }
     if let Some(t) = &c.bootstrap_timeout {
         match parse_duration(t.get_ref()) {
             Some(d) if d >= Duration::from_secs(10) => spec.bootstrap_timeout = d,
-            _ => return cx.err(t.span(), "cluster.bootstrap_timeout", format!("{:?} is not a duration of at least 10s", t.get_ref()), "write e.g. \"15m\""),
+            _ => {
+                return cx.err(
+                    t.span(),
+                    "cluster.bootstrap_timeout",
+                    format!("{:?} is not a duration of at least 10s", t.get_ref()),
+                    "write e.g. \"15m\"",
+                );
+            }
         }
     }
     Ok(spec)

@@ -432,3 +432,88 @@ fn shipped_examples_parse() {
     assert_eq!(sandbox.ssh.public_key_path, path("config/../.sandbox/id_ed25519.pub"));
     assert_eq!(sandbox.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// provider = "static": machines that already exist.
+
+const STATIC: &str = r#"project = "lab"
+environment = "bench"
+provider = "static"
+
+[ssh]
+user = "root"
+
+[[nodes]]
+name = "cp"
+address = "10.0.0.10"
+role = "control-plane"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5"
+
+[[nodes]]
+name = "w1"
+address = "10.0.0.11"
+port = 2222
+role = "worker"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1"
+"#;
+
+#[test]
+fn static_provider_resolves_nodes_and_needs_no_aws_keys() {
+    let spec = ok(STATIC);
+    let super::Provider::Static { nodes } = &spec.provider else { panic!("{:?}", spec.provider) };
+    assert_eq!(nodes.len(), 2);
+    assert_eq!((nodes[1].name.as_str(), nodes[1].port, nodes[1].role), ("w1", 2222, super::NodeRole::Worker));
+    // The comment of a host key is dropped; ssh only compares type and key.
+    assert_eq!(nodes[1].host_key.as_deref(), Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5"));
+    assert_eq!(spec.workers.count, 1);
+    assert_eq!(spec.ssh.private_key_path, PathBuf::from("/home/u/.ssh/id_ed25519"));
+    assert_eq!(spec.cluster.max_parallel_ssh, 51);
+    // No public key is needed (nothing is imported): a missing .pub file is fine.
+    let no_pub = STATIC.replace("[ssh]\n", "[ssh]\npublic_key = \"~/.ssh/none.pub\"\n");
+    assert!(parse(&no_pub).is_ok());
+}
+
+#[test]
+fn static_provider_rejections() {
+    let cases: &[(&str, String)] = &[
+        ("provider_unknown", STATIC.replace("provider = \"static\"", "provider = \"gcp\"")),
+        ("static_without_nodes", STATIC.split("[[nodes]]").next().unwrap().to_string()),
+        (
+            "static_with_region",
+            STATIC.replace("provider = \"static\"\n", "provider = \"static\"\nregion = \"eu-west-3\"\n"),
+        ),
+        ("static_two_control_planes", STATIC.replace("role = \"worker\"", "role = \"control-plane\"")),
+        ("static_no_control_plane", STATIC.replace("role = \"control-plane\"", "role = \"worker\"")),
+        ("static_bad_role", STATIC.replace("role = \"worker\"", "role = \"master\"")),
+        (
+            "static_bad_host_key",
+            STATIC.replace(
+                "host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1\"",
+                "host_key = \"AAAAC3NzaC1lZDI1NTE5\"",
+            ),
+        ),
+        ("static_bad_port", STATIC.replace("port = 2222", "port = 70000")),
+        ("static_duplicate_name", STATIC.replace("name = \"w1\"", "name = \"cp\"")),
+        ("static_bad_address", STATIC.replace("address = \"10.0.0.11\"", "address = \"10.0.0.11; rm -rf /\"")),
+        ("static_bad_node_name", STATIC.replace("name = \"w1\"", "name = \"W_1\"")),
+        ("aws_with_nodes", format!("{BASE}\n[[nodes]]\nname = \"x\"\naddress = \"10.0.0.1\"\nrole = \"worker\"\n")),
+        ("cluster_parallel_out_of_range", STATIC.replace("[ssh]\n", "[cluster]\nmax_parallel_ssh = 0\n\n[ssh]\n")),
+        ("cluster_timeout_too_short", STATIC.replace("[ssh]\n", "[cluster]\nbootstrap_timeout = \"1s\"\n\n[ssh]\n")),
+        (
+            "vpc_overlaps_pod_network",
+            BASE.replace("10.20.0.0/16", "10.244.0.0/16")
+                .replace("10.20.1.0/24", "10.244.1.0/24")
+                .replace("10.20.2.0/24", "10.244.2.0/24"),
+        ),
+        (
+            "vpc_overlaps_service_network",
+            BASE.replace("10.20.0.0/16", "10.96.0.0/16")
+                .replace("10.20.1.0/24", "10.96.1.0/24")
+                .replace("10.20.2.0/24", "10.96.2.0/24"),
+        ),
+    ];
+    for (name, source) in cases {
+        assert_ne!(source, STATIC, "{name}: the edit did not apply");
+        insta::assert_snapshot!(*name, reject(source).to_string());
+    }
+}

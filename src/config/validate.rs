@@ -29,7 +29,13 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub(super) fn err<T>(&self, span: std::ops::Range<usize>, key: &str, msg: String, hint: &str) -> Result<T, ConfigError> {
+    pub(super) fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: String,
+        hint: &str,
+    ) -> Result<T, ConfigError> {
         let e = ConfigError::new(self.file, msg).key(key).hint(hint);
         // An empty span is a default that is not written in the file: it has no place.
         Err(if span.is_empty() { e } else { e.at(self.source, span) })
@@ -93,7 +99,12 @@ pub fn parse(
         for (what, net) in [("pod network", cluster.pod_cidr), ("service network", cluster.service_cidr)] {
             if net.contains(&network.vpc_cidr) || network.vpc_cidr.contains(&net) {
                 let span = raw.network.as_ref().map_or(0..0, |n| n.vpc_cidr.span());
-                return cx.err(span, "network.vpc_cidr", format!("{} overlaps the Kubernetes {what} {net}", network.vpc_cidr), "pick a VPC block outside 10.244.0.0/16 and 10.96.0.0/12, e.g. \"10.20.0.0/16\"");
+                return cx.err(
+                    span,
+                    "network.vpc_cidr",
+                    format!("{} overlaps the Kubernetes {what} {net}", network.vpc_cidr),
+                    "pick a VPC block outside 10.244.0.0/16 and 10.96.0.0/12, e.g. \"10.20.0.0/16\"",
+                );
             }
         }
     }
@@ -414,7 +425,14 @@ fn ssh(
         None => None,
         Some(k) => match expand_path(k.get_ref(), cx.file, home) {
             Some(p) => Some(p),
-            None => return cx.err(k.span(), "ssh.known_hosts", format!("cannot expand {:?}: HOME is not set", k.get_ref()), "write an absolute path"),
+            None => {
+                return cx.err(
+                    k.span(),
+                    "ssh.known_hosts",
+                    format!("cannot expand {:?}: HOME is not set", k.get_ref()),
+                    "write an absolute path",
+                );
+            }
         },
     };
     let key = raw.ssh.as_ref().and_then(|s| s.public_key.as_ref());
@@ -432,7 +450,14 @@ fn ssh(
     let private_key_path = match private {
         Some(p) => match expand_path(p.get_ref(), cx.file, home) {
             Some(pp) => pp,
-            None => return cx.err(p.span(), "ssh.private_key", format!("cannot expand {:?}: HOME is not set", p.get_ref()), "write an absolute path"),
+            None => {
+                return cx.err(
+                    p.span(),
+                    "ssh.private_key",
+                    format!("cannot expand {:?}: HOME is not set", p.get_ref()),
+                    "write an absolute path",
+                );
+            }
         },
         None => path.with_extension(""),
     };

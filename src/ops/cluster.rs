@@ -40,7 +40,11 @@ pub fn env_dir(spec: &Spec) -> PathBuf {
 
 fn private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).with_context(|| format!("creating {}", path.display()))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn write_private(path: &Path, content: &str) -> Result<()> {
@@ -72,7 +76,12 @@ pub fn write_env_files(spec: &Spec, nodes: &[ClusterNode]) -> Result<EnvFiles> {
         );
     }
     write_private(&files.known_hosts, &known_hosts(nodes))?;
-    let cfg = ssh_config(nodes, &absolute(&spec.ssh.private_key_path), &absolute(&files.known_hosts), spec.ssh.known_hosts.as_deref());
+    let cfg = ssh_config(
+        nodes,
+        &absolute(&spec.ssh.private_key_path),
+        &absolute(&files.known_hosts),
+        spec.ssh.known_hosts.as_deref(),
+    );
     write_private(&files.ssh_config, &cfg)?;
     Ok(files)
 }
@@ -113,7 +122,14 @@ where
     }
 }
 
-async fn upload_and_run(fleet: &Fleet, node: &str, step: &str, name: &str, script: &str, r: &dyn Reporter) -> Result<Vec<String>, RemoteError> {
+async fn upload_and_run(
+    fleet: &Fleet,
+    node: &str,
+    step: &str,
+    name: &str,
+    script: &str,
+    r: &dyn Reporter,
+) -> Result<Vec<String>, RemoteError> {
     let path = format!("{NODE_DIR}/{name}");
     fleet.upload(node, step, &path, script, true).await?;
     let key = format!("{step}/{node}");
@@ -146,29 +162,44 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
 
     // 1. Every node at once.
     let prepare = render::prepare_script(spec)?;
-    let versions = on_all(nodes, limit, |n| upload_and_run(&fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
+    let versions =
+        on_all(nodes, limit, |n| upload_and_run(&fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
     let cp_lines = versions.iter().find(|(name, _)| *name == cp.name).map(|(_, l)| l.as_slice()).unwrap_or_default();
-    let kubernetes_version = parse::value(cp_lines, "kubeadm-version").context("the control plane did not report its kubeadm version")?.to_string();
+    let kubernetes_version = parse::value(cp_lines, "kubeadm-version")
+        .context("the control plane did not report its kubeadm version")?
+        .to_string();
 
     // 2. The CA first: its hash goes into every join config.
     let ca_lines = upload_and_run(&fleet, &cp.name, "ca", "control-plane-ca.sh", &render::ca_script()?, r).await?;
-    let ca_hash = parse::value(&ca_lines, "ca-cert-hash").filter(|h| parse::is_ca_hash(h)).context("the control plane printed no valid CA hash")?.to_string();
+    let ca_hash = parse::value(&ca_lines, "ca-cert-hash")
+        .filter(|h| parse::is_ca_hash(h))
+        .context("the control plane printed no valid CA hash")?
+        .to_string();
 
     // 3. Init and all joins concurrently.
     let input = InitInput { spec, control_plane: cp, token: &token, kubernetes_version: &kubernetes_version };
     let init = async {
-        fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false).await?;
+        fleet
+            .upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false)
+            .await?;
         if spec.provider == Provider::Aws {
-            fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/storageclass-gp3.yaml"), STORAGECLASS_GP3, false).await?;
+            fleet
+                .upload(&cp.name, "init", &format!("{NODE_DIR}/storageclass-gp3.yaml"), STORAGECLASS_GP3, false)
+                .await?;
         }
-        upload_and_run(&fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r).await.map_err(anyhow::Error::from)
+        upload_and_run(&fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r)
+            .await
+            .map_err(anyhow::Error::from)
     };
     let joins = on_all(&workers, limit, |n| {
         let config = render::join_config(spec, cp, n, &token, &ca_hash);
         let script = render::join_script(n);
         let fleet = &fleet;
         async move {
-            let local = |e: anyhow::Error| RemoteError::Local { what: format!("rendering the join files of {}", n.name), message: format!("{e:#}") };
+            let local = |e: anyhow::Error| RemoteError::Local {
+                what: format!("rendering the join files of {}", n.name),
+                message: format!("{e:#}"),
+            };
             let config = config.map_err(local)?;
             let script = script.map_err(local)?;
             fleet.upload(&n.name, "join", &format!("{NODE_DIR}/kubeadm-join.yaml"), &config, false).await?;
@@ -189,24 +220,38 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
 }
 
 pub async fn node_states(fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Vec<(NodeState, String)>> {
-    let json = fleet.read(&cp.name, "nodes", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json").await?;
+    let json =
+        fleet.read(&cp.name, "nodes", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json").await?;
     let seen = parse::node_readiness(&json).context("parsing `kubectl get nodes -o json`")?;
     Ok(nodes
         .iter()
         .map(|n| {
             let s = seen.iter().find(|s| s.name == n.node_name);
-            let state = NodeState { name: n.name.clone(), node_name: n.node_name.clone(), role: n.role, ready: s.is_some_and(|s| s.ready) };
+            let state = NodeState {
+                name: n.name.clone(),
+                node_name: n.node_name.clone(),
+                role: n.role,
+                ready: s.is_some_and(|s| s.ready),
+            };
             (state, s.map_or_else(|| "not registered".to_string(), |s| s.why.clone()))
         })
         .collect())
 }
 
-async fn wait_ready(fleet: &Fleet, spec: &Spec, cp: &ClusterNode, nodes: &[ClusterNode], budget: Duration, r: &dyn Reporter) -> Result<Vec<NodeState>> {
+async fn wait_ready(
+    fleet: &Fleet,
+    spec: &Spec,
+    cp: &ClusterNode,
+    nodes: &[ClusterNode],
+    budget: Duration,
+    r: &dyn Reporter,
+) -> Result<Vec<NodeState>> {
     let started = Instant::now();
     r.start("ready", &format!("wait for {} node(s) to be Ready", nodes.len()));
     loop {
         let states = node_states(fleet, cp, nodes).await?;
-        let waiting: Vec<String> = states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect();
+        let waiting: Vec<String> =
+            states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect();
         if waiting.is_empty() {
             r.finish("ready", &format!("{} node(s) Ready", nodes.len()));
             return Ok(states.into_iter().map(|(s, _)| s).collect());

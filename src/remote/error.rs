@@ -14,7 +14,9 @@ pub enum RemoteError {
 impl RemoteError {
     pub fn node(&self) -> &str {
         match self {
-            RemoteError::Connect { node, .. } | RemoteError::HostKey { node, .. } | RemoteError::Step { node, .. } => node,
+            RemoteError::Connect { node, .. } | RemoteError::HostKey { node, .. } | RemoteError::Step { node, .. } => {
+                node
+            }
             RemoteError::Local { .. } => "",
         }
     }

@@ -24,7 +24,12 @@ pub fn known_hosts(nodes: &[ClusterNode]) -> String {
 }
 
 /// `extra_known_hosts`: a user-supplied file trusted in addition to the pinned keys.
-pub fn ssh_config(nodes: &[ClusterNode], identity: &Path, known_hosts: &Path, extra_known_hosts: Option<&Path>) -> String {
+pub fn ssh_config(
+    nodes: &[ClusterNode],
+    identity: &Path,
+    known_hosts: &Path,
+    extra_known_hosts: Option<&Path>,
+) -> String {
     let mut files = format!("\"{}\"", known_hosts.display());
     if let Some(extra) = extra_known_hosts {
         let _ = write!(files, " \"{}\"", extra.display());

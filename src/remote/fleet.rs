@@ -19,7 +19,11 @@ use crate::reporter::Reporter;
 const LAST_LINES: usize = 15;
 
 /// Forwards the lines of one output stream, tagged stdout (true) or stderr (false).
-async fn pump<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, is_out: bool, tx: tokio::sync::mpsc::UnboundedSender<(bool, String)>) {
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    stream: Option<R>,
+    is_out: bool,
+    tx: tokio::sync::mpsc::UnboundedSender<(bool, String)>,
+) {
     if let Some(s) = stream {
         let mut lines = BufReader::new(s).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -97,10 +101,20 @@ async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Re
             let message = chain(&e);
             if message.contains("Host key verification failed") || message.contains("HOST IDENTIFICATION HAS CHANGED") {
                 let expected = node.host_key.as_deref().and_then(fingerprint).unwrap_or_else(|| "(none pinned)".into());
-                let presented = presented_key(node).await.as_deref().and_then(fingerprint).unwrap_or_else(|| "(unknown)".into());
-                return Err(RemoteError::HostKey { node: node.name.clone(), address: node.address.clone(), expected, presented });
+                let presented =
+                    presented_key(node).await.as_deref().and_then(fingerprint).unwrap_or_else(|| "(unknown)".into());
+                return Err(RemoteError::HostKey {
+                    node: node.name.clone(),
+                    address: node.address.clone(),
+                    expected,
+                    presented,
+                });
             }
-            Err(RemoteError::Connect { node: node.name.clone(), address: format!("{}:{}", node.address, node.port), message })
+            Err(RemoteError::Connect {
+                node: node.name.clone(),
+                address: format!("{}:{}", node.address, node.port),
+                message,
+            })
         }
     }
 }
@@ -108,28 +122,34 @@ async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Re
 impl Fleet {
     /// Connects to every node, at most `limit` at a time. All failures are returned, not just
     /// the first, so one unreachable node does not hide another.
-    pub async fn connect(nodes: &[ClusterNode], files: &EnvFiles, limit: usize, r: &dyn Reporter) -> Result<Fleet, Vec<RemoteError>> {
+    pub async fn connect(
+        nodes: &[ClusterNode],
+        files: &EnvFiles,
+        limit: usize,
+        r: &dyn Reporter,
+    ) -> Result<Fleet, Vec<RemoteError>> {
         // A short path: control sockets are limited to 108 bytes.
         let control = tempfile::Builder::new().prefix("ts-").tempdir_in("/tmp").map_err(|e| {
             vec![RemoteError::Local { what: "creating the SSH control directory".into(), message: e.to_string() }]
         })?;
-        let results: Vec<(ClusterNode, Result<Session, RemoteError>)> = futures_util::stream::iter(nodes.iter().cloned())
-            .map(|n| {
-                let control = control.path().to_path_buf();
-                async move {
-                    let key = format!("ssh/{}", n.name);
-                    r.start(&key, &format!("connect to {}@{}:{}", n.user, n.address, n.port));
-                    let res = connect_one(&n, files, &control).await;
-                    match &res {
-                        Ok(_) => r.finish(&key, "connected"),
-                        Err(e) => r.fail(&key, &e.to_string()),
+        let results: Vec<(ClusterNode, Result<Session, RemoteError>)> =
+            futures_util::stream::iter(nodes.iter().cloned())
+                .map(|n| {
+                    let control = control.path().to_path_buf();
+                    async move {
+                        let key = format!("ssh/{}", n.name);
+                        r.start(&key, &format!("connect to {}@{}:{}", n.user, n.address, n.port));
+                        let res = connect_one(&n, files, &control).await;
+                        match &res {
+                            Ok(_) => r.finish(&key, "connected"),
+                            Err(e) => r.fail(&key, &e.to_string()),
+                        }
+                        (n, res)
                     }
-                    (n, res)
-                }
-            })
-            .buffer_unordered(limit.max(1))
-            .collect()
-            .await;
+                })
+                .buffer_unordered(limit.max(1))
+                .collect()
+                .await;
         let mut sessions = BTreeMap::new();
         let mut errors = Vec::new();
         for (n, res) in results {
@@ -157,7 +177,9 @@ impl Fleet {
     }
 
     fn get(&self, node: &str) -> Result<&(ClusterNode, Session), RemoteError> {
-        self.sessions.get(node).ok_or_else(|| RemoteError::Local { what: format!("node {node}"), message: "not connected".into() })
+        self.sessions
+            .get(node)
+            .ok_or_else(|| RemoteError::Local { what: format!("node {node}"), message: "not connected".into() })
     }
 
     /// Runs `sh -c` as root (through `sudo -n` for other users).
@@ -174,7 +196,14 @@ impl Fleet {
     }
 
     /// Writes `content` to `path` on the node (root-owned, mode 0600/0700), atomically.
-    pub async fn upload(&self, node: &str, step: &str, path: &str, content: &str, executable: bool) -> Result<(), RemoteError> {
+    pub async fn upload(
+        &self,
+        node: &str,
+        step: &str,
+        path: &str,
+        content: &str,
+        executable: bool,
+    ) -> Result<(), RemoteError> {
         let (n, session) = self.get(node)?;
         let dir = Path::new(path).parent().map_or("/".into(), |d| d.display().to_string());
         let mode = if executable { "0700" } else { "0600" };
@@ -199,7 +228,13 @@ impl Fleet {
             let written = stdin.write_all(content.as_bytes()).await.and(stdin.shutdown().await);
             drop(stdin);
             if let Err(e) = written {
-                return Err(RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message: format!("uploading {path}: {e}") });
+                return Err(RemoteError::Step {
+                    node: node.into(),
+                    step: step.into(),
+                    exit_code: None,
+                    last_lines: vec![],
+                    message: format!("uploading {path}: {e}"),
+                });
             }
         }
         let out = child.wait_with_output().await.map_err(io)?;
@@ -218,10 +253,22 @@ impl Fleet {
 
     /// Runs a script already on the node with bash, as root; streams its output. Returns the
     /// stdout lines.
-    pub async fn run(&self, node: &str, step: &str, script_path: &str, r: &dyn Reporter) -> Result<Vec<String>, RemoteError> {
+    pub async fn run(
+        &self,
+        node: &str,
+        step: &str,
+        script_path: &str,
+        r: &dyn Reporter,
+    ) -> Result<Vec<String>, RemoteError> {
         let (n, session) = self.get(node)?;
         let key = format!("{step}/{node}");
-        let fail = |message: String| RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message };
+        let fail = |message: String| RemoteError::Step {
+            node: node.into(),
+            step: step.into(),
+            exit_code: None,
+            last_lines: vec![],
+            message,
+        };
         let mut child = Self::root_command(n, session, &format!("exec bash '{script_path}'"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -230,7 +277,9 @@ impl Fleet {
             .await
             .map_err(|e| fail(chain(&e)))?;
         let log_path = self.logs.join(format!("{node}.log"));
-        let mut log = tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await.map_err(|e| RemoteError::Local { what: format!("opening {}", log_path.display()), message: e.to_string() })?;
+        let mut log = tokio::fs::OpenOptions::new().create(true).append(true).open(&log_path).await.map_err(|e| {
+            RemoteError::Local { what: format!("opening {}", log_path.display()), message: e.to_string() }
+        })?;
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
@@ -268,11 +317,15 @@ impl Fleet {
     /// Runs a short command as root and returns its stdout (for reads such as `cat`).
     pub async fn read(&self, node: &str, step: &str, command: &str) -> Result<String, RemoteError> {
         let (n, session) = self.get(node)?;
-        let out = Self::root_command(n, session, command)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| RemoteError::Step { node: node.into(), step: step.into(), exit_code: None, last_lines: vec![], message: chain(&e) })?;
+        let out = Self::root_command(n, session, command).stdin(Stdio::null()).output().await.map_err(|e| {
+            RemoteError::Step {
+                node: node.into(),
+                step: step.into(),
+                exit_code: None,
+                last_lines: vec![],
+                message: chain(&e),
+            }
+        })?;
         if !out.status.success() {
             return Err(RemoteError::Step {
                 node: node.into(),

@@ -138,7 +138,14 @@ pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
     let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY", "WHY NOT");
     for (s, why) in states {
         let why = if s.ready { "" } else { why.as_str() };
-        let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} {why}", s.name, s.role.as_str(), s.node_name, if s.ready { "yes" } else { "no" });
+        let _ = writeln!(
+            out,
+            "{:<20} {:<14} {:<44} {:<6} {why}",
+            s.name,
+            s.role.as_str(),
+            s.node_name,
+            if s.ready { "yes" } else { "no" }
+        );
     }
     out
 }
@@ -146,11 +153,28 @@ pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
 pub fn cluster(report: &ClusterReport, title: &str) -> String {
     let mut out = String::new();
     let ready = report.nodes.iter().filter(|n| n.ready).count();
-    let _ = writeln!(out, "{title}: Kubernetes {} with {ready}/{} node(s) Ready", report.kubernetes_version, report.nodes.len());
+    let _ = writeln!(
+        out,
+        "{title}: Kubernetes {} with {ready}/{} node(s) Ready",
+        report.kubernetes_version,
+        report.nodes.len()
+    );
     let _ = writeln!(out, "{:<20} {:<14} {:<44} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY");
     for n in &report.nodes {
-        let _ = writeln!(out, "{:<20} {:<14} {:<44} {}", n.name, n.role.as_str(), n.node_name, if n.ready { "yes" } else { "no" });
+        let _ = writeln!(
+            out,
+            "{:<20} {:<14} {:<44} {}",
+            n.name,
+            n.role.as_str(),
+            n.node_name,
+            if n.ready { "yes" } else { "no" }
+        );
     }
-    let _ = writeln!(out, "kubeconfig: {} (export KUBECONFIG=$PWD/{})", report.kubeconfig.display(), report.kubeconfig.display());
+    let _ = writeln!(
+        out,
+        "kubeconfig: {} (export KUBECONFIG=$PWD/{})",
+        report.kubeconfig.display(),
+        report.kubeconfig.display()
+    );
     out
 }

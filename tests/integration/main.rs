@@ -7,6 +7,7 @@
 mod support;
 
 mod cli_conventions;
+mod cluster_bootstrap;
 mod expiry_reap;
 mod infra_faults;
 mod infra_lifecycle;

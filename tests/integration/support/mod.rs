@@ -5,6 +5,7 @@
 //! never reach real AWS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod bed;
 pub mod fault_proxy;
 
 use std::io::Write;
@@ -99,6 +100,8 @@ impl<'a> Tagstack<'a> {
             cmd.arg("-c").arg(self.env.config_path());
         }
         cmd.args(&self.args);
+        // The environment's local files (.tagstack/) go into the test's own directory.
+        cmd.current_dir(self.env.dir.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") {
                 cmd.env_remove(k);

@@ -1,0 +1,125 @@
+//! SSH test bed for the cluster stage: real sshd hosts in network namespaces
+//! (`scripts/testbed`), whose kubeadm, kubectl, systemctl, apt-get, containerd, ... are the
+//! stand-ins in `tests/fixtures/node-bin/` (no real Kubernetes can run here). Each bed gets its
+//! own subnet 10.77.B.0/24; Drop tears it down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct Bed {
+    pub bed: u32,
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<BedNode>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BedNode {
+    pub index: usize,
+    pub address: String,
+    pub host_key: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testbed(args: &[&str]) {
+    let out = Command::new(root().join("scripts/testbed")).args(args).output().expect("running scripts/testbed");
+    assert!(
+        out.status.success(),
+        "scripts/testbed {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Bed {
+    /// `n` nodes: node 0 is the control plane by convention.
+    pub fn up(n: usize) -> Bed {
+        // Distinct bed numbers for parallel tests and for concurrent test processes.
+        let seq = NEXT.fetch_add(1, Ordering::SeqCst);
+        let bed = (std::process::id() % 25) * 8 + seq % 8 + 1;
+        let dir = tempfile::Builder::new().prefix("tb").tempdir_in("/var/tmp").unwrap();
+        let d = dir.path().display().to_string();
+        let fixtures = root().join("tests/fixtures/node-bin").display().to_string();
+        testbed(&["up", "--bed", &bed.to_string(), "--nodes", &n.to_string(), "--dir", &d, "--fixtures", &fixtures]);
+        let text = std::fs::read_to_string(dir.path().join("nodes.txt")).unwrap();
+        let nodes = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                BedNode {
+                    index: f[0].parse().unwrap(),
+                    address: f[2].to_string(),
+                    host_key: format!("{} {}", f[3], f[4]),
+                }
+            })
+            .collect();
+        Bed { bed, dir, nodes }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A node's private files as seen from the host, e.g. `fs("etc/kubernetes", 0)`.
+    pub fn fs(&self, node: usize, rel: &str) -> PathBuf {
+        self.path().join(format!("nodes/{node}/fs")).join(rel)
+    }
+
+    pub fn cluster_state(&self, rel: &str) -> PathBuf {
+        self.path().join("cluster").join(rel)
+    }
+
+    pub fn stop_sshd(&self, node: usize) {
+        self.node_cmd("stop-sshd", node);
+    }
+
+    pub fn start_sshd(&self, node: usize) {
+        self.node_cmd("start-sshd", node);
+    }
+
+    pub fn rekey(&self, node: usize) {
+        self.node_cmd("rekey", node);
+    }
+
+    fn node_cmd(&self, cmd: &str, node: usize) {
+        let d = self.path().display().to_string();
+        testbed(&[cmd, "--bed", &self.bed.to_string(), "--node", &node.to_string(), "--dir", &d]);
+    }
+
+    /// The name tagstack's config gives node `k`.
+    pub fn name(k: usize) -> String {
+        if k == 0 { "cp".into() } else { format!("w{k}") }
+    }
+
+    /// A static environment file for this bed.
+    pub fn config(&self, project: &str) -> String {
+        let mut s = format!(
+            "project = \"{project}\"\nenvironment = \"bed\"\nprovider = \"static\"\nkubernetes_version = \"1.36\"\n\n[ssh]\nprivate_key = \"{}\"\nuser = \"root\"\n\n[cluster]\nbootstrap_timeout = \"3m\"\n",
+            self.path().join("id_ed25519").display()
+        );
+        for n in &self.nodes {
+            s.push_str(&format!(
+                "\n[[nodes]]\nname = \"{}\"\naddress = \"{}\"\nrole = \"{}\"\nhost_key = \"{}\"\n",
+                Self::name(n.index),
+                n.address,
+                if n.index == 0 { "control-plane" } else { "worker" },
+                n.host_key
+            ));
+        }
+        s
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let d = self.path().display().to_string();
+        let _ = Command::new(root().join("scripts/testbed"))
+            .args(["down", "--bed", &self.bed.to_string(), "--dir", &d])
+            .output();
+    }
+}
