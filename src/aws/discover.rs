@@ -288,7 +288,11 @@ async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Ro
         let page = aws.iam.list_roles().set_marker(marker.take()).send().await.op("ListRoles")?;
         for r in page.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
             let name = r.role_name().to_string();
-            let tags = aws.iam.list_role_tags().role_name(&name).send().await.op(format!("ListRoleTags {name}"))?;
+            // A role deleted since the listing (a concurrent `down`) is simply gone.
+            let tags = match aws.iam.list_role_tags().role_name(&name).send().await.op(format!("ListRoleTags {name}")) {
+                Err(e) if e.code() == "NoSuchEntity" => continue,
+                other => other?,
+            };
             if !iam_owned(spec, tags.tags()) {
                 continue;
             }
@@ -331,7 +335,11 @@ async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Ro
                 .instance_profile_name(&name)
                 .send()
                 .await
-                .op(format!("GetInstanceProfile {name}"))?;
+                .op(format!("GetInstanceProfile {name}"));
+            let got = match got {
+                Err(e) if e.code() == "NoSuchEntity" => continue,
+                other => other?,
+            };
             let Some(profile) = got.instance_profile() else { continue };
             if !iam_owned(spec, profile.tags()) {
                 continue;

@@ -84,8 +84,13 @@ pub async fn expiring(aws: &Aws, project: Option<&str>) -> Result<Vec<Expiring>>
     let mut marker = None;
     loop {
         let page = aws.iam.list_roles().set_marker(marker).send().await.op("ListRoles")?;
-        for r in page.roles().iter().filter(|r| r.role_name().starts_with("tagstack-")) {
-            let tags = aws.iam.list_role_tags().role_name(r.role_name()).send().await.op("ListRoleTags")?;
+        let prefix = project.map_or_else(|| "tagstack-".to_string(), |p| format!("tagstack-{p}-"));
+        for r in page.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
+            // A role deleted since the listing (another run's `down`) is simply gone.
+            let tags = match aws.iam.list_role_tags().role_name(r.role_name()).send().await.op("ListRoleTags") {
+                Err(e) if e.code() == "NoSuchEntity" => continue,
+                other => other?,
+            };
             let get = |k: &str| tags.tags().iter().find(|t| t.key() == k).map(|t| t.value());
             if project.is_some_and(|p| get(TAG_PROJECT) != Some(p)) {
                 continue;

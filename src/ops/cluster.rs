@@ -206,9 +206,22 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
             upload_and_run(fleet, &n.name, "join", "join-worker.sh", &script, r).await
         }
     });
-    let (init, joins) = tokio::join!(init, joins);
-    init?;
-    joins?;
+    // A failed init cannot be joined: report it at once instead of waiting out the workers'
+    // discovery timeout (5 minutes with the real kubeadm). A failed join still lets init finish.
+    let joined = {
+        tokio::pin!(init, joins);
+        tokio::select! {
+            r = &mut init => {
+                r?;
+                joins.await
+            }
+            j = &mut joins => {
+                init.await?;
+                j
+            }
+        }
+    };
+    joined?;
 
     // 4. Ready, within what is left of the deadline.
     let states = wait_ready(&fleet, spec, cp, nodes, deadline.saturating_sub(started.elapsed()), r).await?;

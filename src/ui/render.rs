@@ -135,7 +135,7 @@ pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
     let mut out = String::new();
     let ready = states.iter().filter(|(s, _)| s.ready).count();
     let _ = writeln!(out, "{title}: {ready}/{} node(s) Ready", states.len());
-    let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY", "WHY NOT");
+    let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} WHY NOT", "NODE", "ROLE", "KUBERNETES NAME", "READY");
     for (s, why) in states {
         let why = if s.ready { "" } else { why.as_str() };
         let _ = writeln!(
@@ -159,7 +159,7 @@ pub fn cluster(report: &ClusterReport, title: &str) -> String {
         report.kubernetes_version,
         report.nodes.len()
     );
-    let _ = writeln!(out, "{:<20} {:<14} {:<44} {}", "NODE", "ROLE", "KUBERNETES NAME", "READY");
+    let _ = writeln!(out, "{:<20} {:<14} {:<44} READY", "NODE", "ROLE", "KUBERNETES NAME");
     for n in &report.nodes {
         let _ = writeln!(
             out,
