@@ -7,6 +7,7 @@
 //! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
 
 pub mod aws;
+pub mod base64;
 pub mod cli;
 pub mod cluster;
 pub mod config;

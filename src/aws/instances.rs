@@ -188,3 +188,55 @@ pub async fn wait_terminated(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
         .with_context(|| format!("waiting for {} to terminate (deadline {})", ids.join(", "), format_duration(d)))?;
     Ok(())
 }
+
+/// The SSH host key cloud-init printed to an instance's console, once it has (None before).
+pub async fn console_host_key(cx: &Ctx<'_>, instance_id: &str) -> Result<Option<String>> {
+    let resp = cx
+        .aws
+        .ec2
+        .get_console_output()
+        .instance_id(instance_id)
+        .latest(true)
+        .send()
+        .await
+        .op(format!("GetConsoleOutput {instance_id}"))?;
+    let text = resp
+        .output()
+        .and_then(crate::base64::decode)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Ok(crate::cluster::console::preferred(&crate::cluster::console::host_keys(&text)))
+}
+
+/// Waits until every instance's console shows its host keys; the error names those that never did.
+pub async fn wait_console_host_keys(cx: &Ctx<'_>, ids: &[String], deadline: Duration) -> Result<Vec<(String, String)>> {
+    let started = std::time::Instant::now();
+    let mut found: Vec<(String, String)> = Vec::new();
+    cx.reporter.start("host-keys", &format!("read SSH host keys from the console of {} instance(s)", ids.len()));
+    loop {
+        let missing: Vec<&String> = ids.iter().filter(|id| !found.iter().any(|(f, _)| f == *id)).collect();
+        if missing.is_empty() {
+            cx.reporter.finish("host-keys", "host keys read from the console");
+            return Ok(found);
+        }
+        let results = futures_util::future::join_all(missing.iter().map(|id| console_host_key(cx, id))).await;
+        for (id, r) in missing.iter().zip(results) {
+            if let Some(key) = r? {
+                found.push(((*id).clone(), key));
+            }
+        }
+        if found.len() < ids.len() && started.elapsed() >= deadline {
+            let still: Vec<&str> =
+                ids.iter().filter(|id| !found.iter().any(|(f, _)| f == *id)).map(String::as_str).collect();
+            cx.reporter.fail("host-keys", "no host keys in the console output");
+            bail!(
+                "no SSH host keys in the console output of {} after {}: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes; run `tagstack up` again, or raise timeouts.instances_running",
+                still.join(", "),
+                format_duration(started.elapsed())
+            );
+        }
+        if found.len() < ids.len() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}

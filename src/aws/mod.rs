@@ -19,7 +19,10 @@ pub use iam::{
     add_role_to_profile, create_profile, create_role, delete_policy, delete_profile, delete_role, put_policy,
     remove_role_from_profile,
 };
-pub use instances::{Ami, LaunchTarget, launch, resolve_ami, start, terminate, wait_running, wait_terminated};
+pub use instances::{
+    Ami, LaunchTarget, console_host_key, launch, resolve_ami, start, terminate, wait_console_host_keys, wait_running,
+    wait_terminated,
+};
 pub use network::*;
 
 use crate::config::Spec;

@@ -11,21 +11,61 @@ use crate::ops::cluster::{self, env_dir};
 use crate::remote::{Fleet, RemoteErrors};
 use crate::ui::{self, Output, Progress};
 
-/// The nodes the cluster stage works on. On AWS this needs the host keys from the instances'
-/// console output, which is not implemented yet.
-pub fn nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
+/// The nodes the cluster stage works on. On AWS: the running instances, reached on their
+/// public IPs, with the host keys cloud-init printed to their consoles.
+pub async fn nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
     match &s.spec.provider {
         Provider::Static { .. } => Ok(static_nodes(&s.spec)),
-        Provider::Aws => bail!(
-            "the cluster stage on provider = \"aws\" is not available yet (it needs the nodes' SSH host keys from the EC2 console output)\n  hint: `tagstack up` creates the infrastructure; use provider = \"static\" to bootstrap Kubernetes on machines you list"
-        ),
+        Provider::Aws => aws_nodes(s).await,
     }
 }
 
-pub async fn up(s: &Settings) -> Result<Outcome> {
-    let nodes = nodes(s)?;
+async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
+    let aws = crate::aws::Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
-    let report = cluster::bootstrap(&s.spec, &nodes, &progress).await?;
+    let instances = crate::aws::discover_instances(&aws, &s.spec).await?;
+    let inventory = crate::ops::inventory(&instances);
+    let not_running: Vec<String> = inventory
+        .iter()
+        .filter(|n| n.state != "running" || n.public_ip.is_none() || n.private_dns.is_none() || n.private_ip.is_none())
+        .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
+        .collect();
+    if inventory.is_empty() || !not_running.is_empty() {
+        bail!(
+            "the cluster stage needs every node running with a public IP; not ready: {}\n  hint: run `tagstack up` (it creates and starts the nodes first)",
+            if inventory.is_empty() { "no nodes at all".to_string() } else { not_running.join(", ") }
+        );
+    }
+    let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
+    let ids: Vec<String> = inventory.iter().map(|n| n.instance_id.clone()).collect();
+    let keys = crate::aws::wait_console_host_keys(&cx, &ids, s.spec.timeouts.instances_running).await?;
+    let mut nodes: Vec<ClusterNode> = inventory
+        .into_iter()
+        .map(|n| ClusterNode {
+            host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
+            name: n.name,
+            node_name: n.private_dns.unwrap_or_default(),
+            role: n.role,
+            address: n.public_ip.clone().unwrap_or_default(),
+            port: 22,
+            user: s.spec.ssh.user.clone(),
+            private_ip: n.private_ip.unwrap_or_default(),
+            public_address: n.public_ip,
+        })
+        .collect();
+    nodes.sort_by_key(|n| n.role);
+    Ok(nodes)
+}
+
+/// Runs the cluster stage on the environment's nodes.
+pub async fn stage(s: &Settings) -> Result<cluster::ClusterReport> {
+    let nodes = nodes(s).await?;
+    let progress = Progress::new(s.common.progress);
+    cluster::bootstrap(&s.spec, &nodes, &progress).await
+}
+
+pub async fn up(s: &Settings) -> Result<Outcome> {
+    let report = stage(s).await?;
     match s.common.output {
         Output::Json => json(s, "up", &serde_json::json!({ "cluster": report }))?,
         Output::Human => ui::print_text(&ui::render::cluster(&report, &title(s))),
@@ -42,7 +82,7 @@ async fn connect_control_plane(s: &Settings, nodes: &[ClusterNode]) -> Result<(F
 }
 
 pub async fn kubeconfig(s: &Settings, to_stdout: bool) -> Result<Outcome> {
-    let nodes = nodes(s)?;
+    let nodes = nodes(s).await?;
     let (fleet, cp) = connect_control_plane(s, &nodes).await?;
     let path = cluster::fetch_kubeconfig(&fleet, &s.spec, &cp).await?;
     fleet.close().await;
@@ -56,7 +96,7 @@ pub async fn kubeconfig(s: &Settings, to_stdout: bool) -> Result<Outcome> {
 
 /// Node readiness for `status` on a static environment.
 pub async fn status(s: &Settings) -> Result<Outcome> {
-    let nodes = nodes(s)?;
+    let nodes = nodes(s).await?;
     let (fleet, cp) = connect_control_plane(s, &nodes).await?;
     let states = cluster::node_states(&fleet, &cp, &nodes).await?;
     fleet.close().await;
@@ -74,8 +114,8 @@ pub async fn status(s: &Settings) -> Result<Outcome> {
 }
 
 /// Replaces this process with `ssh -F <env ssh_config> NODE [command]`.
-pub fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome> {
-    let nodes = nodes(s)?;
+pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome> {
+    let nodes = nodes(s).await?;
     if !nodes.iter().any(|n| n.name == node) {
         let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         return Err(UsageError {

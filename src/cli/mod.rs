@@ -70,7 +70,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Completions { shell } => local::completions(shell),
         Command::Man => local::man(),
         Command::Kubeconfig { stdout } => cluster_cmds::kubeconfig(&resolve(g)?, stdout).await,
-        Command::Ssh { node, command } => cluster_cmds::ssh(&resolve(g)?, &node, &command),
+        Command::Ssh { node, command } => cluster_cmds::ssh(&resolve(g)?, &node, &command).await,
     }
 }
 
@@ -112,9 +112,26 @@ async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>, only: Option<Stage>) -> R
     let aws = Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
     let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
+    if s.common.output == Output::Human {
+        // The inventory first: if the cluster stage fails, the user still sees the nodes.
+        ui::print_text(&ui::render::up(&report, &title(&s)));
+    }
+    if only == Some(Stage::Infra) {
+        if s.common.output == Output::Json {
+            json(&s, "up", &report)?;
+        }
+        return Ok(Outcome::Success);
+    }
+    let cluster = cluster_cmds::stage(&s).await?;
     match s.common.output {
-        Output::Json => json(&s, "up", &report)?,
-        Output::Human => ui::print_text(&ui::render::up(&report, &title(&s))),
+        Output::Json => {
+            let mut doc = serde_json::to_value(&report)?;
+            if let Some(map) = doc.as_object_mut() {
+                map.insert("cluster".into(), serde_json::to_value(&cluster)?);
+            }
+            json(&s, "up", &doc)?;
+        }
+        Output::Human => ui::print_text(&ui::render::cluster(&cluster, &title(&s))),
     }
     Ok(Outcome::Success)
 }

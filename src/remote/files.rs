@@ -52,40 +52,9 @@ pub fn ssh_config(
 /// OpenSSH's `SHA256:...` fingerprint of a public key line (`type base64 [comment]`).
 pub fn fingerprint(key_line: &str) -> Option<String> {
     let b64 = key_line.split_whitespace().nth(1)?;
-    let blob = decode_base64(b64)?;
+    let blob = crate::base64::decode(b64)?;
     let digest = Sha256::digest(&blob);
-    Some(format!("SHA256:{}", encode_base64_nopad(&digest)))
-}
-
-const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = u32::try_from(B64.iter().position(|b| *b == c)?).ok()?;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buf >> bits) & 0xff).ok()?);
-        }
-    }
-    Some(out)
-}
-
-fn encode_base64_nopad(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    Some(format!("SHA256:{}", crate::base64::encode_nopad(&digest)))
 }
 
 #[cfg(test)]

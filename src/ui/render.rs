@@ -131,22 +131,20 @@ pub fn reap(report: &ReapReport, region: &str) -> String {
     out
 }
 
+/// One row per node: name, role, Kubernetes name, Ready, and why not (when known).
+fn readiness_table(out: &mut String, rows: &[(&NodeState, &str)]) {
+    let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} WHY NOT", "NODE", "ROLE", "KUBERNETES NAME", "READY");
+    for (s, why) in rows {
+        let (ready, why) = if s.ready { ("yes", "") } else { ("no", *why) };
+        let _ = writeln!(out, "{:<20} {:<14} {:<44} {ready:<6} {why}", s.name, s.role.as_str(), s.node_name);
+    }
+}
+
 pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
     let mut out = String::new();
     let ready = states.iter().filter(|(s, _)| s.ready).count();
     let _ = writeln!(out, "{title}: {ready}/{} node(s) Ready", states.len());
-    let _ = writeln!(out, "{:<20} {:<14} {:<44} {:<6} WHY NOT", "NODE", "ROLE", "KUBERNETES NAME", "READY");
-    for (s, why) in states {
-        let why = if s.ready { "" } else { why.as_str() };
-        let _ = writeln!(
-            out,
-            "{:<20} {:<14} {:<44} {:<6} {why}",
-            s.name,
-            s.role.as_str(),
-            s.node_name,
-            if s.ready { "yes" } else { "no" }
-        );
-    }
+    readiness_table(&mut out, &states.iter().map(|(s, why)| (s, why.as_str())).collect::<Vec<_>>());
     out
 }
 
@@ -159,17 +157,7 @@ pub fn cluster(report: &ClusterReport, title: &str) -> String {
         report.kubernetes_version,
         report.nodes.len()
     );
-    let _ = writeln!(out, "{:<20} {:<14} {:<44} READY", "NODE", "ROLE", "KUBERNETES NAME");
-    for n in &report.nodes {
-        let _ = writeln!(
-            out,
-            "{:<20} {:<14} {:<44} {}",
-            n.name,
-            n.role.as_str(),
-            n.node_name,
-            if n.ready { "yes" } else { "no" }
-        );
-    }
+    readiness_table(&mut out, &report.nodes.iter().map(|n| (n, "")).collect::<Vec<_>>());
     let _ = writeln!(
         out,
         "kubeconfig: {} (export KUBECONFIG=$PWD/{})",

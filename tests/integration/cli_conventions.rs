@@ -12,8 +12,8 @@ fn json_outputs_are_stable() {
         insta::assert_json_snapshot!(name, normalize(&out, &env.project));
     };
     snap("plan_empty", &["plan", "--output", "json"]);
-    snap("up_created", &["up", "--output", "json"]);
-    snap("up_converged", &["up", "--output", "json"]);
+    snap("up_created", &["up", "--only", "infra", "--output", "json"]);
+    snap("up_converged", &["up", "--only", "infra", "--output", "json"]);
     snap("status_in_sync", &["status", "--output", "json"]);
     snap("down", &["down", "--yes", "--output", "json"]);
     snap("down_nothing", &["down", "--yes", "--output", "json"]);
@@ -23,7 +23,7 @@ fn json_outputs_are_stable() {
 fn events_stream_ndjson_with_timings() {
     let env = TestEnv::new("events");
     env.write_config(1, "");
-    let run = env.tagstack().args(&["up", "--events"]).run().success();
+    let run = env.tagstack().args(&["up", "--only", "infra", "--events"]).run().success();
     let events: Vec<serde_json::Value> =
         run.stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     assert!(events.len() > 10, "{}", run.stderr);

@@ -44,7 +44,7 @@ fn expire(env: &TestEnv) {
 #[test]
 fn ttl_tags_everything_status_shows_time_left_and_up_extends() {
     let env = TestEnv::new("ttl");
-    let up = env.tagstack().args(&["up", "--ttl", "2h", "--output", "json"]).run().success().json();
+    let up = env.tagstack().args(&["up", "--only", "infra", "--ttl", "2h", "--output", "json"]).run().success().json();
     let first = up["expires_at"].as_str().unwrap().to_string();
     assert!(first.ends_with('Z') && first.len() == 20, "{first}");
 
@@ -68,13 +68,13 @@ fn ttl_tags_everything_status_shows_time_left_and_up_extends() {
 
     // A plain `up` keeps the expiry and writes nothing.
     env.proxy.clear_calls();
-    env.tagstack().arg("up").run().success();
+    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     assert!(env.proxy.mutating_calls().is_empty());
 
     // `up --ttl` extends it on every resource.
     let plan = env.tagstack().args(&["plan", "--ttl", "5h", "--output", "json"]).run().success().json();
     assert_eq!(plan["expiry"]["from"], first.as_str());
-    let up = env.tagstack().args(&["up", "--ttl", "5h", "--output", "json"]).run().success().json();
+    let up = env.tagstack().args(&["up", "--only", "infra", "--ttl", "5h", "--output", "json"]).run().success().json();
     let second = up["expires_at"].as_str().unwrap().to_string();
     assert!(second > first, "{second} <= {first}");
     let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
@@ -89,9 +89,9 @@ fn reap_deletes_only_expired_environments() {
     let expired = TestEnv::new("reap");
     let fresh = expired.sibling("fresh");
     let forever = expired.sibling("forever");
-    expired.tagstack().args(&["up", "--ttl", "1h"]).run().success();
-    fresh.tagstack().args(&["up", "--ttl", "2h"]).run().success();
-    forever.tagstack().arg("up").run().success();
+    expired.tagstack().args(&["up", "--only", "infra", "--ttl", "1h"]).run().success();
+    fresh.tagstack().args(&["up", "--only", "infra", "--ttl", "2h"]).run().success();
+    forever.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     expire(&expired);
 
     // Decoys: an expired VPC without tagstack's project/env tags, and one whose env tag is not

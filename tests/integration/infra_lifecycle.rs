@@ -15,7 +15,7 @@ fn up_status_up_down_converges_and_cleans_up() {
     env.tagstack().args(&["plan", "--detailed-exitcode"]).run().code(3);
     assert!(env.proxy.mutating_calls().is_empty(), "plan must not write: {:?}", env.proxy.mutating_calls());
 
-    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    let up = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
     assert_eq!(up["changed"], true);
     let nodes = up["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
@@ -39,7 +39,7 @@ fn up_status_up_down_converges_and_cleans_up() {
 
     // Converged: a second up makes no create, modify or delete call.
     env.proxy.clear_calls();
-    let again = env.tagstack().arg("up").run().success();
+    let again = env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     let writes = env.proxy.mutating_calls();
     assert!(writes.is_empty(), "converged up wrote: {:?}", writes.iter().map(|c| &c.action).collect::<Vec<_>>());
@@ -62,7 +62,7 @@ fn up_status_up_down_converges_and_cleans_up() {
 fn scaling_workers_up_and_down_changes_only_instances() {
     let env = TestEnv::new("scale");
     env.write_config(1, "");
-    env.tagstack().arg("up").run().success();
+    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 2);
 
     env.write_config(3, "");
@@ -72,13 +72,13 @@ fn scaling_workers_up_and_down_changes_only_instances() {
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(changed[0]["kind"], "instances");
     assert_eq!(changed[0]["fixes"][0], "launch 2");
-    env.tagstack().arg("up").run().success();
+    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 4);
 
     env.write_config(1, "");
     let before: Vec<String> = node_ids(&env);
     env.proxy.clear_calls();
-    env.tagstack().arg("up").run().success();
+    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 2);
     let writes: Vec<String> = env.proxy.mutating_calls().into_iter().map(|c| c.action).collect();
     assert_eq!(writes, ["TerminateInstances"]);
@@ -142,4 +142,26 @@ fn usage_errors_exit_2() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagstack")).args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(env.proxy.calls().is_empty());
+}
+
+/// On AWS, `up` continues with the cluster stage, which first reads every node's SSH host key
+/// from its console output. moto's canned console has none, exactly like a node whose
+/// cloud-init has not run: tagstack must refuse to connect and name the instances.
+#[test]
+fn the_cluster_stage_refuses_nodes_whose_host_keys_cannot_be_verified() {
+    let env = TestEnv::new("hostkeys");
+    env.write_config(1, "");
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("instances_running = \"60s\"", "instances_running = \"3s\"");
+    std::fs::write(env.config_path(), text).unwrap();
+    let run = env.tagstack().arg("up").run().code(1);
+    // The infra stage finished and its inventory was printed before the cluster stage began.
+    assert!(run.stdout.contains("control-plane") && run.stdout.contains("worker-0"), "{}", run.stdout);
+    assert!(run.stderr.contains("no SSH host keys in the console output of i-"), "{}", run.stderr);
+    assert!(run.stderr.contains("will not connect"), "{}", run.stderr);
+    assert!(env.proxy.count("GetConsoleOutput") >= 2, "{:?}", env.proxy.actions());
+    // Nothing reached SSH: no known_hosts was written for unverified nodes.
+    assert!(!env.dir.path().join(format!(".tagstack/{}-ci/known_hosts", env.project)).exists());
+    env.tagstack().args(&["down", "--yes"]).run().success();
 }
