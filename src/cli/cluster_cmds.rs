@@ -101,13 +101,7 @@ pub async fn status(s: &Settings) -> Result<Outcome> {
     let states = cluster::node_states(&fleet, &cp, &nodes).await?;
     fleet.close().await;
     match s.common.output {
-        Output::Json => {
-            let nodes: Vec<serde_json::Value> = states
-                .iter()
-                .map(|(st, why)| serde_json::json!({"name": st.name, "node_name": st.node_name, "role": st.role, "ready": st.ready, "reason": if st.ready { None } else { Some(why) }}))
-                .collect();
-            json(s, "status", &serde_json::json!({ "cluster": { "nodes": nodes } }))?;
-        }
+        Output::Json => json(s, "status", &serde_json::json!({ "cluster": { "nodes": states_json(&states) } }))?,
         Output::Human => ui::print_text(&ui::render::node_states(&states, &title(s))),
     }
     Ok(Outcome::Success)
@@ -137,4 +131,67 @@ pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
         Some(code) => bail!("ssh to {node} exited with {code} (environment files: {})", env_dir(&s.spec).display()),
         None => bail!("ssh to {node} was killed by a signal"),
     }
+}
+
+/// Host keys this machine pinned when it ran the cluster stage (`known_hosts` in the
+/// environment's directory), by address.
+fn pinned_keys(s: &Settings) -> Vec<(String, String)> {
+    let path = env_dir(&s.spec).join("known_hosts");
+    crate::remote::parse_known_hosts(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// Kubernetes readiness for `status` on AWS, when this machine ran the cluster stage (its
+/// pinned host keys are in `.tagstack/`). `None` when it did not; an unreachable cluster is an
+/// `Err` to show, never a failure of `status`.
+pub async fn aws_readiness(
+    s: &Settings,
+    inventory: &[crate::ops::Node],
+) -> Option<Result<Vec<(cluster::NodeState, String)>, String>> {
+    let keys = pinned_keys(s);
+    if keys.is_empty() || inventory.is_empty() {
+        return None;
+    }
+    let nodes: Vec<ClusterNode> = inventory
+        .iter()
+        .filter_map(|n| {
+            let address = n.public_ip.clone()?;
+            Some(ClusterNode {
+                host_key: keys.iter().find(|(h, _)| *h == address).map(|(_, k)| k.clone()),
+                name: n.name.clone(),
+                node_name: n.private_dns.clone().unwrap_or_default(),
+                role: n.role,
+                address: address.clone(),
+                port: 22,
+                user: s.spec.ssh.user.clone(),
+                private_ip: n.private_ip.clone().unwrap_or_default(),
+                public_address: Some(address),
+            })
+        })
+        .collect();
+    // Only nodes whose key this machine pinned are connected to (a later worker has none here).
+    let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
+    let result = async {
+        let (fleet, cp) = connect_control_plane(s, &pinned).await?;
+        let states = cluster::node_states(&fleet, &cp, &nodes).await;
+        fleet.close().await;
+        states
+    }
+    .await;
+    Some(result.map_err(|e| format!("{e:#}")))
+}
+
+/// The node readiness rows of `status --output json`.
+pub fn states_json(states: &[(cluster::NodeState, String)]) -> Vec<serde_json::Value> {
+    states
+        .iter()
+        .map(|(st, why)| {
+            serde_json::json!({
+                "name": st.name,
+                "node_name": st.node_name,
+                "role": st.role,
+                "ready": st.ready,
+                "reason": if st.ready { None } else { Some(why) },
+            })
+        })
+        .collect()
 }

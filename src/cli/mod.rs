@@ -154,9 +154,30 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
     }
     let aws = Aws::connect(&s.connection).await;
     let st = ops::status(&aws, &s.spec).await?;
+    let readiness = cluster_cmds::aws_readiness(&s, &st.nodes).await;
     match s.common.output {
-        Output::Json => json(&s, "status", &st)?,
-        Output::Human => ui::print_text(&ui::render::status(&st, &title(&s))),
+        Output::Json => {
+            let mut doc = serde_json::to_value(&st)?;
+            let cluster = match &readiness {
+                None => serde_json::Value::Null,
+                Some(Ok(states)) => serde_json::json!({ "nodes": cluster_cmds::states_json(states) }),
+                Some(Err(e)) => serde_json::json!({ "error": e }),
+            };
+            if let Some(map) = doc.as_object_mut() {
+                map.insert("cluster".into(), cluster);
+            }
+            json(&s, "status", &doc)?;
+        }
+        Output::Human => {
+            ui::print_text(&ui::render::status(&st, &title(&s)));
+            match &readiness {
+                None => ui::print_text(
+                    "Kubernetes: the cluster stage has not run from this machine (`tagstack up` runs it).\n",
+                ),
+                Some(Ok(states)) => ui::print_text(&ui::render::node_states(states, "Kubernetes")),
+                Some(Err(e)) => ui::print_text(&format!("Kubernetes: not reachable: {e}\n")),
+            }
+        }
     }
     Ok(Outcome::Success)
 }

@@ -23,6 +23,20 @@ pub fn known_hosts(nodes: &[ClusterNode]) -> String {
     out
 }
 
+/// (host, `type base64`) pairs of a known_hosts file written by [`known_hosts`]; comments,
+/// markers and hashed hosts are skipped.
+pub fn parse_known_hosts(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.starts_with('@') && !l.starts_with('|'))
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let host = parts.next()?;
+            let key = format!("{} {}", parts.next()?, parts.next()?);
+            Some((host.to_string(), key))
+        })
+        .collect()
+}
+
 /// `extra_known_hosts`: a user-supplied file trusted in addition to the pinned keys.
 pub fn ssh_config(
     nodes: &[ClusterNode],
@@ -70,6 +84,19 @@ mod tests {
     }
 
     const EXPECTED: &str = "SHA256:FwIh+Oy6U7wCEPWudb/467YR3L+riIokxsW4HOMchyk";
+
+    #[test]
+    fn known_hosts_round_trip() {
+        let text =
+            "# pinned by tagstack\n203.0.113.5 ssh-ed25519 AAAAC3Nz\n[10.0.0.1]:2222 ssh-rsa AAAAB3\n@revoked x y z\n";
+        assert_eq!(
+            parse_known_hosts(text),
+            [
+                ("203.0.113.5".to_string(), "ssh-ed25519 AAAAC3Nz".to_string()),
+                ("[10.0.0.1]:2222".to_string(), "ssh-rsa AAAAB3".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn known_hosts_uses_brackets_for_other_ports() {

@@ -7,5 +7,5 @@ mod files;
 mod fleet;
 
 pub use error::{RemoteError, RemoteErrors};
-pub use files::{fingerprint, host_field, known_hosts, ssh_config};
+pub use files::{fingerprint, host_field, known_hosts, parse_known_hosts, ssh_config};
 pub use fleet::{EnvFiles, Fleet};

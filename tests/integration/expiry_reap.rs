@@ -68,7 +68,7 @@ fn ttl_tags_everything_status_shows_time_left_and_up_extends() {
 
     // A plain `up` keeps the expiry and writes nothing.
     env.proxy.clear_calls();
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert!(env.proxy.mutating_calls().is_empty());
 
     // `up --ttl` extends it on every resource.
@@ -91,7 +91,7 @@ fn reap_deletes_only_expired_environments() {
     let forever = expired.sibling("forever");
     expired.tagstack().args(&["up", "--only", "infra", "--ttl", "1h"]).run().success();
     fresh.tagstack().args(&["up", "--only", "infra", "--ttl", "2h"]).run().success();
-    forever.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    forever.tagstack().args(&["up", "--only", "infra"]).run().success();
     expire(&expired);
 
     // Decoys: an expired VPC without tagstack's project/env tags, and one whose env tag is not

@@ -12,7 +12,7 @@ fn up_and_down_ride_out_eventual_consistency() {
     env.proxy.add_rule(Rule::error("RunInstances", "InvalidParameterValue", 2).with_message(
         "Value (tagstack-x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
     ));
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.proxy.count("CreateSubnet"), 3);
     assert_eq!(env.proxy.count("AddRoleToInstanceProfile"), 3, "2 profiles + 1 retry");
     assert_eq!(env.proxy.count("RunInstances"), 4, "2 roles + 2 retries");
@@ -34,7 +34,7 @@ fn throttling_is_retried_by_the_sdk() {
     let env = TestEnv::new("throttle");
     env.proxy.add_rule(Rule::error("RunInstances", "RequestLimitExceeded", 2));
     env.proxy.add_rule(Rule::error("DescribeVpcs", "RequestLimitExceeded", 1));
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.proxy.count("RunInstances"), 4);
     assert_eq!(env.owned_counts(), Counts::full(3));
     env.tagstack().args(&["down", "--yes"]).run().success();
@@ -48,7 +48,7 @@ fn a_step_that_never_settles_names_the_resource_code_and_wait() {
         .unwrap()
         .replace("aws_consistency = \"20s\"", "aws_consistency = \"2s\"");
     std::fs::write(env.config_path(), text).unwrap();
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
 
     env.proxy.add_rule(Rule::error("DeleteVpc", "DependencyViolation", 1).forever());
     let run = env.tagstack().args(&["down", "--yes"]).run().code(1);

@@ -39,7 +39,7 @@ fn up_status_up_down_converges_and_cleans_up() {
 
     // Converged: a second up makes no create, modify or delete call.
     env.proxy.clear_calls();
-    let again = env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    let again = env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     let writes = env.proxy.mutating_calls();
     assert!(writes.is_empty(), "converged up wrote: {:?}", writes.iter().map(|c| &c.action).collect::<Vec<_>>());
@@ -62,7 +62,7 @@ fn up_status_up_down_converges_and_cleans_up() {
 fn scaling_workers_up_and_down_changes_only_instances() {
     let env = TestEnv::new("scale");
     env.write_config(1, "");
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 2);
 
     env.write_config(3, "");
@@ -72,13 +72,13 @@ fn scaling_workers_up_and_down_changes_only_instances() {
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert_eq!(changed[0]["kind"], "instances");
     assert_eq!(changed[0]["fixes"][0], "launch 2");
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 4);
 
     env.write_config(1, "");
     let before: Vec<String> = node_ids(&env);
     env.proxy.clear_calls();
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts().instances, 2);
     let writes: Vec<String> = env.proxy.mutating_calls().into_iter().map(|c| c.action).collect();
     assert_eq!(writes, ["TerminateInstances"]);

@@ -69,7 +69,7 @@ fn down_leaves_decoys_untouched() {
     assert_eq!(plan["summary"]["create"], 12, "{plan}");
     assert!(!plan.to_string().contains(&untagged_vpc) && !plan.to_string().contains(&other_env_vpc));
 
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), Counts::default());
 
@@ -121,7 +121,7 @@ fn two_vpcs_tagged_for_one_environment_is_an_error_naming_both() {
 fn sigkill_after_the_vpc_exists_then_up_converges_without_duplicates() {
     let env = TestEnv::new("kill");
     env.proxy.add_rule(Rule::hang_before("CreateSubnet").forever());
-    let mut child = env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).spawn();
+    let mut child = env.tagstack().args(&["up", "--only", "infra"]).spawn();
     assert!(env.proxy.wait_for("CreateSubnet", Duration::from_secs(30)), "up never reached CreateSubnet");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -130,7 +130,7 @@ fn sigkill_after_the_vpc_exists_then_up_converges_without_duplicates() {
     assert_eq!(partial.subnets, 0);
 
     env.proxy.clear_rules();
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts(), Counts::full(3));
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), Counts::default());
@@ -141,7 +141,7 @@ fn sigkill_with_a_lost_run_instances_response_adopts_the_instances() {
     let env = TestEnv::new("lost");
     // RunInstances reaches AWS (instances are created) but the answer never comes back.
     env.proxy.add_rule(Rule::hang_after("RunInstances").forever());
-    let mut child = env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).spawn();
+    let mut child = env.tagstack().args(&["up", "--only", "infra"]).spawn();
     assert!(env.proxy.wait_for("RunInstances", Duration::from_secs(30)));
     // Both roles' launches are in flight; give moto a moment to create them.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -154,7 +154,7 @@ fn sigkill_with_a_lost_run_instances_response_adopts_the_instances() {
 
     env.proxy.clear_rules();
     env.proxy.clear_calls();
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert_eq!(env.owned_counts(), Counts::full(3));
     assert_eq!(env.proxy.count("RunInstances"), 0, "up launched again: {:?}", env.proxy.actions());
     env.tagstack().args(&["down", "--yes"]).run().success();
@@ -163,7 +163,7 @@ fn sigkill_with_a_lost_run_instances_response_adopts_the_instances() {
 #[test]
 fn down_refuses_without_yes_when_stdin_is_not_a_terminal() {
     let env = TestEnv::new("refuse");
-    env.tagstack().args(&["up", "--only", "infra", "--only", "infra"]).run().success();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
     env.proxy.clear_calls();
     let run = env.tagstack().arg("down").run().code(2);
     assert!(run.stderr.contains("refusing to delete without confirmation"), "{}", run.stderr);
