@@ -144,7 +144,7 @@ pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
                 .map(|_| ())
         })
         .await?;
-    Ok(if d == super::retry::Deleted::Now { "deleted" } else { "already gone" })
+    Ok(d.as_str())
 }
 
 /// Deletes a role with everything that blocks it: inline policies, attached managed policies
@@ -190,5 +190,5 @@ pub async fn delete_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
         .retry(format!("deleting role {name}"), "iam", Phase::Delete)
         .delete(|| async { iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ()) })
         .await?;
-    Ok(if d == super::retry::Deleted::Now { "deleted" } else { "already gone" })
+    Ok(d.as_str())
 }

@@ -8,7 +8,6 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, ResourceT
 
 use super::Ctx;
 use super::error::{AwsResultExt, Phase};
-use super::retry::Deleted;
 use super::tags::spec_tags;
 use crate::config::{SubnetSpec, TAG_KEY_SHA256};
 use crate::plan::desired::public_key_sha256;
@@ -291,20 +290,13 @@ pub async fn import_key_pair(cx: &Ctx<'_>) -> Result<String> {
     Ok(resp.key_pair_id().unwrap_or_default().to_string())
 }
 
-fn gone(d: Deleted) -> &'static str {
-    match d {
-        Deleted::Now => "deleted",
-        Deleted::AlreadyGone => "already gone",
-    }
-}
-
 /// By name: every EC2 implementation accepts it (moto ignores KeyPairId on delete).
 pub async fn delete_key_pair(cx: &Ctx<'_>, key: &str, name: &str) -> Result<&'static str> {
     let d = cx
         .retry(format!("deleting key pair {name}"), key, Phase::Delete)
         .delete(|| async { cx.aws.ec2.delete_key_pair().key_name(name).send().await.op("DeleteKeyPair").map(|_| ()) })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 pub async fn delete_security_group(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
@@ -314,7 +306,7 @@ pub async fn delete_security_group(cx: &Ctx<'_>, key: &str, id: &str) -> Result<
             cx.aws.ec2.delete_security_group().group_id(id).send().await.op("DeleteSecurityGroup").map(|_| ())
         })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 pub async fn delete_route_table(
@@ -343,7 +335,7 @@ pub async fn delete_route_table(
             cx.aws.ec2.delete_route_table().route_table_id(id).send().await.op("DeleteRouteTable").map(|_| ())
         })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 pub async fn delete_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[String]) -> Result<&'static str> {
@@ -376,7 +368,7 @@ pub async fn delete_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[
                 .map(|_| ())
         })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 pub async fn delete_subnet(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
@@ -384,7 +376,7 @@ pub async fn delete_subnet(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static
         .retry(format!("deleting subnet {id}"), key, Phase::Delete)
         .delete(|| async { cx.aws.ec2.delete_subnet().subnet_id(id).send().await.op("DeleteSubnet").map(|_| ()) })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 pub async fn delete_vpc(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
@@ -392,7 +384,7 @@ pub async fn delete_vpc(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static st
         .retry(format!("deleting VPC {id}"), key, Phase::Delete)
         .delete(|| async { cx.aws.ec2.delete_vpc().vpc_id(id).send().await.op("DeleteVpc").map(|_| ()) })
         .await?;
-    Ok(gone(d))
+    Ok(d.as_str())
 }
 
 /// Re-tags every owned resource with a new expiry: EC2 resources in one CreateTags call per

@@ -43,6 +43,16 @@ pub enum Deleted {
     AlreadyGone,
 }
 
+impl Deleted {
+    /// The outcome word `down` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deleted::Now => "deleted",
+            Deleted::AlreadyGone => "already gone",
+        }
+    }
+}
+
 const BASE: Duration = Duration::from_millis(500);
 const CAP: Duration = Duration::from_secs(15);
 

@@ -105,14 +105,14 @@ pub struct InitInput<'a> {
 fn cert_sans(cp: &ClusterNode) -> Vec<String> {
     let mut sans = vec![cp.private_ip.clone(), cp.node_name.clone(), cp.address.clone()];
     sans.extend(cp.public_address.clone());
-    sans.dedup();
-    let mut seen = Vec::new();
-    sans.retain(|s| {
-        let fresh = !seen.contains(s);
-        seen.push(s.clone());
-        fresh
-    });
-    sans
+    // Keep the first of each (order matters for the snapshot, so no sort + dedup).
+    let mut unique: Vec<String> = Vec::new();
+    for san in sans {
+        if !unique.contains(&san) {
+            unique.push(san);
+        }
+    }
+    unique
 }
 
 pub fn init_config(i: &InitInput) -> Result<String> {
