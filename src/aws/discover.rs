@@ -27,6 +27,8 @@ pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
         key_pairs,
         (roles, instance_profiles),
         instances,
+        volumes,
+        network_interfaces,
     ) = tokio::try_join!(
         vpcs(aws, spec, seen),
         subnets(aws, spec, seen),
@@ -36,6 +38,8 @@ pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
         key_pairs(aws, spec, seen),
         iam(aws, spec, seen),
         instances(aws, spec),
+        super::leftovers::volumes(aws, spec),
+        super::leftovers::network_interfaces(aws, spec),
     )?;
     let mut expiry = seen.lock().map(|s| s.clone()).unwrap_or_default();
     for i in &instances {
@@ -51,6 +55,8 @@ pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
         roles,
         instance_profiles,
         instances,
+        volumes,
+        network_interfaces,
         expiry,
     })
 }

@@ -83,7 +83,12 @@ pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
         Phase::Delete
             if matches!(
                 code,
-                "DependencyViolation" | "DeleteConflict" | "IncorrectState" | "InvalidInstanceID.Malformed"
+                "DependencyViolation"
+                    | "DeleteConflict"
+                    | "IncorrectState"
+                    | "VolumeInUse"
+                    | "InvalidNetworkInterface.InUse"
+                    | "InvalidInstanceID.Malformed"
             ) =>
         {
             if code == "InvalidInstanceID.Malformed" {

@@ -8,6 +8,7 @@ pub mod error;
 mod expiring;
 mod iam;
 mod instances;
+mod leftovers;
 mod network;
 pub mod retry;
 mod tags;
@@ -23,6 +24,7 @@ pub use instances::{
     Ami, LaunchTarget, console_host_key, launch, resolve_ami, start, terminate, wait_console_host_keys, wait_running,
     wait_terminated,
 };
+pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;
 
 use crate::config::Spec;

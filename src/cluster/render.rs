@@ -47,9 +47,43 @@ pub fn kube_minor(v: KubeVersion) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Addon {
     pub name: &'static str,
-    /// A URL, or a file under [`NODE_DIR`] that tagstack uploads.
+    /// A URL, or a file or kustomization directory under [`NODE_DIR`] that tagstack uploads.
     pub source: String,
     pub kustomize: bool,
+    /// Files to upload before applying: a path relative to [`NODE_DIR`]/addons, and content.
+    #[serde(skip)]
+    pub files: Vec<(String, String)>,
+}
+
+/// The EBS CSI driver's stable overlay, with the controller told to tag every volume it
+/// creates with the environment's ownership tags and the Kubernetes cluster tag: that is how
+/// `tagstack down` finds volumes left behind by PersistentVolumeClaims, and only those.
+fn ebs_csi_kustomization(spec: &Spec) -> String {
+    format!(
+        "# The EBS CSI driver ({EBS_CSI_RELEASE}) with tagstack's ownership tags on every volume it creates.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - github.com/kubernetes-sigs/aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref={EBS_CSI_RELEASE}
+patches:
+  - target:
+      kind: Deployment
+      name: ebs-csi-controller
+    # Container 0 is the driver (ebs-plugin); the sidecars follow it.
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --k8s-tag-cluster-id={cluster}
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --extra-tags={project_tag}={project},{env_tag}={env}
+",
+        cluster = spec.cluster_name(),
+        project_tag = crate::config::TAG_PROJECT,
+        project = spec.project,
+        env_tag = crate::config::TAG_ENV,
+        env = spec.environment,
+    )
 }
 
 /// Flannel (VXLAN) first, then on AWS the cloud-controller-manager matching the Kubernetes
@@ -59,6 +93,7 @@ pub fn addons(spec: &Spec) -> Vec<Addon> {
         name: "flannel",
         source: format!("https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"),
         kustomize: false,
+        files: Vec::new(),
     }];
     if spec.provider == Provider::Aws {
         let minor = kube_minor(spec.kubernetes_version);
@@ -68,18 +103,19 @@ pub fn addons(spec: &Spec) -> Vec<Addon> {
                 "github.com/kubernetes/cloud-provider-aws/examples/existing-cluster/base/?ref=release-{minor}"
             ),
             kustomize: true,
+            files: Vec::new(),
         });
         out.push(Addon {
             name: "aws-ebs-csi-driver",
-            source: format!(
-                "github.com/kubernetes-sigs/aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref={EBS_CSI_RELEASE}"
-            ),
+            source: format!("{NODE_DIR}/addons/ebs-csi"),
             kustomize: true,
+            files: vec![("ebs-csi/kustomization.yaml".into(), ebs_csi_kustomization(spec))],
         });
         out.push(Addon {
             name: "storageclass-gp3",
-            source: format!("{NODE_DIR}/storageclass-gp3.yaml"),
+            source: format!("{NODE_DIR}/addons/storageclass-gp3.yaml"),
             kustomize: false,
+            files: vec![("storageclass-gp3.yaml".into(), STORAGECLASS_GP3.to_string())],
         });
     }
     out

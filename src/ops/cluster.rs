@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::cluster::render::{self, InitInput, NODE_DIR, STORAGECLASS_GP3};
+use crate::cluster::render::{self, InitInput, NODE_DIR};
 use crate::cluster::{ClusterNode, parse, token};
-use crate::config::{NodeRole, Provider, Spec, format_duration};
+use crate::config::{NodeRole, Spec, format_duration};
 use crate::remote::{EnvFiles, Fleet, RemoteError, RemoteErrors, known_hosts, ssh_config};
 use crate::reporter::Reporter;
 
@@ -182,10 +182,8 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
         fleet
             .upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false)
             .await?;
-        if spec.provider == Provider::Aws {
-            fleet
-                .upload(&cp.name, "init", &format!("{NODE_DIR}/storageclass-gp3.yaml"), STORAGECLASS_GP3, false)
-                .await?;
+        for (path, content) in render::addons(spec).iter().flat_map(|a| a.files.iter()) {
+            fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/addons/{path}"), content, false).await?;
         }
         upload_and_run(&fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r)
             .await

@@ -72,7 +72,14 @@ pub async fn down(cx: &Ctx<'_>, observed: &Observed, plan: &Plan) -> Result<Down
         }
     }
 
-    let (net, key, iam) = tokio::join!(network(cx, observed, plan), key_pairs(cx, plan), iam(cx, plan));
+    // Volumes hold nothing else up, so they go on their own branch.
+    let (volumes, net, key, iam) = tokio::join!(
+        all(r, cx, observed, plan.of_kind(Kind::Volume).collect()),
+        network(cx, observed, plan),
+        key_pairs(cx, plan),
+        iam(cx, plan)
+    );
+    deleted.extend(volumes);
     deleted.extend(net);
     deleted.extend(key);
     deleted.extend(iam);
@@ -127,17 +134,24 @@ async fn all(r: &dyn Reporter, cx: &Ctx<'_>, observed: &Observed, changes: Vec<&
             Kind::KeyPair => run_one(r, c, what, aws::delete_key_pair(cx, key_ref, &c.name)).await,
             Kind::InstanceProfile => run_one(r, c, what, aws::delete_profile(cx, &id)).await,
             Kind::IamRole => run_one(r, c, what, aws::delete_role(cx, &id)).await,
+            Kind::Volume => run_one(r, c, what, aws::delete_volume(cx, key_ref, &id)).await,
+            Kind::NetworkInterface => run_one(r, c, what, aws::delete_network_interface(cx, key_ref, &id)).await,
             Kind::Instances => Deletion { change: c.clone(), outcome: "deleted".into() },
         }
     }))
     .await
 }
 
-/// Security groups, route tables and gateways first, then subnets, then the VPC; a stage
-/// runs only if the one before it fully succeeded (otherwise it would only time out).
+/// Left-over network interfaces first (one holds its subnet and security groups), then
+/// security groups, route tables and gateways, then subnets, then the VPC; a stage runs only
+/// if the one before it fully succeeded (otherwise it would only time out).
 async fn network(cx: &Ctx<'_>, observed: &Observed, plan: &Plan) -> Vec<Deletion> {
-    let stages: [&[Kind]; 3] =
-        [&[Kind::SecurityGroup, Kind::RouteTable, Kind::InternetGateway], &[Kind::Subnet], &[Kind::Vpc]];
+    let stages: [&[Kind]; 4] = [
+        &[Kind::NetworkInterface],
+        &[Kind::SecurityGroup, Kind::RouteTable, Kind::InternetGateway],
+        &[Kind::Subnet],
+        &[Kind::Vpc],
+    ];
     let mut out = Vec::new();
     for kinds in stages {
         let changes: Vec<&Change> = plan.changes.iter().filter(|c| kinds.contains(&c.kind)).collect();

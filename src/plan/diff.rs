@@ -288,6 +288,11 @@ pub fn teardown(o: &Observed) -> Plan {
         }
     }
     let del = |kind, name: &str, id: &str| Change::new(kind, name, Action::Delete, Some(id.to_string()));
+    // Once the instances are gone these are detached; they would block the subnets and cost money.
+    changes.extend(o.volumes.iter().map(|v| del(Kind::Volume, v.name.as_deref().unwrap_or(&v.id), &v.id)));
+    changes.extend(
+        o.network_interfaces.iter().map(|n| del(Kind::NetworkInterface, n.name.as_deref().unwrap_or(&n.id), &n.id)),
+    );
     changes.extend(o.key_pairs.iter().map(|k| del(Kind::KeyPair, &k.name, &k.id)));
     changes.extend(o.security_groups.iter().map(|g| del(Kind::SecurityGroup, &g.id, &g.id)));
     changes.extend(o.route_tables.iter().map(|r| del(Kind::RouteTable, &r.id, &r.id)));

@@ -20,6 +20,10 @@ pub enum Kind {
     IamRole,
     InstanceProfile,
     Instances,
+    /// EBS volumes the cluster created for PersistentVolumeClaims (only ever deleted).
+    Volume,
+    /// Detached network interfaces left in the VPC (only ever deleted).
+    NetworkInterface,
 }
 
 impl Kind {
@@ -34,6 +38,8 @@ impl Kind {
             Kind::IamRole => "iam-role",
             Kind::InstanceProfile => "instance-profile",
             Kind::Instances => "instances",
+            Kind::Volume => "volume",
+            Kind::NetworkInterface => "network-interface",
         }
     }
 }

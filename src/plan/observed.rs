@@ -17,6 +17,10 @@ pub struct Observed {
     pub roles: Vec<Role>,
     pub instance_profiles: Vec<InstanceProfile>,
     pub instances: Vec<Instance>,
+    /// Volumes and network interfaces created inside the cluster (by the EBS CSI driver) and
+    /// carrying the environment's tags; `up` never manages them, `down` deletes what is left.
+    pub volumes: Vec<Leftover>,
+    pub network_interfaces: Vec<Leftover>,
     /// The `tagstack:expires-at` values seen on owned resources, and how many had none.
     pub expiry: ExpirySeen,
 }
@@ -129,6 +133,16 @@ pub struct Instance {
     pub expires_at: Option<String>,
 }
 
+/// A volume or network interface found by the environment's tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leftover {
+    pub id: String,
+    /// EC2 state: `available`, `in-use`, ...
+    pub state: String,
+    /// What it is for, from its tags (e.g. the PVC `kafka/data-kafka-0`), if known.
+    pub name: Option<String>,
+}
+
 impl Observed {
     /// True when nothing at all is owned by the environment.
     pub fn is_empty(&self) -> bool {
@@ -141,5 +155,7 @@ impl Observed {
             && self.roles.is_empty()
             && self.instance_profiles.is_empty()
             && self.instances.is_empty()
+            && self.volumes.is_empty()
+            && self.network_interfaces.is_empty()
     }
 }

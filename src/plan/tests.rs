@@ -168,6 +168,8 @@ fn converged(spec: &Spec) -> Observed {
         roles: roles(spec, true),
         instance_profiles: profiles(spec, true),
         instances,
+        volumes: Vec::new(),
+        network_interfaces: Vec::new(),
         expiry: Default::default(),
     }
 }
@@ -799,6 +801,17 @@ fn teardown_deletes_in_dependency_order() {
     let mut o = converged(&spec);
     // A terminated leftover is not torn down again.
     o.instances.push(instance("i-gone", NodeRole::Worker, "terminated", "2024-01-01T00:00:00Z"));
+    // What the cluster left: a PVC's volume and a detached interface.
+    o.volumes.push(crate::plan::observed::Leftover {
+        id: "vol-0001".into(),
+        state: "available".into(),
+        name: Some("pvc kafka/data-kafka-0".into()),
+    });
+    o.network_interfaces.push(crate::plan::observed::Leftover {
+        id: "eni-0001".into(),
+        state: "available".into(),
+        name: None,
+    });
     let plan = teardown(&o);
 
     assert!(plan.changes.iter().all(|c| c.action == Action::Delete && c.id.is_some()), "{:#?}", plan.changes);
@@ -808,6 +821,8 @@ fn teardown_deletes_in_dependency_order() {
         [
             (Kind::Instances, "i-cp0"),
             (Kind::Instances, "i-w0,i-w1,i-w2"),
+            (Kind::Volume, "vol-0001"),
+            (Kind::NetworkInterface, "eni-0001"),
             (Kind::KeyPair, "key-0001"),
             (Kind::SecurityGroup, "sg-0001"),
             (Kind::RouteTable, "rtb-0001"),
@@ -821,7 +836,7 @@ fn teardown_deletes_in_dependency_order() {
             (Kind::IamRole, "tagstack-demo-dev-worker"),
         ]
     );
-    assert_eq!(plan.summary(), Summary { create: 0, update: 0, delete: 13, keep: 0 });
+    assert_eq!(plan.summary(), Summary { create: 0, update: 0, delete: 15, keep: 0 });
     let roles: Vec<Option<NodeRole>> = plan.of_kind(Kind::Instances).map(|c| c.role).collect();
     assert_eq!(roles, [Some(NodeRole::ControlPlane), Some(NodeRole::Worker)]);
     insta::assert_snapshot!("teardown_describe", describe(&plan, "down demo/dev in eu-west-3"));

@@ -12,3 +12,4 @@ mod expiry_reap;
 mod infra_faults;
 mod infra_lifecycle;
 mod infra_safety;
+mod stack_cleanup;
