@@ -15,4 +15,5 @@ pub mod ops;
 pub mod plan;
 pub mod remote;
 pub mod reporter;
+pub mod stack;
 pub mod ui;

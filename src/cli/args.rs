@@ -67,7 +67,8 @@ pub enum Command {
     },
     /// Create or converge the environment; idempotent and resumable.
     Up {
-        /// Run one stage only: `infra` (AWS resources) or `cluster` (kubeadm over SSH).
+        /// Run one stage only: `infra` (AWS resources), `cluster` (kubeadm over SSH) or `stack`
+        /// (Kafka, Cassandra, Spark on the running cluster).
         #[arg(long, value_enum)]
         only: Option<Stage>,
         /// Expire the environment this long from now (e.g. 2h): tags every resource with
@@ -101,6 +102,15 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Write every manifest of the environment (cluster add-ons and stack) to a directory.
+    /// Needs no cloud access.
+    Render {
+        /// Output directory (created; existing files of the same names are overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check the live stack end to end: one Kafka message, one CQL round trip, SparkPi.
+    Smoke,
     /// Write the cluster's admin kubeconfig (0600) and print its path.
     Kubeconfig {
         /// Print the kubeconfig itself instead of its path.
@@ -121,6 +131,7 @@ pub enum Command {
 pub enum Stage {
     Infra,
     Cluster,
+    Stack,
 }
 
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {

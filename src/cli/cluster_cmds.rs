@@ -8,6 +8,7 @@ use super::{Outcome, json, title};
 use crate::cluster::{ClusterNode, static_nodes};
 use crate::config::{NodeRole, Provider};
 use crate::ops::cluster::{self, env_dir};
+use crate::ops::stack::StackReport;
 use crate::remote::{Fleet, RemoteErrors};
 use crate::ui::{self, Output, Progress};
 
@@ -57,23 +58,15 @@ async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
     Ok(nodes)
 }
 
-/// Runs the cluster stage on the environment's nodes.
-pub async fn stage(s: &Settings) -> Result<cluster::ClusterReport> {
+/// Runs the cluster stage on the environment's nodes; returns them for the stack stage.
+pub async fn stage(s: &Settings) -> Result<(cluster::ClusterReport, Vec<ClusterNode>)> {
     let nodes = nodes(s).await?;
     let progress = Progress::new(s.common.progress);
-    cluster::bootstrap(&s.spec, &nodes, &progress).await
+    let report = cluster::bootstrap(&s.spec, &nodes, &progress).await?;
+    Ok((report, nodes))
 }
 
-pub async fn up(s: &Settings) -> Result<Outcome> {
-    let report = stage(s).await?;
-    match s.common.output {
-        Output::Json => json(s, "up", &serde_json::json!({ "cluster": report }))?,
-        Output::Human => ui::print_text(&ui::render::cluster(&report, &title(s))),
-    }
-    Ok(Outcome::Success)
-}
-
-async fn connect_control_plane(s: &Settings, nodes: &[ClusterNode]) -> Result<(Fleet, ClusterNode)> {
+pub async fn connect_control_plane(s: &Settings, nodes: &[ClusterNode]) -> Result<(Fleet, ClusterNode)> {
     let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).cloned().context("no control-plane node")?;
     let files = cluster::write_env_files(&s.spec, nodes)?;
     let fleet =
@@ -94,15 +87,57 @@ pub async fn kubeconfig(s: &Settings, to_stdout: bool) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Node readiness for `status` on a static environment.
+/// What `status` shows of the live cluster: node readiness and, with a stack, its workloads.
+pub struct Live {
+    pub nodes: Vec<(cluster::NodeState, String)>,
+    /// `None` without stack components; an unreachable stack is an error to show.
+    pub stack: Option<Result<StackReport, String>>,
+}
+
+async fn live(s: &Settings, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Live> {
+    let states = cluster::node_states(fleet, cp, nodes).await?;
+    let stack = if s.spec.stack.is_empty() {
+        None
+    } else {
+        Some(crate::ops::stack::status(&s.spec, fleet, cp).await.map_err(|e| format!("{e:#}")))
+    };
+    Ok(Live { nodes: states, stack })
+}
+
+/// The `cluster` and `stack` parts of `status --output json`.
+pub fn live_json(live: &Live) -> (serde_json::Value, serde_json::Value) {
+    let stack = match &live.stack {
+        None => serde_json::Value::Null,
+        Some(Ok(report)) => serde_json::to_value(report).unwrap_or_default(),
+        Some(Err(e)) => serde_json::json!({ "error": e }),
+    };
+    (serde_json::json!({ "nodes": states_json(&live.nodes) }), stack)
+}
+
+/// The human form of [`Live`].
+pub fn live_text(live: &Live, title: &str) -> String {
+    let mut out = ui::render::node_states(&live.nodes, title);
+    match &live.stack {
+        None => {}
+        Some(Ok(report)) => out.push_str(&ui::render::stack(report, title)),
+        Some(Err(e)) => out.push_str(&format!("Stack: not readable: {e}\n")),
+    }
+    out
+}
+
+/// Node readiness (and the stack) for `status` on a static environment.
 pub async fn status(s: &Settings) -> Result<Outcome> {
     let nodes = nodes(s).await?;
     let (fleet, cp) = connect_control_plane(s, &nodes).await?;
-    let states = cluster::node_states(&fleet, &cp, &nodes).await?;
+    let live = live(s, &fleet, &cp, &nodes).await;
     fleet.close().await;
+    let live = live?;
     match s.common.output {
-        Output::Json => json(s, "status", &serde_json::json!({ "cluster": { "nodes": states_json(&states) } }))?,
-        Output::Human => ui::print_text(&ui::render::node_states(&states, &title(s))),
+        Output::Json => {
+            let (cluster, stack) = live_json(&live);
+            json(s, "status", &serde_json::json!({ "cluster": cluster, "stack": stack }))?;
+        }
+        Output::Human => ui::print_text(&live_text(&live, &title(s))),
     }
     Ok(Outcome::Success)
 }
@@ -140,13 +175,9 @@ fn pinned_keys(s: &Settings) -> Vec<(String, String)> {
     crate::remote::parse_known_hosts(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
-/// Kubernetes readiness for `status` on AWS, when this machine ran the cluster stage (its
-/// pinned host keys are in `.tagstack/`). `None` when it did not; an unreachable cluster is an
-/// `Err` to show, never a failure of `status`.
-pub async fn aws_readiness(
-    s: &Settings,
-    inventory: &[crate::ops::Node],
-) -> Option<Result<Vec<(cluster::NodeState, String)>, String>> {
+/// The AWS nodes this machine can reach: those whose host keys it pinned when it ran the
+/// cluster stage (`known_hosts` in `.tagstack/`). `None` when it never did.
+fn pinned_nodes(s: &Settings, inventory: &[crate::ops::Node]) -> Option<(Vec<ClusterNode>, Vec<ClusterNode>)> {
     let keys = pinned_keys(s);
     if keys.is_empty() || inventory.is_empty() {
         return None;
@@ -170,14 +201,43 @@ pub async fn aws_readiness(
         .collect();
     // Only nodes whose key this machine pinned are connected to (a later worker has none here).
     let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
+    Some((nodes, pinned))
+}
+
+/// Kubernetes readiness (and the stack) for `status` on AWS, when this machine ran the
+/// cluster stage. `None` when it did not; an unreachable cluster is an `Err` to show, never a
+/// failure of `status`.
+pub async fn aws_live(s: &Settings, inventory: &[crate::ops::Node]) -> Option<Result<Live, String>> {
+    let (nodes, pinned) = pinned_nodes(s, inventory)?;
     let result = async {
         let (fleet, cp) = connect_control_plane(s, &pinned).await?;
-        let states = cluster::node_states(&fleet, &cp, &nodes).await;
+        let live = live(s, &fleet, &cp, &nodes).await;
         fleet.close().await;
-        states
+        live
     }
     .await;
     Some(result.map_err(|e| format!("{e:#}")))
+}
+
+/// `down`'s first step on AWS: delete the stack's volumes and every LoadBalancer Service while
+/// the cluster is alive. `None` when this machine cannot reach the cluster (it never ran the
+/// cluster stage); then the tag sweep on AWS is what cleans up.
+pub async fn aws_cleanup(
+    s: &Settings,
+    inventory: &[crate::ops::Node],
+) -> Option<Result<crate::ops::stack::ClusterCleanup>> {
+    let running: Vec<crate::ops::Node> = inventory.iter().filter(|n| n.state == "running").cloned().collect();
+    let (_, pinned) = pinned_nodes(s, &running)?;
+    let progress = Progress::new(s.common.progress);
+    Some(
+        async {
+            let (fleet, cp) = connect_control_plane(s, &pinned).await?;
+            let res = crate::ops::stack::teardown(&s.spec, &fleet, &cp, &progress).await;
+            fleet.close().await;
+            res
+        }
+        .await,
+    )
 }
 
 /// The node readiness rows of `status --output json`.

@@ -5,6 +5,7 @@ mod args;
 mod cluster_cmds;
 mod local;
 mod settings;
+mod stack_cmds;
 
 pub use args::{Cli, Command, GlobalArgs, Stage};
 pub use settings::{Common, Settings, UsageError, resolve};
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::aws::{Aws, Ctx};
 use crate::ops;
 use crate::plan;
+use crate::reporter::Reporter;
 use crate::ui::{self, Envelope, Output, Progress};
 
 /// What `main` turns into a process exit code.
@@ -69,6 +71,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Init { force } => local::init(g, force),
         Command::Completions { shell } => local::completions(shell),
         Command::Man => local::man(),
+        Command::Render { out } => stack_cmds::render(g, &out),
+        Command::Smoke => stack_cmds::smoke(&resolve(g)?).await,
         Command::Kubeconfig { stdout } => cluster_cmds::kubeconfig(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => cluster_cmds::ssh(&resolve(g)?, &node, &command).await,
     }
@@ -98,40 +102,48 @@ async fn plan_cmd(g: &GlobalArgs, detailed_exitcode: bool, ttl: Option<Duration>
 async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {
     let s = resolve(g)?;
     let is_static = matches!(s.spec.provider, crate::config::Provider::Static { .. });
-    match (is_static, only) {
-        (true, Some(Stage::Infra)) => {
-            return Err(UsageError {
-                message: "a static environment has no infra stage".into(),
-                hint: "its machines are yours; `tagstack up` runs the cluster stage on them".into(),
+    if is_static && only == Some(Stage::Infra) {
+        return Err(UsageError {
+            message: "a static environment has no infra stage".into(),
+            hint: "its machines are yours; `tagstack up` runs the cluster and stack stages on them".into(),
+        }
+        .into());
+    }
+    let runs = |stage: Stage| only.is_none_or(|o| o == stage);
+    let mut doc = serde_json::Map::new();
+    if !is_static && runs(Stage::Infra) {
+        let aws = Aws::connect(&s.connection).await;
+        let progress = Progress::new(s.common.progress);
+        let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
+        if s.common.output == Output::Human {
+            // The inventory first: if a later stage fails, the user still sees the nodes.
+            ui::print_text(&ui::render::up(&report, &title(&s)));
+        }
+        if let serde_json::Value::Object(map) = serde_json::to_value(&report)? {
+            doc = map;
+        }
+    }
+    if runs(Stage::Cluster) || runs(Stage::Stack) {
+        let nodes = if runs(Stage::Cluster) {
+            let (cluster, nodes) = cluster_cmds::stage(&s).await?;
+            if s.common.output == Output::Human {
+                ui::print_text(&ui::render::cluster(&cluster, &title(&s)));
             }
-            .into());
-        }
-        (true, _) | (false, Some(Stage::Cluster)) => return cluster_cmds::up(&s).await,
-        (false, _) => {}
-    }
-    let aws = Aws::connect(&s.connection).await;
-    let progress = Progress::new(s.common.progress);
-    let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
-    if s.common.output == Output::Human {
-        // The inventory first: if the cluster stage fails, the user still sees the nodes.
-        ui::print_text(&ui::render::up(&report, &title(&s)));
-    }
-    if only == Some(Stage::Infra) {
-        if s.common.output == Output::Json {
-            json(&s, "up", &report)?;
-        }
-        return Ok(Outcome::Success);
-    }
-    let cluster = cluster_cmds::stage(&s).await?;
-    match s.common.output {
-        Output::Json => {
-            let mut doc = serde_json::to_value(&report)?;
-            if let Some(map) = doc.as_object_mut() {
-                map.insert("cluster".into(), serde_json::to_value(&cluster)?);
+            doc.insert("cluster".into(), serde_json::to_value(&cluster)?);
+            nodes
+        } else {
+            cluster_cmds::nodes(&s).await?
+        };
+        if runs(Stage::Stack) {
+            let stack = stack_cmds::stage(&s, &nodes).await?;
+            if s.common.output == Output::Human {
+                ui::print_text(&ui::render::stack(&stack, &title(&s)));
             }
-            json(&s, "up", &doc)?;
+            doc.insert("stack".into(), serde_json::to_value(&stack)?);
         }
-        Output::Human => ui::print_text(&ui::render::cluster(&cluster, &title(&s))),
+    }
+    if s.common.output == Output::Json {
+        json(&s, "up", &doc)?;
     }
     Ok(Outcome::Success)
 }
@@ -154,27 +166,28 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
     }
     let aws = Aws::connect(&s.connection).await;
     let st = ops::status(&aws, &s.spec).await?;
-    let readiness = cluster_cmds::aws_readiness(&s, &st.nodes).await;
+    let live = cluster_cmds::aws_live(&s, &st.nodes).await;
     match s.common.output {
         Output::Json => {
             let mut doc = serde_json::to_value(&st)?;
-            let cluster = match &readiness {
-                None => serde_json::Value::Null,
-                Some(Ok(states)) => serde_json::json!({ "nodes": cluster_cmds::states_json(states) }),
-                Some(Err(e)) => serde_json::json!({ "error": e }),
+            let (cluster, stack) = match &live {
+                None => (serde_json::Value::Null, serde_json::Value::Null),
+                Some(Ok(live)) => cluster_cmds::live_json(live),
+                Some(Err(e)) => (serde_json::json!({ "error": e }), serde_json::Value::Null),
             };
             if let Some(map) = doc.as_object_mut() {
                 map.insert("cluster".into(), cluster);
+                map.insert("stack".into(), stack);
             }
             json(&s, "status", &doc)?;
         }
         Output::Human => {
             ui::print_text(&ui::render::status(&st, &title(&s)));
-            match &readiness {
+            match &live {
                 None => ui::print_text(
                     "Kubernetes: the cluster stage has not run from this machine (`tagstack up` runs it).\n",
                 ),
-                Some(Ok(states)) => ui::print_text(&ui::render::node_states(states, "Kubernetes")),
+                Some(Ok(live)) => ui::print_text(&cluster_cmds::live_text(live, "Kubernetes")),
                 Some(Err(e)) => ui::print_text(&format!("Kubernetes: not reachable: {e}\n")),
             }
         }
@@ -192,11 +205,34 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
         ui::eprint_text(&plan::describe(&plan, &format!("down {}", title(&s))));
         confirm(&s.common, &format!("Delete these {} resources of {}?", plan.changes.len(), title(&s)))?;
     }
+    // While the cluster is alive: its load balancers and the stack's volumes, which it would
+    // otherwise leave behind. Not reaching it is no reason to keep paying for the rest.
+    let cleanup = match cluster_cmds::aws_cleanup(&s, &ops::inventory(&observed.instances)).await {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            progress.note(&format!(
+                "could not clean up inside the cluster ({e:#}); continuing: tagged volumes are deleted on AWS, and a load balancer still in the VPC is named if it blocks it"
+            ));
+            None
+        }
+    };
     let cx = Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
     let report = ops::down(&cx, &observed, &plan).await?;
     match s.common.output {
-        Output::Json => json(&s, "down", &report)?,
-        Output::Human => ui::print_text(&ui::render::down(&report, &title(&s))),
+        Output::Json => {
+            let mut doc = serde_json::to_value(&report)?;
+            if let Some(map) = doc.as_object_mut() {
+                map.insert("cluster_cleanup".into(), serde_json::to_value(&cleanup)?);
+            }
+            json(&s, "down", &doc)?;
+        }
+        Output::Human => {
+            if let Some(c) = &cleanup {
+                ui::print_text(&ui::render::cleanup(c));
+            }
+            ui::print_text(&ui::render::down(&report, &title(&s)));
+        }
     }
     ops::down::check(&report)?;
     Ok(Outcome::Success)

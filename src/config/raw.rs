@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub control_plane: Option<RawNodeGroup>,
     pub workers: Option<RawNodeGroup>,
     pub timeouts: Option<RawTimeouts>,
+    pub stack: Option<RawStack>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,4 +93,57 @@ pub struct RawNodeGroup {
 pub struct RawTimeouts {
     pub aws_consistency: Option<S<String>>,
     pub instances_running: Option<S<String>>,
+}
+
+/// `[stack]`: the data stack on the cluster. Every key is optional; `stack.rs` has the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStack {
+    pub ready_timeout: Option<S<String>>,
+    pub storage_class: Option<S<String>>,
+    pub kafka: Option<RawKafka>,
+    pub cassandra: Option<RawCassandra>,
+    pub spark: Option<RawSpark>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub enabled: Option<S<bool>>,
+    pub namespace: Option<S<String>>,
+    pub image: Option<S<String>>,
+    pub brokers: Option<S<i64>>,
+    pub controllers: Option<S<i64>>,
+    pub storage_gb: Option<S<i64>>,
+    pub heap: Option<S<String>>,
+    pub cpu: Option<S<String>>,
+    pub memory: Option<S<String>>,
+    pub cluster_id: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCassandra {
+    pub enabled: Option<S<bool>>,
+    pub namespace: Option<S<String>>,
+    pub image: Option<S<String>>,
+    pub replicas: Option<S<i64>>,
+    pub storage_gb: Option<S<i64>>,
+    pub heap: Option<S<String>>,
+    pub cpu: Option<S<String>>,
+    pub memory: Option<S<String>>,
+    pub datacenter: Option<S<String>>,
+    pub rack: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpark {
+    pub enabled: Option<S<bool>>,
+    pub namespace: Option<S<String>>,
+    pub image: Option<S<String>>,
+    /// Standalone workers; 0 (default) runs no standalone master: spark-submit on Kubernetes only.
+    pub workers: Option<S<i64>>,
+    pub worker_cpu: Option<S<String>>,
+    pub worker_memory: Option<S<String>>,
 }

@@ -34,6 +34,7 @@ pub struct Spec {
     pub timeouts: Timeouts,
     pub provider: Provider,
     pub cluster: ClusterSpec,
+    pub stack: StackSpec,
     /// `ttl` from the config: new environments expire this long after creation.
     pub ttl: Option<Duration>,
     /// The expiry the resources should carry, resolved by `ops` at run time (never from the
@@ -90,6 +91,84 @@ pub struct ClusterSpec {
     /// Deadline for the whole bootstrap, and for all nodes to be Ready.
     #[serde(with = "secs")]
     pub bootstrap_timeout: Duration,
+}
+
+/// The data stack on the cluster; a component that is `None` is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackSpec {
+    /// Deadline for every component to be ready after it was applied.
+    #[serde(with = "secs")]
+    pub ready_timeout: Duration,
+    /// The PVCs' StorageClass; `None` leaves it to the cluster's default class.
+    pub storage_class: Option<String>,
+    pub kafka: Option<KafkaSpec>,
+    pub cassandra: Option<CassandraSpec>,
+    pub spark: Option<SparkSpec>,
+}
+
+/// A container's CPU request and memory (request = limit, so the JVM is never OOM-killed by a
+/// neighbour's burst).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory_mib: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KafkaSpec {
+    pub namespace: String,
+    pub image: String,
+    pub brokers: u32,
+    /// 0: every broker is also a KRaft controller (combined mode).
+    pub controllers: u32,
+    pub storage_gb: u32,
+    pub heap_mib: u32,
+    pub resources: Resources,
+    /// Never printed as a secret: it only names the cluster.
+    pub cluster_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CassandraSpec {
+    pub namespace: String,
+    pub image: String,
+    pub replicas: u32,
+    pub storage_gb: u32,
+    pub heap_mib: u32,
+    pub resources: Resources,
+    pub datacenter: String,
+    pub rack: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SparkSpec {
+    pub namespace: String,
+    pub image: String,
+    /// Standalone workers; 0 means no standalone master (spark-submit on Kubernetes only).
+    pub workers: u32,
+    pub worker: Resources,
+}
+
+impl StackSpec {
+    /// The namespaces the stack owns (deleted by `down`), without repeats.
+    pub fn namespaces(&self) -> Vec<String> {
+        let all = [
+            self.kafka.as_ref().map(|k| &k.namespace),
+            self.cassandra.as_ref().map(|c| &c.namespace),
+            self.spark.as_ref().map(|s| &s.namespace),
+        ];
+        let mut out: Vec<String> = Vec::new();
+        for ns in all.into_iter().flatten() {
+            if !out.contains(ns) {
+                out.push(ns.clone());
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kafka.is_none() && self.cassandra.is_none() && self.spark.is_none()
+    }
 }
 
 mod secs {
@@ -186,6 +265,13 @@ impl Spec {
             },
             provider: Provider::Aws,
             cluster: ClusterSpec::default(),
+            stack: StackSpec {
+                ready_timeout: Duration::from_secs(900),
+                storage_class: None,
+                kafka: None,
+                cassandra: None,
+                spark: None,
+            },
             ttl: None,
             expires_at: None,
         }

@@ -517,3 +517,46 @@ fn static_provider_rejections() {
         insta::assert_snapshot!(*name, reject(source).to_string());
     }
 }
+
+#[test]
+fn stack_rejections() {
+    let cases: &[(&str, &str)] = &[
+        ("stack_unknown_key", "[stack.kafka]\nreplicas = 3\n"),
+        ("stack_kafka_brokers_zero", "[stack.kafka]\nbrokers = 0\n"),
+        ("stack_kafka_even_controllers", "[stack.kafka]\ncontrollers = 2\n"),
+        ("stack_kafka_heap_too_big", "[stack.kafka]\nheap = \"2g\"\nmemory = \"2Gi\"\n"),
+        ("stack_kafka_heap_malformed", "[stack.kafka]\nheap = \"2 GB\"\n"),
+        ("stack_kafka_memory_malformed", "[stack.kafka]\nmemory = \"2G\"\n"),
+        ("stack_kafka_cpu_malformed", "[stack.kafka]\ncpu = \"half\"\n"),
+        ("stack_kafka_cluster_id_malformed", "[stack.kafka]\ncluster_id = \"my-cluster\"\n"),
+        ("stack_kafka_image_unpinned", "[stack.kafka]\nimage = \"apache/kafka\"\n"),
+        ("stack_kafka_image_bitnami", "[stack.kafka]\nimage = \"bitnami/kafka:3.7\"\n"),
+        ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
+        ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
+        ("stack_cassandra_rack_malformed", "[stack.cassandra]\nrack = \"rack one\"\n"),
+        ("stack_spark_workers_out_of_range", "[stack.spark]\nworkers = 500\n"),
+        ("stack_ready_timeout_too_short", "[stack]\nready_timeout = \"1s\"\n"),
+        ("stack_storage_class_malformed", "[stack]\nstorage_class = \"GP3 fast\"\n"),
+        ("stack_enabled_not_a_bool", "[stack.spark]\nenabled = \"no\"\n"),
+    ];
+    for (name, tables) in cases {
+        insta::assert_snapshot!(*name, reject(&plus(tables)).to_string());
+    }
+}
+
+#[test]
+fn stack_defaults_and_overrides() {
+    let spec = ok(BASE);
+    let st = &spec.stack;
+    assert_eq!(st.storage_class.as_deref(), Some("gp3"));
+    assert_eq!(st.namespaces(), ["kafka", "cassandra", "spark"]);
+    let k = st.kafka.as_ref().unwrap();
+    assert_eq!((k.brokers, k.controllers, k.heap_mib, k.resources.memory_mib), (3, 0, 1024, 2048));
+    let spec = ok(&plus(
+        "[stack]\nstorage_class = \"\"\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nnamespace = \"data\"\nheap = \"1536m\"\nmemory = \"4Gi\"\n[stack.spark]\nnamespace = \"data\"\n",
+    ));
+    assert_eq!(spec.stack.storage_class, None, "\"\" means the cluster's default class");
+    assert!(spec.stack.kafka.is_none());
+    assert_eq!(spec.stack.namespaces(), ["data"], "a shared namespace is listed once");
+    assert_eq!(spec.stack.cassandra.as_ref().unwrap().heap_mib, 1536);
+}

@@ -126,6 +126,7 @@ pub fn parse(
         workers.count = u32::try_from(nodes.iter().filter(|n| n.role == NodeRole::Worker).count()).unwrap_or(0);
     }
     let timeouts = timeouts(&cx, &raw)?;
+    let stack = super::stack::stack(&cx, raw.stack.as_ref(), &project, &environment, is_aws)?;
     let ttl = match &raw.ttl {
         None => None,
         Some(v) => match parse_duration(v.get_ref()) {
@@ -165,6 +166,7 @@ pub fn parse(
         timeouts,
         provider,
         cluster,
+        stack,
         ttl,
         expires_at: None,
     })

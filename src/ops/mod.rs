@@ -6,6 +6,7 @@ pub mod down;
 mod inventory;
 mod plan;
 pub mod reap;
+pub mod stack;
 pub mod status;
 pub mod up;
 

@@ -166,3 +166,68 @@ pub fn cluster(report: &ClusterReport, title: &str) -> String {
     );
     out
 }
+
+pub fn stack(report: &crate::ops::stack::StackReport, title: &str) -> String {
+    let mut out = format!("Stack of {title}:\n");
+    if report.workloads.is_empty() && report.endpoints.is_empty() {
+        out.push_str("  no components enabled ([stack] in the config)\n");
+        return out;
+    }
+    if !report.workloads.is_empty() {
+        let _ = writeln!(out, "  {:<10} {:<28} {:<8} {:<6} STATE", "COMPONENT", "WORKLOAD", "DESIRED", "READY");
+        for w in &report.workloads {
+            let state = if w.done {
+                "ready"
+            } else if w.missing {
+                "missing"
+            } else {
+                "not ready"
+            };
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<28} {:<8} {:<6} {state}",
+                w.component.as_str(),
+                format!("{}/{}", w.namespace, w.name),
+                w.desired,
+                w.ready
+            );
+        }
+    }
+    if !report.endpoints.is_empty() {
+        out.push_str("  Endpoints (inside the cluster):\n");
+        for e in &report.endpoints {
+            let _ = writeln!(out, "    {:<10} {:<20} {}", e.component.as_str(), e.what, e.address);
+        }
+    }
+    out
+}
+
+pub fn smoke(results: &[crate::ops::stack::SmokeResult], title: &str) -> String {
+    let mut out = format!("Smoke checks of {title}:\n");
+    if results.is_empty() {
+        out.push_str("  no components enabled ([stack] in the config)\n");
+    }
+    for r in results {
+        let _ = writeln!(
+            out,
+            "  {} {:<10} {:<32} {:>7} ms  {}",
+            if r.ok { "ok  " } else { "FAIL" },
+            r.component.as_str(),
+            r.check,
+            r.millis,
+            r.detail
+        );
+    }
+    out
+}
+
+pub fn cleanup(c: &crate::ops::stack::ClusterCleanup) -> String {
+    let mut out = String::from("In the cluster, before deleting it:\n");
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let _ = writeln!(out, "  LoadBalancer services deleted: {}", list(&c.load_balancers));
+    let _ = writeln!(out, "  namespaces deleted (with their volumes): {}", list(&c.namespaces));
+    if !c.volumes_left.is_empty() {
+        let _ = writeln!(out, "  volumes still being released (swept on AWS by tags): {}", c.volumes_left.join(", "));
+    }
+    out
+}

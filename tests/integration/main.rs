@@ -13,3 +13,4 @@ mod infra_faults;
 mod infra_lifecycle;
 mod infra_safety;
 mod stack_cleanup;
+mod stack_render;

@@ -1,0 +1,353 @@
+//! The stack stage: render the manifests, apply them on the control plane with
+//! `kubectl apply --server-side`, wait until every workload is ready (naming the ones that are
+//! not, with their pods and last events), report status, run the smoke checks, and delete the
+//! stack's volumes and load balancers before `down` removes the cluster. All kubectl runs on
+//! the control plane over [`Fleet`]; the kubectl command lines are built here as text.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::cluster::ClusterNode;
+use crate::cluster::render::{NODE_DIR, addons};
+use crate::config::{Spec, format_duration};
+use crate::remote::Fleet;
+use crate::reporter::Reporter;
+use crate::stack::readiness::{self, WorkloadStatus};
+use crate::stack::{APPLY, Component, Endpoint, endpoints, manifests, spark_pi, workloads};
+
+pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+
+/// Where the manifests go on the control plane.
+pub fn stack_dir() -> String {
+    format!("{NODE_DIR}/stack")
+}
+
+/// Every file `tagstack render` writes, relative to its output directory: the cluster add-ons
+/// (a kustomization that applies them in tagstack's order) and one manifest per component.
+pub fn rendered_files(spec: &Spec) -> Result<Vec<(PathBuf, String)>> {
+    let mut files = Vec::new();
+    let mut resources = Vec::new();
+    for addon in addons(spec) {
+        if addon.files.is_empty() {
+            resources.push(addon.source.clone());
+        }
+        for (path, content) in &addon.files {
+            files.push((Path::new("addons").join(path), content.clone()));
+            // A kustomization directory is a resource by its directory.
+            let resource = path.strip_suffix("/kustomization.yaml").map_or_else(|| path.clone(), |d| format!("{d}/"));
+            resources.push(resource);
+        }
+    }
+    let kustomization = format!(
+        "# The cluster add-ons of {} in the order `tagstack up` applies them: kubectl apply -k addons/\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{}",
+        spec.cluster_name(),
+        resources.iter().map(|r| format!("  - {r}\n")).collect::<String>()
+    );
+    files.insert(0, (PathBuf::from("addons/kustomization.yaml"), kustomization));
+    for m in manifests(spec)? {
+        files.push((Path::new("stack").join(&m.file), m.content));
+    }
+    if let Some(job) = spark_pi(spec)? {
+        files.push((PathBuf::from("stack/spark-pi.yaml"), job));
+    }
+    Ok(files)
+}
+
+/// Writes [`rendered_files`] under `out`; returns the paths written.
+pub fn write_rendered(spec: &Spec, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (rel, content) in rendered_files(spec)? {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// What `up` reports for the stack, and `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackReport {
+    pub workloads: Vec<WorkloadStatus>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+fn list_workloads() -> String {
+    format!("{KUBECTL} get statefulsets,deployments -A -l app.kubernetes.io/managed-by=tagstack -o json")
+}
+
+/// Uploads and applies every component's manifest, then waits for all of them.
+pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
+    let dir = stack_dir();
+    for m in manifests(spec)? {
+        let key = format!("stack/{}", m.component.as_str());
+        let path = format!("{dir}/{}", m.file);
+        r.start(&key, &format!("apply {}", m.component.as_str()));
+        fleet.upload(&cp.name, "stack", &path, &m.content, false).await?;
+        if let Err(e) = fleet.read(&cp.name, "stack", &format!("{KUBECTL} {APPLY} -f {path}")).await {
+            r.fail(&key, &format!("apply {}: failed", m.component.as_str()));
+            return Err(anyhow::Error::new(e).context(format!("applying {} ({path} on {})", m.file, cp.name)));
+        }
+        r.update(&key, &format!("{}: applied, waiting until ready", m.component.as_str()));
+    }
+    if let Some(job) = spark_pi(spec)? {
+        fleet.upload(&cp.name, "stack", &format!("{dir}/spark-pi.yaml"), &job, false).await?;
+    }
+    let workloads = wait_ready(spec, fleet, cp, r).await?;
+    Ok(StackReport { workloads, endpoints: endpoints(spec) })
+}
+
+/// Polls until every workload has rolled out, reporting each component once it is ready.
+async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<WorkloadStatus>> {
+    let expected = workloads(spec);
+    let started = Instant::now();
+    let mut finished: Vec<Component> = Vec::new();
+    loop {
+        let json = fleet.read(&cp.name, "stack", &list_workloads()).await?;
+        let statuses = readiness::workload_status(&expected, &json)?;
+        for component in components(spec) {
+            if finished.contains(&component) {
+                continue;
+            }
+            let mine: Vec<&WorkloadStatus> = statuses.iter().filter(|s| s.component == component).collect();
+            let key = format!("stack/{}", component.as_str());
+            let summary = mine.iter().map(|s| format!("{} {}/{}", s.name, s.ready, s.desired)).collect::<Vec<_>>();
+            if mine.iter().all(|s| s.done) {
+                r.finish(&key, &format!("{} ready ({})", component.as_str(), summary.join(", ")));
+                finished.push(component);
+            } else {
+                r.update(&key, &format!("{}: {}", component.as_str(), summary.join(", ")));
+            }
+        }
+        let waiting: Vec<&WorkloadStatus> = statuses.iter().filter(|s| !s.done).collect();
+        if waiting.is_empty() {
+            return Ok(statuses);
+        }
+        if started.elapsed() >= spec.stack.ready_timeout {
+            for s in &waiting {
+                r.fail(&format!("stack/{}", s.component.as_str()), &format!("{}: not ready", s.component.as_str()));
+            }
+            let mut why = Vec::new();
+            for s in &waiting {
+                why.push(diagnose(spec, fleet, cp, s).await);
+            }
+            bail!(
+                "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}\n  hint: fix the cause (often resources or storage: see the events) and run `tagstack up` again; what is ready stays",
+                waiting.len(),
+                statuses.len(),
+                format_duration(started.elapsed()),
+                format_duration(spec.stack.ready_timeout),
+                why.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+fn components(spec: &Spec) -> Vec<Component> {
+    let mut out: Vec<Component> = workloads(spec).iter().map(|w| w.component).collect();
+    if spec.stack.spark.is_some() {
+        out.push(Component::Spark);
+    }
+    out.dedup();
+    out
+}
+
+/// Names a workload that is not ready: its pods' phases and reasons and its last events.
+async fn diagnose(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStatus) -> String {
+    let mut out = format!(
+        "  {}: {:?} {}/{} has {}/{} ready",
+        s.component.as_str(),
+        s.kind,
+        s.namespace,
+        s.name,
+        s.ready,
+        s.desired
+    );
+    if s.missing {
+        out.push_str(" (it does not exist: was it deleted?)");
+        return out;
+    }
+    let Some(w) = workloads(spec).into_iter().find(|w| w.name == s.name && w.namespace == s.namespace) else {
+        return out;
+    };
+    let selector = readiness::pod_selector(&spec.cluster_name(), &w);
+    let pods = fleet
+        .read(&cp.name, "stack", &format!("{KUBECTL} get pods -n {} -l {selector} -o json", s.namespace))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|json| readiness::pods(&json));
+    match pods {
+        Ok(pods) if pods.is_empty() => out.push_str("\n    pods: none created"),
+        Ok(pods) => {
+            for p in pods {
+                let why = p.why.map(|w| format!(": {w}")).unwrap_or_default();
+                let ready = if p.ready { "ready" } else { "not ready" };
+                out.push_str(&format!("\n    pod {} {} ({ready}){why}", p.name, p.phase));
+            }
+        }
+        Err(e) => out.push_str(&format!("\n    pods: could not be read: {e:#}")),
+    }
+    let events = fleet
+        .read(&cp.name, "stack", &format!("{KUBECTL} get events -n {} -o json", s.namespace))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|json| readiness::events(&json, &s.name, 5));
+    match events {
+        Ok(events) if events.is_empty() => out.push_str("\n    events: none"),
+        Ok(events) => {
+            out.push_str("\n    last events:");
+            for e in events {
+                let times = if e.count > 1 { format!(" (x{})", e.count) } else { String::new() };
+                out.push_str(&format!("\n      {} {} {}: {}{times}", e.kind, e.reason, e.object, e.message));
+            }
+        }
+        Err(e) => out.push_str(&format!("\n    events: could not be read: {e:#}")),
+    }
+    out
+}
+
+/// Desired and ready replicas of every workload, for `status`.
+pub async fn status(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<StackReport> {
+    let json = fleet.read(&cp.name, "stack", &list_workloads()).await?;
+    Ok(StackReport { workloads: readiness::workload_status(&workloads(spec), &json)?, endpoints: endpoints(spec) })
+}
+
+/// One smoke check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmokeResult {
+    pub component: Component,
+    pub check: &'static str,
+    pub ok: bool,
+    pub millis: u64,
+    /// The line that proved it, or what failed.
+    pub detail: String,
+}
+
+/// Runs every check (all of them, even after a failure) and returns their outcomes.
+pub async fn smoke(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<SmokeResult>> {
+    let nonce = format!("{:08x}", fastrand::u32(..));
+    if let Some(job) = spark_pi(spec)? {
+        fleet.upload(&cp.name, "smoke", &format!("{}/spark-pi.yaml", stack_dir()), &job, false).await?;
+    }
+    let mut out = Vec::new();
+    for check in crate::stack::smoke::checks(spec, KUBECTL, &stack_dir(), &nonce) {
+        let key = format!("smoke/{}", check.component.as_str());
+        r.start(&key, &format!("{}: {}", check.component.as_str(), check.name));
+        let started = Instant::now();
+        let mut result: Result<String, String> = Ok(String::new());
+        for step in &check.steps {
+            r.update(&key, &format!("{}: {}", check.component.as_str(), step.what));
+            match fleet.read(&cp.name, "smoke", &step.command).await {
+                Err(e) => {
+                    result = Err(format!("{}: {e}", step.what));
+                    break;
+                }
+                Ok(stdout) => {
+                    if let Some(expect) = &step.expect {
+                        match crate::stack::smoke::judge(&stdout, expect) {
+                            Some(line) => result = Ok(line.trim().to_string()),
+                            None => {
+                                let tail: Vec<&str> = stdout.lines().rev().take(5).collect();
+                                result = Err(format!(
+                                    "{}: expected {expect:?} in its output; last lines: {}",
+                                    step.what,
+                                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(cleanup) = &check.cleanup {
+            let _ = fleet.read(&cp.name, "smoke", cleanup).await;
+        }
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (ok, detail) = match result {
+            Ok(line) => {
+                r.finish(&key, &format!("{}: {} ({millis} ms)", check.component.as_str(), check.name));
+                (true, line)
+            }
+            Err(e) => {
+                r.fail(&key, &format!("{}: {} failed", check.component.as_str(), check.name));
+                (false, e)
+            }
+        };
+        out.push(SmokeResult { component: check.component, check: check.name, ok, millis, detail });
+    }
+    Ok(out)
+}
+
+/// What `down` removed from the live cluster before deleting it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterCleanup {
+    pub load_balancers: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// PersistentVolumes of the stack still present when the wait ended (their EBS volumes are
+    /// then swept on AWS by tags).
+    pub volumes_left: Vec<String>,
+}
+
+/// Deletes every LoadBalancer Service (their ELBs hold the VPC) and the stack's namespaces
+/// with their PersistentVolumeClaims (the EBS CSI driver then deletes the volumes), and waits
+/// for those volumes to go.
+pub async fn teardown(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<ClusterCleanup> {
+    let mut report = ClusterCleanup::default();
+    r.start("stack/cleanup", "delete load balancers and the stack's volumes");
+    let services = fleet.read(&cp.name, "cleanup", &format!("{KUBECTL} get services -A -o json")).await?;
+    for (ns, name) in readiness::load_balancers(&services)? {
+        r.update("stack/cleanup", &format!("delete LoadBalancer service {ns}/{name}"));
+        fleet
+            .read(
+                &cp.name,
+                "cleanup",
+                &format!("{KUBECTL} delete service -n {ns} {name} --ignore-not-found --wait=true --timeout=300s"),
+            )
+            .await?;
+        report.load_balancers.push(format!("{ns}/{name}"));
+    }
+    let namespaces = spec.stack.namespaces();
+    if !namespaces.is_empty() {
+        r.update("stack/cleanup", &format!("delete namespaces {}", namespaces.join(", ")));
+        fleet
+            .read(
+                &cp.name,
+                "cleanup",
+                &format!(
+                    "{KUBECTL} delete namespace {} --ignore-not-found --wait=true --timeout=600s",
+                    namespaces.join(" ")
+                ),
+            )
+            .await?;
+        report.namespaces = namespaces.clone();
+    }
+    // The volumes go asynchronously after their claims: wait, bounded, so `down` is not cut
+    // short by a slow detach; what is left is swept on AWS by tags.
+    let started = Instant::now();
+    loop {
+        let pvs = fleet.read(&cp.name, "cleanup", &format!("{KUBECTL} get persistentvolumes -o json")).await?;
+        let left = readiness::volumes_of(&pvs, &namespaces)?;
+        if left.is_empty() || started.elapsed() >= Duration::from_secs(300) {
+            report.volumes_left = left;
+            break;
+        }
+        r.update("stack/cleanup", &format!("waiting for {} volume(s) to be released", left.len()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    r.finish(
+        "stack/cleanup",
+        &format!(
+            "deleted {} load balancer(s) and namespace(s) {}",
+            report.load_balancers.len(),
+            if report.namespaces.is_empty() { "-".into() } else { report.namespaces.join(", ") }
+        ),
+    );
+    Ok(report)
+}

@@ -1,0 +1,222 @@
+//! Reads `kubectl get ... -o json` output: whether each expected workload is ready (the same
+//! rules as `kubectl rollout status`), its pods' phases and the namespace's last events. Pure;
+//! unit-tested on saved outputs in `tests/fixtures/kubectl-json/`.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::render::{Component, Workload, WorkloadKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadStatus {
+    pub component: Component,
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// Replicas the config asks for.
+    pub desired: u32,
+    pub ready: u32,
+    /// Ready, with every replica on the newest revision of the spec tagstack applied.
+    pub done: bool,
+    /// Absent from the cluster (not applied yet, or deleted).
+    pub missing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodInfo {
+    pub name: String,
+    pub phase: String,
+    pub ready: bool,
+    pub node: Option<String>,
+    /// Why it is not ready: a container's waiting reason or a failed condition's message.
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventInfo {
+    pub object: String,
+    pub kind: String,
+    pub reason: String,
+    pub message: String,
+    pub count: u64,
+    pub time: String,
+}
+
+fn items(json: &str, what: &str) -> Result<Vec<Value>> {
+    let doc: Value = serde_json::from_str(json).with_context(|| format!("parsing `kubectl get {what} -o json`"))?;
+    Ok(match doc.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => vec![doc],
+    })
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
+}
+
+fn kind_name(kind: WorkloadKind) -> &'static str {
+    match kind {
+        WorkloadKind::StatefulSet => "StatefulSet",
+        WorkloadKind::Deployment => "Deployment",
+    }
+}
+
+/// Whether one StatefulSet or Deployment object has finished rolling out `want` replicas.
+fn rolled_out(obj: &Value, kind: WorkloadKind, want: u64) -> bool {
+    let generation = u(obj, &["metadata", "generation"]);
+    let observed = u(obj, &["status", "observedGeneration"]);
+    let spec_replicas = obj.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+    let ready = u(obj, &["status", "readyReplicas"]);
+    let updated = u(obj, &["status", "updatedReplicas"]);
+    // The controller has not seen the newest spec, or the cluster runs another replica count.
+    if observed < generation || spec_replicas != want {
+        return false;
+    }
+    match kind {
+        WorkloadKind::StatefulSet => {
+            let revision_done = match (s(obj, &["status", "currentRevision"]), s(obj, &["status", "updateRevision"])) {
+                (Some(cur), Some(upd)) => cur == upd,
+                _ => true,
+            };
+            ready >= want && updated >= want && revision_done
+        }
+        WorkloadKind::Deployment => {
+            let total = u(obj, &["status", "replicas"]);
+            let available = u(obj, &["status", "availableReplicas"]);
+            // No old replicas left, and every new one available.
+            updated >= want && total == updated && available >= want && ready >= want
+        }
+    }
+}
+
+/// Matches the expected workloads to `kubectl get statefulsets,deployments -A -o json`.
+pub fn workload_status(expected: &[Workload], json: &str) -> Result<Vec<WorkloadStatus>> {
+    let objects = items(json, "statefulsets,deployments")?;
+    Ok(expected
+        .iter()
+        .map(|w| {
+            let obj = objects.iter().find(|o| {
+                s(o, &["kind"]) == Some(kind_name(w.kind))
+                    && s(o, &["metadata", "name"]) == Some(w.name.as_str())
+                    && s(o, &["metadata", "namespace"]) == Some(w.namespace.as_str())
+            });
+            let ready = obj.map_or(0, |o| u(o, &["status", "readyReplicas"]));
+            WorkloadStatus {
+                component: w.component,
+                kind: w.kind,
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                desired: w.replicas,
+                ready: u32::try_from(ready).unwrap_or(u32::MAX),
+                done: obj.is_some_and(|o| rolled_out(o, w.kind, u64::from(w.replicas))),
+                missing: obj.is_none(),
+            }
+        })
+        .collect())
+}
+
+/// `kubectl get pods -o json`: each pod's phase, readiness and why it is not ready.
+pub fn pods(json: &str) -> Result<Vec<PodInfo>> {
+    let mut out: Vec<PodInfo> = items(json, "pods")?
+        .iter()
+        .map(|p| {
+            let ready = p.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+                cs.iter().any(|c| s(c, &["type"]) == Some("Ready") && s(c, &["status"]) == Some("True"))
+            });
+            let waiting = p.pointer("/status/containerStatuses").and_then(Value::as_array).and_then(|cs| {
+                cs.iter().find_map(|c| {
+                    let w = c.pointer("/state/waiting")?;
+                    let reason = s(w, &["reason"])?;
+                    Some(match s(w, &["message"]) {
+                        Some(m) => format!("{reason}: {m}"),
+                        None => reason.to_string(),
+                    })
+                })
+            });
+            let failed_condition = p.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| {
+                cs.iter().find(|c| s(c, &["status"]) == Some("False") && s(c, &["message"]).is_some()).map(|c| {
+                    format!("{}: {}", s(c, &["reason"]).unwrap_or("NotReady"), s(c, &["message"]).unwrap_or_default())
+                })
+            });
+            PodInfo {
+                name: s(p, &["metadata", "name"]).unwrap_or("?").to_string(),
+                phase: s(p, &["status", "phase"]).unwrap_or("Unknown").to_string(),
+                ready,
+                node: s(p, &["spec", "nodeName"]).map(str::to_string),
+                why: if ready { None } else { waiting.or(failed_condition) },
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `kubectl get events -o json`: the newest `limit` events about objects whose name starts
+/// with `prefix` (a workload and its pods), oldest first.
+pub fn events(json: &str, prefix: &str, limit: usize) -> Result<Vec<EventInfo>> {
+    let mut out: Vec<EventInfo> = items(json, "events")?
+        .iter()
+        .filter(|e| s(e, &["involvedObject", "name"]).is_some_and(|n| n.starts_with(prefix)))
+        .map(|e| EventInfo {
+            object: s(e, &["involvedObject", "name"]).unwrap_or_default().to_string(),
+            kind: s(e, &["type"]).unwrap_or("Normal").to_string(),
+            reason: s(e, &["reason"]).unwrap_or_default().to_string(),
+            message: s(e, &["message"]).unwrap_or_default().trim().to_string(),
+            count: u(e, &["count"]).max(1),
+            time: s(e, &["lastTimestamp"])
+                .or_else(|| s(e, &["eventTime"]))
+                .or_else(|| s(e, &["firstTimestamp"]))
+                .unwrap_or_default()
+                .to_string(),
+        })
+        .collect();
+    // RFC 3339 UTC timestamps sort as text.
+    out.sort_by(|a, b| a.time.cmp(&b.time));
+    let skip = out.len().saturating_sub(limit);
+    Ok(out.split_off(skip))
+}
+
+/// The label selector of a workload's pods.
+pub fn pod_selector(spec_name: &str, w: &Workload) -> String {
+    let component = match (w.component, w.name.as_str()) {
+        (Component::Kafka, "kafka-controller") => Some("controller"),
+        (Component::Kafka, _) => Some("broker"),
+        (Component::Spark, "spark-master") => Some("master"),
+        (Component::Spark, _) => Some("worker"),
+        (Component::Cassandra, _) => None,
+    };
+    let mut sel = format!("app.kubernetes.io/name={},app.kubernetes.io/instance={spec_name}", w.component.as_str());
+    if let Some(c) = component {
+        sel.push_str(&format!(",app.kubernetes.io/component={c}"));
+    }
+    sel
+}
+
+/// `kubectl get services -A -o json`: (namespace, name) of every LoadBalancer Service.
+pub fn load_balancers(json: &str) -> Result<Vec<(String, String)>> {
+    Ok(items(json, "services")?
+        .iter()
+        .filter(|svc| s(svc, &["spec", "type"]) == Some("LoadBalancer"))
+        .map(|svc| {
+            (
+                s(svc, &["metadata", "namespace"]).unwrap_or("default").to_string(),
+                s(svc, &["metadata", "name"]).unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// `kubectl get persistentvolumes -o json`: names of the volumes still claimed from one of
+/// `namespaces`.
+pub fn volumes_of(json: &str, namespaces: &[String]) -> Result<Vec<String>> {
+    Ok(items(json, "persistentvolumes")?
+        .iter()
+        .filter(|pv| s(pv, &["spec", "claimRef", "namespace"]).is_some_and(|ns| namespaces.iter().any(|n| n == ns)))
+        .map(|pv| s(pv, &["metadata", "name"]).unwrap_or_default().to_string())
+        .collect())
+}

@@ -1,0 +1,354 @@
+//! Renders `templates/stack/` into plain manifests, one multi-document file per component,
+//! and says which workloads each component runs and where its clients connect. Pure: spec in,
+//! text out; every output is schema-validated and snapshot-tested.
+
+use anyhow::{Context, Result};
+use minijinja::{Environment, UndefinedBehavior, context};
+use serde::Serialize;
+
+use crate::config::{KafkaSpec, Spec};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("kafka.yaml", include_str!("../../templates/stack/kafka.yaml.j2")),
+    ("cassandra.yaml", include_str!("../../templates/stack/cassandra.yaml.j2")),
+    ("spark.yaml", include_str!("../../templates/stack/spark.yaml.j2")),
+    ("spark-pi.yaml", include_str!("../../templates/stack/spark-pi.yaml.j2")),
+];
+
+/// A component of the stack, in the order `up` applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    Kafka,
+    Cassandra,
+    Spark,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Kafka => "kafka",
+            Component::Cassandra => "cassandra",
+            Component::Spark => "spark",
+        }
+    }
+}
+
+/// One rendered file: `kafka.yaml` holds every object of Kafka, namespace first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub component: Component,
+    pub file: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WorkloadKind {
+    StatefulSet,
+    Deployment,
+}
+
+/// A StatefulSet or Deployment `up` waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    pub component: Component,
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+}
+
+/// Where clients connect, from inside the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub component: Component,
+    pub what: &'static str,
+    pub address: String,
+}
+
+fn env() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source).with_context(|| format!("template {name}"))?;
+    }
+    Ok(env)
+}
+
+/// The labels on every object tagstack applies; `app.kubernetes.io/managed-by` is how `up`,
+/// `status` and `down` find them again.
+fn labels(spec: &Spec) -> String {
+    format!(
+        "app.kubernetes.io/part-of: tagstack\napp.kubernetes.io/managed-by: tagstack\napp.kubernetes.io/instance: {}",
+        spec.cluster_name()
+    )
+}
+
+/// One StatefulSet of Kafka nodes with the same roles.
+#[derive(Debug, Serialize)]
+struct KafkaSet {
+    name: &'static str,
+    component: &'static str,
+    replicas: u32,
+    roles: &'static str,
+    listeners: &'static str,
+    broker: bool,
+    controller: bool,
+    node_id_offset: u32,
+    probe_port: u16,
+}
+
+/// Dedicated controllers take node ids from 0 and brokers from 100, so the two never collide.
+const BROKER_ID_OFFSET: u32 = 100;
+
+fn kafka_sets(k: &KafkaSpec) -> Vec<KafkaSet> {
+    if k.controllers == 0 {
+        return vec![KafkaSet {
+            name: "kafka",
+            component: "broker",
+            replicas: k.brokers,
+            roles: "broker,controller",
+            listeners: "PLAINTEXT://:9092,CONTROLLER://:9093",
+            broker: true,
+            controller: true,
+            node_id_offset: 0,
+            probe_port: 9092,
+        }];
+    }
+    vec![
+        KafkaSet {
+            name: "kafka-controller",
+            component: "controller",
+            replicas: k.controllers,
+            roles: "controller",
+            listeners: "CONTROLLER://:9093",
+            broker: false,
+            controller: true,
+            node_id_offset: 0,
+            probe_port: 9093,
+        },
+        KafkaSet {
+            name: "kafka",
+            component: "broker",
+            replicas: k.brokers,
+            roles: "broker",
+            listeners: "PLAINTEXT://:9092",
+            broker: true,
+            controller: false,
+            node_id_offset: BROKER_ID_OFFSET,
+            probe_port: 9092,
+        },
+    ]
+}
+
+/// `0@kafka-0.kafka-headless.<ns>.svc.cluster.local:9093,...`: the static KRaft quorum.
+pub fn kafka_voters(k: &KafkaSpec) -> String {
+    let (set, count) = if k.controllers == 0 { ("kafka", k.brokers) } else { ("kafka-controller", k.controllers) };
+    (0..count)
+        .map(|i| format!("{i}@{set}-{i}.kafka-headless.{}.svc.cluster.local:9093", k.namespace))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn kafka(spec: &Spec, k: &KafkaSpec) -> Result<String> {
+    let replication_factor = k.brokers.min(3);
+    env()?
+        .get_template("kafka.yaml")?
+        .render(context! {
+            cluster_name => spec.cluster_name(),
+            labels => labels(spec),
+            storage_class => spec.stack.storage_class,
+            k => k,
+            sets => kafka_sets(k),
+            voters => kafka_voters(k),
+            replication_factor => replication_factor,
+            // With one or two brokers a write must not wait for a replica that cannot exist.
+            min_insync => if replication_factor >= 3 { 2 } else { 1 },
+        })
+        .context("rendering kafka.yaml")
+}
+
+/// The first two pods (one when there is only one) seed the gossip.
+pub fn cassandra_seeds(namespace: &str, replicas: u32) -> String {
+    (0..replicas.clamp(1, 2))
+        .map(|i| format!("cassandra-{i}.cassandra-headless.{namespace}.svc.cluster.local"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[derive(Debug, Serialize)]
+struct SparkDeployment {
+    name: &'static str,
+    component: &'static str,
+    replicas: u32,
+    command: String,
+    port_name: &'static str,
+    port: u16,
+    cpu: String,
+    memory_mib: u32,
+}
+
+fn spark_master_url(namespace: &str) -> String {
+    format!("spark://spark-master.{namespace}.svc.cluster.local:7077")
+}
+
+fn spark_deployments(s: &crate::config::SparkSpec) -> Vec<SparkDeployment> {
+    if s.workers == 0 {
+        return Vec::new();
+    }
+    let flow = |args: &[&str]| format!("[{}]", args.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "));
+    // The worker gets what its container may use, minus the JVM's own share.
+    let worker_mib = (s.worker.memory_mib * 3 / 4).max(256).to_string() + "m";
+    let cores = s.worker.cpu.parse::<f64>().map_or(1, |c| c.ceil().max(1.0) as u32).to_string();
+    vec![
+        SparkDeployment {
+            name: "spark-master",
+            component: "master",
+            replicas: 1,
+            command: flow(&[
+                "/opt/spark/bin/spark-class",
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "0.0.0.0",
+            ]),
+            port_name: "master",
+            port: 7077,
+            cpu: "250m".into(),
+            memory_mib: 1024,
+        },
+        SparkDeployment {
+            name: "spark-worker",
+            component: "worker",
+            replicas: s.workers,
+            command: flow(&[
+                "/opt/spark/bin/spark-class",
+                "org.apache.spark.deploy.worker.Worker",
+                "--cores",
+                &cores,
+                "--memory",
+                &worker_mib,
+                &spark_master_url(&s.namespace),
+            ]),
+            port_name: "web-ui",
+            port: 8081,
+            cpu: s.worker.cpu.clone(),
+            memory_mib: s.worker.memory_mib,
+        },
+    ]
+}
+
+/// The example job `smoke` runs: executors fit beside the stack on a 1+3 cluster.
+pub fn spark_pi(spec: &Spec) -> Result<Option<String>> {
+    let Some(s) = &spec.stack.spark else { return Ok(None) };
+    env()?
+        .get_template("spark-pi.yaml")?
+        .render(context! { cluster_name => spec.cluster_name(), labels => labels(spec), s => s, executors => 2 })
+        .context("rendering spark-pi.yaml")
+        .map(Some)
+}
+
+/// Every component's manifest, in apply order.
+pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    let st = &spec.stack;
+    if let Some(k) = &st.kafka {
+        out.push(Manifest { component: Component::Kafka, file: "kafka.yaml".into(), content: kafka(spec, k)? });
+    }
+    if let Some(c) = &st.cassandra {
+        let content = env()?
+            .get_template("cassandra.yaml")?
+            .render(context! {
+                cluster_name => spec.cluster_name(),
+                labels => labels(spec),
+                storage_class => st.storage_class,
+                c => c,
+                seeds => cassandra_seeds(&c.namespace, c.replicas),
+                // Cassandra's own rule of thumb, capped so the young generation stays small.
+                heap_new_mib => (c.heap_mib / 4).clamp(64, 800),
+            })
+            .context("rendering cassandra.yaml")?;
+        out.push(Manifest { component: Component::Cassandra, file: "cassandra.yaml".into(), content });
+    }
+    if let Some(s) = &st.spark {
+        let content = env()?
+            .get_template("spark.yaml")?
+            .render(context! {
+                cluster_name => spec.cluster_name(),
+                labels => labels(spec),
+                s => s,
+                deployments => spark_deployments(s),
+            })
+            .context("rendering spark.yaml")?;
+        out.push(Manifest { component: Component::Spark, file: "spark.yaml".into(), content });
+    }
+    Ok(out)
+}
+
+/// The StatefulSets and Deployments `up` waits for, in apply order.
+pub fn workloads(spec: &Spec) -> Vec<Workload> {
+    let mut out = Vec::new();
+    let st = &spec.stack;
+    if let Some(k) = &st.kafka {
+        for set in kafka_sets(k) {
+            out.push(Workload {
+                component: Component::Kafka,
+                kind: WorkloadKind::StatefulSet,
+                namespace: k.namespace.clone(),
+                name: set.name.into(),
+                replicas: set.replicas,
+            });
+        }
+    }
+    if let Some(c) = &st.cassandra {
+        out.push(Workload {
+            component: Component::Cassandra,
+            kind: WorkloadKind::StatefulSet,
+            namespace: c.namespace.clone(),
+            name: "cassandra".into(),
+            replicas: c.replicas,
+        });
+    }
+    if let Some(s) = &st.spark {
+        for d in spark_deployments(s) {
+            out.push(Workload {
+                component: Component::Spark,
+                kind: WorkloadKind::Deployment,
+                namespace: s.namespace.clone(),
+                name: d.name.into(),
+                replicas: d.replicas,
+            });
+        }
+    }
+    out
+}
+
+/// Client endpoints: Kafka bootstrap servers, Cassandra contact points, Spark's master URL
+/// (or the API server for spark-submit when there is no standalone master).
+pub fn endpoints(spec: &Spec) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    let st = &spec.stack;
+    if let Some(k) = &st.kafka {
+        out.push(Endpoint {
+            component: Component::Kafka,
+            what: "bootstrap servers",
+            address: format!("kafka-bootstrap.{}.svc.cluster.local:9092", k.namespace),
+        });
+    }
+    if let Some(c) = &st.cassandra {
+        out.push(Endpoint {
+            component: Component::Cassandra,
+            what: "contact points",
+            address: format!("cassandra-client.{}.svc.cluster.local:9042", c.namespace),
+        });
+    }
+    if let Some(s) = &st.spark {
+        let (what, address) = if s.workers > 0 {
+            ("master URL", spark_master_url(&s.namespace))
+        } else {
+            ("spark-submit master", "k8s://https://kubernetes.default.svc:443".to_string())
+        };
+        out.push(Endpoint { component: Component::Spark, what, address });
+    }
+    out
+}

@@ -1,0 +1,192 @@
+//! The smoke checks as command lines: one Kafka message produced on the first broker and
+//! consumed on the last, one CQL write and read on Cassandra, SparkPi run to completion. Pure;
+//! `ops::stack` runs them on the control plane and judges their output with [`judge`].
+
+use serde::Serialize;
+
+use super::APPLY;
+use super::render::Component;
+use crate::config::Spec;
+
+/// Quotes one argument for `sh -c`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// One step of a check: a shell command line on the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub what: String,
+    pub command: String,
+    /// The step passes only if its stdout contains this.
+    pub expect: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub component: Component,
+    pub name: &'static str,
+    pub steps: Vec<Step>,
+    /// Best effort after the steps, pass or fail (e.g. deleting the test topic).
+    pub cleanup: Option<String>,
+}
+
+fn exec(kubectl: &str, namespace: &str, pod: &str, container: &str, stdin: bool, argv: &[&str]) -> String {
+    let args: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+    format!(
+        "{kubectl} exec{} -n {namespace} {pod} -c {container} -- {}",
+        if stdin { " -i" } else { "" },
+        args.join(" ")
+    )
+}
+
+/// The checks for every enabled component. `nonce` makes names and payloads unique per run,
+/// so a message or row left by an earlier run can never pass for this one.
+pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<Check> {
+    let mut out = Vec::new();
+    let st = &spec.stack;
+    if let Some(k) = &st.kafka {
+        let topic = format!("tagstack-smoke-{nonce}");
+        let message = format!("tagstack smoke {nonce}");
+        let bootstrap = "localhost:9092";
+        let last = format!("kafka-{}", k.brokers.saturating_sub(1));
+        let rf = k.brokers.min(3).to_string();
+        let bin = |tool: &str| format!("/opt/kafka/bin/{tool}");
+        out.push(Check {
+            component: Component::Kafka,
+            name: "produce and consume one message",
+            steps: vec![
+                Step {
+                    what: format!("create topic {topic}"),
+                    command: exec(
+                        kubectl,
+                        &k.namespace,
+                        "kafka-0",
+                        "kafka",
+                        false,
+                        &[
+                            &bin("kafka-topics.sh"),
+                            "--bootstrap-server",
+                            bootstrap,
+                            "--create",
+                            "--if-not-exists",
+                            "--topic",
+                            &topic,
+                            "--partitions",
+                            "1",
+                            "--replication-factor",
+                            &rf,
+                        ],
+                    ),
+                    expect: None,
+                },
+                Step {
+                    what: "produce on kafka-0".into(),
+                    command: format!(
+                        "printf '%s\\n' {} | {}",
+                        sh_quote(&message),
+                        exec(
+                            kubectl,
+                            &k.namespace,
+                            "kafka-0",
+                            "kafka",
+                            true,
+                            &[&bin("kafka-console-producer.sh"), "--bootstrap-server", bootstrap, "--topic", &topic,]
+                        )
+                    ),
+                    expect: None,
+                },
+                Step {
+                    what: format!("consume on {last}"),
+                    command: exec(
+                        kubectl,
+                        &k.namespace,
+                        &last,
+                        "kafka",
+                        false,
+                        &[
+                            &bin("kafka-console-consumer.sh"),
+                            "--bootstrap-server",
+                            bootstrap,
+                            "--topic",
+                            &topic,
+                            "--from-beginning",
+                            "--max-messages",
+                            "1",
+                            "--timeout-ms",
+                            "60000",
+                        ],
+                    ),
+                    expect: Some(message),
+                },
+            ],
+            cleanup: Some(exec(
+                kubectl,
+                &k.namespace,
+                "kafka-0",
+                "kafka",
+                false,
+                &[&bin("kafka-topics.sh"), "--bootstrap-server", bootstrap, "--delete", "--topic", &topic],
+            )),
+        });
+    }
+    if let Some(c) = &st.cassandra {
+        let value = format!("tagstack-{nonce}");
+        let rf = c.replicas.min(3);
+        let cql = format!(
+            "CREATE KEYSPACE IF NOT EXISTS tagstack_smoke WITH replication = {{'class': 'NetworkTopologyStrategy', '{dc}': {rf}}}; \
+             CREATE TABLE IF NOT EXISTS tagstack_smoke.roundtrip (id text PRIMARY KEY, value text); \
+             INSERT INTO tagstack_smoke.roundtrip (id, value) VALUES ('{nonce}', '{value}'); \
+             SELECT value FROM tagstack_smoke.roundtrip WHERE id = '{nonce}';",
+            dc = c.datacenter,
+        );
+        out.push(Check {
+            component: Component::Cassandra,
+            name: "CQL write and read",
+            steps: vec![Step {
+                what: "cqlsh on cassandra-0".into(),
+                command: exec(kubectl, &c.namespace, "cassandra-0", "cassandra", false, &["cqlsh", "-e", &cql]),
+                expect: Some(value),
+            }],
+            cleanup: None,
+        });
+    }
+    if let Some(s) = &st.spark {
+        let ns = &s.namespace;
+        out.push(Check {
+            component: Component::Spark,
+            name: "SparkPi completes",
+            steps: vec![
+                Step {
+                    what: "remove the previous run".into(),
+                    command: format!(
+                        "{kubectl} delete job -n {ns} spark-pi --ignore-not-found --wait=true --timeout=120s"
+                    ),
+                    expect: None,
+                },
+                Step {
+                    what: "submit spark-pi".into(),
+                    command: format!("{kubectl} {APPLY} -f {stack_dir}/spark-pi.yaml"),
+                    expect: None,
+                },
+                Step {
+                    what: "wait for spark-pi".into(),
+                    command: format!("{kubectl} wait -n {ns} --for=condition=complete job/spark-pi --timeout=600s"),
+                    expect: None,
+                },
+                Step {
+                    what: "read the result".into(),
+                    command: format!("{kubectl} logs -n {ns} job/spark-pi --tail=200"),
+                    expect: Some("Pi is roughly".into()),
+                },
+            ],
+            cleanup: None,
+        });
+    }
+    out
+}
+
+/// The line of `output` that shows what a step expected, if it is there.
+pub fn judge<'a>(output: &'a str, expect: &str) -> Option<&'a str> {
+    output.lines().find(|l| l.contains(expect))
+}
