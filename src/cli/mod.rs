@@ -45,7 +45,7 @@ fn json<T: Serialize>(s: &Settings, command: &str, data: &T) -> Result<()> {
 }
 
 /// Asks before a destructive step; refuses when nobody can answer.
-fn confirm(common: &Common, question: &str) -> Result<()> {
+pub(crate) fn confirm(common: &Common, question: &str) -> Result<()> {
     if common.yes {
         return Ok(());
     }
@@ -197,7 +197,9 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
 
 async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
     let s = resolve(g)?;
-    refuse_static(&s, "down")?;
+    if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
+        return stack_cmds::down_static(&s).await;
+    }
     let aws = Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
     let (observed, plan) = ops::down_preview(&aws, &s.spec).await?;

@@ -79,3 +79,29 @@ pub async fn smoke(s: &Settings) -> Result<Outcome> {
     }
     Ok(Outcome::Success)
 }
+
+/// `down` on machines tagstack does not own: remove what it deployed in the cluster (the
+/// stack's namespaces with their volumes, and LoadBalancer Services); the machines and the
+/// Kubernetes cluster stay.
+pub async fn down_static(s: &Settings) -> Result<Outcome> {
+    let namespaces = s.spec.stack.namespaces();
+    super::confirm(
+        &s.common,
+        &format!(
+            "Delete the stack of {} (namespaces {}, with their volumes) and every LoadBalancer Service? The machines and Kubernetes stay.",
+            title(s),
+            if namespaces.is_empty() { "-".to_string() } else { namespaces.join(", ") }
+        ),
+    )?;
+    let nodes = super::cluster_cmds::nodes(s).await?;
+    let (fleet, cp) = connect_control_plane(s, &nodes).await?;
+    let progress = Progress::new(s.common.progress);
+    let cleanup = stack::teardown(&s.spec, &fleet, &cp, &progress).await;
+    fleet.close().await;
+    let cleanup = cleanup?;
+    match s.common.output {
+        Output::Json => json(s, "down", &serde_json::json!({ "cluster_cleanup": cleanup }))?,
+        Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
+    }
+    Ok(Outcome::Success)
+}

@@ -13,4 +13,5 @@ mod infra_faults;
 mod infra_lifecycle;
 mod infra_safety;
 mod stack_cleanup;
+mod stack_deploy;
 mod stack_render;
