@@ -16,4 +16,5 @@ pub mod plan;
 pub mod remote;
 pub mod reporter;
 pub mod stack;
+pub mod templates;
 pub mod ui;

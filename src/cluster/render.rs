@@ -2,7 +2,7 @@
 //! with minijinja. Pure: text in, text out; snapshot-tested and shellchecked in tests.
 
 use anyhow::{Context, Result};
-use minijinja::{Environment, UndefinedBehavior, context};
+use minijinja::{Environment, context};
 use serde::Serialize;
 
 use super::model::ClusterNode;
@@ -24,14 +24,7 @@ pub const FLANNEL_VERSION: &str = "v0.28.8";
 pub const EBS_CSI_RELEASE: &str = "release-1.64";
 
 fn env() -> Result<Environment<'static>> {
-    let mut env = Environment::new();
-    // A missing variable is a bug in tagstack, never an empty string in a root script.
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source).with_context(|| format!("template {name}"))?;
-    }
-    Ok(env)
+    crate::templates::environment(TEMPLATES)
 }
 
 fn render(name: &str, ctx: minijinja::Value) -> Result<String> {

@@ -2,13 +2,11 @@
 //! already exist, `[cluster]`, and the SSH client side. Same error shape as `validate.rs`.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::raw::{RawConfig, RawNode};
 use super::spec::{ClusterSpec, NodeRole, Provider, StaticNode};
-use super::validate::{Ctx, is_valid_name};
+use super::validate::{Ctx, deadline, is_valid_name};
 
 pub const MAX_PARALLEL_SSH: i64 = 500;
 
@@ -172,18 +170,7 @@ pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
         }
         spec.max_parallel_ssh = usize::try_from(*p.get_ref()).unwrap_or(51);
     }
-    if let Some(t) = &c.bootstrap_timeout {
-        match parse_duration(t.get_ref()) {
-            Some(d) if d >= Duration::from_secs(10) => spec.bootstrap_timeout = d,
-            _ => {
-                return cx.err(
-                    t.span(),
-                    "cluster.bootstrap_timeout",
-                    format!("{:?} is not a duration of at least 10s", t.get_ref()),
-                    "write e.g. \"15m\"",
-                );
-            }
-        }
-    }
+    spec.bootstrap_timeout =
+        deadline(cx, c.bootstrap_timeout.as_ref(), "cluster.bootstrap_timeout", spec.bootstrap_timeout)?;
     Ok(spec)
 }

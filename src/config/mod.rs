@@ -19,24 +19,23 @@ pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, is_valid_name, parse};
 
 /// Reads and validates an environment file from disk.
 pub fn load(file: &Path) -> Result<Spec, ConfigError> {
-    let source = std::fs::read_to_string(file).map_err(|e| {
-        ConfigError::new(file, format!("cannot read the config file: {e}"))
-            .hint("pass -c FILE, or -e NAME for config/NAME.toml")
-    })?;
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    parse(file, &source, home.as_deref(), &|p| std::fs::read_to_string(p))
+    load_with(file, &|p| std::fs::read_to_string(p))
 }
 
 /// Like [`load`], for commands that only render files (`tagstack render`): a missing SSH
 /// public key file is no error there, since nothing rendered uses the key.
 pub fn load_for_render(file: &Path) -> Result<Spec, ConfigError> {
+    let placeholder = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB render";
+    load_with(file, &|p| std::fs::read_to_string(p).or_else(|_| Ok(placeholder.to_string())))
+}
+
+fn load_with(file: &Path, read_key: &dyn Fn(&Path) -> std::io::Result<String>) -> Result<Spec, ConfigError> {
     let source = std::fs::read_to_string(file).map_err(|e| {
         ConfigError::new(file, format!("cannot read the config file: {e}"))
             .hint("pass -c FILE, or -e NAME for config/NAME.toml")
     })?;
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let placeholder = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB render";
-    parse(file, &source, home.as_deref(), &|p| std::fs::read_to_string(p).or_else(|_| Ok(placeholder.to_string())))
+    parse(file, &source, home.as_deref(), read_key)
 }
 
 #[cfg(test)]

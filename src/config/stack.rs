@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::raw::{RawCassandra, RawKafka, RawSpark, RawStack, S};
 use super::spec::{CassandraSpec, KafkaSpec, Resources, SparkSpec, StackSpec};
-use super::validate::Ctx;
+use super::validate::{Ctx, deadline};
 
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.3.0";
 pub const CASSANDRA_IMAGE: &str = "cassandra:5.0";
@@ -296,20 +295,8 @@ pub fn stack(
     environment: &str,
     is_aws: bool,
 ) -> Result<StackSpec, ConfigError> {
-    let ready_timeout = match raw.and_then(|r| r.ready_timeout.as_ref()) {
-        None => Duration::from_secs(900),
-        Some(t) => match parse_duration(t.get_ref()) {
-            Some(d) if d >= Duration::from_secs(10) => d,
-            _ => {
-                return cx.err(
-                    t.span(),
-                    "stack.ready_timeout",
-                    format!("{:?} is not a duration of at least 10s", t.get_ref()),
-                    "write e.g. \"15m\"",
-                );
-            }
-        },
-    };
+    let ready_timeout =
+        deadline(cx, raw.and_then(|r| r.ready_timeout.as_ref()), "stack.ready_timeout", Duration::from_secs(900))?;
     let storage_class = match raw.and_then(|r| r.storage_class.as_ref()) {
         // On AWS the cluster stage installs the gp3 class; elsewhere the cluster's default.
         None => is_aws.then(|| "gp3".to_string()),

@@ -118,7 +118,8 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
             let key = format!("stack/{}", component.as_str());
             let summary = mine.iter().map(|s| format!("{} {}/{}", s.name, s.ready, s.desired)).collect::<Vec<_>>();
             if mine.iter().all(|s| s.done) {
-                r.finish(&key, &format!("{} ready ({})", component.as_str(), summary.join(", ")));
+                let what = if summary.is_empty() { "applied".to_string() } else { summary.join(", ") };
+                r.finish(&key, &format!("{} ready ({what})", component.as_str()));
                 finished.push(component);
             } else {
                 r.update(&key, &format!("{}: {}", component.as_str(), summary.join(", ")));

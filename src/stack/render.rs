@@ -3,7 +3,7 @@
 //! text out; every output is schema-validated and snapshot-tested.
 
 use anyhow::{Context, Result};
-use minijinja::{Environment, UndefinedBehavior, context};
+use minijinja::{Environment, context};
 use serde::Serialize;
 
 use crate::config::{KafkaSpec, Spec};
@@ -67,13 +67,7 @@ pub struct Endpoint {
 }
 
 fn env() -> Result<Environment<'static>> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source).with_context(|| format!("template {name}"))?;
-    }
-    Ok(env)
+    crate::templates::environment(TEMPLATES)
 }
 
 /// The labels on every object tagstack applies; `app.kubernetes.io/managed-by` is how `up`,

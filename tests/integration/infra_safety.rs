@@ -4,16 +4,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::ResourceType;
 
 use crate::support::{Counts, Rule, TestEnv};
 
-fn tags(pairs: &[(&str, &str)], kind: ResourceType) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
-        .build()
-}
+use crate::support::tag_spec as tags;
 
 #[test]
 fn down_leaves_decoys_untouched() {

@@ -2,16 +2,11 @@
 //! for PersistentVolumeClaims, tagged with the environment's tags through `--extra-tags`) and
 //! network interfaces. Against moto: tagged ones go, untagged and other-environment ones stay.
 
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use crate::support::{Counts, TestEnv};
 
-fn tags(pairs: &[(&str, &str)], kind: ResourceType) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
-        .build()
-}
+use crate::support::tag_spec as tags;
 
 #[test]
 fn down_deletes_the_clusters_volumes_and_interfaces_and_nothing_else() {

@@ -66,7 +66,17 @@ fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
     )
     .unwrap();
     env.tagstack()
-        .args(&["ssh", "cp", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "apply", "-f", "/var/lib/tagstack/lb.yaml"])
+        .args(&[
+            "ssh",
+            "cp",
+            "--",
+            "kubectl",
+            "--kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            "apply",
+            "-f",
+            "/var/lib/tagstack/lb.yaml",
+        ])
         .run()
         .success();
     let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();

@@ -382,3 +382,16 @@ fn normalize_str(s: &str, project: &str) -> String {
     // Ids also come comma-separated (instance groups) and inside sentences.
     s.split(' ').map(|part| part.split(',').map(word).collect::<Vec<_>>().join(",")).collect::<Vec<_>>().join(" ")
 }
+
+/// TagSpecifications for decoys the tests create directly.
+pub fn tag_spec(
+    pairs: &[(&str, &str)],
+    kind: aws_sdk_ec2::types::ResourceType,
+) -> aws_sdk_ec2::types::TagSpecification {
+    aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(
+            pairs.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build()).collect(),
+        ))
+        .build()
+}
