@@ -30,7 +30,11 @@ pub enum Outcome {
 }
 
 fn title(s: &Settings) -> String {
-    format!("{}/{} in {}", s.spec.project, s.spec.environment, s.connection.region.as_deref().unwrap_or("?"))
+    match s.connection.region.as_deref().filter(|r| !r.is_empty()) {
+        Some(region) => format!("{}/{} in {region}", s.spec.project, s.spec.environment),
+        // A static environment has no region.
+        None => format!("{}/{}", s.spec.project, s.spec.environment),
+    }
 }
 
 fn json<T: Serialize>(s: &Settings, command: &str, data: &T) -> Result<()> {

@@ -277,9 +277,19 @@ fn spark(cx: &Ctx, s: Option<&RawSpark>) -> Result<Option<SparkSpec>, ConfigErro
         return Ok(None);
     }
     let get = |f: fn(&RawSpark) -> Option<&S<String>>| s.and_then(f);
+    let image = image(cx, get(|s| s.image.as_ref()), "stack.spark.image", SPARK_IMAGE)?;
+    if crate::stack::render::spark_examples_jar(&image).is_none() {
+        let span = get(|s| s.image.as_ref()).map_or(0..0, S::span);
+        return cx.err(
+            span,
+            "stack.spark.image",
+            format!("{image:?} does not say its Spark version"),
+            "use a tag that starts with it, e.g. \"apache/spark:4.1.0\" or \"apache/spark:4.1.0-scala2.13-java17-ubuntu\": the SparkPi job names the examples jar after it",
+        );
+    }
     Ok(Some(SparkSpec {
         namespace: namespace(cx, get(|s| s.namespace.as_ref()), "stack.spark.namespace", "spark")?,
-        image: image(cx, get(|s| s.image.as_ref()), "stack.spark.image", SPARK_IMAGE)?,
+        image,
         workers: count(cx, s.and_then(|s| s.workers.as_ref()), "stack.spark.workers", 0..=100, 0)?,
         worker: Resources {
             cpu: cpu(cx, get(|s| s.worker_cpu.as_ref()), "stack.spark.worker_cpu", "1")?,

@@ -534,6 +534,7 @@ fn stack_rejections() {
         ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
         ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
         ("stack_cassandra_rack_malformed", "[stack.cassandra]\nrack = \"rack one\"\n"),
+        ("stack_spark_image_without_version", "[stack.spark]\nimage = \"apache/spark@sha256:0123abcd\"\n"),
         ("stack_spark_workers_out_of_range", "[stack.spark]\nworkers = 500\n"),
         ("stack_ready_timeout_too_short", "[stack]\nready_timeout = \"1s\"\n"),
         ("stack_storage_class_malformed", "[stack]\nstorage_class = \"GP3 fast\"\n"),

@@ -84,6 +84,13 @@ fn list_workloads() -> String {
 /// Uploads and applies every component's manifest, then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
     let dir = stack_dir();
+    // Claims that can never bind would only show up as a timeout, much later.
+    if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
+        let classes = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get storageclasses -o json")).await?;
+        if let Err(e) = readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref()) {
+            bail!("{e}");
+        }
+    }
     for m in manifests(spec)? {
         let key = format!("stack/{}", m.component.as_str());
         let path = format!("{dir}/{}", m.file);

@@ -232,12 +232,29 @@ fn spark_deployments(s: &crate::config::SparkSpec) -> Vec<SparkDeployment> {
     ]
 }
 
+/// The examples jar of an `apache/spark` image, named after its Spark and Scala versions
+/// (`spark-examples_2.13-4.1.0.jar`): the tag must start with the Spark version.
+pub fn spark_examples_jar(image: &str) -> Option<String> {
+    let tag = image.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/'))?;
+    let version: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let parts: Vec<u32> = version.trim_end_matches('.').split('.').map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [major, _, _] = parts[..] else { return None };
+    let scala = if major >= 4 { "2.13" } else { "2.12" };
+    Some(format!("spark-examples_{scala}-{}.jar", version.trim_end_matches('.')))
+}
+
 /// The example job `smoke` runs: executors fit beside the stack on a 1+3 cluster.
 pub fn spark_pi(spec: &Spec) -> Result<Option<String>> {
     let Some(s) = &spec.stack.spark else { return Ok(None) };
     env()?
         .get_template("spark-pi.yaml")?
-        .render(context! { cluster_name => spec.cluster_name(), labels => labels(spec), s => s, executors => 2 })
+        .render(context! {
+            cluster_name => spec.cluster_name(),
+            labels => labels(spec),
+            s => s,
+            executors => 2,
+            examples_jar => spark_examples_jar(&s.image).context("stack.spark.image")?,
+        })
         .context("rendering spark-pi.yaml")
         .map(Some)
 }

@@ -171,7 +171,15 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
                 },
                 Step {
                     what: "wait for spark-pi".into(),
-                    command: format!("{kubectl} wait -n {ns} --for=condition=complete job/spark-pi --timeout=600s"),
+                    // Polled rather than `kubectl wait --for=condition=complete`, which would sit
+                    // out its whole timeout on a job that already failed.
+                    command: format!(
+                        "for _ in $(seq 1 300); do \
+                         r=$({kubectl} get job -n {ns} spark-pi -o jsonpath='{{.status.succeeded}}/{{.status.failed}}'); \
+                         case \"$r\" in 1/*) exit 0 ;; */?*) echo 'spark-pi failed:' >&2; \
+                         {kubectl} logs -n {ns} job/spark-pi --tail=15 >&2; exit 1 ;; esac; sleep 2; done; \
+                         echo 'spark-pi did not finish within 10 minutes' >&2; exit 1"
+                    ),
                     expect: None,
                 },
                 Step {

@@ -264,3 +264,36 @@ fn judge_finds_the_expected_line() {
     assert_eq!(smoke::judge(out, "Pi is roughly"), Some("Pi is roughly 3.1416271141627114"));
     assert_eq!(smoke::judge("Processed a total of 0 messages", "tagstack smoke x"), None);
 }
+
+#[test]
+fn storage_class_preflight() {
+    let list = |items: &str| format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#);
+    let gp3 = r#"{"metadata":{"name":"gp3","annotations":{"storageclass.kubernetes.io/is-default-class":"true"}},"provisioner":"ebs.csi.aws.com"}"#;
+    let local = r#"{"metadata":{"name":"local-path"},"provisioner":"rancher.io/local-path"}"#;
+    assert_eq!(readiness::check_storage_class(&list(gp3), Some("gp3")), Ok(()));
+    assert_eq!(readiness::check_storage_class(&list(gp3), None), Ok(()));
+    assert_eq!(readiness::check_storage_class(&list(local), Some("local-path")), Ok(()));
+    let missing = readiness::check_storage_class(&list(local), Some("gp3")).unwrap_err();
+    assert!(
+        missing.contains("\"gp3\" (stack.storage_class) does not exist in the cluster (it has: local-path)"),
+        "{missing}"
+    );
+    let no_default = readiness::check_storage_class(&list(local), None).unwrap_err();
+    assert!(no_default.contains("no default StorageClass"), "{no_default}");
+    let empty = readiness::check_storage_class(&list(""), None).unwrap_err();
+    assert!(empty.contains("(classes: none)"), "{empty}");
+}
+
+#[test]
+fn spark_examples_jar_follows_the_image_tag() {
+    let jar = render::spark_examples_jar;
+    assert_eq!(jar("apache/spark:4.1.0").as_deref(), Some("spark-examples_2.13-4.1.0.jar"));
+    assert_eq!(
+        jar("apache/spark:4.0.1-scala2.13-java17-python3-ubuntu").as_deref(),
+        Some("spark-examples_2.13-4.0.1.jar")
+    );
+    assert_eq!(jar("registry.local:5000/spark:3.5.6").as_deref(), Some("spark-examples_2.12-3.5.6.jar"));
+    assert_eq!(jar("apache/spark:latest"), None);
+    assert_eq!(jar("apache/spark@sha256:0123"), None);
+    assert_eq!(jar("registry.local:5000/spark"), None);
+}

@@ -222,7 +222,7 @@ pub fn smoke(results: &[crate::ops::stack::SmokeResult], title: &str) -> String 
 }
 
 pub fn cleanup(c: &crate::ops::stack::ClusterCleanup) -> String {
-    let mut out = String::from("In the cluster, before deleting it:\n");
+    let mut out = String::from("Removed from the cluster:\n");
     let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
     let _ = writeln!(out, "  LoadBalancer services deleted: {}", list(&c.load_balancers));
     let _ = writeln!(out, "  namespaces deleted (with their volumes): {}", list(&c.namespaces));

@@ -12,7 +12,10 @@ use crate::support::bed::Bed;
 
 fn env_for(bed: &Bed, name: &str) -> TestEnv {
     let env = TestEnv::new(name);
-    std::fs::write(env.config_path(), bed.config(&env.project)).unwrap();
+    // The stack stage has tests of its own (stack_deploy.rs); these are about the cluster.
+    let no_stack =
+        "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
+    std::fs::write(env.config_path(), format!("{}{no_stack}", bed.config(&env.project))).unwrap();
     env
 }
 

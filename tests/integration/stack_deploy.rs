@@ -14,6 +14,22 @@ fn env_for(bed: &Bed, name: &str, extra: &str) -> TestEnv {
     env
 }
 
+/// A default StorageClass, as a user of a static cluster installs with their provisioner.
+fn add_storage_class(env: &TestEnv, bed: &Bed) {
+    std::fs::write(
+        bed.fs(0, "var/lib/tagstack/local-path.yaml"),
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local-path\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n",
+    )
+    .unwrap();
+    kubectl(env, &["apply", "-f", "/var/lib/tagstack/local-path.yaml"]);
+}
+
+fn kubectl(env: &TestEnv, args: &[&str]) {
+    let mut all = vec!["ssh", "cp", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+    all.extend_from_slice(args);
+    env.tagstack().args(&all).run().success();
+}
+
 fn applied(bed: &Bed) -> String {
     std::fs::read_to_string(bed.cluster_state("applied.log")).unwrap_or_default()
 }
@@ -22,6 +38,12 @@ fn applied(bed: &Bed) -> String {
 fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
     let bed = Bed::up(4);
     let env = env_for(&bed, "stack", "[stack]\nready_timeout = \"2m\"\n");
+    // kubeadm installs no StorageClass: the claims could never bind, and up says so before
+    // applying anything.
+    let first = env.tagstack().arg("up").run().code(1);
+    assert!(first.stderr.contains("the cluster has no default StorageClass"), "{}", first.stderr);
+    assert!(!applied(&bed).contains("/var/lib/tagstack/stack/"), "applied despite the preflight");
+    add_storage_class(&env, &bed);
     let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
     let workloads = up["stack"]["workloads"].as_array().unwrap();
     let names: Vec<&str> = workloads.iter().map(|w| w["name"].as_str().unwrap()).collect();
@@ -65,20 +87,7 @@ fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: dashboard\n  namespace: default\nspec:\n  type: LoadBalancer\n  selector:\n    app: dashboard\n  ports:\n    - port: 80\n",
     )
     .unwrap();
-    env.tagstack()
-        .args(&[
-            "ssh",
-            "cp",
-            "--",
-            "kubectl",
-            "--kubeconfig",
-            "/etc/kubernetes/admin.conf",
-            "apply",
-            "-f",
-            "/var/lib/tagstack/lb.yaml",
-        ])
-        .run()
-        .success();
+    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/lb.yaml"]);
     let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
     assert_eq!(down["cluster_cleanup"]["load_balancers"], serde_json::json!(["default/dashboard"]), "{down}");
     assert_eq!(down["cluster_cleanup"]["namespaces"], serde_json::json!(["kafka", "cassandra", "spark"]), "{down}");
@@ -105,6 +114,8 @@ fn a_workload_that_never_gets_ready_is_named_with_its_pods_and_events_then_up_re
         r#"[{"type": "Warning", "reason": "FailedScheduling", "message": "0/2 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }."}]"#,
     )
     .unwrap();
+    env.tagstack().args(&["up", "--only", "cluster"]).run().success();
+    add_storage_class(&env, &bed);
     let run = env.tagstack().arg("up").run().code(1);
     for needle in [
         "1 of 1 stack workload(s) not ready",
