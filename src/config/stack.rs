@@ -13,7 +13,7 @@ use super::validate::{Ctx, deadline};
 
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.3.0";
 pub const CASSANDRA_IMAGE: &str = "cassandra:5.0";
-pub const SPARK_IMAGE: &str = "apache/spark:4.1.0";
+pub const SPARK_IMAGE: &str = "apache/spark:4.1.2";
 
 /// Reads one optional key, or its default.
 fn opt<T>(v: Option<&S<T>>) -> Option<(&T, std::ops::Range<usize>)> {
@@ -284,7 +284,7 @@ fn spark(cx: &Ctx, s: Option<&RawSpark>) -> Result<Option<SparkSpec>, ConfigErro
             span,
             "stack.spark.image",
             format!("{image:?} does not say its Spark version"),
-            "use a tag that starts with it, e.g. \"apache/spark:4.1.0\" or \"apache/spark:4.1.0-scala2.13-java17-ubuntu\": the SparkPi job names the examples jar after it",
+            "use a tag that starts with it, e.g. \"apache/spark:4.1.2\" or \"apache/spark:4.1.2-scala2.13-java17-ubuntu\": the SparkPi job names the examples jar after it",
         );
     }
     Ok(Some(SparkSpec {
