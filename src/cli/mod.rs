@@ -213,8 +213,16 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
     }
     // While the cluster is alive: its load balancers and the stack's volumes, which it would
     // otherwise leave behind. Not reaching it is no reason to keep paying for the rest.
-    let cleanup = match cluster_cmds::aws_cleanup(&s, &ops::inventory(&observed.instances)).await {
-        None => None,
+    let inventory = ops::inventory(&observed.instances);
+    let cleanup = match cluster_cmds::aws_cleanup(&s, &inventory).await {
+        None => {
+            if inventory.iter().any(|n| n.state == "running") {
+                progress.note(
+                    "this machine did not run the cluster stage, so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
+                );
+            }
+            None
+        }
         Some(Ok(c)) => Some(c),
         Some(Err(e)) => {
             progress.note(&format!(
