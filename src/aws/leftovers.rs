@@ -45,8 +45,10 @@ pub async fn volumes(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
 
 pub async fn network_interfaces(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
     let mut out = Vec::new();
-    let mut pages =
-        aws.ec2.describe_network_interfaces().set_filters(Some(owner_filters(spec))).into_paginator().send();
+    // Only detached ones: an attached interface belongs to something still running.
+    let mut filters = owner_filters(spec);
+    filters.push(aws_sdk_ec2::types::Filter::builder().name("status").values("available").build());
+    let mut pages = aws.ec2.describe_network_interfaces().set_filters(Some(filters)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.op("DescribeNetworkInterfaces")?;
         for n in page.network_interfaces().iter().filter(|n| owned(spec, n.tag_set())) {

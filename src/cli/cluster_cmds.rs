@@ -232,7 +232,7 @@ pub async fn aws_cleanup(
     Some(
         async {
             let (fleet, cp) = connect_control_plane(s, &pinned).await?;
-            let res = crate::ops::stack::teardown(&s.spec, &fleet, &cp, &progress).await;
+            let res = crate::ops::stack::teardown(&s.spec, &fleet, &cp, true, &progress).await;
             fleet.close().await;
             res
         }

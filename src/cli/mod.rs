@@ -223,10 +223,15 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
             }
             None
         }
-        Some(Ok(c)) => Some(c),
+        Some(Ok(c)) => {
+            for e in &c.errors {
+                progress.note(&format!("inside the cluster: {e}; continuing with AWS"));
+            }
+            Some(c)
+        }
         Some(Err(e)) => {
             progress.note(&format!(
-                "could not clean up inside the cluster ({e:#}); continuing: tagged volumes are deleted on AWS, and a load balancer still in the VPC is named if it blocks it"
+                "could not clean up inside the cluster ({e:#}); continuing: volumes tagged for the environment are deleted on AWS, but a load balancer the cluster made would make deleting its subnets fail"
             ));
             None
         }

@@ -81,14 +81,14 @@ pub async fn smoke(s: &Settings) -> Result<Outcome> {
 }
 
 /// `down` on machines tagstack does not own: remove what it deployed in the cluster (the
-/// stack's namespaces with their volumes, and LoadBalancer Services); the machines and the
-/// Kubernetes cluster stay.
+/// namespaces it labelled for this environment, with their volumes); the machines, Kubernetes
+/// and everything else in it stay.
 pub async fn down_static(s: &Settings) -> Result<Outcome> {
     let namespaces = s.spec.stack.namespaces();
     super::confirm(
         &s.common,
         &format!(
-            "Delete the stack of {} (namespaces {}, with their volumes) and every LoadBalancer Service? The machines and Kubernetes stay.",
+            "Delete the stack of {} (its namespaces {}, with their volumes)? The machines, Kubernetes and everything else in it stay.",
             title(s),
             if namespaces.is_empty() { "-".to_string() } else { namespaces.join(", ") }
         ),
@@ -96,12 +96,19 @@ pub async fn down_static(s: &Settings) -> Result<Outcome> {
     let nodes = super::cluster_cmds::nodes(s).await?;
     let (fleet, cp) = connect_control_plane(s, &nodes).await?;
     let progress = Progress::new(s.common.progress);
-    let cleanup = stack::teardown(&s.spec, &fleet, &cp, &progress).await;
+    let cleanup = stack::teardown(&s.spec, &fleet, &cp, false, &progress).await;
     fleet.close().await;
     let cleanup = cleanup?;
+    let errors = cleanup.errors.clone();
     match s.common.output {
         Output::Json => json(s, "down", &serde_json::json!({ "cluster_cleanup": cleanup }))?,
         Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "the stack was not removed completely:\n  {}\n  hint: run `tagstack down` again",
+            errors.join("\n  ")
+        );
     }
     Ok(Outcome::Success)
 }

@@ -132,6 +132,7 @@ fn heap(
     key: &str,
     default_mib: u32,
     memory_mib: u32,
+    memory_v: Option<&S<String>>,
     memory_key: &str,
 ) -> Result<u32, ConfigError> {
     let (mib, span) = match opt(v) {
@@ -157,6 +158,17 @@ fn heap(
         }
     };
     if u64::from(mib) * 4 > u64::from(memory_mib) * 3 {
+        if span.is_empty() {
+            // The heap is the default: the key the user wrote is the memory.
+            return cx.err(
+                memory_v.map_or(0..0, S::span),
+                memory_key,
+                format!("{memory_mib} MiB is too little for the default heap of {mib} MiB ({key})"),
+                &format!(
+                    "keep the heap at most three quarters of {memory_key}: raise the memory or set a smaller {key}"
+                ),
+            );
+        }
         return cx.err(
             span,
             key,
@@ -204,6 +216,16 @@ fn kafka(cx: &Ctx, k: Option<&RawKafka>, project: &str, environment: &str) -> Re
             "use 0 (brokers are also controllers), or an odd count: 1, 3 or 5",
         );
     }
+    let brokers = count(cx, k.and_then(|k| k.brokers.as_ref()), "stack.kafka.brokers", 1..=30, 3)?;
+    if controllers == 0 && ![1, 3, 5].contains(&brokers) {
+        let span = k.and_then(|k| k.brokers.as_ref()).map_or(0..0, S::span);
+        return cx.err(
+            span,
+            "stack.kafka.brokers",
+            format!("{brokers} brokers would all be KRaft voters (controllers = 0)"),
+            "in combined mode use 1, 3 or 5 brokers (an odd quorum); for other counts add dedicated controllers, e.g. controllers = 3",
+        );
+    }
     let memory_mib = memory(cx, get(|k| k.memory.as_ref()), "stack.kafka.memory", 2048)?;
     let cluster_id = match opt(get(|k| k.cluster_id.as_ref())) {
         None => default_kafka_cluster_id(project, environment),
@@ -220,10 +242,18 @@ fn kafka(cx: &Ctx, k: Option<&RawKafka>, project: &str, environment: &str) -> Re
     Ok(Some(KafkaSpec {
         namespace: namespace(cx, get(|k| k.namespace.as_ref()), "stack.kafka.namespace", "kafka")?,
         image: image(cx, get(|k| k.image.as_ref()), "stack.kafka.image", KAFKA_IMAGE)?,
-        brokers: count(cx, k.and_then(|k| k.brokers.as_ref()), "stack.kafka.brokers", 1..=30, 3)?,
+        brokers,
         controllers,
         storage_gb: count(cx, k.and_then(|k| k.storage_gb.as_ref()), "stack.kafka.storage_gb", 1..=16384, 20)?,
-        heap_mib: heap(cx, get(|k| k.heap.as_ref()), "stack.kafka.heap", 1024, memory_mib, "stack.kafka.memory")?,
+        heap_mib: heap(
+            cx,
+            get(|k| k.heap.as_ref()),
+            "stack.kafka.heap",
+            1024,
+            memory_mib,
+            get(|k| k.memory.as_ref()),
+            "stack.kafka.memory",
+        )?,
         resources: Resources { cpu: cpu(cx, get(|k| k.cpu.as_ref()), "stack.kafka.cpu", "250m")?, memory_mib },
         cluster_id,
     }))
@@ -264,12 +294,28 @@ fn cassandra(cx: &Ctx, c: Option<&RawCassandra>) -> Result<Option<CassandraSpec>
             "stack.cassandra.heap",
             1024,
             memory_mib,
+            get(|c| c.memory.as_ref()),
             "stack.cassandra.memory",
         )?,
         resources: Resources { cpu: cpu(cx, get(|c| c.cpu.as_ref()), "stack.cassandra.cpu", "500m")?, memory_mib },
         datacenter: dc_rack(get(|c| c.datacenter.as_ref()), "stack.cassandra.datacenter", "dc1")?,
         rack: dc_rack(get(|c| c.rack.as_ref()), "stack.cassandra.rack", "rack1")?,
     }))
+}
+
+/// A standalone worker's container holds the worker daemon and its executors: under 1536Mi
+/// not even one executor with Spark's default 1g fits.
+fn spark_worker_memory(cx: &Ctx, v: Option<&S<String>>) -> Result<u32, ConfigError> {
+    let mib = memory(cx, v, "stack.spark.worker_memory", 2048)?;
+    if mib < 1536 {
+        return cx.err(
+            v.map_or(0..0, S::span),
+            "stack.spark.worker_memory",
+            format!("{mib} MiB cannot hold the worker daemon and one executor"),
+            "give a worker at least 1536Mi (default 2Gi)",
+        );
+    }
+    Ok(mib)
 }
 
 fn spark(cx: &Ctx, s: Option<&RawSpark>) -> Result<Option<SparkSpec>, ConfigError> {
@@ -293,7 +339,7 @@ fn spark(cx: &Ctx, s: Option<&RawSpark>) -> Result<Option<SparkSpec>, ConfigErro
         workers: count(cx, s.and_then(|s| s.workers.as_ref()), "stack.spark.workers", 0..=100, 0)?,
         worker: Resources {
             cpu: cpu(cx, get(|s| s.worker_cpu.as_ref()), "stack.spark.worker_cpu", "1")?,
-            memory_mib: memory(cx, get(|s| s.worker_memory.as_ref()), "stack.spark.worker_memory", 1024)?,
+            memory_mib: spark_worker_memory(cx, get(|s| s.worker_memory.as_ref()))?,
         },
     }))
 }

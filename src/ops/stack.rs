@@ -84,6 +84,16 @@ fn list_workloads() -> String {
 /// Uploads and applies every component's manifest, then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
     let dir = stack_dir();
+    // Never take over a namespace someone else made: `down` deletes the stack's namespaces.
+    let namespaces = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get namespaces -o json")).await?;
+    let foreign = readiness::foreign_namespaces(&namespaces, &spec.stack.namespaces(), &spec.cluster_name())?;
+    if !foreign.is_empty() {
+        bail!(
+            "namespace(s) {} exist in the cluster without tagstack's labels for {}: refusing to take them over (`tagstack down` deletes the stack's namespaces)\n  hint: set another stack.<component>.namespace, or delete the namespace if it is a leftover",
+            foreign.join(", "),
+            spec.cluster_name()
+        );
+    }
     // Claims that can never bind would only show up as a timeout, much later.
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
         let classes = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get storageclasses -o json")).await?;
@@ -115,7 +125,16 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
     let started = Instant::now();
     let mut finished: Vec<Component> = Vec::new();
     loop {
-        let json = fleet.read(&cp.name, "stack", &list_workloads()).await?;
+        let json = match fleet.read(&cp.name, "stack", &list_workloads()).await {
+            Ok(json) => json,
+            Err(e) if started.elapsed() >= spec.stack.ready_timeout => return Err(e.into()),
+            // An API server or SSH hiccup is no reason to give up a long wait.
+            Err(e) => {
+                r.note(&format!("reading the stack's workloads failed, retrying: {e}"));
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                continue;
+            }
+        };
         let statuses = readiness::workload_status(&expected, &json)?;
         for component in components(spec) {
             if finished.contains(&component) {
@@ -251,27 +270,19 @@ pub async fn smoke(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporte
         let mut result: Result<String, String> = Ok(String::new());
         for step in &check.steps {
             r.update(&key, &format!("{}: {}", check.component.as_str(), step.what));
-            match fleet.read(&cp.name, "smoke", &step.command).await {
+            let out = match fleet.exec(&cp.name, "smoke", &step.command).await {
+                Ok(out) => out,
                 Err(e) => {
                     result = Err(format!("{}: {e}", step.what));
                     break;
                 }
-                Ok(stdout) => {
-                    if let Some(expect) = &step.expect {
-                        match crate::stack::smoke::judge(&stdout, expect) {
-                            Some(line) => result = Ok(line.trim().to_string()),
-                            None => {
-                                let tail: Vec<&str> = stdout.lines().rev().take(5).collect();
-                                result = Err(format!(
-                                    "{}: expected {expect:?} in its output; last lines: {}",
-                                    step.what,
-                                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                                ));
-                                break;
-                            }
-                        }
-                    }
-                }
+            };
+            if let Err(why) = crate::stack::smoke::judge_step(step, &out) {
+                result = Err(why);
+                break;
+            }
+            if let Some(line) = step.expect.as_deref().and_then(|e| crate::stack::smoke::judge(&out.stdout, e)) {
+                result = Ok(line.trim().to_string());
             }
         }
         if let Some(cleanup) = &check.cleanup {
@@ -298,64 +309,95 @@ pub async fn smoke(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporte
 pub struct ClusterCleanup {
     pub load_balancers: Vec<String>,
     pub namespaces: Vec<String>,
-    /// PersistentVolumes of the stack still present when the wait ended (their EBS volumes are
-    /// then swept on AWS by tags).
+    /// PersistentVolumes of the stack still present when the wait ended (on AWS their EBS
+    /// volumes are then swept by tags).
     pub volumes_left: Vec<String>,
+    /// What failed; the other steps still ran.
+    pub errors: Vec<String>,
 }
 
-/// Deletes every LoadBalancer Service (their ELBs hold the VPC) and the stack's namespaces
-/// with their PersistentVolumeClaims (the EBS CSI driver then deletes the volumes), and waits
-/// for those volumes to go.
-pub async fn teardown(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<ClusterCleanup> {
+/// The label selector of everything tagstack applied for this environment.
+pub fn owned_selector(spec: &Spec) -> String {
+    format!("app.kubernetes.io/managed-by=tagstack,app.kubernetes.io/instance={}", spec.cluster_name())
+}
+
+/// Deletes the namespaces tagstack created for this environment (found by their labels, so a
+/// component disabled since is included and a namespace of someone else's never is) with
+/// their claims, so the storage driver deletes the volumes, and waits, bounded, for those
+/// volumes to go. With `whole_cluster` (the cluster is about to be deleted, on AWS) every
+/// LoadBalancer Service goes first, since its load balancer would hold the VPC. A failed step
+/// is recorded and the others still run.
+pub async fn teardown(
+    spec: &Spec,
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    whole_cluster: bool,
+    r: &dyn Reporter,
+) -> Result<ClusterCleanup> {
     let mut report = ClusterCleanup::default();
-    r.start("stack/cleanup", "delete load balancers and the stack's volumes");
-    let services = fleet.read(&cp.name, "cleanup", &format!("{KUBECTL} get services -A -o json")).await?;
-    for (ns, name) in readiness::load_balancers(&services)? {
-        r.update("stack/cleanup", &format!("delete LoadBalancer service {ns}/{name}"));
-        fleet
-            .read(
-                &cp.name,
-                "cleanup",
-                &format!("{KUBECTL} delete service -n {ns} {name} --ignore-not-found --wait=true --timeout=300s"),
-            )
-            .await?;
-        report.load_balancers.push(format!("{ns}/{name}"));
+    let kubectl = |command: String| async move { fleet.read(&cp.name, "cleanup", &command).await };
+    r.start("stack/cleanup", "delete the stack and its volumes");
+    if whole_cluster {
+        let services = kubectl(format!("{KUBECTL} get services -A -o json")).await?;
+        for (ns, name) in readiness::load_balancers(&services)? {
+            r.update("stack/cleanup", &format!("delete LoadBalancer service {ns}/{name}"));
+            match kubectl(format!(
+                "{KUBECTL} delete service -n {ns} {name} --ignore-not-found --wait=true --timeout=300s"
+            ))
+            .await
+            {
+                Ok(_) => report.load_balancers.push(format!("{ns}/{name}")),
+                Err(e) => report.errors.push(format!("deleting LoadBalancer service {ns}/{name}: {e}")),
+            }
+        }
     }
-    let namespaces = spec.stack.namespaces();
+    let listed = kubectl(format!("{KUBECTL} get namespaces -l {} -o json", owned_selector(spec))).await?;
+    let namespaces = readiness::object_names(&listed)?;
     if !namespaces.is_empty() {
         r.update("stack/cleanup", &format!("delete namespaces {}", namespaces.join(", ")));
-        fleet
-            .read(
-                &cp.name,
-                "cleanup",
-                &format!(
-                    "{KUBECTL} delete namespace {} --ignore-not-found --wait=true --timeout=600s",
-                    namespaces.join(" ")
-                ),
-            )
-            .await?;
-        report.namespaces = namespaces.clone();
+        match kubectl(format!(
+            "{KUBECTL} delete namespace {} --ignore-not-found --wait=true --timeout=600s",
+            namespaces.join(" ")
+        ))
+        .await
+        {
+            Ok(_) => report.namespaces = namespaces.clone(),
+            Err(e) => report.errors.push(format!("deleting namespaces {}: {e}", namespaces.join(", "))),
+        }
     }
     // The volumes go asynchronously after their claims: wait, bounded, so `down` is not cut
-    // short by a slow detach; what is left is swept on AWS by tags.
+    // short by a slow detach.
     let started = Instant::now();
+    let deadline = Duration::from_secs(300);
     loop {
-        let pvs = fleet.read(&cp.name, "cleanup", &format!("{KUBECTL} get persistentvolumes -o json")).await?;
-        let left = readiness::volumes_of(&pvs, &namespaces)?;
-        if left.is_empty() || started.elapsed() >= Duration::from_secs(300) {
-            report.volumes_left = left;
-            break;
+        let out_of_time = started.elapsed() >= deadline;
+        match kubectl(format!("{KUBECTL} get persistentvolumes -o json")).await {
+            Ok(pvs) => {
+                let left = readiness::volumes_of(&pvs, &namespaces)?;
+                if left.is_empty() || out_of_time {
+                    report.volumes_left = left;
+                    break;
+                }
+                r.update("stack/cleanup", &format!("waiting for {} volume(s) to be released", left.len()));
+            }
+            Err(e) if out_of_time => {
+                report.errors.push(format!("reading volumes: {e}"));
+                break;
+            }
+            // One failed read is no reason to give up on the rest of the wait.
+            Err(e) => r.update("stack/cleanup", &format!("reading volumes failed, retrying: {e}")),
         }
-        r.update("stack/cleanup", &format!("waiting for {} volume(s) to be released", left.len()));
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    r.finish(
-        "stack/cleanup",
-        &format!(
-            "deleted {} load balancer(s) and namespace(s) {}",
-            report.load_balancers.len(),
-            if report.namespaces.is_empty() { "-".into() } else { report.namespaces.join(", ") }
-        ),
+    let summary = format!(
+        "deleted {} load balancer(s) and namespace(s) {}",
+        report.load_balancers.len(),
+        if report.namespaces.is_empty() { "-".into() } else { report.namespaces.join(", ") }
     );
+    if report.errors.is_empty() {
+        r.finish("stack/cleanup", &summary);
+    } else {
+        r.fail("stack/cleanup", &format!("{summary}; {} step(s) failed", report.errors.len()));
+    }
     Ok(report)
 }

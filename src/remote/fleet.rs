@@ -54,6 +54,15 @@ impl EnvFiles {
     }
 }
 
+/// How a command ended on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// `None` when it was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 pub struct Fleet {
     sessions: BTreeMap<String, (ClusterNode, Session)>,
     logs: PathBuf,
@@ -314,8 +323,25 @@ impl Fleet {
         Ok(out_lines)
     }
 
-    /// Runs a short command as root and returns its stdout (for reads such as `cat`).
+    /// Runs a short command as root and returns its stdout (for reads such as `cat`); a
+    /// non-zero exit is an error carrying stderr.
     pub async fn read(&self, node: &str, step: &str, command: &str) -> Result<String, RemoteError> {
+        let out = self.exec(node, step, command).await?;
+        if out.code != Some(0) {
+            return Err(RemoteError::Step {
+                node: node.into(),
+                step: step.into(),
+                exit_code: out.code,
+                last_lines: out.stderr.lines().map(str::to_string).collect(),
+                message: format!("`{command}` failed"),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs a short command as root and returns how it ended, whatever its exit code; an
+    /// error only when it could not be run at all. Output is scrubbed of secrets.
+    pub async fn exec(&self, node: &str, step: &str, command: &str) -> Result<Output, RemoteError> {
         let (n, session) = self.get(node)?;
         let out = Self::root_command(n, session, command).stdin(Stdio::null()).output().await.map_err(|e| {
             RemoteError::Step {
@@ -326,16 +352,11 @@ impl Fleet {
                 message: chain(&e),
             }
         })?;
-        if !out.status.success() {
-            return Err(RemoteError::Step {
-                node: node.into(),
-                step: step.into(),
-                exit_code: out.status.code(),
-                last_lines: String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect(),
-                message: format!("`{command}` failed"),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(Output {
+            code: out.status.code(),
+            stdout: self.scrub(String::from_utf8_lossy(&out.stdout).into_owned()),
+            stderr: self.scrub(String::from_utf8_lossy(&out.stderr).into_owned()),
+        })
     }
 
     pub async fn close(self) {

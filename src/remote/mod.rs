@@ -8,4 +8,4 @@ mod fleet;
 
 pub use error::{RemoteError, RemoteErrors};
 pub use files::{fingerprint, host_field, known_hosts, parse_known_hosts, ssh_config};
-pub use fleet::{EnvFiles, Fleet};
+pub use fleet::{EnvFiles, Fleet, Output};

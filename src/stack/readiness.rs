@@ -156,12 +156,22 @@ pub fn pods(json: &str) -> Result<Vec<PodInfo>> {
     Ok(out)
 }
 
-/// `kubectl get events -o json`: the newest `limit` events about objects whose name starts
-/// with `prefix` (a workload and its pods), oldest first.
-pub fn events(json: &str, prefix: &str, limit: usize) -> Result<Vec<EventInfo>> {
+/// Whether an object is the workload `name`, one of its pods (`name-0`) or one of its claims
+/// (`data-name-0`), and not a neighbour that shares the prefix (`kafka-controller-0`,
+/// `kafka-headless`).
+fn belongs(object: &str, name: &str) -> bool {
+    let ordinal = |rest: Option<&str>| {
+        rest.and_then(|r| r.strip_prefix('-')).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    object == name || ordinal(object.strip_prefix(name)) || ordinal(object.strip_prefix(&format!("data-{name}")))
+}
+
+/// `kubectl get events -o json`: the newest `limit` events about a StatefulSet `name`, its
+/// pods and its claims, oldest first.
+pub fn events(json: &str, name: &str, limit: usize) -> Result<Vec<EventInfo>> {
     let mut out: Vec<EventInfo> = items(json, "events")?
         .iter()
-        .filter(|e| s(e, &["involvedObject", "name"]).is_some_and(|n| n.starts_with(prefix)))
+        .filter(|e| s(e, &["involvedObject", "name"]).is_some_and(|n| belongs(n, name)))
         .map(|e| EventInfo {
             object: s(e, &["involvedObject", "name"]).unwrap_or_default().to_string(),
             kind: s(e, &["type"]).unwrap_or("Normal").to_string(),
@@ -250,4 +260,23 @@ pub fn check_storage_class(json: &str, wanted: Option<&str>) -> Result<(), Strin
             }
         }
     }
+}
+
+/// `metadata.name` of every object in a `kubectl get -o json` list.
+pub fn object_names(json: &str) -> Result<Vec<String>> {
+    Ok(items(json, "objects")?.iter().filter_map(|o| s(o, &["metadata", "name"]).map(str::to_string)).collect())
+}
+
+/// Of the `wanted` namespaces, those that exist without tagstack's instance label for
+/// `cluster` (someone else's, or another environment's).
+pub fn foreign_namespaces(json: &str, wanted: &[String], cluster: &str) -> Result<Vec<String>> {
+    Ok(items(json, "namespaces")?
+        .iter()
+        .filter(|ns| s(ns, &["metadata", "name"]).is_some_and(|n| wanted.iter().any(|w| w == n)))
+        .filter(|ns| {
+            s(ns, &["metadata", "labels", "app.kubernetes.io/instance"]) != Some(cluster)
+                || s(ns, &["metadata", "labels", "app.kubernetes.io/managed-by"]) != Some("tagstack")
+        })
+        .filter_map(|ns| s(ns, &["metadata", "name"]).map(str::to_string))
+        .collect())
 }

@@ -183,6 +183,19 @@ struct SparkDeployment {
     memory_mib: u32,
 }
 
+/// Heap of the standalone master and worker daemons themselves.
+pub const SPARK_DAEMON_MIB: u32 = 256;
+
+/// Whole cores a standalone worker offers for a CPU request (`1500m` and `1.5` offer 2).
+fn spark_cores(cpu: &str) -> u32 {
+    let cores = match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+        None => cpu.parse::<f64>(),
+    };
+    // A CPU request is validated to be at most 192 cores, so the cast cannot truncate.
+    cores.map_or(1, |c| c.ceil().max(1.0) as u32)
+}
+
 fn spark_master_url(namespace: &str) -> String {
     format!("spark://spark-master.{namespace}.svc.cluster.local:7077")
 }
@@ -192,9 +205,10 @@ fn spark_deployments(s: &crate::config::SparkSpec) -> Vec<SparkDeployment> {
         return Vec::new();
     }
     let flow = |args: &[&str]| format!("[{}]", args.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "));
-    // The worker gets what its container may use, minus the JVM's own share.
-    let worker_mib = (s.worker.memory_mib * 3 / 4).max(256).to_string() + "m";
-    let cores = s.worker.cpu.parse::<f64>().map_or(1, |c| c.ceil().max(1.0) as u32).to_string();
+    // Executors run inside the worker's container, next to the worker daemon's own heap
+    // (SPARK_DAEMON_MEMORY) and the JVMs' overhead.
+    let worker_mib = ((s.worker.memory_mib.saturating_sub(SPARK_DAEMON_MIB)) * 9 / 10).to_string() + "m";
+    let cores = spark_cores(&s.worker.cpu).to_string();
     vec![
         SparkDeployment {
             name: "spark-master",
@@ -289,6 +303,7 @@ pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
                 labels => labels(spec),
                 s => s,
                 deployments => spark_deployments(s),
+                daemon_mib => SPARK_DAEMON_MIB,
             })
             .context("rendering spark.yaml")?;
         out.push(Manifest { component: Component::Spark, file: "spark.yaml".into(), content });

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::APPLY;
 use super::render::Component;
 use crate::config::Spec;
+use crate::remote::Output;
 
 /// Quotes one argument for `sh -c`.
 pub fn sh_quote(s: &str) -> String {
@@ -52,17 +53,21 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
         let last = format!("kafka-{}", k.brokers.saturating_sub(1));
         let rf = k.brokers.min(3).to_string();
         let bin = |tool: &str| format!("/opt/kafka/bin/{tool}");
+        // The tools would inherit the broker's KAFKA_HEAP_OPTS (-Xms = the broker's heap) inside
+        // the broker's memory limit.
+        let kexec = |pod: &str, stdin: bool, argv: &[&str]| {
+            let mut with_heap = vec!["env", "KAFKA_HEAP_OPTS=-Xmx256m"];
+            with_heap.extend_from_slice(argv);
+            exec(kubectl, &k.namespace, pod, "kafka", stdin, &with_heap)
+        };
         out.push(Check {
             component: Component::Kafka,
             name: "produce and consume one message",
             steps: vec![
                 Step {
                     what: format!("create topic {topic}"),
-                    command: exec(
-                        kubectl,
-                        &k.namespace,
+                    command: kexec(
                         "kafka-0",
-                        "kafka",
                         false,
                         &[
                             &bin("kafka-topics.sh"),
@@ -85,11 +90,8 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
                     command: format!(
                         "printf '%s\\n' {} | {}",
                         sh_quote(&message),
-                        exec(
-                            kubectl,
-                            &k.namespace,
+                        kexec(
                             "kafka-0",
-                            "kafka",
                             true,
                             &[&bin("kafka-console-producer.sh"), "--bootstrap-server", bootstrap, "--topic", &topic,]
                         )
@@ -98,11 +100,8 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
                 },
                 Step {
                     what: format!("consume on {last}"),
-                    command: exec(
-                        kubectl,
-                        &k.namespace,
+                    command: kexec(
                         &last,
-                        "kafka",
                         false,
                         &[
                             &bin("kafka-console-consumer.sh"),
@@ -120,11 +119,8 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
                     expect: Some(message),
                 },
             ],
-            cleanup: Some(exec(
-                kubectl,
-                &k.namespace,
+            cleanup: Some(kexec(
                 "kafka-0",
-                "kafka",
                 false,
                 &[&bin("kafka-topics.sh"), "--bootstrap-server", bootstrap, "--delete", "--topic", &topic],
             )),
@@ -134,7 +130,7 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
         let value = format!("tagstack-{nonce}");
         let rf = c.replicas.min(3);
         let cql = format!(
-            "CREATE KEYSPACE IF NOT EXISTS tagstack_smoke WITH replication = {{'class': 'NetworkTopologyStrategy', '{dc}': {rf}}}; \
+            "CONSISTENCY LOCAL_QUORUM; CREATE KEYSPACE IF NOT EXISTS tagstack_smoke WITH replication = {{'class': 'NetworkTopologyStrategy', '{dc}': {rf}}}; \
              CREATE TABLE IF NOT EXISTS tagstack_smoke.roundtrip (id text PRIMARY KEY, value text); \
              INSERT INTO tagstack_smoke.roundtrip (id, value) VALUES ('{nonce}', '{value}'); \
              SELECT value FROM tagstack_smoke.roundtrip WHERE id = '{nonce}';",
@@ -197,4 +193,28 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
 /// The line of `output` that shows what a step expected, if it is there.
 pub fn judge<'a>(output: &'a str, expect: &str) -> Option<&'a str> {
     output.lines().find(|l| l.contains(expect))
+}
+
+/// The last few lines of a command's output, stderr after stdout, on one line.
+fn tail(out: &Output) -> String {
+    let lines: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let last = &lines[lines.len().saturating_sub(5)..];
+    if last.is_empty() { "no output".to_string() } else { last.join(" | ") }
+}
+
+/// Whether one step passed: it exited 0 and, if it expects something, printed it. The error
+/// names the step and carries its last output lines (a Kafka consumer that timed out exits 0
+/// and says why only on stderr).
+pub fn judge_step(step: &Step, out: &Output) -> Result<(), String> {
+    match out.code {
+        Some(0) => {}
+        Some(code) => return Err(format!("{} exited with {code}: {}", step.what, tail(out))),
+        None => return Err(format!("{} was killed: {}", step.what, tail(out))),
+    }
+    match &step.expect {
+        Some(expect) if judge(&out.stdout, expect).is_none() => {
+            Err(format!("{}: expected {expect:?} in its output; got: {}", step.what, tail(out)))
+        }
+        _ => Ok(()),
+    }
 }

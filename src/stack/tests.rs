@@ -200,6 +200,23 @@ fn last_events_of_a_workload_oldest_first() {
 }
 
 #[test]
+fn events_are_the_workloads_own_not_its_neighbours() {
+    let ev = |name: &str| {
+        format!(
+            r#"{{"involvedObject":{{"name":"{name}"}},"type":"Warning","reason":"R","message":"{name}","lastTimestamp":"2026-11-22T04:00:00Z"}}"#
+        )
+    };
+    let json = format!(
+        r#"{{"items":[{}]}}"#,
+        ["kafka", "kafka-0", "data-kafka-1", "kafka-controller-0", "kafka-headless", "kafka-bootstrap", "kafka-x"]
+            .map(ev)
+            .join(",")
+    );
+    let got: Vec<String> = readiness::events(&json, "kafka", 10).unwrap().into_iter().map(|e| e.object).collect();
+    assert_eq!(got, ["kafka", "kafka-0", "data-kafka-1"]);
+}
+
+#[test]
 fn load_balancers_and_volumes_for_teardown() {
     assert_eq!(
         readiness::load_balancers(&fixture("services.json")).unwrap(),
@@ -296,4 +313,48 @@ fn spark_examples_jar_follows_the_image_tag() {
     assert_eq!(jar("apache/spark:latest"), None);
     assert_eq!(jar("apache/spark@sha256:0123"), None);
     assert_eq!(jar("registry.local:5000/spark"), None);
+}
+
+#[test]
+fn a_failed_step_keeps_its_cause() {
+    let s = spec("");
+    let checks = smoke::checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de");
+    let consume = &checks[0].steps[2];
+    let timed_out = crate::remote::Output {
+        code: Some(0),
+        stdout: String::new(),
+        stderr: "[2026-11-22 05:00:00,000] ERROR Error processing message, terminating consumer process:  (org.apache.kafka.tools.consumer.ConsoleConsumer)\norg.apache.kafka.common.errors.TimeoutException\nProcessed a total of 0 messages\n".into(),
+    };
+    let why = smoke::judge_step(consume, &timed_out).unwrap_err();
+    assert!(why.starts_with("consume on kafka-2: expected \"tagstack smoke 0badc0de\" in its output; got: "), "{why}");
+    assert!(why.ends_with("TimeoutException | Processed a total of 0 messages"), "{why}");
+    let refused = crate::remote::Output {
+        code: Some(1),
+        stdout: String::new(),
+        stderr: "Error from server (BadRequest): pod kafka-0 does not have a host assigned\n".into(),
+    };
+    let why = smoke::judge_step(&checks[0].steps[0], &refused).unwrap_err();
+    assert_eq!(
+        why,
+        "create topic tagstack-smoke-0badc0de exited with 1: Error from server (BadRequest): pod kafka-0 does not have a host assigned"
+    );
+    let ok = crate::remote::Output { code: Some(0), stdout: "tagstack smoke 0badc0de\n".into(), stderr: String::new() };
+    assert_eq!(smoke::judge_step(consume, &ok), Ok(()));
+}
+
+#[test]
+fn namespaces_of_someone_else_are_not_taken_over() {
+    let ns = |name: &str, labels: &str| format!(r#"{{"metadata":{{"name":"{name}","labels":{{{labels}}}}}}}"#);
+    let ours = r#""app.kubernetes.io/managed-by":"tagstack","app.kubernetes.io/instance":"demo-dev""#;
+    let other_env = r#""app.kubernetes.io/managed-by":"tagstack","app.kubernetes.io/instance":"demo-prod""#;
+    let json = format!(
+        r#"{{"items":[{},{},{},{}]}}"#,
+        ns("kafka", ours),
+        ns("cassandra", other_env),
+        ns("spark", r#""team":"data""#),
+        ns("default", "")
+    );
+    let wanted: Vec<String> = ["kafka", "cassandra", "spark", "analytics"].map(String::from).to_vec();
+    assert_eq!(readiness::foreign_namespaces(&json, &wanted, "demo-dev").unwrap(), ["cassandra", "spark"]);
+    assert_eq!(readiness::object_names(&json).unwrap(), ["kafka", "cassandra", "spark", "default"]);
 }

@@ -227,7 +227,10 @@ pub fn cleanup(c: &crate::ops::stack::ClusterCleanup) -> String {
     let _ = writeln!(out, "  LoadBalancer services deleted: {}", list(&c.load_balancers));
     let _ = writeln!(out, "  namespaces deleted (with their volumes): {}", list(&c.namespaces));
     if !c.volumes_left.is_empty() {
-        let _ = writeln!(out, "  volumes still being released (swept on AWS by tags): {}", c.volumes_left.join(", "));
+        let _ = writeln!(out, "  volumes still being released: {}", c.volumes_left.join(", "));
+    }
+    for e in &c.errors {
+        let _ = writeln!(out, "  failed: {e}");
     }
     out
 }

@@ -80,21 +80,22 @@ fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
     // A second up changes nothing and is ready at once.
     env.tagstack().arg("up").run().success();
 
-    // down on a static environment: LoadBalancer Services and the stack's namespaces (with
-    // their claims and volumes) go; the machines and Kubernetes stay.
+    // down on a static environment removes what tagstack labelled for this environment, and
+    // nothing of the cluster's other users: their namespace and their load balancer stay.
     std::fs::write(
-        bed.fs(0, "var/lib/tagstack/lb.yaml"),
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: dashboard\n  namespace: default\nspec:\n  type: LoadBalancer\n  selector:\n    app: dashboard\n  ports:\n    - port: 80\n",
+        bed.fs(0, "var/lib/tagstack/theirs.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: analytics\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: dashboard\n  namespace: analytics\nspec:\n  type: LoadBalancer\n  selector:\n    app: dashboard\n  ports:\n    - port: 80\n",
     )
     .unwrap();
-    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/lb.yaml"]);
+    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/theirs.yaml"]);
     let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
-    assert_eq!(down["cluster_cleanup"]["load_balancers"], serde_json::json!(["default/dashboard"]), "{down}");
-    assert_eq!(down["cluster_cleanup"]["namespaces"], serde_json::json!(["kafka", "cassandra", "spark"]), "{down}");
+    assert_eq!(down["cluster_cleanup"]["load_balancers"], serde_json::json!([]), "{down}");
+    assert_eq!(down["cluster_cleanup"]["namespaces"], serde_json::json!(["cassandra", "kafka", "spark"]), "{down}");
     assert_eq!(down["cluster_cleanup"]["volumes_left"], serde_json::json!([]), "{down}");
+    assert_eq!(down["cluster_cleanup"]["errors"], serde_json::json!([]), "{down}");
     let deleted = std::fs::read_to_string(bed.cluster_state("stack/deleted.log")).unwrap();
-    assert!(deleted.contains("default/dashboard"), "{deleted}");
     assert!(deleted.contains("data-kafka-0"), "the claims were not deleted: {deleted}");
+    assert!(!deleted.contains("analytics"), "someone else's namespace was touched: {deleted}");
     let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
     assert!(st["stack"]["workloads"].as_array().unwrap().iter().all(|w| w["missing"] == true), "{st}");
     assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
@@ -116,6 +117,20 @@ fn a_workload_that_never_gets_ready_is_named_with_its_pods_and_events_then_up_re
     .unwrap();
     env.tagstack().args(&["up", "--only", "cluster"]).run().success();
     add_storage_class(&env, &bed);
+    // A namespace of the same name that tagstack did not make is never taken over.
+    std::fs::write(
+        bed.fs(0, "var/lib/tagstack/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cassandra\n",
+    )
+    .unwrap();
+    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/ns.yaml"]);
+    let refused = env.tagstack().arg("up").run().code(1);
+    assert!(
+        refused.stderr.contains("namespace(s) cassandra exist in the cluster without tagstack's labels"),
+        "{}",
+        refused.stderr
+    );
+    kubectl(&env, &["delete", "namespace", "cassandra"]);
     let run = env.tagstack().arg("up").run().code(1);
     for needle in [
         "1 of 1 stack workload(s) not ready",
