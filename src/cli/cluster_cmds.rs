@@ -108,7 +108,8 @@ async fn live(s: &Settings, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNod
 pub fn live_json(live: &Live) -> (serde_json::Value, serde_json::Value) {
     let stack = match &live.stack {
         None => serde_json::Value::Null,
-        Some(Ok(report)) => serde_json::to_value(report).unwrap_or_default(),
+        Some(Ok(report)) => serde_json::to_value(report)
+            .unwrap_or_else(|e| serde_json::json!({ "error": format!("serializing the stack: {e}") })),
         Some(Err(e)) => serde_json::json!({ "error": e }),
     };
     (serde_json::json!({ "nodes": states_json(&live.nodes) }), stack)

@@ -230,7 +230,6 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
     }
 }
 
-/// Valid as a project or environment name: goes into tags, IAM names and DNS names.
 /// An optional deadline of at least ten seconds, e.g. `cluster.bootstrap_timeout`.
 pub(super) fn deadline(cx: &Ctx, v: Option<&S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
     let Some(t) = v else { return Ok(default) };
@@ -242,6 +241,7 @@ pub(super) fn deadline(cx: &Ctx, v: Option<&S<String>>, key: &str, default: Dura
     }
 }
 
+/// Valid as a project or environment name: goes into tags, IAM names and DNS names.
 pub fn is_valid_name(s: &str) -> bool {
     let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let starts = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());

@@ -145,8 +145,13 @@ pub fn kafka_voters(k: &KafkaSpec) -> String {
         .join(",")
 }
 
+/// Replicas of every topic (and of Kafka's internal ones): three where there are brokers for it.
+pub fn kafka_replication_factor(k: &KafkaSpec) -> u32 {
+    k.brokers.min(3)
+}
+
 fn kafka(spec: &Spec, k: &KafkaSpec) -> Result<String> {
-    let replication_factor = k.brokers.min(3);
+    let replication_factor = kafka_replication_factor(k);
     env()?
         .get_template("kafka.yaml")?
         .render(context! {

@@ -51,7 +51,7 @@ pub fn checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<C
         let message = format!("tagstack smoke {nonce}");
         let bootstrap = "localhost:9092";
         let last = format!("kafka-{}", k.brokers.saturating_sub(1));
-        let rf = k.brokers.min(3).to_string();
+        let rf = super::render::kafka_replication_factor(k).to_string();
         let bin = |tool: &str| format!("/opt/kafka/bin/{tool}");
         // The tools would inherit the broker's KAFKA_HEAP_OPTS (-Xms = the broker's heap) inside
         // the broker's memory limit.
