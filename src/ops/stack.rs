@@ -94,6 +94,24 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
             spec.cluster_name()
         );
     }
+    // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
+    if let Some(k) = &spec.stack.kafka {
+        let live = fleet
+            .read(
+                &cp.name,
+                "stack",
+                &format!("{KUBECTL} get statefulsets -n {} -l {} -o json", k.namespace, owned_selector(spec)),
+            )
+            .await?;
+        let want = crate::stack::render::kafka_voters(k);
+        if let Some((sts, was)) = readiness::kafka_voters_in(&live)?.into_iter().find(|(_, v)| *v != want) {
+            bail!(
+                "the Kafka quorum would change (StatefulSet {}/{sts} runs with voters {was}; the config now gives {want}): Kafka cannot change a static KRaft quorum on a running cluster\n  hint: restore stack.kafka.brokers / stack.kafka.controllers, or start Kafka over: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+                k.namespace,
+                k.namespace
+            );
+        }
+    }
     // Claims that can never bind would only show up as a timeout, much later.
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
         let classes = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get storageclasses -o json")).await?;

@@ -280,3 +280,24 @@ pub fn foreign_namespaces(json: &str, wanted: &[String], cluster: &str) -> Resul
         .filter_map(|ns| s(ns, &["metadata", "name"]).map(str::to_string))
         .collect())
 }
+
+/// The `KAFKA_CONTROLLER_QUORUM_VOTERS` of the Kafka StatefulSets in a `kubectl get
+/// statefulsets -o json` list: (StatefulSet, voters).
+pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for sts in items(json, "statefulsets")? {
+        let containers = sts.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        let voters = containers
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.get("env").and_then(Value::as_array).into_iter().flatten())
+            .find_map(|e| {
+                (s(e, &["name"]) == Some("KAFKA_CONTROLLER_QUORUM_VOTERS"))
+                    .then(|| s(e, &["value"]).unwrap_or_default().to_string())
+            });
+        if let (Some(name), Some(voters)) = (s(&sts, &["metadata", "name"]), voters) {
+            out.push((name.to_string(), voters));
+        }
+    }
+    Ok(out)
+}

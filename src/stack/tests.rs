@@ -358,3 +358,17 @@ fn namespaces_of_someone_else_are_not_taken_over() {
     assert_eq!(readiness::foreign_namespaces(&json, &wanted, "demo-dev").unwrap(), ["cassandra", "spark"]);
     assert_eq!(readiness::object_names(&json).unwrap(), ["kafka", "cassandra", "spark", "default"]);
 }
+
+#[test]
+fn the_live_kafka_quorum_is_read_from_the_statefulsets() {
+    let sts = |name: &str, voters: &str| {
+        format!(
+            r#"{{"kind":"StatefulSet","metadata":{{"name":"{name}"}},"spec":{{"template":{{"spec":{{"containers":[{{"name":"kafka","env":[{{"name":"POD_NAME"}},{{"name":"KAFKA_CONTROLLER_QUORUM_VOTERS","value":"{voters}"}}]}}]}}}}}}}}"#
+        )
+    };
+    let json = format!(r#"{{"items":[{},{}]}}"#, sts("kafka", "0@a:9093"), r#"{"metadata":{"name":"other"}}"#);
+    assert_eq!(readiness::kafka_voters_in(&json).unwrap(), [("kafka".to_string(), "0@a:9093".to_string())]);
+    // What tagstack renders is what it compares with.
+    let k = spec("").stack.kafka.unwrap();
+    assert!(rendered(&spec("")).contains(&format!("value: \"{}\"", render::kafka_voters(&k))));
+}

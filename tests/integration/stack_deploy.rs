@@ -80,6 +80,15 @@ fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
     // A second up changes nothing and is ready at once.
     env.tagstack().arg("up").run().success();
 
+    // Five brokers instead of three would change the static KRaft quorum: refused, unapplied.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(env.config_path(), format!("{config}\n[stack.kafka]\nbrokers = 5\n")).unwrap();
+    let applies = applied(&bed).lines().count();
+    let refused = env.tagstack().args(&["up", "--only", "stack"]).run().code(1);
+    assert!(refused.stderr.contains("Kafka cannot change a static KRaft quorum"), "{}", refused.stderr);
+    assert_eq!(applied(&bed).lines().count(), applies, "something was applied despite the refusal");
+    std::fs::write(env.config_path(), config).unwrap();
+
     // down on a static environment removes what tagstack labelled for this environment, and
     // nothing of the cluster's other users: their namespace and their load balancer stay.
     std::fs::write(
