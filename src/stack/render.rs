@@ -219,11 +219,13 @@ fn spark_deployments(s: &crate::config::SparkSpec) -> Vec<SparkDeployment> {
             name: "spark-master",
             component: "master",
             replicas: 1,
+            // The pod's own address (Kubernetes expands $(POD_IP)): reachable from every pod,
+            // unlike the pod name, and what the Service forwards to.
             command: flow(&[
                 "/opt/spark/bin/spark-class",
                 "org.apache.spark.deploy.master.Master",
                 "--host",
-                "0.0.0.0",
+                "$(POD_IP)",
             ]),
             port_name: "master",
             port: 7077,
@@ -237,6 +239,8 @@ fn spark_deployments(s: &crate::config::SparkSpec) -> Vec<SparkDeployment> {
             command: flow(&[
                 "/opt/spark/bin/spark-class",
                 "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "$(POD_IP)",
                 "--cores",
                 &cores,
                 "--memory",

@@ -92,7 +92,8 @@ fn kafka_quorum_and_ids() {
     assert!(text.contains("KAFKA_NODE_ID=$(( POD_INDEX + 0 ))"), "{text}");
     // The Service-link trap: no Service is called `kafka`.
     assert!(!text.contains("kind: Service\nmetadata:\n  name: kafka\n"), "{text}");
-    assert_eq!(text.matches("enableServiceLinks: false").count(), 2 + 1 + 2, "{text}");
+    // Every pod: two Kafka StatefulSets, Cassandra, the Spark master and workers, SparkPi.
+    assert_eq!(text.matches("enableServiceLinks: false").count(), 2 + 1 + 2 + 1, "{text}");
 }
 
 #[test]
