@@ -115,41 +115,59 @@ async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>, only: Option<Stage>) -> R
     }
     let runs = |stage: Stage| only.is_none_or(|o| o == stage);
     let mut doc = serde_json::Map::new();
+    let stages = up_stages(&s, ttl, is_static, &runs, &mut doc).await;
+    if s.common.output == Output::Json {
+        // What finished is still reported when a later stage fails (a CI job keeps the
+        // inventory and the kubeconfig path); the error itself also goes to stderr.
+        if let Err(e) = &stages {
+            doc.insert("error".into(), serde_json::Value::String(format!("{e:#}")));
+        }
+        json(&s, "up", &doc)?;
+    }
+    stages.map(|()| Outcome::Success)
+}
+
+/// The stages of `up` in order, each adding its report to `doc` (and printing it in human
+/// mode as soon as it is done).
+async fn up_stages(
+    s: &Settings,
+    ttl: Option<Duration>,
+    is_static: bool,
+    runs: &dyn Fn(Stage) -> bool,
+    doc: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     if !is_static && runs(Stage::Infra) {
         let aws = Aws::connect(&s.connection).await;
         let progress = Progress::new(s.common.progress);
         let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
         if s.common.output == Output::Human {
             // The inventory first: if a later stage fails, the user still sees the nodes.
-            ui::print_text(&ui::render::up(&report, &title(&s)));
+            ui::print_text(&ui::render::up(&report, &title(s)));
         }
         if let serde_json::Value::Object(map) = serde_json::to_value(&report)? {
-            doc = map;
+            doc.extend(map);
         }
     }
     if runs(Stage::Cluster) || runs(Stage::Stack) {
         let nodes = if runs(Stage::Cluster) {
-            let (cluster, nodes) = cluster_cmds::stage(&s).await?;
+            let (cluster, nodes) = cluster_cmds::stage(s).await?;
             if s.common.output == Output::Human {
-                ui::print_text(&ui::render::cluster(&cluster, &title(&s)));
+                ui::print_text(&ui::render::cluster(&cluster, &title(s)));
             }
             doc.insert("cluster".into(), serde_json::to_value(&cluster)?);
             nodes
         } else {
-            cluster_cmds::nodes(&s).await?
+            cluster_cmds::nodes(s).await?
         };
         if runs(Stage::Stack) {
-            let stack = stack_cmds::stage(&s, &nodes).await?;
+            let stack = stack_cmds::stage(s, &nodes).await?;
             if s.common.output == Output::Human {
-                ui::print_text(&ui::render::stack(&stack, &title(&s)));
+                ui::print_text(&ui::render::stack(&stack, &title(s)));
             }
             doc.insert("stack".into(), serde_json::to_value(&stack)?);
         }
     }
-    if s.common.output == Output::Json {
-        json(&s, "up", &doc)?;
-    }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 fn refuse_static(s: &Settings, command: &str) -> Result<()> {

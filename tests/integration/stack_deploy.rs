@@ -140,7 +140,11 @@ fn a_workload_that_never_gets_ready_is_named_with_its_pods_and_events_then_up_re
         refused.stderr
     );
     kubectl(&env, &["delete", "namespace", "cassandra"]);
-    let run = env.tagstack().arg("up").run().code(1);
+    let run = env.tagstack().args(&["up", "--output", "json"]).run().code(1);
+    // JSON still reports what finished, and the error.
+    let doc = run.json();
+    assert_eq!(doc["cluster"]["nodes"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(doc["error"].as_str().unwrap().contains("cassandra/cassandra has 0/1 ready"), "{doc}");
     for needle in [
         "1 of 1 stack workload(s) not ready",
         "stack.ready_timeout 10s",
