@@ -221,7 +221,7 @@ async fn diagnose(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStat
     let Some(w) = workloads(spec).into_iter().find(|w| w.name == s.name && w.namespace == s.namespace) else {
         return out;
     };
-    let selector = readiness::pod_selector(&spec.cluster_name(), &w);
+    let selector = &w.pod_selector;
     let pods = fleet
         .read(&cp.name, "stack", &format!("{KUBECTL} get pods -n {} -l {selector} -o json", s.namespace))
         .await

@@ -191,22 +191,6 @@ pub fn events(json: &str, name: &str, limit: usize) -> Result<Vec<EventInfo>> {
     Ok(out.split_off(skip))
 }
 
-/// The label selector of a workload's pods.
-pub fn pod_selector(spec_name: &str, w: &Workload) -> String {
-    let component = match (w.component, w.name.as_str()) {
-        (Component::Kafka, "kafka-controller") => Some("controller"),
-        (Component::Kafka, _) => Some("broker"),
-        (Component::Spark, "spark-master") => Some("master"),
-        (Component::Spark, _) => Some("worker"),
-        (Component::Cassandra, _) => None,
-    };
-    let mut sel = format!("app.kubernetes.io/name={},app.kubernetes.io/instance={spec_name}", w.component.as_str());
-    if let Some(c) = component {
-        sel.push_str(&format!(",app.kubernetes.io/component={c}"));
-    }
-    sel
-}
-
 /// `kubectl get services -A -o json`: (namespace, name) of every LoadBalancer Service.
 pub fn load_balancers(json: &str) -> Result<Vec<(String, String)>> {
     Ok(items(json, "services")?

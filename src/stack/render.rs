@@ -56,6 +56,18 @@ pub struct Workload {
     pub namespace: String,
     pub name: String,
     pub replicas: u32,
+    /// The label selector of its pods: the same labels the templates put on them.
+    #[serde(skip)]
+    pub pod_selector: String,
+}
+
+/// `app.kubernetes.io/name=<app>,app.kubernetes.io/instance=<cluster>[,app.kubernetes.io/component=<c>]`
+fn pod_selector(spec: &Spec, app: &str, component: Option<&str>) -> String {
+    let mut sel = format!("app.kubernetes.io/name={app},app.kubernetes.io/instance={}", spec.cluster_name());
+    if let Some(c) = component {
+        sel.push_str(&format!(",app.kubernetes.io/component={c}"));
+    }
+    sel
 }
 
 /// Where clients connect, from inside the cluster.
@@ -332,6 +344,7 @@ pub fn workloads(spec: &Spec) -> Vec<Workload> {
                 namespace: k.namespace.clone(),
                 name: set.name.into(),
                 replicas: set.replicas,
+                pod_selector: pod_selector(spec, "kafka", Some(set.component)),
             });
         }
     }
@@ -342,6 +355,7 @@ pub fn workloads(spec: &Spec) -> Vec<Workload> {
             namespace: c.namespace.clone(),
             name: "cassandra".into(),
             replicas: c.replicas,
+            pod_selector: pod_selector(spec, "cassandra", None),
         });
     }
     if let Some(s) = &st.spark {
@@ -352,6 +366,7 @@ pub fn workloads(spec: &Spec) -> Vec<Workload> {
                 namespace: s.namespace.clone(),
                 name: d.name.into(),
                 replicas: d.replicas,
+                pod_selector: pod_selector(spec, "spark", Some(d.component)),
             });
         }
     }

@@ -233,8 +233,7 @@ fn load_balancers_and_volumes_for_teardown() {
 #[test]
 fn pod_selectors_match_the_templates_labels() {
     let s = spec(BIG);
-    let sel: Vec<String> =
-        render::workloads(&s).iter().map(|w| readiness::pod_selector(&s.cluster_name(), w)).collect();
+    let sel: Vec<String> = render::workloads(&s).iter().map(|w| w.pod_selector.clone()).collect();
     let text = rendered(&s);
     for (w, sel) in render::workloads(&s).iter().zip(&sel) {
         for pair in sel.split(',') {
