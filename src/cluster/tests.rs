@@ -1,19 +1,16 @@
 //! Snapshot tests of everything the cluster stage sends to nodes, and shellcheck on every
 //! rendered script (shellcheck is installed by scripts/test).
 
-use std::path::Path;
-
 use super::model::ClusterNode;
 use super::render::{self, InitInput};
 use super::{parse, static_nodes};
-use crate::config::{NodeRole, Spec, parse as parse_config};
+use crate::config::{NodeRole, Spec};
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me";
 const TOKEN: &str = "abcdef.0123456789abcdef";
 const HASH: &str = "sha256:0f3c1d9b6a7e2f4c8d5b1a3e9f7c6d2b4a8e1f3c5d7b9a2e4f6c8d0b1a3e5f70";
 
 fn config(source: &str) -> Spec {
-    parse_config(Path::new("config/t.toml"), source, Some(Path::new("/home/u")), &|_| Ok(KEY.to_string())).unwrap()
+    crate::config::testing::parse(source)
 }
 
 fn static_spec() -> Spec {
@@ -44,19 +41,7 @@ host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfY
 }
 
 fn aws_spec() -> Spec {
-    config(
-        r#"project = "demo"
-environment = "dev"
-region = "eu-west-3"
-admin_cidrs = ["203.0.113.0/24"]
-kubernetes_version = "1.36"
-[network]
-vpc_cidr = "10.20.0.0/16"
-[[network.subnets]]
-cidr = "10.20.1.0/24"
-availability_zone = "eu-west-3a"
-"#,
-    )
+    crate::config::testing::parse(crate::config::testing::AWS_BASE)
 }
 
 fn aws_nodes() -> (ClusterNode, ClusterNode) {

@@ -39,4 +39,6 @@ fn load_with(file: &Path, read_key: &dyn Fn(&Path) -> std::io::Result<String>) -
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -7,29 +7,10 @@ use std::path::Path;
 use super::readiness::{self, WorkloadStatus};
 use super::render::{self, Component, WorkloadKind};
 use super::smoke;
-use crate::config::{Spec, parse as parse_config};
-
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me";
+use crate::config::Spec;
 
 fn spec(stack: &str) -> Spec {
-    let source = format!(
-        r#"project = "demo"
-environment = "dev"
-region = "eu-west-3"
-admin_cidrs = ["203.0.113.10/32"]
-
-[network]
-vpc_cidr = "10.20.0.0/16"
-
-[[network.subnets]]
-cidr = "10.20.1.0/24"
-availability_zone = "eu-west-3a"
-
-[ssh]
-public_key = "~/.ssh/id_ed25519.pub"
-{stack}"#
-    );
-    parse_config(Path::new("config/dev.toml"), &source, Some(Path::new("/home/u")), &|_| Ok(KEY.to_string())).unwrap()
+    crate::config::testing::parse(&format!("{}{stack}", crate::config::testing::AWS_BASE))
 }
 
 fn fixture(name: &str) -> String {
