@@ -95,13 +95,15 @@ pub struct Live {
 }
 
 async fn live(s: &Settings, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Live> {
-    let states = cluster::node_states(fleet, cp, nodes).await?;
-    let stack = if s.spec.stack.is_empty() {
-        None
-    } else {
-        Some(crate::ops::stack::status(&s.spec, fleet, cp).await.map_err(|e| format!("{e:#}")))
+    let stack = async {
+        if s.spec.stack.is_empty() {
+            None
+        } else {
+            Some(crate::ops::stack::status(&s.spec, fleet, cp).await.map_err(|e| format!("{e:#}")))
+        }
     };
-    Ok(Live { nodes: states, stack })
+    let (states, stack) = tokio::join!(cluster::node_states(fleet, cp, nodes), stack);
+    Ok(Live { nodes: states?, stack })
 }
 
 /// The `cluster` and `stack` parts of `status --output json`.

@@ -77,15 +77,33 @@ pub struct StackReport {
     pub endpoints: Vec<Endpoint>,
 }
 
-fn list_workloads() -> String {
-    format!("{KUBECTL} get statefulsets,deployments -A -l app.kubernetes.io/managed-by=tagstack -o json")
+/// This environment's StatefulSets and Deployments (a cluster may hold other environments').
+fn list_workloads(spec: &Spec) -> String {
+    format!("{KUBECTL} get statefulsets,deployments -A -l {} -o json", owned_selector(spec))
 }
 
-/// Uploads and applies every component's manifest, then waits for all of them.
-pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
-    let dir = stack_dir();
-    // Never take over a namespace someone else made: `down` deletes the stack's namespaces.
-    let namespaces = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get namespaces -o json")).await?;
+/// Checks, before anything is applied, what would otherwise fail late or destroy data: a
+/// namespace of the same name that tagstack did not make (`down` deletes the stack's
+/// namespaces), a change of the running Kafka quorum, claims that could never bind. The
+/// reads run concurrently.
+async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
+    let read =
+        |command: String| async move { fleet.read(&cp.name, "stack", &command).await.map_err(anyhow::Error::from) };
+    let kafka_sets = async {
+        match &spec.stack.kafka {
+            Some(k) => {
+                read(format!("{KUBECTL} get statefulsets -n {} -l {} -o json", k.namespace, owned_selector(spec)))
+                    .await
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    let (namespaces, classes, kafka_sets) = tokio::try_join!(
+        read(format!("{KUBECTL} get namespaces -o json")),
+        read(format!("{KUBECTL} get storageclasses -o json")),
+        kafka_sets
+    )?;
     let foreign = readiness::foreign_namespaces(&namespaces, &spec.stack.namespaces(), &spec.cluster_name())?;
     if !foreign.is_empty() {
         bail!(
@@ -95,14 +113,7 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         );
     }
     // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
-    if let Some(k) = &spec.stack.kafka {
-        let live = fleet
-            .read(
-                &cp.name,
-                "stack",
-                &format!("{KUBECTL} get statefulsets -n {} -l {} -o json", k.namespace, owned_selector(spec)),
-            )
-            .await?;
+    if let (Some(k), Some(live)) = (&spec.stack.kafka, kafka_sets) {
         let want = crate::stack::render::kafka_voters(k);
         if let Some((sts, was)) = readiness::kafka_voters_in(&live)?.into_iter().find(|(_, v)| *v != want) {
             bail!(
@@ -112,38 +123,53 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
             );
         }
     }
-    // Claims that can never bind would only show up as a timeout, much later.
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
-        let classes = fleet.read(&cp.name, "stack", &format!("{KUBECTL} get storageclasses -o json")).await?;
-        if let Err(e) = readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref()) {
-            bail!("{e}");
-        }
+        readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref()).map_err(anyhow::Error::msg)?;
     }
-    for m in manifests(spec)? {
-        let key = format!("stack/{}", m.component.as_str());
-        let path = format!("{dir}/{}", m.file);
-        r.start(&key, &format!("apply {}", m.component.as_str()));
-        fleet.upload(&cp.name, "stack", &path, &m.content, false).await?;
-        if let Err(e) = fleet.read(&cp.name, "stack", &format!("{KUBECTL} {APPLY} -f {path}")).await {
-            r.fail(&key, &format!("apply {}: failed", m.component.as_str()));
-            return Err(anyhow::Error::new(e).context(format!("applying {} ({path} on {})", m.file, cp.name)));
+    Ok(())
+}
+
+/// Uploads and applies every component's manifest (each file holds its own namespace, so the
+/// components go concurrently), then waits for all of them.
+pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
+    preflight(spec, fleet, cp).await?;
+    let dir = stack_dir();
+    let applies = manifests(spec)?.into_iter().map(|m| {
+        let dir = &dir;
+        async move {
+            let key = format!("stack/{}", m.component.as_str());
+            let path = format!("{dir}/{}", m.file);
+            r.start(&key, &format!("apply {}", m.component.as_str()));
+            let applied = async {
+                fleet.upload(&cp.name, "stack", &path, &m.content, false).await?;
+                fleet.read(&cp.name, "stack", &format!("{KUBECTL} {APPLY} -f {path}")).await
+            }
+            .await;
+            match applied {
+                Ok(_) => {
+                    r.update(&key, &format!("{}: applied, waiting until ready", m.component.as_str()));
+                    Ok(())
+                }
+                Err(e) => {
+                    r.fail(&key, &format!("apply {}: failed", m.component.as_str()));
+                    Err(anyhow::Error::new(e).context(format!("applying {} ({path} on {})", m.file, cp.name)))
+                }
+            }
         }
-        r.update(&key, &format!("{}: applied, waiting until ready", m.component.as_str()));
-    }
-    if let Some(job) = spark_pi(spec)? {
-        fleet.upload(&cp.name, "stack", &format!("{dir}/spark-pi.yaml"), &job, false).await?;
+    });
+    for result in futures_util::future::join_all(applies).await {
+        result?;
     }
     let workloads = wait_ready(spec, fleet, cp, r).await?;
     Ok(StackReport { workloads, endpoints: endpoints(spec) })
 }
-
 /// Polls until every workload has rolled out, reporting each component once it is ready.
 async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<WorkloadStatus>> {
     let expected = workloads(spec);
     let started = Instant::now();
     let mut finished: Vec<Component> = Vec::new();
     loop {
-        let json = match fleet.read(&cp.name, "stack", &list_workloads()).await {
+        let json = match fleet.read(&cp.name, "stack", &list_workloads(spec)).await {
             Ok(json) => json,
             Err(e) if started.elapsed() >= spec.stack.ready_timeout => return Err(e.into()),
             // An API server or SSH hiccup is no reason to give up a long wait.
@@ -259,7 +285,7 @@ async fn diagnose(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStat
 
 /// Desired and ready replicas of every workload, for `status`.
 pub async fn status(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<StackReport> {
-    let json = fleet.read(&cp.name, "stack", &list_workloads()).await?;
+    let json = fleet.read(&cp.name, "stack", &list_workloads(spec)).await?;
     Ok(StackReport { workloads: readiness::workload_status(&workloads(spec), &json)?, endpoints: endpoints(spec) })
 }
 
