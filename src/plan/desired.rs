@@ -80,6 +80,47 @@ mod tests {
         assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
     }
 
+    /// kubernetes-sigs/aws-ebs-csi-driver `docs/example-iam-policy.json` at the tag tagstack
+    /// installs (v1.64.0), verbatim; see tests/fixtures/upstream/README.md.
+    const UPSTREAM_EBS_CSI_EXAMPLE: &str =
+        include_str!("../../tests/fixtures/upstream/ebs-csi-example-iam-policy-v1.64.0.json");
+
+    /// Every action an `Allow` statement of a policy document names (`Action` is a string or
+    /// a list in IAM's grammar).
+    fn allowed_actions(doc: &Value) -> std::collections::BTreeSet<String> {
+        let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+        statements
+            .iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .flat_map(|s| match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(list) => list.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The driver calls each action its example policy lists (v1.64.0 calls
+    /// DescribeInstanceTypes at runtime for multi-card instances, LockSnapshot for snapshot
+    /// locks, CopyVolumes for clones); a missing one fails that feature with
+    /// UnauthorizedOperation on a real cluster, so the policy both roles get must allow all.
+    #[test]
+    fn ebs_csi_policy_allows_every_action_of_the_upstream_example() {
+        let upstream: Value = serde_json::from_str(UPSTREAM_EBS_CSI_EXAMPLE).unwrap();
+        let wanted = allowed_actions(&upstream);
+        assert!(wanted.contains("ec2:DescribeInstanceTypes"), "the fixture is not the v1.64.0 example");
+        for role in NodeRole::ALL {
+            let (_, ours) = inline_policy_values(role).into_iter().find(|(n, _)| n == "ebs-csi").unwrap();
+            let have = allowed_actions(&ours);
+            let missing: Vec<&String> = wanted.difference(&have).collect();
+            assert!(
+                missing.is_empty(),
+                "the ebs-csi policy of the {} role lacks actions the upstream v1.64.0 example allows: {missing:?}",
+                role.as_str()
+            );
+        }
+    }
+
     #[test]
     fn key_hash_ignores_comment() {
         assert_eq!(public_key_sha256("ssh-ed25519 AAAA me@a"), public_key_sha256("ssh-ed25519 AAAA other"));
