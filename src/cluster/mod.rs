@@ -7,6 +7,7 @@ pub mod model;
 pub mod parse;
 pub mod render;
 pub mod token;
+pub mod versions;
 
 pub use model::{ClusterNode, static_nodes};
 

@@ -114,8 +114,22 @@ pub fn addons(spec: &Spec) -> Vec<Addon> {
     out
 }
 
-pub fn prepare_script(spec: &Spec) -> Result<String> {
-    render("prepare-node.sh", context! { kube_minor => kube_minor(spec.kubernetes_version) })
+/// `prepare-node.sh` for every node. `kube_version` is the exact Kubernetes patch to install
+/// (`1.36.2`): the configured one, or the one the control plane already runs; `None` installs
+/// the newest patch of the minor (a new cluster, every node at once).
+pub fn prepare_script(spec: &Spec, kube_version: Option<&str>) -> Result<String> {
+    let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
+    render(
+        "prepare-node.sh",
+        context! {
+            kube_minor => kube_minor(spec.kubernetes_version),
+            kube_version => kube_version.unwrap_or_default(),
+            containerd_package => super::versions::CONTAINERD_PACKAGE,
+            containerd_version => containerd.version,
+            containerd_supported => containerd.supported.join(" "),
+            lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
+        },
+    )
 }
 
 pub fn ca_script() -> Result<String> {

@@ -113,7 +113,8 @@ fn scripts_render_and_pass_shellcheck() {
     let (cp, w) = aws_nodes();
     let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
     let scripts = [
-        ("prepare-node.sh", render::prepare_script(&spec).unwrap()),
+        ("prepare-node.sh", render::prepare_script(&spec, None).unwrap()),
+        ("prepare-node-exact-patch.sh", render::prepare_script(&spec, Some("1.36.2")).unwrap()),
         ("control-plane-ca.sh", render::ca_script().unwrap()),
         ("init-control-plane.sh", render::init_script(&input).unwrap()),
         ("join-worker.sh", render::join_script(&w).unwrap()),
@@ -174,4 +175,72 @@ fn parses_script_values_and_node_readiness() {
     );
     assert_eq!(nodes[1].why, "KubeletNotReady: cni plugin not initialized");
     assert_eq!(nodes[2].why, "no Ready condition yet");
+}
+
+// Item 5 of issue 9: containerd is pinned per Kubernetes minor from containerd's RELEASES.md
+// "Kubernetes Support" table (containerd/containerd v2.3.4, RELEASES.md); before, the newest
+// containerd.io of Docker's repository was installed whatever the minor.
+#[test]
+fn containerd_is_pinned_per_minor_from_the_release_table() {
+    use super::versions::{containerd_for, containerd_supported};
+    let p = containerd_for(36).unwrap();
+    assert_eq!(p.version, "2.3.4");
+    for minor in 33..=36 {
+        let pin = containerd_for(minor).unwrap();
+        assert!(containerd_supported(&pin, pin.version), "1.{minor} pins {} it does not support", pin.version);
+    }
+    assert!(containerd_supported(&p, "2.2.0") && containerd_supported(&p, "2.4.1"));
+    assert!(
+        !containerd_supported(&p, "1.7.28") && !containerd_supported(&p, "2.1.5") && !containerd_supported(&p, "2.0.6")
+    );
+    let p35 = containerd_for(35).unwrap();
+    assert!(
+        containerd_supported(&p35, "1.7.28")
+            && !containerd_supported(&p35, "1.7.27")
+            && !containerd_supported(&p35, "2.1.4")
+    );
+    // No row for 1.37 in the table: refused, not guessed.
+    let e = format!("{:#}", containerd_for(37).unwrap_err());
+    assert!(e.contains("no containerd version for Kubernetes 1.37"), "{e}");
+    let mut spec = static_spec();
+    spec.kubernetes_version.minor = 37;
+    assert!(render::prepare_script(&spec, None).is_err());
+
+    let script = render::prepare_script(&static_spec(), None).unwrap();
+    assert!(script.contains("\"containerd.io=2.3.4-*\""), "{script}");
+    assert!(script.contains("for min in 2.3.0 2.2.0; do"), "{script}");
+    assert!(script.contains("kubeadm config images list"), "the sandbox image comes from kubeadm: {script}");
+}
+
+// Item 6: a configured patch is installed exactly (pkgs.k8s.io versions are `1.36.2-1.1`), and
+// every node must report the same version.
+#[test]
+fn an_exact_patch_is_installed_and_nodes_must_agree() {
+    use super::versions::same_kubernetes_version;
+    let script = render::prepare_script(&static_spec(), Some("1.36.2")).unwrap();
+    assert!(script.contains("spec='=1.36.2-*'") && script.contains("want='^1\\.36\\.2-'"), "{script}");
+    let newest = render::prepare_script(&static_spec(), None).unwrap();
+    assert!(newest.contains("spec=''") && newest.contains("want='^1\\.36\\.'"), "{newest}");
+    let same = vec![("cp".to_string(), "v1.36.2".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
+    assert_eq!(same_kubernetes_version(&same).unwrap(), "v1.36.2");
+    let differ = vec![("cp".to_string(), "v1.36.1".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
+    let e = format!("{:#}", same_kubernetes_version(&differ).unwrap_err());
+    assert!(e.contains("cp v1.36.1, w1 v1.36.2") && e.contains("kubernetes_version"), "{e}");
+}
+
+// Item 1: the wait for cloud-init and the dpkg lock is bounded by half the stage's deadline.
+#[test]
+fn the_package_lock_wait_is_bounded() {
+    use super::versions::package_lock_timeout;
+    use std::time::Duration;
+    assert_eq!(package_lock_timeout(Duration::from_secs(900)), Duration::from_secs(450));
+    assert_eq!(package_lock_timeout(Duration::from_secs(3600)), Duration::from_secs(600));
+    assert_eq!(package_lock_timeout(Duration::from_secs(12)), Duration::from_secs(10));
+    let script = render::prepare_script(&static_spec(), None).unwrap();
+    assert!(script.contains("lock_budget=450") && script.contains("cloud-init status --wait"), "{script}");
+    assert!(script.contains("\"$tool\" -o DPkg::Lock::Timeout=\"$(lock_left)\""), "{script}");
+    assert!(
+        !script.lines().any(|l| l.trim_start().starts_with("apt-get ")),
+        "an apt-get without the lock timeout: {script}"
+    );
 }

@@ -160,14 +160,23 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
     fleet.redact(&token);
     let fleet = fleet;
 
-    // 1. Every node at once.
-    let prepare = render::prepare_script(spec)?;
+    // 1. Every node at once, all at one Kubernetes patch: the configured one, else the one the
+    // control plane already runs (a worker added later must not get a newer patch).
+    let pinned = match spec.kubernetes_version.patch {
+        Some(p) => Some(format!("{}.{}.{p}", spec.kubernetes_version.major, spec.kubernetes_version.minor)),
+        None => control_plane_patch(&fleet, spec, cp).await?,
+    };
+    let prepare = render::prepare_script(spec, pinned.as_deref())?;
     let versions =
         on_all(nodes, limit, |n| upload_and_run(&fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
-    let cp_lines = versions.iter().find(|(name, _)| *name == cp.name).map(|(_, l)| l.as_slice()).unwrap_or_default();
-    let kubernetes_version = parse::value(cp_lines, "kubeadm-version")
-        .context("the control plane did not report its kubeadm version")?
-        .to_string();
+    let mut reported = Vec::new();
+    for (name, lines) in &versions {
+        for key in ["kubeadm-version", "kubelet-version"] {
+            let v = parse::value(lines, key).with_context(|| format!("node {name} did not report its {key}"))?;
+            reported.push((format!("{name} ({})", key.trim_end_matches("-version")), v.to_string()));
+        }
+    }
+    let kubernetes_version = crate::cluster::versions::same_kubernetes_version(&reported)?;
 
     // 2. The CA first: its hash goes into every join config.
     let ca_lines = upload_and_run(&fleet, &cp.name, "ca", "control-plane-ca.sh", &render::ca_script()?, r).await?;
@@ -228,6 +237,15 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
     let kubeconfig = fetch_kubeconfig(&fleet, spec, cp).await?;
     fleet.close().await;
     Ok(ClusterReport { kubernetes_version, kubeconfig, nodes: states })
+}
+
+/// The Kubernetes patch (`1.36.2`) of the kubeadm package installed on the control plane, if it
+/// is of the configured minor; `None` on a fresh machine.
+async fn control_plane_patch(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<Option<String>> {
+    let out = fleet.read(&cp.name, "prepare", "dpkg-query -W -f='${Version}' kubeadm 2>/dev/null || true").await?;
+    let upstream = out.trim().split('-').next().unwrap_or_default();
+    let minor = format!("{}.{}.", spec.kubernetes_version.major, spec.kubernetes_version.minor);
+    Ok(upstream.strip_prefix(&minor).filter(|p| !p.is_empty()).map(|_| upstream.to_string()))
 }
 
 pub async fn node_states(fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Vec<(NodeState, String)>> {

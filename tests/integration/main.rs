@@ -8,6 +8,7 @@ mod support;
 
 mod cli_conventions;
 mod cluster_bootstrap;
+mod cluster_prepare;
 mod expiry_reap;
 mod infra_faults;
 mod infra_lifecycle;

@@ -91,6 +91,38 @@ impl Bed {
         testbed(&[cmd, "--bed", &self.bed.to_string(), "--node", &node.to_string(), "--dir", &d]);
     }
 
+    /// First boot on node `k`, counted from now: cloud-init runs for `cloud_init_secs` (its
+    /// package modules hold the dpkg lock meanwhile) and unattended-upgrades holds the dpkg lock
+    /// for `unattended_upgrades_secs` (0: not at all). Read by the cloud-init and apt-get
+    /// stand-ins (`/var/lib/standin/cloud-init/done-at`, `apt/busy-until`).
+    pub fn first_boot(&self, k: usize, cloud_init_secs: u64, unattended_upgrades_secs: u64) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let state = self.fs(k, "var/lib/standin");
+        std::fs::create_dir_all(state.join("cloud-init")).unwrap();
+        std::fs::create_dir_all(state.join("apt")).unwrap();
+        std::fs::write(state.join("cloud-init/done-at"), format!("{}\n", now + cloud_init_secs)).unwrap();
+        if unattended_upgrades_secs > 0 {
+            std::fs::write(state.join("apt/busy-until"), format!("{}\n", now + unattended_upgrades_secs)).unwrap();
+        }
+    }
+
+    /// A package already installed on node `k` before tagstack runs (optionally held), as the
+    /// apt-get/dpkg-query/containerd stand-ins record it.
+    pub fn preinstall(&self, k: usize, package: &str, version: &str, hold: bool) {
+        let state = self.fs(k, "var/lib/standin");
+        std::fs::create_dir_all(state.join("dpkg")).unwrap();
+        std::fs::write(state.join("dpkg").join(package), format!("{version}\n")).unwrap();
+        if hold {
+            std::fs::create_dir_all(state.join("apt/holds")).unwrap();
+            std::fs::write(state.join("apt/holds").join(package), "2026-11-30T00:00:00Z\n").unwrap();
+        }
+    }
+
+    /// The version the stand-in dpkg records for `package` on node `k`.
+    pub fn installed(&self, k: usize, package: &str) -> Option<String> {
+        std::fs::read_to_string(self.fs(k, "var/lib/standin/dpkg").join(package)).ok().map(|s| s.trim().to_string())
+    }
+
     /// The name tagstack's config gives node `k`.
     pub fn name(k: usize) -> String {
         if k == 0 { "cp".into() } else { format!("w{k}") }
