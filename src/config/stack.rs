@@ -179,6 +179,43 @@ fn heap(
     Ok(mib)
 }
 
+/// The heap and every JVM pool bounded from it (direct memory, metaspace, code cache) plus the
+/// JVM's unbounded overhead must fit the container's memory limit, or the kernel kills the JVM
+/// before its own limits ever apply. The budget is the one the manifests set
+/// (`stack::render::JvmMemory`).
+fn jvm_fits(
+    cx: &Ctx,
+    jvm: crate::stack::render::Jvm,
+    heap: (u32, Option<&S<String>>, &str),
+    memory: (u32, Option<&S<String>>, &str),
+    cpu: &str,
+) -> Result<(), ConfigError> {
+    let (heap_mib, heap_v, heap_key) = heap;
+    let (memory_mib, memory_v, memory_key) = memory;
+    let b = crate::stack::render::JvmMemory::new(jvm, heap_mib, cpu);
+    if b.total_mib <= memory_mib {
+        return Ok(());
+    }
+    // Point at the key the user wrote: the memory when it is set, else the heap.
+    let (span, key) = match (memory_v, heap_v) {
+        (Some(m), _) => (m.span(), memory_key),
+        (None, Some(h)) => (h.span(), heap_key),
+        (None, None) => (0..0, memory_key),
+    };
+    cx.err(
+        span,
+        key,
+        format!(
+            "{memory_key} = {memory_mib} MiB cannot hold the JVM: heap {} + direct memory {} + metaspace {} + code cache {} + overhead {} = {} MiB",
+            b.heap_mib, b.direct_mib, b.metaspace_mib, b.code_cache_mib, b.overhead_mib, b.total_mib
+        ),
+        &format!(
+            "set {memory_key} to at least \"{}Mi\", or lower {heap_key} (direct memory follows the heap)",
+            b.total_mib
+        ),
+    )
+}
+
 fn enabled(v: Option<&S<bool>>) -> bool {
     v.is_none_or(|e| *e.get_ref())
 }
@@ -239,22 +276,31 @@ fn kafka(cx: &Ctx, k: Option<&RawKafka>, project: &str, environment: &str) -> Re
             );
         }
     };
+    let heap_mib = heap(
+        cx,
+        get(|k| k.heap.as_ref()),
+        "stack.kafka.heap",
+        1024,
+        memory_mib,
+        get(|k| k.memory.as_ref()),
+        "stack.kafka.memory",
+    )?;
+    let cpu = cpu(cx, get(|k| k.cpu.as_ref()), "stack.kafka.cpu", "250m")?;
+    jvm_fits(
+        cx,
+        crate::stack::render::Jvm::Kafka,
+        (heap_mib, get(|k| k.heap.as_ref()), "stack.kafka.heap"),
+        (memory_mib, get(|k| k.memory.as_ref()), "stack.kafka.memory"),
+        &cpu,
+    )?;
     Ok(Some(KafkaSpec {
         namespace: namespace(cx, get(|k| k.namespace.as_ref()), "stack.kafka.namespace", "kafka")?,
         image: image(cx, get(|k| k.image.as_ref()), "stack.kafka.image", KAFKA_IMAGE)?,
         brokers,
         controllers,
         storage_gb: count(cx, k.and_then(|k| k.storage_gb.as_ref()), "stack.kafka.storage_gb", 1..=16384, 20)?,
-        heap_mib: heap(
-            cx,
-            get(|k| k.heap.as_ref()),
-            "stack.kafka.heap",
-            1024,
-            memory_mib,
-            get(|k| k.memory.as_ref()),
-            "stack.kafka.memory",
-        )?,
-        resources: Resources { cpu: cpu(cx, get(|k| k.cpu.as_ref()), "stack.kafka.cpu", "250m")?, memory_mib },
+        heap_mib,
+        resources: Resources { cpu, memory_mib },
         cluster_id,
     }))
 }
@@ -283,21 +329,30 @@ fn cassandra(cx: &Ctx, c: Option<&RawCassandra>) -> Result<Option<CassandraSpec>
             ),
         }
     };
+    let heap_mib = heap(
+        cx,
+        get(|c| c.heap.as_ref()),
+        "stack.cassandra.heap",
+        1024,
+        memory_mib,
+        get(|c| c.memory.as_ref()),
+        "stack.cassandra.memory",
+    )?;
+    let cpu = cpu(cx, get(|c| c.cpu.as_ref()), "stack.cassandra.cpu", "500m")?;
+    jvm_fits(
+        cx,
+        crate::stack::render::Jvm::Cassandra,
+        (heap_mib, get(|c| c.heap.as_ref()), "stack.cassandra.heap"),
+        (memory_mib, get(|c| c.memory.as_ref()), "stack.cassandra.memory"),
+        &cpu,
+    )?;
     Ok(Some(CassandraSpec {
         namespace: namespace(cx, get(|c| c.namespace.as_ref()), "stack.cassandra.namespace", "cassandra")?,
         image: image(cx, get(|c| c.image.as_ref()), "stack.cassandra.image", CASSANDRA_IMAGE)?,
         replicas: count(cx, c.and_then(|c| c.replicas.as_ref()), "stack.cassandra.replicas", 1..=30, 3)?,
         storage_gb: count(cx, c.and_then(|c| c.storage_gb.as_ref()), "stack.cassandra.storage_gb", 1..=16384, 20)?,
-        heap_mib: heap(
-            cx,
-            get(|c| c.heap.as_ref()),
-            "stack.cassandra.heap",
-            1024,
-            memory_mib,
-            get(|c| c.memory.as_ref()),
-            "stack.cassandra.memory",
-        )?,
-        resources: Resources { cpu: cpu(cx, get(|c| c.cpu.as_ref()), "stack.cassandra.cpu", "500m")?, memory_mib },
+        heap_mib,
+        resources: Resources { cpu, memory_mib },
         datacenter: dc_rack(get(|c| c.datacenter.as_ref()), "stack.cassandra.datacenter", "dc1")?,
         rack: dc_rack(get(|c| c.rack.as_ref()), "stack.cassandra.rack", "rack1")?,
     }))

@@ -534,6 +534,11 @@ fn stack_rejections() {
         ("stack_kafka_cluster_id_malformed", "[stack.kafka]\ncluster_id = \"my-cluster\"\n"),
         ("stack_kafka_image_unpinned", "[stack.kafka]\nimage = \"apache/kafka\"\n"),
         ("stack_kafka_image_bitnami", "[stack.kafka]\nimage = \"bitnami/kafka:3.7\"\n"),
+        // Within three quarters of the memory, but heap + direct memory + metaspace + code cache
+        // + the JVM's overhead (stack::render::JvmMemory) are not.
+        ("stack_cassandra_memory_too_small_for_the_jvm", "[stack.cassandra]\nmemory = \"2Gi\"\n"),
+        ("stack_cassandra_heap_too_big_for_the_jvm", "[stack.cassandra]\nheap = \"2g\"\n"),
+        ("stack_kafka_heap_leaves_no_room_for_the_jvm", "[stack.kafka]\nheap = \"1536m\"\nmemory = \"2Gi\"\n"),
         ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
         ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
         ("stack_cassandra_rack_malformed", "[stack.cassandra]\nrack = \"rack one\"\n"),

@@ -103,6 +103,8 @@ struct KafkaSet {
     controller: bool,
     node_id_offset: u32,
     probe_port: u16,
+    /// [`KAFKA_PROBE`] on `probe_port`.
+    probe: String,
 }
 
 /// Dedicated controllers take node ids from 0 and brokers from 100, so the two never collide.
@@ -120,6 +122,7 @@ fn kafka_sets(k: &KafkaSpec) -> Vec<KafkaSet> {
             controller: true,
             node_id_offset: 0,
             probe_port: 9092,
+            probe: probe_script(KAFKA_PROBE, 9092),
         }];
     }
     vec![
@@ -133,6 +136,7 @@ fn kafka_sets(k: &KafkaSpec) -> Vec<KafkaSet> {
             controller: true,
             node_id_offset: 0,
             probe_port: 9093,
+            probe: probe_script(KAFKA_PROBE, 9093),
         },
         KafkaSet {
             name: "kafka",
@@ -144,6 +148,7 @@ fn kafka_sets(k: &KafkaSpec) -> Vec<KafkaSet> {
             controller: false,
             node_id_offset: BROKER_ID_OFFSET,
             probe_port: 9092,
+            probe: probe_script(KAFKA_PROBE, 9092),
         },
     ]
 }
@@ -176,8 +181,160 @@ fn kafka(spec: &Spec, k: &KafkaSpec) -> Result<String> {
             replication_factor => replication_factor,
             // With one or two brokers a write must not wait for a replica that cannot exist.
             min_insync => if replication_factor >= 3 { 2 } else { 1 },
+            jvm => JvmMemory::new(Jvm::Kafka, k.heap_mib, &k.resources.cpu),
+            jvm_flags => JvmMemory::new(Jvm::Kafka, k.heap_mib, &k.resources.cpu).flags(),
         })
         .context("rendering kafka.yaml")
+}
+
+/// Which JVM a [`JvmMemory`] budget is for: the two differ in how much direct memory they use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jvm {
+    Kafka,
+    Cassandra,
+}
+
+/// Every memory pool of a JVM that a flag can bound, and the threads sized from the CPU, derived
+/// from the configured heap and CPU request. `total_mib` must fit the container's memory limit:
+/// `config` refuses a heap whose budget does not (the rest of the limit is the page cache's, and
+/// Cassandra's native off-heap structures').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JvmMemory {
+    pub heap_mib: u32,
+    /// `-XX:MaxDirectMemorySize`. Unset, HotSpot allows as much as the heap, and Cassandra 5.0's
+    /// cassandra-env.sh sets a quarter of the host's RAM.
+    pub direct_mib: u32,
+    /// `-XX:MaxMetaspaceSize` (unbounded by default).
+    pub metaspace_mib: u32,
+    /// `-XX:ReservedCodeCacheSize`: the JDK's own default with tiered compilation, made explicit
+    /// so that it is counted.
+    pub code_cache_mib: u32,
+    /// Thread stacks, GC bookkeeping, the class-data archive and malloc: no flag bounds these.
+    pub overhead_mib: u32,
+    /// `-XX:ActiveProcessorCount` and `-XX:ParallelGCThreads`: the CPU request rounded up, at
+    /// least 2. Without it the JVM sizes its GC and every thread pool from the host's cores (the
+    /// containers set no CPU limit).
+    pub processors: u32,
+    /// `-XX:ConcGCThreads`.
+    pub conc_gc_threads: u32,
+    /// The sum of the pools above: what the JVM may use at most, in MiB.
+    pub total_mib: u32,
+}
+
+/// Not bounded by any flag; measured use is well below it for both JVMs at these heap sizes.
+pub const JVM_OVERHEAD_MIB: u32 = 256;
+/// The JDK default of `-XX:ReservedCodeCacheSize` with tiered compilation (240m).
+pub const JVM_CODE_CACHE_MIB: u32 = 240;
+
+impl JvmMemory {
+    pub fn new(jvm: Jvm, heap_mib: u32, cpu: &str) -> JvmMemory {
+        let processors = cpu_cores(cpu).clamp(2, 64);
+        let (direct_mib, metaspace_mib, conc_gc_threads) = match jvm {
+            // Netty (client and internode), the chunk cache and the networking buffer pool:
+            // cassandra.yaml sizes the last two from the heap (1/4 and 1/16 of it by default).
+            // Cassandra sets ConcGCThreads equal to ParallelGCThreads (cassandra-env.sh).
+            Jvm::Cassandra => ((heap_mib / 2).max(256), 256, processors),
+            // Socket I/O goes through per-thread temporary direct buffers. HotSpot's own
+            // ConcGCThreads rule: (ParallelGCThreads + 2) / 4.
+            Jvm::Kafka => ((heap_mib / 4).max(128), 192, ((processors + 2) / 4).max(1)),
+        };
+        JvmMemory {
+            heap_mib,
+            direct_mib,
+            metaspace_mib,
+            code_cache_mib: JVM_CODE_CACHE_MIB,
+            overhead_mib: JVM_OVERHEAD_MIB,
+            processors,
+            conc_gc_threads,
+            total_mib: heap_mib + direct_mib + metaspace_mib + JVM_CODE_CACHE_MIB + JVM_OVERHEAD_MIB,
+        }
+    }
+
+    /// The bounds as JVM flags (not the heap: each image has its own variable for it).
+    pub fn flags(&self) -> String {
+        format!(
+            "-XX:MaxDirectMemorySize={}m -XX:MaxMetaspaceSize={}m -XX:ReservedCodeCacheSize={}m -XX:ActiveProcessorCount={} -XX:ParallelGCThreads={} -XX:ConcGCThreads={}",
+            self.direct_mib,
+            self.metaspace_mib,
+            self.code_cache_mib,
+            self.processors,
+            self.processors,
+            self.conc_gc_threads
+        )
+    }
+}
+
+/// Whole cores for a CPU request (`1500m` and `1.5` give 2).
+fn cpu_cores(cpu: &str) -> u32 {
+    let cores = match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
+        None => cpu.parse::<f64>(),
+    };
+    // A CPU request is validated to be at most 192 cores, so the cast cannot truncate.
+    cores.map_or(1, |c| c.ceil().max(1.0) as u32)
+}
+
+/// The readiness and startup check of Kafka: an ApiVersions request (api_key 18, v3, request
+/// header v2) with a fixed correlation id, over bash's /dev/tcp to the pod's own listener. Ready
+/// means the broker answered with that correlation id (ApiVersions responses keep header v0) and
+/// error code 0, or 35 (UNSUPPORTED_VERSION, still an answer of the request pipeline). Only bash
+/// builtins: no JVM, no tools the image may lack. Bounded by its own 4 s deadline.
+pub const KAFKA_PROBE: &str = r#"# Kafka ApiVersions check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.
+export LC_ALL=C
+port=__PORT__
+deadline=$((SECONDS + 4))
+fail() { echo "kafka on 127.0.0.1:$port: $*" >&2; exit 1; }
+byte() {
+  local c t=$((deadline - SECONDS))
+  [ "$t" -gt 0 ] || return 1
+  IFS= read -r -d '' -n 1 -t "$t" c <&3 || return 1
+  if [ -z "$c" ]; then b=0; else printf -v b '%d' "'$c"; fi
+}
+int() {
+  local i
+  v=0
+  for ((i = 0; i < $1; i++)); do byte || fail "no ApiVersions answer within 4 s"; v=$((v * 256 + b)); done
+}
+exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "connection refused"
+# size 31; api_key 18 (ApiVersions), version 3; correlation id 0x74616773; client id "tagstack";
+# no header tags; body: software name "tagstack", version "1" (compact strings), no tags.
+printf '\x00\x00\x00\x1f\x00\x12\x00\x03\x74\x61\x67\x73\x00\x08tagstack\x00\x09tagstack\x021\x00' >&3 ||
+  fail "cannot send"
+int 4
+int 4
+[ "$v" -eq $((0x74616773)) ] || fail "answer to correlation id $v, not ours"
+int 2
+[ "$v" -eq 0 ] || [ "$v" -eq 35 ] || fail "ApiVersions error code $v"
+"#;
+
+/// The readiness and startup check of Cassandra: a CQL OPTIONS frame (protocol v4) to the native
+/// port, which Cassandra opens only once the node has joined the ring and finished bootstrap;
+/// ready means a SUPPORTED response to our stream id. Only bash builtins, no nodetool JVM.
+pub const CASSANDRA_PROBE: &str = r#"# Cassandra CQL OPTIONS check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.
+export LC_ALL=C
+port=__PORT__
+deadline=$((SECONDS + 4))
+fail() { echo "cassandra on 127.0.0.1:$port: $*" >&2; exit 1; }
+byte() {
+  local c t=$((deadline - SECONDS))
+  [ "$t" -gt 0 ] || return 1
+  IFS= read -r -d '' -n 1 -t "$t" c <&3 || return 1
+  if [ -z "$c" ]; then b=0; else printf -v b '%d' "'$c"; fi
+}
+exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "native transport not listening (starting or bootstrapping)"
+# Protocol v4 request header: version 0x04, flags 0, stream 0x0074, opcode OPTIONS (0x05), body length 0.
+printf '\x04\x00\x00\x74\x05\x00\x00\x00\x00' >&3 || fail "cannot send"
+h=()
+for _ in 1 2 3 4 5; do byte || fail "no answer to OPTIONS within 4 s"; h+=("$b"); done
+# A response (0x84), to stream 0x0074, opcode SUPPORTED (0x06).
+if ! [ "${h[0]}" -eq 132 ] || ! [ "${h[2]}" -eq 0 ] || ! [ "${h[3]}" -eq 116 ] || ! [ "${h[4]}" -eq 6 ]; then
+  fail "not a SUPPORTED answer: ${h[*]}"
+fi
+"#;
+
+/// A probe script with its port filled in: the third argument of `bash -c`.
+pub fn probe_script(script: &str, port: u16) -> String {
+    script.replace("__PORT__", &port.to_string())
 }
 
 /// The first two pods (one when there is only one) seed the gossip.
@@ -205,12 +362,7 @@ pub const SPARK_DAEMON_MIB: u32 = 256;
 
 /// Whole cores a standalone worker offers for a CPU request (`1500m` and `1.5` offer 2).
 fn spark_cores(cpu: &str) -> u32 {
-    let cores = match cpu.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
-        None => cpu.parse::<f64>(),
-    };
-    // A CPU request is validated to be at most 192 cores, so the cast cannot truncate.
-    cores.map_or(1, |c| c.ceil().max(1.0) as u32)
+    cpu_cores(cpu)
 }
 
 fn spark_master_url(namespace: &str) -> String {
@@ -310,8 +462,9 @@ pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
                 storage_class => st.storage_class,
                 c => c,
                 seeds => cassandra_seeds(&c.namespace, c.replicas),
-                // Cassandra's own rule of thumb, capped so the young generation stays small.
-                heap_new_mib => (c.heap_mib / 4).clamp(64, 800),
+                jvm => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu),
+                jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
+                probe => probe_script(CASSANDRA_PROBE, 9042),
             })
             .context("rendering cassandra.yaml")?;
         out.push(Manifest { component: Component::Cassandra, file: "cassandra.yaml".into(), content });

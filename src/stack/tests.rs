@@ -353,3 +353,244 @@ fn the_live_kafka_quorum_is_read_from_the_statefulsets() {
     let k = spec("").stack.kafka.unwrap();
     assert!(rendered(&spec("")).contains(&format!("value: \"{}\"", render::kafka_voters(&k))));
 }
+
+/// The third argument of `bash -c` of a probe in rendered YAML: the literal block after the
+/// `probe:` key of the container named `container`, de-indented.
+fn probe_command(manifest: &str, set: &str, probe: &str) -> String {
+    let sts = manifest
+        .split("\n---\n")
+        .find(|d| d.contains("kind: StatefulSet") && d.contains(&format!("\n  name: {set}\n")));
+    let sts = sts.unwrap_or_else(|| panic!("no StatefulSet {set}"));
+    let start = sts.find(&format!("\n          {probe}:\n")).unwrap_or_else(|| panic!("{set} has no {probe}"));
+    let mut lines = sts[start + 1..].lines().skip(1);
+    assert_eq!(lines.next(), Some("            exec:"), "{set} {probe} is not an exec probe");
+    let head: Vec<&str> = lines.by_ref().take(4).collect();
+    assert_eq!(
+        head,
+        ["              command:", "                - /bin/bash", "                - -c", "                - |"]
+    );
+    let pad = " ".repeat(18);
+    lines
+        .take_while(|l| l.is_empty() || l.starts_with(&pad))
+        .map(|l| format!("{}\n", l.strip_prefix(&pad).unwrap_or("")))
+        .collect()
+}
+
+fn manifest(spec: &Spec, file: &str) -> String {
+    render::manifests(spec).unwrap().into_iter().find(|m| m.file == file).unwrap().content
+}
+
+#[test]
+fn no_probe_starts_a_jvm_and_every_probe_is_shellcheck_clean() {
+    // Models the issue: `nodetool` in the readiness probe forked a JVM every 15 s inside the
+    // Cassandra container's limit. Probes now run bash alone.
+    let s = spec(BIG);
+    let probes = [
+        ("cassandra.yaml", "cassandra", "startupProbe"),
+        ("cassandra.yaml", "cassandra", "readinessProbe"),
+        ("kafka.yaml", "kafka", "startupProbe"),
+        ("kafka.yaml", "kafka", "readinessProbe"),
+        ("kafka.yaml", "kafka-controller", "startupProbe"),
+        ("kafka.yaml", "kafka-controller", "readinessProbe"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (file, set, probe) in probes {
+        let script = probe_command(&manifest(&s, file), set, probe);
+        assert!(!script.contains("nodetool") && !script.contains("java"), "{set} {probe}:\n{script}");
+        let path = dir.path().join(format!("{set}-{probe}.sh"));
+        std::fs::write(&path, &script).unwrap();
+        let out = std::process::Command::new("shellcheck")
+            .args(["--shell=bash", "--severity=style"])
+            .arg(&path)
+            .output()
+            .expect("shellcheck is not installed: run scripts/test, which installs it");
+        assert!(out.status.success(), "shellcheck {set} {probe}:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let kafka = manifest(&s, "kafka.yaml");
+    assert!(probe_command(&kafka, "kafka-controller", "readinessProbe").contains("port=9093"));
+    assert!(probe_command(&kafka, "kafka", "readinessProbe").contains("port=9092"));
+    assert!(!manifest(&s, "cassandra.yaml").contains("nodetool status"));
+}
+
+#[test]
+fn every_jvm_pool_is_bounded_from_the_config() {
+    // Models cassandra-env.sh of Cassandra 5.0: unset, MaxDirectMemorySize is a quarter of the
+    // host's RAM and the GC threads follow the host's cores; HEAP_NEWSIZE is ignored under G1.
+    let s = spec("");
+    let cassandra = manifest(&s, "cassandra.yaml");
+    assert!(!cassandra.contains("name: HEAP_NEWSIZE"), "{cassandra}");
+    let c = render::JvmMemory::new(render::Jvm::Cassandra, 1024, "500m");
+    assert_eq!((c.direct_mib, c.metaspace_mib, c.processors, c.conc_gc_threads, c.total_mib), (512, 256, 2, 2, 2288));
+    assert!(
+        cassandra.contains(&format!("- name: JVM_EXTRA_OPTS\n              value: \"{}\"", c.flags())),
+        "{cassandra}"
+    );
+    assert!(cassandra.contains("- name: MAX_DIRECT_MEMORY_SIZE\n              value: \"512M\""), "{cassandra}");
+    let k = render::JvmMemory::new(render::Jvm::Kafka, 1024, "250m");
+    assert_eq!((k.direct_mib, k.metaspace_mib, k.processors, k.conc_gc_threads, k.total_mib), (256, 192, 2, 1, 1968));
+    let kafka = manifest(&s, "kafka.yaml");
+    assert!(kafka.contains(&format!("-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true {}\"", k.flags())), "{kafka}");
+    for flag in [
+        "MaxDirectMemorySize",
+        "MaxMetaspaceSize",
+        "ReservedCodeCacheSize",
+        "ActiveProcessorCount",
+        "ParallelGCThreads",
+        "ConcGCThreads",
+    ] {
+        assert!(c.flags().contains(&format!("-XX:{flag}=")) && k.flags().contains(&format!("-XX:{flag}=")), "{flag}");
+    }
+    // GC and pool threads follow the CPU request, not the host.
+    assert_eq!(render::JvmMemory::new(render::Jvm::Cassandra, 4096, "3500m").processors, 4);
+    assert_eq!(render::JvmMemory::new(render::Jvm::Kafka, 4096, "6").conc_gc_threads, 2);
+    // Every budget the default configs render fits its limit.
+    for (b, limit) in [(c, 3072), (k, 2048)] {
+        assert!(b.total_mib <= limit, "{b:?}");
+    }
+}
+
+#[test]
+fn startup_probes_give_a_long_first_start_time() {
+    // Kafka 4 opens its listeners only once the broker has caught up and been unfenced
+    // (SocketServer Acceptor, BrokerServer.startup): a tcpSocket liveness probe from 60 s on
+    // restarted a broker in a long log recovery. Cassandra opens 9042 only after bootstrap.
+    let s = spec(BIG);
+    for (file, hours) in [("kafka.yaml", 1), ("cassandra.yaml", 2)] {
+        let text = manifest(&s, file);
+        for doc in text.split("\n---\n").filter(|d| d.contains("kind: StatefulSet")) {
+            let startup = &doc[doc.find("startupProbe:").unwrap_or_else(|| panic!("{file}: no startupProbe"))..];
+            let period: u32 = field(startup, "periodSeconds:");
+            let failures: u32 = field(startup, "failureThreshold:");
+            assert_eq!(period * failures, hours * 3600, "{file}");
+            assert!(!doc.contains("initialDelaySeconds"), "{file}: the startup probe replaces initial delays");
+        }
+    }
+}
+
+fn field(text: &str, key: &str) -> u32 {
+    let at = text.find(key).unwrap() + key.len();
+    text[at..].lines().next().unwrap().trim().parse().unwrap()
+}
+
+/// A one-connection server on 127.0.0.1 that answers the first request with `answer(request)`
+/// (None: accept, read, never answer). Returns its port.
+fn fake_server(request_len: usize, answer: fn(&[u8]) -> Option<Vec<u8>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut req = vec![0; request_len];
+        if conn.read_exact(&mut req).is_err() {
+            return;
+        }
+        match answer(&req) {
+            Some(bytes) => {
+                let _ = conn.write_all(&bytes);
+            }
+            None => std::thread::sleep(std::time::Duration::from_secs(8)),
+        }
+    });
+    port
+}
+
+/// Runs a probe script as kubelet would (`bash -c`), with its time.
+fn run_probe(script: &str) -> (bool, std::time::Duration, String) {
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new("bash").args(["-c", script]).output().unwrap();
+    (out.status.success(), t.elapsed(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// ApiVersions v3 as the Kafka protocol defines it (clients/src/main/resources/common/message/
+/// ApiVersionsRequest.json, RequestHeader.json): size, api_key 18, version 3, correlation id,
+/// client id (int16-length string), header tags, then the body's compact strings and tags.
+fn kafka_answer(req: &[u8], error: i16, correlation: Option<i32>) -> Option<Vec<u8>> {
+    let size = i32::from_be_bytes(req[0..4].try_into().unwrap());
+    assert_eq!(usize::try_from(size).unwrap(), req.len() - 4, "size field");
+    assert_eq!(&req[4..8], &[0, 18, 0, 3], "api_key 18, version 3");
+    let id = i32::from_be_bytes(req[8..12].try_into().unwrap());
+    let client_len = usize::from(u16::from_be_bytes(req[12..14].try_into().unwrap()));
+    let rest = &req[14 + client_len..];
+    assert_eq!(rest[0], 0, "no header tagged fields");
+    let name_len = usize::from(rest[1]) - 1;
+    let name = std::str::from_utf8(&rest[2..2 + name_len]).unwrap();
+    let version_len = usize::from(rest[2 + name_len]) - 1;
+    let version = std::str::from_utf8(&rest[3 + name_len..3 + name_len + version_len]).unwrap();
+    // The broker's own check of ClientSoftwareName/Version (ApiVersionsRequest.isValid).
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    assert!(valid(name) && valid(version), "{name} {version}");
+    assert_eq!(rest.len(), 3 + name_len + version_len + 1, "body tags end the request");
+    // Response header v0 (correlation id), error code, empty api keys, throttle, tags.
+    let mut body = correlation.unwrap_or(id).to_be_bytes().to_vec();
+    body.extend(error.to_be_bytes());
+    body.extend([1, 0, 0, 0, 0, 0]);
+    let mut out = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    out.extend(body);
+    Some(out)
+}
+
+const KAFKA_REQUEST_LEN: usize = 35;
+
+#[test]
+fn the_kafka_probe_needs_an_answer_to_its_own_request() {
+    let probe = |port: u16| render::probe_script(render::KAFKA_PROBE, port);
+    let ok = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 0, None))));
+    assert!(ok.0, "{ok:?}");
+    // UNSUPPORTED_VERSION is still an answer of the request pipeline.
+    let old = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 35, None))));
+    assert!(old.0, "{old:?}");
+    let other = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 0, Some(7)))));
+    assert!(!other.0 && other.2.contains("correlation id 7"), "{other:?}");
+    let error = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 42, None))));
+    assert!(!error.0 && error.2.contains("error code 42"), "{error:?}");
+    // Accepts (as the kernel does for a listening socket) but never answers: fails within the
+    // probe's timeoutSeconds (5).
+    let silent = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |_| None)));
+    assert!(!silent.0 && silent.1 < std::time::Duration::from_secs(5), "{silent:?}");
+    let closed = run_probe(&probe(free_port()));
+    assert!(!closed.0 && closed.1 < std::time::Duration::from_secs(2), "{closed:?}");
+}
+
+/// CQL native protocol v4 (apache/cassandra doc/native_protocol_v4.spec): a 9-byte header of
+/// version, flags, stream (2 bytes), opcode and body length; OPTIONS is 0x05, SUPPORTED 0x06, a
+/// response's version byte has the high bit set.
+fn cql_supported(req: &[u8]) -> Option<Vec<u8>> {
+    assert_eq!(req[0], 0x04, "protocol v4 request");
+    assert_eq!(req[4], 0x05, "OPTIONS");
+    assert_eq!(&req[5..9], &[0, 0, 0, 0], "no body");
+    // SUPPORTED with a string multimap of one key: CQL_VERSION: [3.4.7].
+    let mut body = vec![0, 1, 0, 11];
+    body.extend(b"CQL_VERSION");
+    body.extend([0, 1, 0, 5]);
+    body.extend(b"3.4.7");
+    let mut out = vec![0x84, 0, req[2], req[3], 0x06];
+    out.extend(u32::try_from(body.len()).unwrap().to_be_bytes());
+    out.extend(body);
+    Some(out)
+}
+
+#[test]
+fn the_cassandra_probe_needs_a_supported_answer() {
+    let probe = |port: u16| render::probe_script(render::CASSANDRA_PROBE, port);
+    let ok = run_probe(&probe(fake_server(9, cql_supported)));
+    assert!(ok.0, "{ok:?}");
+    let error = run_probe(&probe(fake_server(9, |r| {
+        // An ERROR (0x00) frame to the same stream.
+        Some(vec![0x84, 0, r[2], r[3], 0x00, 0, 0, 0, 4, 0, 0, 0, 10])
+    })));
+    assert!(!error.0 && error.2.contains("not a SUPPORTED answer"), "{error:?}");
+    let silent = run_probe(&probe(fake_server(9, |_| None)));
+    assert!(!silent.0 && silent.1 < std::time::Duration::from_secs(5), "{silent:?}");
+    let closed = run_probe(&probe(free_port()));
+    assert!(!closed.0 && closed.2.contains("not listening"), "{closed:?}");
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
