@@ -9,7 +9,7 @@ use super::error::AwsResultExt;
 use super::tags::{iam_owned, owned, owner_filters, tag_value};
 use std::sync::Mutex;
 
-use crate::config::{NodeRole, Spec, TAG_EXPIRES_AT, TAG_KEY_SHA256, TAG_ROLE};
+use crate::config::{NodeRole, Spec, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE};
 use crate::plan::observed::{
     ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
     SecurityGroup, Subnet, Vpc,
@@ -274,6 +274,7 @@ pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
                 private_dns: i.private_dns_name().filter(|s| !s.is_empty()).map(str::to_string),
                 launch_time: i.launch_time().map(ToString::to_string),
                 expires_at: tag_value(i.tags(), TAG_EXPIRES_AT).map(str::to_string),
+                host_key: tag_value(i.tags(), TAG_HOST_KEY).map(str::to_string),
             });
         }
         token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);

@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 use super::Ctx;
 use super::error::{AwsResultExt, Phase};
 use super::tags::spec_tags;
-use crate::config::{AmiSpec, NodeRole, TAG_ROLE, format_duration};
+use crate::config::{AmiSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
 
 #[derive(Debug, Clone)]
 pub struct Ami {
@@ -208,34 +208,72 @@ pub async fn console_host_key(cx: &Ctx<'_>, instance_id: &str) -> Result<Option<
     Ok(crate::cluster::console::preferred(&crate::cluster::console::host_keys(&text)))
 }
 
-/// Waits until every instance's console shows its host keys; the error names those that never did.
-pub async fn wait_console_host_keys(cx: &Ctx<'_>, ids: &[String], deadline: Duration) -> Result<Vec<(String, String)>> {
+/// EC2 tag values are at most 256 characters: an ed25519 or ECDSA key fits, RSA does not.
+const TAG_VALUE_MAX: usize = 256;
+
+/// Records the host key read from the console on the instance, so that a machine that runs
+/// tagstack after the console stopped showing it (after a reboot or stop/start: cloud-init
+/// prints the keys once per instance) can still verify the node.
+async fn record_host_key(cx: &Ctx<'_>, instance_id: &str, key: &str) -> Result<()> {
+    let tag = aws_sdk_ec2::types::Tag::builder().key(TAG_HOST_KEY).value(key).build();
+    cx.aws
+        .ec2
+        .create_tags()
+        .resources(instance_id)
+        .tags(tag)
+        .send()
+        .await
+        .op(format!("CreateTags {TAG_HOST_KEY} on {instance_id}"))?;
+    Ok(())
+}
+
+/// The SSH host key of every instance: from its console output first (cloud-init's first-boot
+/// block, read through the authenticated EC2 API), recorded on the instance as a tag when it
+/// is not there yet; else from that tag (the console no longer shows it). Waits for consoles
+/// that show nothing yet on instances without the tag; the error names those that never did.
+/// `instances`: (instance id, the host key tag it carries).
+pub async fn wait_host_keys(
+    cx: &Ctx<'_>,
+    instances: &[(String, Option<String>)],
+    deadline: Duration,
+) -> Result<Vec<(String, String)>> {
     let started = std::time::Instant::now();
     let mut found: Vec<(String, String)> = Vec::new();
-    cx.reporter.start("host-keys", &format!("read SSH host keys from the console of {} instance(s)", ids.len()));
+    cx.reporter.start("host-keys", &format!("read SSH host keys of {} instance(s)", instances.len()));
     loop {
-        let missing: Vec<&String> = ids.iter().filter(|id| !found.iter().any(|(f, _)| f == *id)).collect();
+        let missing: Vec<&(String, Option<String>)> =
+            instances.iter().filter(|(id, _)| !found.iter().any(|(f, _)| f == id)).collect();
         if missing.is_empty() {
-            cx.reporter.finish("host-keys", "host keys read from the console");
+            cx.reporter.finish("host-keys", "host keys verified (console, or the tag recorded from it)");
             return Ok(found);
         }
-        let results = futures_util::future::join_all(missing.iter().map(|id| console_host_key(cx, id))).await;
-        for (id, r) in missing.iter().zip(results) {
-            if let Some(key) = r? {
-                found.push(((*id).clone(), key));
+        let results = futures_util::future::join_all(missing.iter().map(|(id, _)| console_host_key(cx, id))).await;
+        for ((id, tagged), r) in missing.iter().zip(results) {
+            match (r?, tagged) {
+                (Some(key), tagged) => {
+                    if tagged.as_deref() != Some(key.as_str()) && key.len() <= TAG_VALUE_MAX {
+                        record_host_key(cx, id, &key).await?;
+                    }
+                    found.push((id.clone(), key));
+                }
+                (None, Some(tagged)) => found.push((id.clone(), tagged.clone())),
+                (None, None) => {}
             }
         }
-        if found.len() < ids.len() && started.elapsed() >= deadline {
-            let still: Vec<&str> =
-                ids.iter().filter(|id| !found.iter().any(|(f, _)| f == *id)).map(String::as_str).collect();
+        if found.len() < instances.len() && started.elapsed() >= deadline {
+            let still: Vec<&str> = instances
+                .iter()
+                .filter(|(id, _)| !found.iter().any(|(f, _)| f == id))
+                .map(|(id, _)| id.as_str())
+                .collect();
             cx.reporter.fail("host-keys", "no host keys in the console output");
             bail!(
-                "no SSH host keys in the console output of {} after {}: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes; run `tagstack up` again, or raise timeouts.instances_running",
+                "no SSH host keys in the console output of {} after {}, and no {TAG_HOST_KEY} tag on them: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes (run `tagstack up` again, or raise timeouts.instances_running); a node whose console no longer shows them and that tagstack never saw must be verified by hand (see the README, \"How host keys are trusted\")",
                 still.join(", "),
                 format_duration(started.elapsed())
             );
         }
-        if found.len() < ids.len() {
+        if found.len() < instances.len() {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }

@@ -21,7 +21,7 @@ pub use iam::{
     remove_role_from_profile,
 };
 pub use instances::{
-    Ami, LaunchTarget, console_host_key, launch, resolve_ami, start, terminate, wait_console_host_keys, wait_running,
+    Ami, LaunchTarget, console_host_key, launch, resolve_ami, start, terminate, wait_host_keys, wait_running,
     wait_terminated,
 };
 pub use leftovers::{delete_network_interface, delete_volume};

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use super::settings::{Settings, UsageError};
 use super::{Outcome, json, title};
 use crate::cluster::{ClusterNode, static_nodes};
-use crate::config::{NodeRole, Provider};
+use crate::config::{NodeAddress, NodeRole, Provider};
 use crate::ops::cluster::{self, env_dir};
 use crate::ops::stack::StackReport;
 use crate::remote::{Fleet, RemoteErrors};
@@ -26,20 +26,33 @@ async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
     let progress = Progress::new(s.common.progress);
     let instances = crate::aws::discover_instances(&aws, &s.spec).await?;
     let inventory = crate::ops::inventory(&instances);
+    let private = s.spec.cluster.node_address == NodeAddress::Private;
     let not_running: Vec<String> = inventory
         .iter()
-        .filter(|n| n.state != "running" || n.public_ip.is_none() || n.private_dns.is_none() || n.private_ip.is_none())
+        .filter(|n| {
+            n.state != "running"
+                || (!private && n.public_ip.is_none())
+                || n.private_dns.is_none()
+                || n.private_ip.is_none()
+        })
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();
     if inventory.is_empty() || !not_running.is_empty() {
         bail!(
-            "the cluster stage needs every node running with a public IP; not ready: {}\n  hint: run `tagstack up` (it creates and starts the nodes first)",
+            "the cluster stage needs every node running with {}; not ready: {}\n  hint: run `tagstack up` (it creates and starts the nodes first)",
+            if private { "a private IP" } else { "a public IP (cluster.node_address = \"public\")" },
             if inventory.is_empty() { "no nodes at all".to_string() } else { not_running.join(", ") }
         );
     }
     let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
-    let ids: Vec<String> = inventory.iter().map(|n| n.instance_id.clone()).collect();
-    let keys = crate::aws::wait_console_host_keys(&cx, &ids, s.spec.timeouts.instances_running).await?;
+    let ids: Vec<(String, Option<String>)> = inventory
+        .iter()
+        .map(|n| {
+            let tagged = instances.iter().find(|i| i.id == n.instance_id).and_then(|i| i.host_key.clone());
+            (n.instance_id.clone(), tagged)
+        })
+        .collect();
+    let keys = crate::aws::wait_host_keys(&cx, &ids, s.spec.timeouts.instances_running).await?;
     let mut nodes: Vec<ClusterNode> = inventory
         .into_iter()
         .map(|n| ClusterNode {
@@ -47,7 +60,7 @@ async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
             name: n.name,
             node_name: n.private_dns.unwrap_or_default(),
             role: n.role,
-            address: n.public_ip.clone().unwrap_or_default(),
+            address: if private { n.private_ip.clone() } else { n.public_ip.clone() }.unwrap_or_default(),
             port: 22,
             user: s.spec.ssh.user.clone(),
             private_ip: n.private_ip.unwrap_or_default(),
@@ -102,7 +115,8 @@ async fn live(s: &Settings, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNod
             Some(crate::ops::stack::status(&s.spec, fleet, cp).await.map_err(|e| format!("{e:#}")))
         }
     };
-    let (states, stack) = tokio::join!(cluster::node_states(fleet, cp, nodes), stack);
+    let (states, stack) =
+        tokio::join!(cluster::node_states(fleet, cp, nodes, s.spec.provider == crate::config::Provider::Aws), stack);
     Ok(Live { nodes: states?, stack })
 }
 

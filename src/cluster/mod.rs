@@ -2,6 +2,7 @@
 //! configs and scripts, and the parsing of what nodes answer. Running them is `ops::cluster`'s
 //! job, through `remote/`. Nothing here does I/O (except reading /dev/urandom for tokens).
 
+pub mod addons;
 pub mod console;
 pub mod model;
 pub mod parse;

@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use minijinja::{Environment, context};
-use serde::Serialize;
 
+pub use super::addons::{Addon, addons};
 use super::model::ClusterNode;
 use crate::config::{KubeVersion, Provider, Spec};
 
@@ -20,8 +20,6 @@ const TEMPLATES: &[(&str, &str)] = &[
 pub const STORAGECLASS_GP3: &str = include_str!("../../templates/cluster/storageclass-gp3.yaml");
 /// Where tagstack puts its files on a node.
 pub const NODE_DIR: &str = "/var/lib/tagstack";
-pub const FLANNEL_VERSION: &str = "v0.28.8";
-pub const EBS_CSI_RELEASE: &str = "release-1.64";
 
 fn env() -> Result<Environment<'static>> {
     crate::templates::environment(TEMPLATES)
@@ -34,84 +32,6 @@ fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
 
 pub fn kube_minor(v: KubeVersion) -> String {
     format!("{}.{}", v.major, v.minor)
-}
-
-/// A cluster add-on applied by the control plane, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Addon {
-    pub name: &'static str,
-    /// A URL, or a file or kustomization directory under [`NODE_DIR`] that tagstack uploads.
-    pub source: String,
-    pub kustomize: bool,
-    /// Files to upload before applying: a path relative to [`NODE_DIR`]/addons, and content.
-    #[serde(skip)]
-    pub files: Vec<(String, String)>,
-}
-
-/// The EBS CSI driver's stable overlay, with the controller told to tag every volume it
-/// creates with the environment's ownership tags and the Kubernetes cluster tag: that is how
-/// `tagstack down` finds volumes left behind by PersistentVolumeClaims, and only those.
-fn ebs_csi_kustomization(spec: &Spec) -> String {
-    format!(
-        "# The EBS CSI driver ({EBS_CSI_RELEASE}) with tagstack's ownership tags on every volume it creates.
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - github.com/kubernetes-sigs/aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref={EBS_CSI_RELEASE}
-patches:
-  - target:
-      kind: Deployment
-      name: ebs-csi-controller
-    # Container 0 is the driver (ebs-plugin); the sidecars follow it.
-    patch: |-
-      - op: add
-        path: /spec/template/spec/containers/0/args/-
-        value: --k8s-tag-cluster-id={cluster}
-      - op: add
-        path: /spec/template/spec/containers/0/args/-
-        value: --extra-tags={project_tag}={project},{env_tag}={env}
-",
-        cluster = spec.cluster_name(),
-        project_tag = crate::config::TAG_PROJECT,
-        project = spec.project,
-        env_tag = crate::config::TAG_ENV,
-        env = spec.environment,
-    )
-}
-
-/// Flannel (VXLAN) first, then on AWS the cloud-controller-manager matching the Kubernetes
-/// minor, the EBS CSI driver and the default gp3 StorageClass.
-pub fn addons(spec: &Spec) -> Vec<Addon> {
-    let mut out = vec![Addon {
-        name: "flannel",
-        source: format!("https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"),
-        kustomize: false,
-        files: Vec::new(),
-    }];
-    if spec.provider == Provider::Aws {
-        let minor = kube_minor(spec.kubernetes_version);
-        out.push(Addon {
-            name: "aws-cloud-controller-manager",
-            source: format!(
-                "github.com/kubernetes/cloud-provider-aws/examples/existing-cluster/base/?ref=release-{minor}"
-            ),
-            kustomize: true,
-            files: Vec::new(),
-        });
-        out.push(Addon {
-            name: "aws-ebs-csi-driver",
-            source: format!("{NODE_DIR}/addons/ebs-csi"),
-            kustomize: true,
-            files: vec![("ebs-csi/kustomization.yaml".into(), ebs_csi_kustomization(spec))],
-        });
-        out.push(Addon {
-            name: "storageclass-gp3",
-            source: format!("{NODE_DIR}/addons/storageclass-gp3.yaml"),
-            kustomize: false,
-            files: vec![("storageclass-gp3.yaml".into(), STORAGECLASS_GP3.to_string())],
-        });
-    }
-    out
 }
 
 /// `prepare-node.sh` for every node. `kube_version` is the exact Kubernetes patch to install
@@ -177,7 +97,12 @@ pub fn init_config(i: &InitInput) -> Result<String> {
 pub fn init_script(i: &InitInput) -> Result<String> {
     render(
         "init-control-plane.sh",
-        context! { control_plane => i.control_plane, token => i.token, addons => addons(i.spec) },
+        context! {
+            control_plane => i.control_plane,
+            token => i.token,
+            needs_git => addons(i.spec).iter().any(|a| a.remote_base),
+            addons => addons(i.spec),
+        },
     )
 }
 
@@ -196,6 +121,7 @@ pub fn join_config(
             node => node,
             token => token,
             ca_cert_hash => ca_cert_hash,
+            discovery_timeout => format!("{}s", spec.cluster.bootstrap_timeout.as_secs()),
             external_cloud => spec.provider == Provider::Aws,
         },
     )

@@ -102,9 +102,55 @@ fn kubeadm_configs_aws_use_the_external_cloud_provider() {
     insta::assert_snapshot!("init_config_aws", init);
     insta::assert_snapshot!("join_config_aws", render::join_config(&spec, &cp, &w, TOKEN, HASH).unwrap());
     let script = render::init_script(&input).unwrap();
-    for addon in ["kube-flannel.yml", "cloud-provider-aws", "aws-ebs-csi-driver", "storageclass-gp3.yaml"] {
+    for addon in ["kube-flannel.yml", "addons/cloud-controller-manager", "addons/ebs-csi", "storageclass-gp3.yaml"] {
         assert!(script.contains(addon), "{addon} missing from:\n{script}");
     }
+    // kustomize clones the remote bases with git (UPSTREAM-AUDIT #14): the control plane gets it first.
+    let git = script.find("install -y -qq git").expect("the init script installs git");
+    assert!(git < script.find("addons/cloud-controller-manager").unwrap(), "{script}");
+}
+
+/// UPSTREAM-AUDIT #26: cloud-provider-aws's examples/existing-cluster/base pins the CCM image
+/// v1.27.1 on every release branch and tag; the add-on must run the release of the cluster's
+/// minor, and every remote base must be an immutable tag, never a branch.
+#[test]
+fn addons_are_pinned_to_tags_and_the_ccm_matches_the_minor() {
+    for (version, tag) in [("1.33", "v1.33.4"), ("1.34", "v1.34.3"), ("1.35.1", "v1.35.2"), ("1.36", "v1.36.1")] {
+        let spec = config(
+            &crate::config::testing::AWS_BASE
+                .replace("kubernetes_version = \"1.36\"", &format!("kubernetes_version = \"{version}\"")),
+        );
+        let addons = render::addons(&spec);
+        let ccm = addons.iter().find(|a| a.name == "aws-cloud-controller-manager").unwrap();
+        let kustomization = &ccm.files[0].1;
+        assert!(kustomization.contains(&format!("existing-cluster/base/?ref={tag}\n")), "{kustomization}");
+        assert!(
+            kustomization.contains(&format!(
+                "- name: registry.k8s.io/provider-aws/cloud-controller-manager\n    newTag: {tag}\n"
+            )),
+            "{kustomization}"
+        );
+    }
+    let all: Vec<String> = render::addons(&aws_spec())
+        .iter()
+        .flat_map(|a| std::iter::once(a.source.clone()).chain(a.files.iter().map(|(_, c)| c.clone())))
+        .collect();
+    for text in &all {
+        assert!(!text.contains("ref=release-") && !text.contains("ref=master") && !text.contains("ref=main"), "{text}");
+    }
+    let text: Vec<String> =
+        render::addons(&aws_spec()).iter().flat_map(|a| a.files.iter().map(|(p, c)| format!("--- {p}\n{c}"))).collect();
+    insta::assert_snapshot!("addons_aws", text.join("\n"));
+}
+
+/// UPSTREAM-AUDIT #21: a join's discovery gave up after kubeadm's default 5m while init could
+/// still be pulling images; it now waits as long as the whole stage may take.
+#[test]
+fn join_discovery_waits_as_long_as_the_bootstrap_timeout() {
+    let spec = config(&format!("{}\n[cluster]\nbootstrap_timeout = \"25m\"\n", crate::config::testing::AWS_BASE));
+    let (cp, w) = aws_nodes();
+    let join = render::join_config(&spec, &cp, &w, TOKEN, HASH).unwrap();
+    assert!(join.contains("\n  discovery: 1500s\n"), "{join}");
 }
 
 #[test]

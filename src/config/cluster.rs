@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use super::error::ConfigError;
 use super::raw::{RawConfig, RawNode};
-use super::spec::{ClusterSpec, NodeRole, Provider, StaticNode};
+use super::spec::{ClusterSpec, NodeAddress, NodeRole, Provider, StaticNode};
 use super::validate::{Ctx, deadline, is_valid_name};
 
 pub const MAX_PARALLEL_SSH: i64 = 500;
@@ -172,5 +172,27 @@ pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
     }
     spec.bootstrap_timeout =
         deadline(cx, c.bootstrap_timeout.as_ref(), "cluster.bootstrap_timeout", spec.bootstrap_timeout)?;
+    if let Some(a) = &c.node_address {
+        spec.node_address = match a.get_ref().as_str() {
+            "public" => NodeAddress::Public,
+            "private" => NodeAddress::Private,
+            other => {
+                return cx.err(
+                    a.span(),
+                    "cluster.node_address",
+                    format!("{other:?} is not an address kind"),
+                    "use \"public\" (the default: the instances' public IPs) or \"private\" (from inside the VPC)",
+                );
+            }
+        };
+        if raw.provider.as_ref().is_some_and(|p| p.get_ref() == "static") {
+            return cx.err(
+                a.span(),
+                "cluster.node_address",
+                "applies to provider = \"aws\" only".to_string(),
+                "remove it: static nodes are reached on their configured `address`",
+            );
+        }
+    }
     Ok(spec)
 }

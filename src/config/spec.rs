@@ -14,6 +14,9 @@ pub const TAG_ROLE: &str = "tagstack:role";
 /// SHA-256 of the imported public key, so a changed key file shows up as drift without
 /// depending on how EC2 computes fingerprints.
 pub const TAG_KEY_SHA256: &str = "tagstack:public-key-sha256";
+/// The SSH host key (`type base64`) tagstack read from an instance's console at first boot
+/// and verified there: how any machine verifies the node once the console no longer shows it.
+pub const TAG_HOST_KEY: &str = "tagstack:ssh-host-key";
 /// RFC 3339 UTC time after which `tagstack reap` may delete the environment.
 pub const TAG_EXPIRES_AT: &str = "tagstack:expires-at";
 
@@ -91,6 +94,18 @@ pub struct ClusterSpec {
     /// Deadline for the whole bootstrap, and for all nodes to be Ready.
     #[serde(with = "secs")]
     pub bootstrap_timeout: Duration,
+    /// Which address of an AWS instance tagstack connects to (SSH, and the kubeconfig's server).
+    pub node_address: NodeAddress,
+}
+
+/// `cluster.node_address`: the instances' public IPs (default), or their private IPs for a
+/// machine inside the VPC (a CI runner there, a VPN, a peered network).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAddress {
+    #[default]
+    Public,
+    Private,
 }
 
 /// The data stack on the cluster; a component that is `None` is disabled.
@@ -329,6 +344,7 @@ impl Default for ClusterSpec {
             service_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
             max_parallel_ssh: 51,
             bootstrap_timeout: Duration::from_secs(900),
+            node_address: NodeAddress::Public,
         }
     }
 }

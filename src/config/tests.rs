@@ -196,6 +196,9 @@ bad_configs! {
     // Kubernetes version.
     kubernetes_version_malformed => top("kubernetes_version = \"latest\"");
     kubernetes_version_unsupported_1_20 => top("kubernetes_version = \"1.20\"");
+    // UPSTREAM-AUDIT #25: 1.37 was accepted on AWS although no cloud-provider-aws release exists for it.
+    kubernetes_version_without_ccm_release => top("kubernetes_version = \"1.37.1\"");
+    cluster_node_address_unknown => plus("[cluster]\nnode_address = \"internal\"\n");
 
     // Timeouts.
     timeouts_duration_malformed => plus("[timeouts]\ninstances_running = \"5 minutes\"\n");
@@ -365,7 +368,7 @@ fn limits_are_inclusive() {
     assert_eq!(spec.iam_name(super::NodeRole::ControlPlane).len(), 64);
     assert_eq!(ok(&plus("[workers]\ncount = 200\nroot_volume_gb = 8\n")).workers.count, 200);
     assert_eq!(ok(&top("kubernetes_version = \"1.33\"")).kubernetes_version.minor, 33);
-    assert_eq!(ok(&top("kubernetes_version = \"1.37.1\"")).kubernetes_version.minor, 37);
+    assert_eq!(ok(&top("kubernetes_version = \"1.36.2\"")).kubernetes_version.patch, Some(2));
     let spec = ok(&with("vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.0.0/20\""));
     assert_eq!(spec.network.vpc_cidr.prefix_len(), 20);
 }
@@ -477,6 +480,15 @@ fn static_provider_resolves_nodes_and_needs_no_aws_keys() {
 fn static_provider_rejections() {
     let cases: &[(&str, String)] = &[
         ("provider_unknown", STATIC.replace("provider = \"static\"", "provider = \"gcp\"")),
+        (
+            "cluster_node_address_on_static",
+            STATIC.replace("[ssh]\n", "[cluster]\nnode_address = \"private\"\n\n[ssh]\n"),
+        ),
+        // No cloud-controller-manager on a static cluster, but no containerd for 1.37 either.
+        (
+            "kubernetes_version_without_containerd_release",
+            STATIC.replace("provider = \"static\"", "provider = \"static\"\nkubernetes_version = \"1.37\""),
+        ),
         ("static_without_nodes", STATIC.split("[[nodes]]").next().unwrap().to_string()),
         (
             "static_with_region",
@@ -527,6 +539,11 @@ fn stack_rejections() {
         ("stack_kafka_heap_too_big", "[stack.kafka]\nheap = \"2g\"\nmemory = \"2Gi\"\n"),
         ("stack_kafka_memory_too_small_for_default_heap", "[stack.kafka]\nmemory = \"1Gi\"\n"),
         ("stack_kafka_combined_four_brokers", "[stack.kafka]\nbrokers = 4\n"),
+        // Within three quarters of the memory, but heap + direct memory + metaspace + code cache
+        // + the JVM's overhead (stack::render::JvmMemory) are not.
+        ("stack_cassandra_memory_too_small_for_the_jvm", "[stack.cassandra]\nmemory = \"2Gi\"\n"),
+        ("stack_cassandra_heap_too_big_for_the_jvm", "[stack.cassandra]\nheap = \"2g\"\n"),
+        ("stack_kafka_heap_leaves_no_room_for_the_jvm", "[stack.kafka]\nheap = \"1536m\"\nmemory = \"2Gi\"\n"),
         ("stack_spark_worker_memory_too_small", "[stack.spark]\nworkers = 2\nworker_memory = \"1Gi\"\n"),
         ("stack_kafka_heap_malformed", "[stack.kafka]\nheap = \"2 GB\"\n"),
         ("stack_kafka_memory_malformed", "[stack.kafka]\nmemory = \"2G\"\n"),
@@ -534,11 +551,6 @@ fn stack_rejections() {
         ("stack_kafka_cluster_id_malformed", "[stack.kafka]\ncluster_id = \"my-cluster\"\n"),
         ("stack_kafka_image_unpinned", "[stack.kafka]\nimage = \"apache/kafka\"\n"),
         ("stack_kafka_image_bitnami", "[stack.kafka]\nimage = \"bitnami/kafka:3.7\"\n"),
-        // Within three quarters of the memory, but heap + direct memory + metaspace + code cache
-        // + the JVM's overhead (stack::render::JvmMemory) are not.
-        ("stack_cassandra_memory_too_small_for_the_jvm", "[stack.cassandra]\nmemory = \"2Gi\"\n"),
-        ("stack_cassandra_heap_too_big_for_the_jvm", "[stack.cassandra]\nheap = \"2g\"\n"),
-        ("stack_kafka_heap_leaves_no_room_for_the_jvm", "[stack.kafka]\nheap = \"1536m\"\nmemory = \"2Gi\"\n"),
         ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
         ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
         ("stack_cassandra_rack_malformed", "[stack.cassandra]\nrack = \"rack one\"\n"),

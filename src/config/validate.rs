@@ -86,7 +86,29 @@ pub fn parse(
         (None, false) => Vec::new(),
     };
     let kubernetes_version = match &raw.kubernetes_version {
-        Some(v) => kube_version(&cx, v)?,
+        Some(v) => {
+            let kv = kube_version(&cx, v)?;
+            // On AWS the cloud-controller-manager must be of the cluster's minor: a minor without
+            // a cloud-provider-aws release would come up with every node tainted uninitialised.
+            if is_aws && crate::cluster::addons::ccm_release(kv).is_none() {
+                return cx.err(
+                    v.span(),
+                    "kubernetes_version",
+                    format!("Kubernetes 1.{} has no AWS cloud-controller-manager release yet", kv.minor),
+                    &format!(
+                        "on provider = \"aws\" use a minor with a cloud-provider-aws release: {}",
+                        crate::cluster::addons::ccm_minors()
+                    ),
+                );
+            }
+            // Every provider installs containerd from the release table of its minor.
+            if let Err(e) = crate::cluster::versions::containerd_for(kv.minor) {
+                let msg = format!("{e:#}");
+                let (what, hint) = msg.split_once("\n  hint: ").unwrap_or((msg.as_str(), ""));
+                return cx.err(v.span(), "kubernetes_version", what.to_string(), hint);
+            }
+            kv
+        }
         None => KubeVersion { major: 1, minor: 36, patch: None },
     };
     let network = match (&raw.network, is_aws) {

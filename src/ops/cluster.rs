@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cluster::render::{self, InitInput, NODE_DIR};
-use crate::cluster::{ClusterNode, parse, token};
-use crate::config::{NodeRole, Spec, format_duration};
+use crate::cluster::{ClusterNode, addons, parse, token};
+use crate::config::{NodeRole, Provider, Spec, format_duration};
 use crate::remote::{EnvFiles, Fleet, RemoteError, RemoteErrors, known_hosts, ssh_config};
 use crate::reporter::Reporter;
 
@@ -248,7 +248,15 @@ async fn control_plane_patch(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Re
     Ok(upstream.strip_prefix(&minor).filter(|p| !p.is_empty()).map(|_| upstream.to_string()))
 }
 
-pub async fn node_states(fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode]) -> Result<Vec<(NodeState, String)>> {
+/// Each node's state as the control plane sees it. With an external cloud provider (AWS) a
+/// node counts as ready only once the cloud-controller-manager has initialised it (providerID
+/// set, the uninitialized taint gone): until then nothing without a toleration runs there.
+pub async fn node_states(
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    nodes: &[ClusterNode],
+    external_cloud: bool,
+) -> Result<Vec<(NodeState, String)>> {
     let json =
         fleet.read(&cp.name, "nodes", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json").await?;
     let seen = parse::node_readiness(&json).context("parsing `kubectl get nodes -o json`")?;
@@ -256,15 +264,64 @@ pub async fn node_states(fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNode])
         .iter()
         .map(|n| {
             let s = seen.iter().find(|s| s.name == n.node_name);
-            let state = NodeState {
-                name: n.name.clone(),
-                node_name: n.node_name.clone(),
-                role: n.role,
-                ready: s.is_some_and(|s| s.ready),
+            let (ready, why) = match s {
+                None => (false, "not registered".to_string()),
+                Some(s) if !s.ready => (false, s.why.clone()),
+                Some(s) if external_cloud && !s.initialized() => (false, uninitialized_reason(s)),
+                Some(s) => (true, s.why.clone()),
             };
-            (state, s.map_or_else(|| "not registered".to_string(), |s| s.why.clone()))
+            let state = NodeState { name: n.name.clone(), node_name: n.node_name.clone(), role: n.role, ready };
+            (state, why)
         })
         .collect())
+}
+
+fn uninitialized_reason(s: &parse::NodeReadiness) -> String {
+    let mut parts = Vec::new();
+    if s.taints.iter().any(|t| t == parse::UNINITIALIZED_TAINT) {
+        parts.push(format!("taint {}", parse::UNINITIALIZED_TAINT));
+    }
+    if s.provider_id.as_deref().is_none_or(str::is_empty) {
+        parts.push("no spec.providerID".to_string());
+    }
+    format!("Ready but not initialised by the cloud-controller-manager ({})", parts.join(", "))
+}
+
+/// The add-on workloads that have not rolled out yet, each with why.
+async fn addons_pending(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<Vec<String>> {
+    let expected = addons::workloads(spec);
+    let json = fleet
+        .read(
+            &cp.name,
+            "addons",
+            "kubectl --kubeconfig /etc/kubernetes/admin.conf get daemonsets,deployments -A -o json",
+        )
+        .await?;
+    let rollouts = parse::addon_rollouts(&expected, &json).context("parsing `kubectl get daemonsets,deployments`")?;
+    let mut pending = Vec::new();
+    for r in rollouts.iter().filter(|r| !r.done) {
+        let w = &r.workload;
+        let mut line = format!("{:?} {}/{} ({})", w.kind, w.namespace, w.name, r.detail);
+        // Why: the first pod that is not ready, with its reason (Pending: the scheduler's).
+        let pods = fleet
+            .read(
+                &cp.name,
+                "addons",
+                &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n {} -o json", w.namespace),
+            )
+            .await
+            .ok()
+            .and_then(|json| crate::stack::readiness::pods(&json).ok())
+            .unwrap_or_default();
+        if let Some(p) = pods.iter().find(|p| p.name.starts_with(w.name) && !p.ready) {
+            line.push_str(&format!(": pod {} {}", p.name, p.phase));
+            if let Some(why) = &p.why {
+                line.push_str(&format!(" ({why})"));
+            }
+        }
+        pending.push(line);
+    }
+    Ok(pending)
 }
 
 async fn wait_ready(
@@ -276,24 +333,29 @@ async fn wait_ready(
     r: &dyn Reporter,
 ) -> Result<Vec<NodeState>> {
     let started = Instant::now();
-    r.start("ready", &format!("wait for {} node(s) to be Ready", nodes.len()));
+    let external_cloud = spec.provider == Provider::Aws;
+    let what = if external_cloud { "Ready and initialised" } else { "Ready" };
+    r.start("ready", &format!("wait for {} node(s) to be {what} and the add-ons to roll out", nodes.len()));
     loop {
-        let states = node_states(fleet, cp, nodes).await?;
-        let waiting: Vec<String> =
+        let states = node_states(fleet, cp, nodes, external_cloud).await?;
+        let mut waiting: Vec<String> =
             states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect();
+        // Add-ons only once the nodes are there: their pods need schedulable nodes.
         if waiting.is_empty() {
-            r.finish("ready", &format!("{} node(s) Ready", nodes.len()));
+            waiting = addons_pending(fleet, spec, cp).await?;
+        }
+        if waiting.is_empty() {
+            r.finish("ready", &format!("{} node(s) {what}, add-ons rolled out", nodes.len()));
             return Ok(states.into_iter().map(|(s, _)| s).collect());
         }
         if started.elapsed() >= budget {
-            r.fail("ready", "nodes not Ready");
+            r.fail("ready", "cluster not ready");
             bail!(
-                "{} of {} node(s) not Ready after {} (cluster.bootstrap_timeout {}): {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
-                waiting.len(),
-                nodes.len(),
+                "the cluster is not ready after {} (cluster.bootstrap_timeout {}): {} not ready:\n    {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
                 format_duration(started.elapsed()),
                 format_duration(spec.cluster.bootstrap_timeout),
-                waiting.join(", "),
+                waiting.len(),
+                waiting.join("\n    "),
                 env_dir(spec).display()
             );
         }
@@ -321,7 +383,8 @@ pub fn rewrite_server(admin_conf: &str, server: &str) -> String {
 
 pub async fn fetch_kubeconfig(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<PathBuf> {
     let admin = fleet.read(&cp.name, "kubeconfig", "cat /etc/kubernetes/admin.conf").await?;
-    let host = cp.public_address.clone().unwrap_or_else(|| cp.address.clone());
+    // The address this machine reaches the control plane on (public, private or static).
+    let host = cp.address.clone();
     let path = env_dir(spec).join("kubeconfig");
     write_private(&path, &rewrite_server(&admin, &format!("https://{host}:6443")))?;
     Ok(path)

@@ -131,6 +131,9 @@ pub struct Instance {
     /// RFC 3339, as EC2 reports it; orders scale-down (newest go first).
     pub launch_time: Option<String>,
     pub expires_at: Option<String>,
+    /// The verified SSH host key recorded on the instance (`tagstack:ssh-host-key`), if any.
+    #[serde(skip)]
+    pub host_key: Option<String>,
 }
 
 /// A volume or network interface found by the environment's tags.

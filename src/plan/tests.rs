@@ -140,6 +140,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         private_dns: None,
         launch_time: Some(launch_time.into()),
         expires_at: None,
+        host_key: None,
     }
 }
 
