@@ -213,18 +213,44 @@ const TAG_VALUE_MAX: usize = 256;
 
 /// Records the host key read from the console on the instance, so that a machine that runs
 /// tagstack after the console stopped showing it (after a reboot or stop/start: cloud-init
-/// prints the keys once per instance) can still verify the node.
-async fn record_host_key(cx: &Ctx<'_>, instance_id: &str, key: &str) -> Result<()> {
+/// prints the keys once per instance) can still verify the node. Best effort: credentials
+/// without ec2:CreateTags still connect (the key was verified on the console), with a note.
+async fn record_host_key(cx: &Ctx<'_>, instance_id: &str, key: &str) {
     let tag = aws_sdk_ec2::types::Tag::builder().key(TAG_HOST_KEY).value(key).build();
-    cx.aws
+    let sent = cx
+        .aws
         .ec2
         .create_tags()
         .resources(instance_id)
         .tags(tag)
         .send()
         .await
-        .op(format!("CreateTags {TAG_HOST_KEY} on {instance_id}"))?;
-    Ok(())
+        .op(format!("CreateTags {TAG_HOST_KEY} on {instance_id}"));
+    if let Err(e) = sent {
+        cx.reporter.note(&format!(
+            "could not record the verified host key of {instance_id} as the tag {TAG_HOST_KEY} ({e:#}): a machine that never saw its console cannot verify it later"
+        ));
+    }
+}
+
+/// The host keys of the instances the cluster stage has run on (those carrying the tag), for
+/// `status` and `down` from any machine: the console's key when it still shows one (the tag is
+/// re-recorded if it differs), else the tag. No waiting.
+pub async fn recorded_host_keys(cx: &Ctx<'_>, instances: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    let consoles = futures_util::future::join_all(instances.iter().map(|(id, _)| console_host_key(cx, id))).await;
+    let mut out = Vec::new();
+    for ((id, tagged), console) in instances.iter().zip(consoles) {
+        match console? {
+            Some(key) => {
+                if key != *tagged && key.len() <= TAG_VALUE_MAX {
+                    record_host_key(cx, id, &key).await;
+                }
+                out.push((id.clone(), key));
+            }
+            None => out.push((id.clone(), tagged.clone())),
+        }
+    }
+    Ok(out)
 }
 
 /// The SSH host key of every instance: from its console output first (cloud-init's first-boot
@@ -252,7 +278,7 @@ pub async fn wait_host_keys(
             match (r?, tagged) {
                 (Some(key), tagged) => {
                     if tagged.as_deref() != Some(key.as_str()) && key.len() <= TAG_VALUE_MAX {
-                        record_host_key(cx, id, &key).await?;
+                        record_host_key(cx, id, &key).await;
                     }
                     found.push((id.clone(), key));
                 }

@@ -21,8 +21,8 @@ pub use iam::{
     remove_role_from_profile,
 };
 pub use instances::{
-    Ami, LaunchTarget, console_host_key, launch, resolve_ami, start, terminate, wait_host_keys, wait_running,
-    wait_terminated,
+    Ami, LaunchTarget, console_host_key, launch, recorded_host_keys, resolve_ami, start, terminate, wait_host_keys,
+    wait_running, wait_terminated,
 };
 pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;

@@ -187,46 +187,64 @@ pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
 
 /// Host keys this machine pinned when it ran the cluster stage (`known_hosts` in the
 /// environment's directory), by address.
-fn pinned_keys(s: &Settings) -> Vec<(String, String)> {
-    let path = env_dir(&s.spec).join("known_hosts");
-    crate::remote::parse_known_hosts(&std::fs::read_to_string(path).unwrap_or_default())
+/// The address of an AWS node per `cluster.node_address`.
+fn node_address(s: &Settings, n: &crate::ops::Node) -> Option<String> {
+    match s.spec.cluster.node_address {
+        NodeAddress::Public => n.public_ip.clone(),
+        NodeAddress::Private => n.private_ip.clone(),
+    }
 }
 
-/// The AWS nodes this machine can reach: those whose host keys it pinned when it ran the
-/// cluster stage (`known_hosts` in `.tagstack/`). `None` when it never did.
-fn pinned_nodes(s: &Settings, inventory: &[crate::ops::Node]) -> Option<(Vec<ClusterNode>, Vec<ClusterNode>)> {
-    let keys = pinned_keys(s);
-    if keys.is_empty() || inventory.is_empty() {
+/// The AWS nodes `status` and `down` can reach from any machine: the running instances the
+/// cluster stage has run on (it recorded their verified host keys as tags), each verified by
+/// its console's key if the console still shows one, else by the tag. `None` when the cluster
+/// stage never ran on them.
+async fn reachable_nodes(
+    s: &Settings,
+    inventory: &[crate::ops::Node],
+) -> Option<Result<(Vec<ClusterNode>, Vec<ClusterNode>)>> {
+    let running: Vec<&crate::ops::Node> = inventory.iter().filter(|n| n.state == "running").collect();
+    let tagged: Vec<(String, String)> =
+        running.iter().filter_map(|n| Some((n.instance_id.clone(), n.host_key.clone()?))).collect();
+    if tagged.is_empty() {
         return None;
     }
-    let nodes: Vec<ClusterNode> = inventory
-        .iter()
-        .filter_map(|n| {
-            let address = n.public_ip.clone()?;
-            Some(ClusterNode {
-                host_key: keys.iter().find(|(h, _)| *h == address).map(|(_, k)| k.clone()),
-                name: n.name.clone(),
-                node_name: n.private_dns.clone().unwrap_or_default(),
-                role: n.role,
-                address: address.clone(),
-                port: 22,
-                user: s.spec.ssh.user.clone(),
-                private_ip: n.private_ip.clone().unwrap_or_default(),
-                public_address: Some(address),
+    let result = async {
+        let aws = crate::aws::Aws::connect(&s.connection).await;
+        let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &crate::reporter::Silent };
+        let keys = crate::aws::recorded_host_keys(&cx, &tagged).await?;
+        let nodes: Vec<ClusterNode> = running
+            .iter()
+            .filter_map(|n| {
+                let address = node_address(s, n)?;
+                Some(ClusterNode {
+                    host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
+                    name: n.name.clone(),
+                    node_name: n.private_dns.clone().unwrap_or_default(),
+                    role: n.role,
+                    address,
+                    port: 22,
+                    user: s.spec.ssh.user.clone(),
+                    private_ip: n.private_ip.clone().unwrap_or_default(),
+                    public_address: n.public_ip.clone(),
+                })
             })
-        })
-        .collect();
-    // Only nodes whose key this machine pinned are connected to (a later worker has none here).
-    let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
-    Some((nodes, pinned))
+            .collect();
+        // Only nodes with a verified key are connected to (a worker added later has none yet).
+        let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
+        Ok((nodes, pinned))
+    }
+    .await;
+    Some(result)
 }
 
-/// Kubernetes readiness (and the stack) for `status` on AWS, when this machine ran the
-/// cluster stage. `None` when it did not; an unreachable cluster is an `Err` to show, never a
-/// failure of `status`.
+/// Kubernetes readiness (and the stack) for `status` on AWS, once the cluster stage has run
+/// on the nodes (from any machine). `None` when it has not; an unreachable cluster is an
+/// `Err` to show, never a failure of `status`.
 pub async fn aws_live(s: &Settings, inventory: &[crate::ops::Node]) -> Option<Result<Live, String>> {
-    let (nodes, pinned) = pinned_nodes(s, inventory)?;
+    let reach = reachable_nodes(s, inventory).await?;
     let result = async {
+        let (nodes, pinned) = reach?;
         let (fleet, cp) = connect_control_plane(s, &pinned).await?;
         let live = live(s, &fleet, &cp, &nodes).await;
         fleet.close().await;
@@ -237,17 +255,17 @@ pub async fn aws_live(s: &Settings, inventory: &[crate::ops::Node]) -> Option<Re
 }
 
 /// `down`'s first step on AWS: delete the stack's volumes and every LoadBalancer Service while
-/// the cluster is alive. `None` when this machine cannot reach the cluster (it never ran the
-/// cluster stage); then the tag sweep on AWS is what cleans up.
+/// the cluster is alive. `None` when the cluster stage never ran on the nodes; then the tag
+/// sweep on AWS is what cleans up.
 pub async fn aws_cleanup(
     s: &Settings,
     inventory: &[crate::ops::Node],
 ) -> Option<Result<crate::ops::stack::ClusterCleanup>> {
-    let running: Vec<crate::ops::Node> = inventory.iter().filter(|n| n.state == "running").cloned().collect();
-    let (_, pinned) = pinned_nodes(s, &running)?;
+    let reach = reachable_nodes(s, inventory).await?;
     let progress = Progress::new(s.common.progress);
     Some(
         async {
+            let (_, pinned) = reach?;
             let (fleet, cp) = connect_control_plane(s, &pinned).await?;
             let res = crate::ops::stack::teardown(&s.spec, &fleet, &cp, true, &progress).await;
             fleet.close().await;

@@ -207,7 +207,7 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
             ui::print_text(&ui::render::status(&st, &title(&s)));
             match &live {
                 None => ui::print_text(
-                    "Kubernetes: the cluster stage has not run from this machine (`tagstack up` runs it).\n",
+                    "Kubernetes: the cluster stage has not run on these nodes (`tagstack up` runs it).\n",
                 ),
                 Some(Ok(live)) => ui::print_text(&cluster_cmds::live_text(live, "Kubernetes")),
                 Some(Err(e)) => ui::print_text(&format!("Kubernetes: not reachable: {e}\n")),
@@ -236,7 +236,7 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
         None => {
             if inventory.iter().any(|n| n.state == "running") {
                 progress.note(
-                    "this machine did not run the cluster stage, so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
+                    "the cluster stage has not run on these nodes (no verified host key recorded), so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
                 );
             }
             None

@@ -23,8 +23,8 @@ pub const CCM_IMAGE: &str = "registry.k8s.io/provider-aws/cloud-controller-manag
 
 /// kubernetes/cloud-provider-aws release per Kubernetes minor: the CCM must match the API
 /// server's minor (it may not be newer, and may be at most one minor older: the Kubernetes
-/// version skew policy). A minor missing here has no CCM release yet and is refused by the
-/// config check for `provider = "aws"`.
+/// version skew policy). `config::KUBE_MINORS` accepts only minors listed here (a unit test
+/// keeps them in step).
 ///
 /// The newest published patch of each minor (cloud-provider-aws tags; images promoted to
 /// registry.k8s.io by kubernetes/k8s.io, v1.36.1 by k8s.io#9796: v1.36.0 was never built).
@@ -33,13 +33,6 @@ const CCM_RELEASES: &[(u32, &str)] = &[(33, "v1.33.4"), (34, "v1.34.3"), (35, "v
 /// The cloud-provider-aws tag for a Kubernetes minor, if one is released.
 pub fn ccm_release(v: KubeVersion) -> Option<&'static str> {
     CCM_RELEASES.iter().find(|(minor, _)| v.major == 1 && *minor == v.minor).map(|(_, tag)| *tag)
-}
-
-/// The minors with a known CCM release, for hints ("1.33 to 1.36").
-pub fn ccm_minors() -> String {
-    let first = CCM_RELEASES.first().map_or(0, |(m, _)| *m);
-    let last = CCM_RELEASES.last().map_or(0, |(m, _)| *m);
-    format!("1.{first} to 1.{last}")
 }
 
 /// A cluster add-on applied by the control plane, in order.

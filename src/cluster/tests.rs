@@ -290,3 +290,77 @@ fn the_package_lock_wait_is_bounded() {
         "an apt-get without the lock timeout: {script}"
     );
 }
+
+/// Every Kubernetes minor the config accepts has a containerd pin and a CCM release, so a
+/// config that loads can be installed on either provider (and no other minor loads).
+#[test]
+fn every_supported_minor_has_a_containerd_pin_and_a_ccm_release() {
+    for minor in 30..40 {
+        let v = crate::config::KubeVersion { major: 1, minor, patch: None };
+        let supported = crate::config::KUBE_MINORS.contains(&minor);
+        assert_eq!(super::versions::containerd_for(minor).is_ok(), supported, "containerd for 1.{minor}");
+        assert_eq!(super::addons::ccm_release(v).is_some(), supported, "CCM for 1.{minor}");
+    }
+}
+
+/// UPSTREAM-AUDIT #46: with `cloud-provider=external` a kubelet registers with the taint
+/// node.cloudprovider.kubernetes.io/uninitialized (k8s.io/cloud-provider
+/// api/well_known_taints.go) and stays Ready while the CCM has not initialised it; only the
+/// cloud node controller sets spec.providerID and removes the taint (node_controller.go).
+#[test]
+fn a_ready_node_is_initialised_only_with_a_provider_id_and_without_the_taint() {
+    let node = |spec: &str| {
+        format!(
+            r#"{{"items":[{{"metadata":{{"name":"n1"}},"spec":{spec},"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}}]}}}}]}}"#
+        )
+    };
+    let tainted = node(
+        r#"{"taints":[{"key":"node.cloudprovider.kubernetes.io/uninitialized","value":"true","effect":"NoSchedule"}]}"#,
+    );
+    let seen = parse::node_readiness(&tainted).unwrap();
+    assert!(seen[0].ready && !seen[0].initialized(), "{seen:?}");
+    let no_id = node("{}");
+    assert!(!parse::node_readiness(&no_id).unwrap()[0].initialized());
+    let done = node(r#"{"providerID":"aws:///eu-west-3a/i-0123456789abcdef0"}"#);
+    assert!(parse::node_readiness(&done).unwrap()[0].initialized());
+    // A PreferNoSchedule taint does not keep pods away.
+    let soft = node(
+        r#"{"providerID":"aws:///eu-west-3a/i-0123456789abcdef0","taints":[{"key":"node.cloudprovider.kubernetes.io/uninitialized","effect":"PreferNoSchedule"}]}"#,
+    );
+    assert!(parse::node_readiness(&soft).unwrap()[0].initialized());
+}
+
+/// The add-ons' rollout is judged like `kubectl rollout status`: a DaemonSet with every
+/// scheduled pod updated and available, a Deployment with no old replicas and all available.
+#[test]
+fn addon_rollouts_follow_kubectl_rollout_status() {
+    let spec = aws_spec();
+    let expected = super::addons::workloads(&spec);
+    let json = r#"{"items":[
+      {"kind":"DaemonSet","metadata":{"namespace":"kube-flannel","name":"kube-flannel-ds","generation":1},
+       "status":{"observedGeneration":1,"desiredNumberScheduled":4,"updatedNumberScheduled":4,"numberAvailable":4}},
+      {"kind":"Deployment","metadata":{"namespace":"kube-system","name":"coredns","generation":1},"spec":{"replicas":2},
+       "status":{"observedGeneration":1,"replicas":2,"updatedReplicas":2,"availableReplicas":0}},
+      {"kind":"DaemonSet","metadata":{"namespace":"kube-system","name":"aws-cloud-controller-manager","generation":2},
+       "status":{"observedGeneration":1,"desiredNumberScheduled":1,"updatedNumberScheduled":1,"numberAvailable":1}},
+      {"kind":"Deployment","metadata":{"namespace":"kube-system","name":"ebs-csi-controller","generation":1},"spec":{"replicas":2},
+       "status":{"observedGeneration":1,"replicas":3,"updatedReplicas":2,"availableReplicas":2}}
+    ]}"#;
+    let got: Vec<(String, bool, String)> = parse::addon_rollouts(&expected, json)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.workload.name.to_string(), r.done, r.detail))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("kube-flannel-ds".to_string(), true, "4/4 available".to_string()),
+            ("coredns".to_string(), false, "0/2 available".to_string()),
+            // The controller has not seen the newest spec yet.
+            ("aws-cloud-controller-manager".to_string(), false, "1/1 available".to_string()),
+            // An old replica is still there.
+            ("ebs-csi-controller".to_string(), false, "2/2 available".to_string()),
+            ("ebs-csi-node".to_string(), false, "not found".to_string()),
+        ]
+    );
+}

@@ -196,8 +196,9 @@ bad_configs! {
     // Kubernetes version.
     kubernetes_version_malformed => top("kubernetes_version = \"latest\"");
     kubernetes_version_unsupported_1_20 => top("kubernetes_version = \"1.20\"");
-    // UPSTREAM-AUDIT #25: 1.37 was accepted on AWS although no cloud-provider-aws release exists for it.
-    kubernetes_version_without_ccm_release => top("kubernetes_version = \"1.37.1\"");
+    // UPSTREAM-AUDIT #25: 1.37 was accepted although no cloud-provider-aws release (and no
+    // containerd support row) exists for it.
+    kubernetes_version_unsupported_1_37 => top("kubernetes_version = \"1.37.1\"");
     cluster_node_address_unknown => plus("[cluster]\nnode_address = \"internal\"\n");
 
     // Timeouts.
@@ -483,11 +484,6 @@ fn static_provider_rejections() {
         (
             "cluster_node_address_on_static",
             STATIC.replace("[ssh]\n", "[cluster]\nnode_address = \"private\"\n\n[ssh]\n"),
-        ),
-        // No cloud-controller-manager on a static cluster, but no containerd for 1.37 either.
-        (
-            "kubernetes_version_without_containerd_release",
-            STATIC.replace("provider = \"static\"", "provider = \"static\"\nkubernetes_version = \"1.37\""),
         ),
         ("static_without_nodes", STATIC.split("[[nodes]]").next().unwrap().to_string()),
         (

@@ -16,7 +16,10 @@ use super::spec::{
 };
 
 /// Kubernetes minors this release knows how to bootstrap (kubeadm v1beta4, containerd 2).
-pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 33..=37;
+/// The minors tagstack can install: each has a containerd pin (`cluster::versions`, from
+/// containerd's RELEASES.md) and an AWS cloud-controller-manager release (`cluster::addons`);
+/// a unit test keeps the three in step.
+pub const KUBE_MINORS: std::ops::RangeInclusive<u32> = 33..=36;
 pub const DEFAULT_KUBE_VERSION: &str = "1.36";
 pub const MAX_WORKERS: i64 = 200;
 /// Canonical's account and the Ubuntu 24.04 gp3 image family, resolved with DescribeImages.
@@ -86,29 +89,7 @@ pub fn parse(
         (None, false) => Vec::new(),
     };
     let kubernetes_version = match &raw.kubernetes_version {
-        Some(v) => {
-            let kv = kube_version(&cx, v)?;
-            // On AWS the cloud-controller-manager must be of the cluster's minor: a minor without
-            // a cloud-provider-aws release would come up with every node tainted uninitialised.
-            if is_aws && crate::cluster::addons::ccm_release(kv).is_none() {
-                return cx.err(
-                    v.span(),
-                    "kubernetes_version",
-                    format!("Kubernetes 1.{} has no AWS cloud-controller-manager release yet", kv.minor),
-                    &format!(
-                        "on provider = \"aws\" use a minor with a cloud-provider-aws release: {}",
-                        crate::cluster::addons::ccm_minors()
-                    ),
-                );
-            }
-            // Every provider installs containerd from the release table of its minor.
-            if let Err(e) = crate::cluster::versions::containerd_for(kv.minor) {
-                let msg = format!("{e:#}");
-                let (what, hint) = msg.split_once("\n  hint: ").unwrap_or((msg.as_str(), ""));
-                return cx.err(v.span(), "kubernetes_version", what.to_string(), hint);
-            }
-            kv
-        }
+        Some(v) => kube_version(&cx, v)?,
         None => KubeVersion { major: 1, minor: 36, patch: None },
     };
     let network = match (&raw.network, is_aws) {
@@ -366,7 +347,14 @@ fn kube_version(cx: &Ctx, v: &S<String>) -> Result<KubeVersion, ConfigError> {
     );
     match parsed {
         Some(kv) if KUBE_MINORS.contains(&kv.minor) => Ok(kv),
-        Some(_) => cx.err(v.span(), "kubernetes_version", format!("Kubernetes {s} is not supported"), &hint),
+        Some(_) => cx.err(
+            v.span(),
+            "kubernetes_version",
+            format!(
+                "Kubernetes {s} is not supported: tagstack pins a containerd release (containerd's RELEASES.md support table) and an AWS cloud-controller-manager release (cloud-provider-aws) per minor, and has none for it"
+            ),
+            &hint,
+        ),
         None => cx.err(v.span(), "kubernetes_version", format!("{s:?} is not a Kubernetes version"), &hint),
     }
 }

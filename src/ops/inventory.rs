@@ -16,6 +16,9 @@ pub struct Node {
     pub private_dns: Option<String>,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
+    /// The verified host key recorded on the instance by the cluster stage (a tag), if any.
+    #[serde(skip)]
+    pub host_key: Option<String>,
 }
 
 pub fn inventory(instances: &[Instance]) -> Vec<Node> {
@@ -39,6 +42,7 @@ pub fn inventory(instances: &[Instance]) -> Vec<Node> {
                 private_dns: i.private_dns.clone(),
                 private_ip: i.private_ip.clone(),
                 public_ip: i.public_ip.clone(),
+                host_key: i.host_key.clone(),
             });
         }
     }
