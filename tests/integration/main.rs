@@ -6,6 +6,7 @@
 
 mod support;
 
+mod aws_end_to_end;
 mod cli_conventions;
 mod cluster_bootstrap;
 mod cluster_prepare;

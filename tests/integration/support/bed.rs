@@ -39,13 +39,31 @@ fn testbed(args: &[&str]) {
 impl Bed {
     /// `n` nodes: node 0 is the control plane by convention.
     pub fn up(n: usize) -> Bed {
+        Self::up_from(n, 10)
+    }
+
+    /// `n` nodes at 10.77.B.(first_host + K): with 4, the addresses EC2 (and moto) give the
+    /// first instances launched in the subnet 10.77.B.0/24.
+    pub fn up_from(n: usize, first_host: u32) -> Bed {
         // Distinct bed numbers for parallel tests and for concurrent test processes.
         let seq = NEXT.fetch_add(1, Ordering::SeqCst);
         let bed = (std::process::id() % 25) * 8 + seq % 8 + 1;
         let dir = tempfile::Builder::new().prefix("tb").tempdir_in("/var/tmp").unwrap();
         let d = dir.path().display().to_string();
         let fixtures = root().join("tests/fixtures/node-bin").display().to_string();
-        testbed(&["up", "--bed", &bed.to_string(), "--nodes", &n.to_string(), "--dir", &d, "--fixtures", &fixtures]);
+        testbed(&[
+            "up",
+            "--bed",
+            &bed.to_string(),
+            "--nodes",
+            &n.to_string(),
+            "--dir",
+            &d,
+            "--fixtures",
+            &fixtures,
+            "--first-host",
+            &first_host.to_string(),
+        ]);
         let text = std::fs::read_to_string(dir.path().join("nodes.txt")).unwrap();
         let nodes = text
             .lines()

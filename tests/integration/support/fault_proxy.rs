@@ -50,6 +50,9 @@ pub enum Fault {
     HangAfter,
     /// Forward after the delay.
     Delay(Duration),
+    /// Answer with this body (HTTP 200, text/xml) instead of forwarding: what an API moto
+    /// cannot model would return, e.g. a node's console output with its SSH host keys.
+    Respond(String),
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +87,9 @@ impl Rule {
     }
     pub fn delay(action: &str, delay: Duration) -> Rule {
         Rule::new(action, Fault::Delay(delay))
+    }
+    pub fn respond(action: &str, body: &str) -> Rule {
+        Rule::new(action, Fault::Respond(body.to_string()))
     }
     pub fn times(mut self, n: usize) -> Rule {
         self.times = Some(n);
@@ -258,6 +264,7 @@ impl Shared {
             });
         let (status, injected) = match &fault {
             Some(Fault::Error { status, .. }) => (*status, true),
+            Some(Fault::Respond(_)) => (200, true),
             Some(Fault::HangBefore | Fault::HangAfter) => (0, true),
             Some(Fault::Delay(_)) | None => (0, false),
         };
@@ -308,6 +315,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Some(Fault::Error { code, message, status }) => {
             return Ok(simple_response(status, "text/xml", error_xml(&service, &code, &message, status)));
         }
+        Some(Fault::Respond(body)) => return Ok(simple_response(200, "text/xml", body)),
         Some(Fault::HangBefore) => return std::future::pending().await,
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::HangAfter) | None => {}

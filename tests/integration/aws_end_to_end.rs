@@ -1,0 +1,247 @@
+//! The whole AWS path end to end: `tagstack up` (infra, cluster, stack), `status`, `smoke` and
+//! `down` on `provider = "aws"`. moto answers the AWS API through the recording proxy; the
+//! machines are the test bed's sshd hosts, placed at the addresses moto gives the instances
+//! (the subnet 10.77.B.0/24, where EC2 and moto hand out .4, .5, ... in launch order) and
+//! reached over those private addresses (`cluster.node_address = "private"`, as from a runner
+//! inside the VPC). moto's console output has no SSH host keys, so the proxy answers each
+//! instance's GetConsoleOutput the way EC2 does for a fresh Ubuntu instance: cloud-init's
+//! first-boot block (`-----BEGIN SSH HOST KEY KEYS-----`, canonical/cloud-init
+//! tools/write-ssh-key-fingerprints) carrying that bed node's real host key.
+
+use std::collections::BTreeMap;
+
+use crate::support::TestEnv;
+use crate::support::bed::Bed;
+use crate::support::fault_proxy::Rule;
+
+/// Where moto (and EC2) start assigning addresses in a subnet: .1-.3 are reserved.
+const FIRST_HOST: u32 = 4;
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// EC2's GetConsoleOutput answer with the console of a freshly booted Ubuntu instance.
+fn console_output(instance_id: &str, host_key: &str, node_name: &str) -> String {
+    let console = format!(
+        "[    0.000000] Linux version 6.8.0-1016-aws (buildd@lcy02-amd64-084)\n\
+         [   10.512345] cloud-init[612]: Cloud-init v. 24.4-0ubuntu1~24.04.2 running 'init' at Mon, 30 Nov 2026 07:00:01 +0000.\n\
+         ci-info: no authorized SSH keys fingerprints found for user ubuntu.\n\
+         <14>Nov 30 07:00:12 cloud-init: #############################################################\n\
+         <14>Nov 30 07:00:12 cloud-init: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n\
+         <14>Nov 30 07:00:12 cloud-init: 256 SHA256:placeholder root@{node_name} (ED25519)\n\
+         <14>Nov 30 07:00:12 cloud-init: -----END SSH HOST KEY FINGERPRINTS-----\n\
+         <14>Nov 30 07:00:12 cloud-init: #############################################################\n\
+         -----BEGIN SSH HOST KEY KEYS-----\n\
+         {host_key} root@{node_name}\n\
+         -----END SSH HOST KEY KEYS-----\n\
+         [   14.734567] cloud-init[1012]: Cloud-init v. 24.4-0ubuntu1~24.04.2 finished at Mon, 30 Nov 2026 07:00:14 +0000. Datasource DataSourceEc2Local.  Up 14.70 seconds\n"
+    );
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId><instanceId>{instance_id}</instanceId>\
+         <timestamp>2026-11-30T07:00:15.000Z</timestamp><output>{}</output></GetConsoleOutputResponse>",
+        base64(console.as_bytes())
+    )
+}
+
+fn config(env: &TestEnv, bed: &Bed) -> String {
+    format!(
+        r#"project = "{project}"
+environment = "{environment}"
+region = "eu-west-3"
+admin_cidrs = ["10.77.0.0/16"]
+kubernetes_version = "1.36"
+
+[network]
+vpc_cidr = "10.77.0.0/16"
+
+[[network.subnets]]
+cidr = "10.77.{b}.0/24"
+availability_zone = "eu-west-3a"
+
+[ssh]
+public_key = "{key}.pub"
+user = "root"
+
+[ami]
+owner = "099720109477"
+name = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
+
+[workers]
+count = 3
+
+[cluster]
+node_address = "private"
+bootstrap_timeout = "3m"
+
+[timeouts]
+aws_consistency = "20s"
+instances_running = "60s"
+
+[stack]
+ready_timeout = "2m"
+"#,
+        project = env.project,
+        environment = env.environment,
+        b = bed.bed,
+        key = bed.path().join("id_ed25519").display(),
+    )
+}
+
+/// Instance id -> (node name, private IP), from `up --output json`.
+fn nodes(up: &serde_json::Value) -> BTreeMap<String, (String, String)> {
+    up["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["instance_id"].as_str().unwrap().to_string(),
+                (n["private_dns"].as_str().unwrap().to_string(), n["private_ip"].as_str().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+fn host_key_tags(env: &TestEnv) -> BTreeMap<String, String> {
+    env.block(async {
+        let resp = env.ec2().describe_instances().set_filters(Some(env.owner_filters())).send().await.unwrap();
+        resp.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+            .map(|i| {
+                let tag = i.tags().iter().find(|t| t.key() == Some("tagstack:ssh-host-key"));
+                (i.instance_id().unwrap().to_string(), tag.and_then(|t| t.value()).unwrap_or("").to_string())
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
+    let bed = Bed::up_from(4, FIRST_HOST);
+    let env = TestEnv::new("e2e");
+    std::fs::write(env.config_path(), config(&env, &bed)).unwrap();
+
+    // Infra first: moto gives the instances the bed's addresses.
+    let infra = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
+    let instances = nodes(&infra);
+    assert_eq!(instances.len(), 4, "{infra}");
+    let mut expected_keys = BTreeMap::new();
+    for (id, (node_name, ip)) in &instances {
+        let host: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        let k = usize::try_from(host - FIRST_HOST).unwrap();
+        assert_eq!(bed.nodes[k].address, *ip, "moto gave {id} an address outside the bed");
+        env.proxy.add_rule(
+            Rule::respond("GetConsoleOutput", &console_output(id, &bed.nodes[k].host_key, node_name))
+                .when_body_contains(id)
+                .forever(),
+        );
+        expected_keys.insert(id.clone(), bed.nodes[k].host_key.clone());
+    }
+
+    // The whole `up`: the infra is converged, then the cluster and the stack.
+    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    let cluster_nodes = up["cluster"]["nodes"].as_array().unwrap();
+    assert_eq!(cluster_nodes.len(), 4, "{up}");
+    assert!(cluster_nodes.iter().all(|n| n["ready"] == true), "{up}");
+    assert!(up["stack"]["workloads"].as_array().unwrap().iter().all(|w| w["done"] == true), "{up}");
+
+    // The add-ons a real AWS cluster needs, pinned: the CCM of the cluster's minor (from the
+    // upstream base at its tag, image overridden), the EBS CSI driver at its tag, gp3.
+    let applied = std::fs::read_to_string(bed.cluster_state("applied.log")).unwrap();
+    assert!(applied.contains("cloud-provider-aws/examples/existing-cluster/base/?ref=v1.36.1"), "{applied}");
+    assert!(applied.contains("aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref=v1.64.0"), "{applied}");
+    assert!(applied.contains("storageclass-gp3.yaml"), "{applied}");
+    let ccm = std::fs::read_to_string(bed.cluster_state("ccm-image")).unwrap();
+    assert_eq!(ccm.trim(), "v1.36.1");
+    // Every node was initialised by the CCM: providerID set, no uninitialized taint.
+    let kubectl = env
+        .tagstack()
+        .args(&[
+            "ssh",
+            "control-plane",
+            "--",
+            "kubectl",
+            "--kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            "get",
+            "nodes",
+            "-o",
+            "json",
+        ])
+        .run()
+        .success();
+    let node_list: serde_json::Value = serde_json::from_str(&kubectl.stdout).unwrap();
+    for n in node_list["items"].as_array().unwrap() {
+        assert!(n["spec"]["providerID"].as_str().unwrap().starts_with("aws:///eu-west-3a/i-"), "{n}");
+        assert!(n["spec"].get("taints").is_none_or(|t| !t.to_string().contains("uninitialized")), "{n}");
+    }
+    // The verified host keys are recorded on the instances.
+    assert_eq!(host_key_tags(&env), expected_keys);
+
+    // status and smoke on the live environment.
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    assert_eq!(st["in_sync"], true, "{st}");
+    assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
+    let smoke = env.tagstack().args(&["smoke", "--output", "json"]).run().success().json();
+    assert_eq!(smoke["ok"], true, "{smoke}");
+
+    // The consoles no longer show the keys (cloud-init prints them once per instance: after a
+    // reboot, or once the buffer rotated, moto's canned console is what EC2 returns): a machine
+    // that never saw them verifies the nodes by the recorded tags.
+    env.proxy.clear_rules();
+    std::fs::remove_dir_all(env.path(&format!(".tagstack/{}-{}", env.project, env.environment))).unwrap();
+    env.proxy.clear_calls();
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
+    assert!(env.proxy.count("GetConsoleOutput") >= 4, "{:?}", env.proxy.actions());
+    // So does the cluster stage: a converged `up` from that machine changes nothing.
+    env.tagstack().args(&["up", "--only", "cluster"]).run().success();
+
+    // A tag that does not match the node's key is not trusted blindly: ssh refuses the node.
+    let (victim, _) = instances.iter().find(|(_, (_, ip))| *ip == bed.nodes[0].address).unwrap();
+    let wrong = &bed.nodes[1].host_key;
+    env.block(async {
+        env.ec2()
+            .create_tags()
+            .resources(victim)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("tagstack:ssh-host-key").value(wrong).build())
+            .send()
+            .await
+            .unwrap()
+    });
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().code(0).json();
+    let err = st["cluster"]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("host key"), "{st}");
+    env.block(async {
+        env.ec2()
+            .create_tags()
+            .resources(victim)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("tagstack:ssh-host-key").value(&expected_keys[victim]).build())
+            .send()
+            .await
+            .unwrap()
+    });
+
+    // down: the stack's namespaces inside the reachable cluster, then everything on AWS.
+    let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
+    assert!(!down["cluster_cleanup"].is_null(), "{down}");
+    assert_eq!(down["failed"], 0, "{down}");
+    assert_eq!(env.owned_counts(), crate::support::Counts::default(), "{down}");
+}
