@@ -121,7 +121,8 @@ pub enum Command {
     Ssh {
         /// Node name (`tagstack status` lists them).
         node: String,
-        /// Command to run instead of a shell.
+        /// Command to run instead of a shell, after `--` (as with ssh, the remote shell reads
+        /// the words joined by spaces; none of them is ever an option of the local ssh).
         #[arg(last = true)]
         command: Vec<String>,
     },

@@ -159,7 +159,7 @@ pub async fn status(s: &Settings) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Replaces this process with `ssh -F <env ssh_config> NODE [command]`.
+/// Runs `ssh -F <env ssh_config> -- NODE [command]` and waits for it.
 pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome> {
     let nodes = nodes(s).await?;
     if !nodes.iter().any(|n| n.name == node) {
@@ -171,9 +171,13 @@ pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
         .into());
     }
     let files = cluster::write_env_files(&s.spec, &nodes)?;
+    // `--` before the node: ssh parses options after the destination too, so without it a
+    // command word such as `-oProxyCommand=...` would configure the local ssh. After `--`
+    // every word is the remote command (joined by ssh with spaces, as `ssh HOST CMD...` does).
     let status = std::process::Command::new("ssh")
         .arg("-F")
         .arg(&files.ssh_config)
+        .arg("--")
         .arg(node)
         .args(command)
         .status()

@@ -1,7 +1,5 @@
 //! Commands that touch no cloud: `init`, `completions`, `man`.
 
-use std::io::Write;
-
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
@@ -49,18 +47,17 @@ pub fn init(g: &GlobalArgs, force: bool) -> Result<Outcome> {
 
 pub fn completions(shell: clap_complete::Shell) -> Result<Outcome> {
     let mut cmd = Cli::command();
-    let mut out = std::io::stdout();
-    clap_complete::generate(shell, &mut cmd, "tagstack", &mut out);
-    out.flush()?;
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tagstack", &mut buf);
+    crate::ui::write_stdout(&buf);
     Ok(Outcome::Success)
 }
 
 pub fn man() -> Result<Outcome> {
     let mut buf = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
-    let mut out = std::io::stdout();
-    out.write_all(&buf)?;
-    out.flush()?;
+    crate::ui::write_stdout(&buf);
     Ok(Outcome::Success)
 }
 

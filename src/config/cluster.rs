@@ -1,7 +1,7 @@
 //! The cluster-stage parts of the environment file: `provider`, `[[nodes]]` for machines that
 //! already exist, `[cluster]`, and the SSH client side. Same error shape as `validate.rs`.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::error::ConfigError;
 use super::raw::{RawConfig, RawNode};
@@ -57,9 +57,10 @@ fn static_nodes(cx: &Ctx, raw: &RawConfig) -> Result<Vec<StaticNode>, ConfigErro
             .key("nodes")
             .hint("add one [[nodes]] table per machine: name, address, role, host_key"));
     };
+    let known_hosts = raw.ssh.as_ref().and_then(|s| s.known_hosts.as_ref()).map(|k| k.get_ref().as_str());
     let mut out: Vec<StaticNode> = Vec::new();
     for (i, n) in nodes.get_ref().iter().enumerate() {
-        let node = static_node(cx, i, n)?;
+        let node = static_node(cx, i, n, known_hosts)?;
         if let Some(j) =
             out.iter().position(|o| o.name == node.name || (o.address == node.address && o.port == node.port))
         {
@@ -84,7 +85,7 @@ fn static_nodes(cx: &Ctx, raw: &RawConfig) -> Result<Vec<StaticNode>, ConfigErro
     Ok(out)
 }
 
-fn static_node(cx: &Ctx, i: usize, n: &RawNode) -> Result<StaticNode, ConfigError> {
+fn static_node(cx: &Ctx, i: usize, n: &RawNode, raw_known_hosts: Option<&str>) -> Result<StaticNode, ConfigError> {
     let name = n.name.get_ref();
     if !is_valid_name(name) {
         return cx.err(
@@ -95,14 +96,12 @@ fn static_node(cx: &Ctx, i: usize, n: &RawNode) -> Result<StaticNode, ConfigErro
         );
     }
     let address = n.address.get_ref();
-    let host_ok = address.parse::<Ipv4Addr>().is_ok()
-        || (!address.is_empty() && address.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
-    if !host_ok {
+    if let Err(why) = check_address(address) {
         return cx.err(
             n.address.span(),
             &format!("nodes[{i}].address"),
-            format!("{address:?} is not a host name or IPv4 address"),
-            "write e.g. \"10.0.0.11\" or \"node1.example.com\"",
+            format!("{address:?} is not an IP address or a host name: {why}"),
+            "write an IP address (\"10.0.0.11\", \"2001:db8::11\") or an RFC 1123 host name (\"node1.example.com\")",
         );
     }
     let port = match &n.port {
@@ -146,14 +145,76 @@ fn static_node(cx: &Ctx, i: usize, n: &RawNode) -> Result<StaticNode, ConfigErro
             Some(format!("{} {}", parts[0], parts[1]))
         }
     };
-    Ok(StaticNode {
-        name: name.clone(),
-        address: address.clone(),
-        port,
-        user: n.user.as_ref().map(|u| u.get_ref().clone()),
-        role,
-        host_key,
-    })
+    let user = match &n.user {
+        None => None,
+        Some(u) if is_valid_login(u.get_ref()) => Some(u.get_ref().clone()),
+        Some(u) => {
+            return cx.err(
+                u.span(),
+                &format!("nodes[{i}].user"),
+                format!("{:?} is not a valid login name", u.get_ref()),
+                LOGIN_HINT,
+            );
+        }
+    };
+    // Never trust on first use: without a pinned key (here or in ssh.known_hosts) the first
+    // connection would fail host-key verification; say so before anything runs.
+    if host_key.is_none() && raw_known_hosts.is_none() {
+        return cx.err(
+            n.name.span(),
+            &format!("nodes[{i}].host_key"),
+            format!("node {name} has no host_key and ssh.known_hosts is not set: tagstack never trusts a host key on first use"),
+            "add host_key = \"ssh-ed25519 AAAA...\" (the node's /etc/ssh/ssh_host_ed25519_key.pub), or point ssh.known_hosts at a file that lists the node",
+        );
+    }
+    Ok(StaticNode { name: name.clone(), address: address.clone(), port, user, role, host_key })
+}
+
+pub(super) const LOGIN_HINT: &str =
+    "use the image's login user, e.g. \"ubuntu\" or \"admin\" (letters, digits, `_`, `-`, `.`; not starting with `-`)";
+
+/// A login name ssh, sudo and a shell all take literally: POSIX portable characters, not
+/// starting with `-` (it would read as an option), at most 32 characters.
+pub fn is_valid_login(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && !user.starts_with('-')
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Why `address` is neither an IP address nor an RFC 1123 host name (`Ok` when it is one).
+/// Nothing that passes can be read as an option (`-...`) or carry a space, quote or `=`.
+pub fn check_address(address: &str) -> Result<(), &'static str> {
+    if address.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if address.is_empty() {
+        return Err("it is empty");
+    }
+    if address.starts_with('-') {
+        return Err("it starts with `-`, which ssh would read as an option");
+    }
+    if address.len() > 253 {
+        return Err("it is longer than 253 characters");
+    }
+    if !address.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return Err("a host name has only letters, digits, `-` and `.`");
+    }
+    let name = address.strip_suffix('.').unwrap_or(address);
+    let labels: Vec<&str> = name.split('.').collect();
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return Err("every dot-separated label has 1 to 63 characters");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label neither starts nor ends with `-`");
+        }
+    }
+    // RFC 1123 2.1: a name is never all-numeric at the top, so 10.0.0.300 is a bad IP address.
+    if labels.last().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit())) {
+        return Err("it looks like a dotted-decimal IP address but is not one");
+    }
+    Ok(())
 }
 
 pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {

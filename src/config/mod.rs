@@ -11,6 +11,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use cluster::{check_address, is_valid_login};
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use spec::*;

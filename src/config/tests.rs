@@ -526,6 +526,50 @@ fn static_provider_rejections() {
     }
 }
 
+/// Node addresses and logins that would reach a command line as an option, or are no
+/// address at all, are refused at load (exit 2) with the key and line.
+#[test]
+fn static_node_address_rejections() {
+    let addr = |a: &str| STATIC.replace("address = \"10.0.0.11\"", &format!("address = {a:?}"));
+    let cases: &[(&str, String)] = &[
+        ("static_address_option", addr("-oProxyCommand=touch /tmp/pwned")),
+        ("static_address_leading_dash", addr("-node1.example.com")),
+        ("static_address_bad_dotted_decimal", addr("10.0.0.300")),
+        ("static_address_short_dotted_decimal", addr("10.0.11")),
+        ("static_address_space", addr("10.0.0.11 -p 2222")),
+        ("static_address_empty", addr("")),
+        ("static_address_label_dash", addr("node1-.example.com")),
+        ("static_address_empty_label", addr("node1..example.com")),
+        ("static_address_label_too_long", addr(&format!("{}.example.com", "a".repeat(64)))),
+        ("static_address_user_at", addr("root@10.0.0.11")),
+        ("static_node_user_option", STATIC.replace("port = 2222\n", "port = 2222\nuser = \"-oProxyCommand=x\"\n")),
+        ("ssh_user_leading_dash", STATIC.replace("user = \"root\"", "user = \"-root\"")),
+        (
+            "static_node_without_host_key",
+            STATIC.replace("host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1\"\n", ""),
+        ),
+    ];
+    for (name, source) in cases {
+        assert_ne!(source, STATIC, "{name}: the edit did not apply");
+        insta::assert_snapshot!(*name, reject(source).to_string());
+    }
+}
+
+#[test]
+fn static_node_addresses_accepted() {
+    for a in ["10.0.0.11", "2001:db8::11", "node1", "node-1.example.com", "node1.example.com.", "n1.10x", "a.b2"] {
+        let source = STATIC.replace("address = \"10.0.0.11\"", &format!("address = {a:?}"));
+        let spec = parse(&source).unwrap_or_else(|e| panic!("{a}: {e}"));
+        let super::Provider::Static { nodes } = &spec.provider else { panic!() };
+        assert_eq!(nodes[1].address, a);
+    }
+    // With ssh.known_hosts, a node may go without its own host_key.
+    let source = STATIC
+        .replace("host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1\"\n", "")
+        .replace("[ssh]\n", "[ssh]\nknown_hosts = \"/etc/ssh/lab_known_hosts\"\n");
+    assert!(parse(&source).is_ok());
+}
+
 #[test]
 fn stack_rejections() {
     let cases: &[(&str, &str)] = &[

@@ -508,12 +508,12 @@ fn ssh(
     }
     let user = raw.ssh.as_ref().and_then(|s| s.user.as_ref());
     let user_name = user.map_or_else(|| "ubuntu".to_string(), |u| u.get_ref().clone());
-    if user_name.is_empty() || !user_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !super::cluster::is_valid_login(&user_name) {
         return cx.err(
             user.map_or(0..0, |u| u.span()),
             "ssh.user",
             format!("{user_name:?} is not a valid login name"),
-            "use the image's default user, e.g. \"ubuntu\" or \"admin\"",
+            super::cluster::LOGIN_HINT,
         );
     }
     Ok(SshSpec { public_key_path: path, private_key_path, known_hosts, public_key: line, user: user_name })

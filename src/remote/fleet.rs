@@ -87,9 +87,40 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// `s` quoted for a POSIX shell: one word, taken literally.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Refuses a node whose name, address or user could reach a command line (or the ssh_config
+/// text) as anything but a plain word: the `openssh` crate passes the destination to `ssh`
+/// without a `--`, so a name starting with `-` would be read as an option. The config checks
+/// static nodes at load; this guards every other source (AWS tags, addresses from the API).
+fn check_node(node: &ClusterNode) -> Result<(), RemoteError> {
+    let name_ok = crate::config::check_address(&node.name).is_ok() && node.name.parse::<std::net::IpAddr>().is_err();
+    let problem = if !name_ok {
+        Some(format!("the node name {:?} is not a plain host alias", node.name))
+    } else if let Err(why) = crate::config::check_address(&node.address) {
+        Some(format!("the address {:?} is not an IP address or host name: {why}", node.address))
+    } else if !crate::config::is_valid_login(&node.user) {
+        Some(format!("the login {:?} is not a valid user name", node.user))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(message) => Err(RemoteError::Connect {
+            node: node.name.clone(),
+            address: format!("{}:{}", node.address, node.port),
+            message: format!("refusing to pass it to ssh: {message}"),
+        }),
+    }
+}
+
 async fn presented_key(node: &ClusterNode) -> Option<String> {
+    // `--`: nothing after it is an option, whatever the address.
     let out = tokio::process::Command::new("ssh-keyscan")
-        .args(["-T", "5", "-t", "ed25519", "-p", &node.port.to_string(), &node.address])
+        .args(["-T", "5", "-t", "ed25519", "-p", &node.port.to_string(), "--", &node.address])
         .output()
         .await
         .ok()?;
@@ -98,6 +129,7 @@ async fn presented_key(node: &ClusterNode) -> Option<String> {
 }
 
 async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Result<Session, RemoteError> {
+    check_node(node)?;
     let mut b = SessionBuilder::default();
     b.config_file(&files.ssh_config)
         .known_hosts_check(KnownHosts::Strict)
@@ -214,11 +246,11 @@ impl Fleet {
         executable: bool,
     ) -> Result<(), RemoteError> {
         let (n, session) = self.get(node)?;
-        let dir = Path::new(path).parent().map_or("/".into(), |d| d.display().to_string());
+        let dir = sh_quote(&Path::new(path).parent().map_or("/".into(), |d| d.display().to_string()));
         let mode = if executable { "0700" } else { "0600" };
-        let script = format!(
-            "umask 077 && mkdir -p '{dir}' && cat > '{path}.tmp' && chmod {mode} '{path}.tmp' && mv '{path}.tmp' '{path}'"
-        );
+        let (tmp, dest) = (sh_quote(&format!("{path}.tmp")), sh_quote(path));
+        let script =
+            format!("umask 077 && mkdir -p -- {dir} && cat > {tmp} && chmod {mode} -- {tmp} && mv -- {tmp} {dest}");
         let io = |e: openssh::Error| RemoteError::Step {
             node: node.into(),
             step: step.into(),
@@ -278,7 +310,7 @@ impl Fleet {
             last_lines: vec![],
             message,
         };
-        let mut child = Self::root_command(n, session, &format!("exec bash '{script_path}'"))
+        let mut child = Self::root_command(n, session, &format!("exec bash -- {}", sh_quote(script_path)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -363,5 +395,40 @@ impl Fleet {
         for (_, (_, s)) in self.sessions {
             let _ = s.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_quote_is_one_literal_word() {
+        assert_eq!(sh_quote("/var/lib/tagstack/a b"), "'/var/lib/tagstack/a b'");
+        let tricky = "x'; touch /tmp/pwned; echo '";
+        let out =
+            std::process::Command::new("sh").args(["-c", &format!("printf %s {}", sh_quote(tricky))]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), tricky);
+    }
+
+    #[test]
+    fn nodes_that_would_reach_ssh_as_options_are_refused() {
+        let node = |name: &str, address: &str, user: &str| ClusterNode {
+            name: name.into(),
+            node_name: name.into(),
+            role: crate::config::NodeRole::Worker,
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            private_ip: address.into(),
+            public_address: None,
+            host_key: None,
+        };
+        assert!(check_node(&node("w1", "10.0.0.1", "ubuntu")).is_ok());
+        assert!(check_node(&node("-oProxyCommand=x", "10.0.0.1", "ubuntu")).is_err());
+        assert!(check_node(&node("10.0.0.1", "10.0.0.1", "ubuntu")).is_err());
+        assert!(check_node(&node("w1", "-oProxyCommand=x", "ubuntu")).is_err());
+        assert!(check_node(&node("w1", "10.0.0.1\n  ProxyCommand x", "ubuntu")).is_err());
+        assert!(check_node(&node("w1", "10.0.0.1", "-l root")).is_err());
     }
 }

@@ -49,18 +49,12 @@ impl Progress {
         if let (Some(d), Some(map)) = (elapsed, obj.as_object_mut()) {
             map.insert("elapsed_ms".into(), serde_json::Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
         }
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("{obj}");
-        }
+        super::write_stderr(&format!("{obj}\n"));
     }
 
     fn line(&self, sigil: &str, key: &str, message: &str) {
         let t = self.started.elapsed().as_secs_f64();
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("[{t:6.1}s] {sigil} {key}: {message}");
-        }
+        super::write_stderr(&format!("[{t:6.1}s] {sigil} {key}: {message}\n"));
     }
 
     fn end(&self, key: &str, sigil: &str, message: &str) {
@@ -150,12 +144,7 @@ impl Reporter for Progress {
                 let _ = self.multi.println(format!("note: {message}"));
             }
             Mode::Events => self.event("note", "", message, None),
-            Mode::Lines | Mode::Quiet => {
-                #[allow(clippy::print_stderr)]
-                {
-                    eprintln!("note: {message}");
-                }
-            }
+            Mode::Lines | Mode::Quiet => super::write_stderr(&format!("note: {message}\n")),
         }
     }
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod aws_end_to_end;
 mod cli_conventions;
+mod cli_pipes;
 mod cluster_bootstrap;
 mod cluster_prepare;
 mod expiry_reap;
