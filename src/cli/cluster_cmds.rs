@@ -216,7 +216,7 @@ async fn reachable_nodes(
     let result = async {
         let aws = crate::aws::Aws::connect(&s.connection).await;
         let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &crate::reporter::Silent };
-        let keys = crate::aws::recorded_host_keys(&cx, &tagged).await?;
+        let keys = crate::aws::recorded_host_keys(&cx, &tagged).await;
         let nodes: Vec<ClusterNode> = running
             .iter()
             .filter_map(|n| {

@@ -58,7 +58,7 @@ fn console_output(instance_id: &str, host_key: &str, node_name: &str) -> String 
     )
 }
 
-fn config(env: &TestEnv, bed: &Bed) -> String {
+fn config(env: &TestEnv, bed: &Bed, workers: usize, extra: &str) -> String {
     format!(
         r#"project = "{project}"
 environment = "{environment}"
@@ -82,7 +82,7 @@ owner = "099720109477"
 name = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
 
 [workers]
-count = 3
+count = {workers}
 
 [cluster]
 node_address = "private"
@@ -91,15 +91,46 @@ bootstrap_timeout = "3m"
 [timeouts]
 aws_consistency = "20s"
 instances_running = "60s"
-
-[stack]
-ready_timeout = "2m"
-"#,
+{extra}"#,
         project = env.project,
         environment = env.environment,
         b = bed.bed,
         key = bed.path().join("id_ed25519").display(),
     )
+}
+
+/// `up --only infra`, then the proxy answers each instance's console with its bed node's key.
+/// Returns instance id -> (node name, private IP) and instance id -> host key.
+#[allow(clippy::type_complexity)]
+fn infra_with_consoles(env: &TestEnv, bed: &Bed) -> (BTreeMap<String, (String, String)>, BTreeMap<String, String>) {
+    let infra = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
+    let instances = nodes(&infra);
+    assert_eq!(instances.len(), bed.nodes.len(), "{infra}");
+    let mut keys = BTreeMap::new();
+    for (id, (node_name, ip)) in &instances {
+        let host: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        let k = usize::try_from(host - FIRST_HOST).unwrap();
+        assert_eq!(bed.nodes[k].address, *ip, "moto gave {id} an address outside the bed");
+        env.proxy.add_rule(
+            Rule::respond("GetConsoleOutput", &console_output(id, &bed.nodes[k].host_key, node_name))
+                .when_body_contains(id)
+                .forever(),
+        );
+        keys.insert(id.clone(), bed.nodes[k].host_key.clone());
+    }
+    (instances, keys)
+}
+
+fn set_host_key_tag(env: &TestEnv, id: &str, key: &str) {
+    env.block(async {
+        env.ec2()
+            .create_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("tagstack:ssh-host-key").value(key).build())
+            .send()
+            .await
+            .unwrap()
+    });
 }
 
 /// Instance id -> (node name, private IP), from `up --output json`.
@@ -136,24 +167,10 @@ fn host_key_tags(env: &TestEnv) -> BTreeMap<String, String> {
 fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     let bed = Bed::up_from(4, FIRST_HOST);
     let env = TestEnv::new("e2e");
-    std::fs::write(env.config_path(), config(&env, &bed)).unwrap();
+    std::fs::write(env.config_path(), config(&env, &bed, 3, "\n[stack]\nready_timeout = \"2m\"\n")).unwrap();
 
     // Infra first: moto gives the instances the bed's addresses.
-    let infra = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
-    let instances = nodes(&infra);
-    assert_eq!(instances.len(), 4, "{infra}");
-    let mut expected_keys = BTreeMap::new();
-    for (id, (node_name, ip)) in &instances {
-        let host: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
-        let k = usize::try_from(host - FIRST_HOST).unwrap();
-        assert_eq!(bed.nodes[k].address, *ip, "moto gave {id} an address outside the bed");
-        env.proxy.add_rule(
-            Rule::respond("GetConsoleOutput", &console_output(id, &bed.nodes[k].host_key, node_name))
-                .when_body_contains(id)
-                .forever(),
-        );
-        expected_keys.insert(id.clone(), bed.nodes[k].host_key.clone());
-    }
+    let (instances, expected_keys) = infra_with_consoles(&env, &bed);
 
     // The whole `up`: the infra is converged, then the cluster and the stack.
     let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
@@ -195,6 +212,17 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     // The verified host keys are recorded on the instances.
     assert_eq!(host_key_tags(&env), expected_keys);
 
+    // The console wins over a tag that differs from it: status still verifies the node by the
+    // console (and writes nothing), the next cluster stage re-records the console's key.
+    let (victim, _) = instances.iter().find(|(_, (_, ip))| *ip == bed.nodes[0].address).unwrap();
+    set_host_key_tag(&env, victim, &bed.nodes[1].host_key);
+    env.proxy.clear_calls();
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
+    assert_eq!(env.proxy.count("CreateTags"), 0, "status wrote tags: {:?}", env.proxy.actions());
+    env.tagstack().args(&["up", "--only", "cluster"]).run().success();
+    assert_eq!(host_key_tags(&env), expected_keys);
+
     // status and smoke on the live environment.
     let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
     assert_eq!(st["in_sync"], true, "{st}");
@@ -212,36 +240,62 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
     assert!(env.proxy.count("GetConsoleOutput") >= 4, "{:?}", env.proxy.actions());
     // So does the cluster stage: a converged `up` from that machine changes nothing.
+    env.proxy.clear_calls();
     env.tagstack().args(&["up", "--only", "cluster"]).run().success();
+    assert_eq!(env.proxy.count("CreateTags"), 0, "{:?}", env.proxy.actions());
 
-    // A tag that does not match the node's key is not trusted blindly: ssh refuses the node.
-    let (victim, _) = instances.iter().find(|(_, (_, ip))| *ip == bed.nodes[0].address).unwrap();
-    let wrong = &bed.nodes[1].host_key;
-    env.block(async {
-        env.ec2()
-            .create_tags()
-            .resources(victim)
-            .tags(aws_sdk_ec2::types::Tag::builder().key("tagstack:ssh-host-key").value(wrong).build())
-            .send()
-            .await
-            .unwrap()
-    });
-    let st = env.tagstack().args(&["status", "--output", "json"]).run().code(0).json();
+    // With the console silent the tag is all there is: a tag that does not match the node's
+    // key makes ssh refuse the node (strict host key checking), it is never accepted.
+    set_host_key_tag(&env, victim, &bed.nodes[1].host_key);
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
     let err = st["cluster"]["error"].as_str().unwrap_or_default();
     assert!(err.contains("host key"), "{st}");
-    env.block(async {
-        env.ec2()
-            .create_tags()
-            .resources(victim)
-            .tags(aws_sdk_ec2::types::Tag::builder().key("tagstack:ssh-host-key").value(&expected_keys[victim]).build())
-            .send()
-            .await
-            .unwrap()
-    });
+    set_host_key_tag(&env, victim, &expected_keys[victim]);
 
     // down: the stack's namespaces inside the reachable cluster, then everything on AWS.
     let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
     assert!(!down["cluster_cleanup"].is_null(), "{down}");
     assert_eq!(down["failed"], 0, "{down}");
     assert_eq!(env.owned_counts(), crate::support::Counts::default(), "{down}");
+}
+
+/// UPSTREAM-AUDIT #46 / issue 9 item 4: with `cloud-provider=external` every node stays tainted
+/// `node.cloudprovider.kubernetes.io/uninitialized` (while its kubelet reports Ready) until the
+/// cloud-controller-manager initialises it; a CCM that crash-loops (a stand-in knob: e.g. an
+/// instance profile without its permissions) never does. `up` must not call such a cluster
+/// ready: it fails at `cluster.bootstrap_timeout` naming the nodes, the taint and the CCM, and
+/// the next `up` completes once the CCM runs.
+#[test]
+fn up_on_aws_waits_for_the_ccm_to_initialise_every_node() {
+    let bed = Bed::up_from(2, FIRST_HOST);
+    let env = TestEnv::new("ccm");
+    let no_stack =
+        "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
+    std::fs::write(
+        env.config_path(),
+        config(&env, &bed, 1, no_stack).replace("bootstrap_timeout = \"3m\"", "bootstrap_timeout = \"30s\""),
+    )
+    .unwrap();
+    infra_with_consoles(&env, &bed);
+    std::fs::write(bed.cluster_state("ccm-crashloop"), "").unwrap();
+    let failed = env.tagstack().arg("up").run().code(1);
+    assert!(failed.stderr.contains("the cluster is not ready after"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains(
+            "Ready but not initialised by the cloud-controller-manager (taint node.cloudprovider.kubernetes.io/uninitialized, no spec.providerID)"
+        ),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("DaemonSet kube-system/aws-cloud-controller-manager (0/1 available)"),
+        "{}",
+        failed.stderr
+    );
+
+    std::fs::remove_file(bed.cluster_state("ccm-crashloop")).unwrap();
+    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    assert!(up["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{up}");
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), crate::support::Counts::default());
 }

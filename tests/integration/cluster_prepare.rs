@@ -153,3 +153,28 @@ fn an_exact_patch_is_installed_and_a_later_worker_gets_the_control_planes_patch(
     assert_eq!(bed.installed(2, "kubelet").as_deref(), Some("1.36.0-1.1"));
     assert!(up["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{up}");
 }
+
+/// Item 1: cloud-init installed but not run on this boot (a static machine or a container with
+/// the package): `cloud-init status` says "not run" and `--wait` would wait for ever (its wait
+/// loop continues while not run or running: canonical/cloud-init cloudinit/cmd/status.py), so
+/// prepare must not wait for it. And a package removed but not purged (dpkg status
+/// config-files, `rc`) is not installed: dpkg-query still prints its version (dpkg-query(1)
+/// db:Status-Status), which must not pass for an installed containerd.
+#[test]
+fn a_cloud_init_that_never_ran_and_a_removed_package_do_not_stop_prepare() {
+    let bed = Bed::up(1);
+    let env = env_for(&bed, "notrun", 1, "1.36", "");
+    let state = bed.fs(0, "var/lib/standin");
+    std::fs::create_dir_all(state.join("cloud-init")).unwrap();
+    std::fs::write(state.join("cloud-init/result"), "not-run\n").unwrap();
+    std::fs::create_dir_all(state.join("dpkg-removed")).unwrap();
+    std::fs::write(state.join("dpkg-removed/containerd"), "1.7.28-0ubuntu1~24.04.1\n").unwrap();
+    std::fs::write(state.join("dpkg-removed/containerd.io"), "2.3.4-2~ubuntu.24.04~noble\n").unwrap();
+    let started = Instant::now();
+    env.tagstack().arg("up").run().success();
+    assert!(started.elapsed().as_secs() < 60, "prepare waited for a cloud-init that never runs");
+    let l = log(&env, "cp");
+    assert!(l.contains("cloud-init has not run on this boot (not run): not waiting for it"), "{l}");
+    assert!(l.contains("installing containerd 2.3.4"), "{l}");
+    assert!(bed.installed(0, "containerd.io").unwrap().starts_with("2.3.4-"));
+}
