@@ -178,3 +178,45 @@ fn a_cloud_init_that_never_ran_and_a_removed_package_do_not_stop_prepare() {
     assert!(l.contains("installing containerd 2.3.4"), "{l}");
     assert!(bed.installed(0, "containerd.io").unwrap().starts_with("2.3.4-"));
 }
+
+/// Item 6: another Kubernetes version already on a node is never replaced behind the user's
+/// back. In a running cluster a patch change is a kubeadm upgrade (kubeadm's upgrade docs: the
+/// control plane first, `kubeadm upgrade apply`, then each node); on a spare machine an older
+/// version than installed is a downgrade, which apt refuses without --allow-downgrades ("E:
+/// Packages were downgraded and -y was used without --allow-downgrades", apt-get(8)).
+#[test]
+fn a_different_kubernetes_version_on_a_node_is_not_replaced_silently() {
+    let bed = Bed::up(2);
+    let env = env_for(&bed, "patchchg", 1, "1.36", "");
+    env.tagstack().arg("up").run().success();
+    assert!(bed.installed(0, "kubeadm").unwrap().starts_with("1.36.1-"));
+    write_config(&bed, &env, 1, "1.36.0", "");
+    let run = env.tagstack().arg("up").run().code(1);
+    assert!(
+        run.stderr.contains("runs Kubernetes 1.36.1 in a cluster; installing 1.36.0 there would change it under its running kubelet"),
+        "{}",
+        run.stderr
+    );
+    assert!(bed.installed(0, "kubeadm").unwrap().starts_with("1.36.1-"), "changed anyway");
+
+    // A machine that is in no cluster but has a newer kubeadm: no downgrade either.
+    for p in ["kubelet", "kubeadm", "kubectl"] {
+        bed.preinstall(1, p, "1.36.1-1.1", true);
+    }
+    let spare = env_for(&bed, "patchdown", 2, "1.36.0", "");
+    let config = std::fs::read_to_string(spare.config_path()).unwrap();
+    let only_w1: String = {
+        // Node 1 as the control plane of its own environment.
+        let (head, rest) = config.split_once("\n[[nodes]]").unwrap();
+        let second = rest.split("\n[[nodes]]").nth(1).unwrap().replace("role = \"worker\"", "role = \"control-plane\"");
+        let (nodes, stack) = second.split_once("\n[stack.kafka]").unwrap();
+        format!("{head}\n[[nodes]]{nodes}\n[stack.kafka]{stack}")
+    };
+    std::fs::write(spare.config_path(), only_w1).unwrap();
+    let run = spare.tagstack().arg("up").run().code(1);
+    assert!(
+        run.stderr.contains("has kubeadm 1.36.1, newer than kubernetes_version = 1.36.0: tagstack does not downgrade"),
+        "{}",
+        run.stderr
+    );
+}
