@@ -127,6 +127,8 @@ pub fn join_config(
     )
 }
 
-pub fn join_script(node: &ClusterNode) -> Result<String> {
-    render("join-worker.sh", context! { node => node })
+/// `join-worker.sh`: joins, or resets what an earlier join to another CA (or a failed one) left
+/// and joins again; `ca_cert_hash` is the current CA's (`sha256:<hex>`).
+pub fn join_script(node: &ClusterNode, ca_cert_hash: &str) -> Result<String> {
+    render("join-worker.sh", context! { node => node, ca_cert_hash => ca_cert_hash })
 }

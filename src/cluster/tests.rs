@@ -163,7 +163,7 @@ fn scripts_render_and_pass_shellcheck() {
         ("prepare-node-exact-patch.sh", render::prepare_script(&spec, Some("1.36.2")).unwrap()),
         ("control-plane-ca.sh", render::ca_script().unwrap()),
         ("init-control-plane.sh", render::init_script(&input).unwrap()),
-        ("join-worker.sh", render::join_script(&w).unwrap()),
+        ("join-worker.sh", render::join_script(&w, HASH).unwrap()),
         ("init-control-plane-static.sh", {
             let s = static_spec();
             let n = static_nodes(&s);
@@ -363,4 +363,18 @@ fn addon_rollouts_follow_kubectl_rollout_status() {
             ("ebs-csi-node".to_string(), false, "not found".to_string()),
         ]
     );
+}
+
+#[test]
+fn join_script_checks_the_ca_resets_leftovers_and_can_stop_a_running_join() {
+    let (_, w) = aws_nodes();
+    let script = render::join_script(&w, HASH).unwrap();
+    assert!(script.contains(&format!("ca_hash=\"{HASH}\"")), "{script}");
+    // What `kubeadm reset` says it leaves behind is cleaned too.
+    for needle in ["kubeadm reset -f", "/etc/cni/net.d", "iptables", "ipvsadm --clear", "/.kube/config"] {
+        assert!(script.contains(needle), "{needle}: {script}");
+    }
+    // Only the recorded kubeadm join is stopped, never anything found by name.
+    assert!(script.contains("\"--stop\""), "{script}");
+    assert!(!script.contains("pkill") && !script.contains("killall"), "{script}");
 }

@@ -148,7 +148,6 @@ async fn upload_and_run(
 
 pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> Result<ClusterReport> {
     let started = Instant::now();
-    let deadline = spec.cluster.bootstrap_timeout;
     let limit = spec.cluster.max_parallel_ssh;
     let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).context("no control-plane node")?;
     let workers: Vec<ClusterNode> = nodes.iter().filter(|n| n.role == NodeRole::Worker).cloned().collect();
@@ -159,16 +158,37 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
     // kubeadm prints the join command with the token: keep it out of logs and progress.
     fleet.redact(&token);
     let fleet = fleet;
+    let result = run_stage(&fleet, spec, nodes, cp, &workers, &token, started, r).await;
+    // Success or not, no SSH master of ours outlives the stage.
+    fleet.close().await;
+    let (kubernetes_version, states, kubeconfig) = result?;
+    Ok(ClusterReport { kubernetes_version, kubeconfig, nodes: states })
+}
+
+/// The stage's steps over connected sessions: (Kubernetes version, node states, kubeconfig).
+#[allow(clippy::too_many_arguments)]
+async fn run_stage(
+    fleet: &Fleet,
+    spec: &Spec,
+    nodes: &[ClusterNode],
+    cp: &ClusterNode,
+    workers: &[ClusterNode],
+    token: &str,
+    started: Instant,
+    r: &dyn Reporter,
+) -> Result<(String, Vec<NodeState>, PathBuf)> {
+    let deadline = spec.cluster.bootstrap_timeout;
+    let limit = spec.cluster.max_parallel_ssh;
 
     // 1. Every node at once, all at one Kubernetes patch: the configured one, else the one the
     // control plane already runs (a worker added later must not get a newer patch).
     let pinned = match spec.kubernetes_version.patch {
         Some(p) => Some(format!("{}.{}.{p}", spec.kubernetes_version.major, spec.kubernetes_version.minor)),
-        None => control_plane_patch(&fleet, spec, cp).await?,
+        None => control_plane_patch(fleet, spec, cp).await?,
     };
     let prepare = render::prepare_script(spec, pinned.as_deref())?;
     let versions =
-        on_all(nodes, limit, |n| upload_and_run(&fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
+        on_all(nodes, limit, |n| upload_and_run(fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
     let mut reported = Vec::new();
     for (name, lines) in &versions {
         for key in ["kubeadm-version", "kubelet-version"] {
@@ -179,14 +199,14 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
     let kubernetes_version = crate::cluster::versions::same_kubernetes_version(&reported)?;
 
     // 2. The CA first: its hash goes into every join config.
-    let ca_lines = upload_and_run(&fleet, &cp.name, "ca", "control-plane-ca.sh", &render::ca_script()?, r).await?;
+    let ca_lines = upload_and_run(fleet, &cp.name, "ca", "control-plane-ca.sh", &render::ca_script()?, r).await?;
     let ca_hash = parse::value(&ca_lines, "ca-cert-hash")
         .filter(|h| parse::is_ca_hash(h))
         .context("the control plane printed no valid CA hash")?
         .to_string();
 
     // 3. Init and all joins concurrently.
-    let input = InitInput { spec, control_plane: cp, token: &token, kubernetes_version: &kubernetes_version };
+    let input = InitInput { spec, control_plane: cp, token, kubernetes_version: &kubernetes_version };
     let init = async {
         fleet
             .upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false)
@@ -194,14 +214,13 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
         for (path, content) in render::addons(spec).iter().flat_map(|a| a.files.iter()) {
             fleet.upload(&cp.name, "init", &format!("{NODE_DIR}/addons/{path}"), content, false).await?;
         }
-        upload_and_run(&fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r)
+        upload_and_run(fleet, &cp.name, "init", "init-control-plane.sh", &render::init_script(&input)?, r)
             .await
             .map_err(anyhow::Error::from)
     };
-    let joins = on_all(&workers, limit, |n| {
-        let config = render::join_config(spec, cp, n, &token, &ca_hash);
-        let script = render::join_script(n);
-        let fleet = &fleet;
+    let joins = on_all(workers, limit, |n| {
+        let config = render::join_config(spec, cp, n, token, &ca_hash);
+        let script = render::join_script(n, &ca_hash);
         async move {
             let local = |e: anyhow::Error| RemoteError::Local {
                 what: format!("rendering the join files of {}", n.name),
@@ -214,29 +233,82 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
         }
     });
     // A failed init cannot be joined: report it at once instead of waiting out the workers'
-    // discovery timeout (5 minutes with the real kubeadm). A failed join still lets init finish.
-    let joined = {
+    // discovery timeout (5 minutes with the real kubeadm), and stop the joins still running
+    // there (dropping their SSH channels does not stop a remote process). A failed join still
+    // lets init finish. The next `up` resets whatever either left (control-plane-ca.sh,
+    // join-worker.sh).
+    let outcome = {
         tokio::pin!(init, joins);
         tokio::select! {
-            r = &mut init => {
-                r?;
-                joins.await
-            }
-            j = &mut joins => {
-                init.await?;
-                j
-            }
+            r = &mut init => match r {
+                Ok(_) => Ok(joins.await),
+                Err(e) => Err(e),
+            },
+            j = &mut joins => match init.await {
+                Ok(_) => Ok(j),
+                Err(e) => Err(e),
+            },
         }
     };
-    joined?;
+    match outcome {
+        Ok(joined) => {
+            joined?;
+        }
+        Err(init_failed) => {
+            let (stopped, unstopped) = stop_joins(fleet, workers, limit).await;
+            if !stopped.is_empty() {
+                r.note(&format!("init failed: stopped the kubeadm join still running on {}", stopped.join(", ")));
+            }
+            if !unstopped.is_empty() {
+                r.note(&format!(
+                    "kubeadm join may still be running on {} (the next `tagstack up` stops it)",
+                    unstopped.join("; ")
+                ));
+            }
+            return Err(init_failed);
+        }
+    }
 
     // 4. Ready, within what is left of the deadline.
-    let states = wait_ready(&fleet, spec, cp, nodes, deadline.saturating_sub(started.elapsed()), r).await?;
+    let states = wait_ready(fleet, spec, cp, nodes, deadline.saturating_sub(started.elapsed()), r).await?;
 
     // 5. The admin kubeconfig, pointed at the endpoint this machine reaches.
-    let kubeconfig = fetch_kubeconfig(&fleet, spec, cp).await?;
-    fleet.close().await;
-    Ok(ClusterReport { kubernetes_version, kubeconfig, nodes: states })
+    let kubeconfig = fetch_kubeconfig(fleet, spec, cp).await?;
+    Ok((kubernetes_version, states, kubeconfig))
+}
+
+/// Stops the `kubeadm join` of ours still running on each worker (join-worker.sh --stop, which
+/// kills only the pid it recorded). Returns the workers where one was stopped, and those where
+/// stopping failed (with why).
+async fn stop_joins(fleet: &Fleet, workers: &[ClusterNode], limit: usize) -> (Vec<String>, Vec<String>) {
+    let stop = format!("test ! -f {NODE_DIR}/join-worker.sh || bash {NODE_DIR}/join-worker.sh --stop");
+    let results: Vec<(String, Result<bool, String>)> = futures_util::stream::iter(workers)
+        .map(|n| {
+            let stop = &stop;
+            async move {
+                let res = match tokio::time::timeout(Duration::from_secs(30), fleet.read(&n.name, "join", stop)).await {
+                    Ok(Ok(out)) => Ok(out.contains("join: stopping kubeadm join")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 30s".to_string()),
+                };
+                (n.name.clone(), res)
+            }
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
+    let mut stopped = Vec::new();
+    let mut failed = Vec::new();
+    for (name, res) in results {
+        match res {
+            Ok(true) => stopped.push(name),
+            Ok(false) => {}
+            Err(why) => failed.push(format!("{name} ({why})")),
+        }
+    }
+    stopped.sort();
+    failed.sort();
+    (stopped, failed)
 }
 
 /// The Kubernetes patch (`1.36.2`) of the kubeadm package installed on the control plane, if it
@@ -337,12 +409,29 @@ async fn wait_ready(
     let what = if external_cloud { "Ready and initialised" } else { "Ready" };
     r.start("ready", &format!("wait for {} node(s) to be {what} and the add-ons to roll out", nodes.len()));
     loop {
-        let states = node_states(fleet, cp, nodes, external_cloud).await?;
-        let mut waiting: Vec<String> =
-            states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect();
-        // Add-ons only once the nodes are there: their pods need schedulable nodes.
-        if waiting.is_empty() {
-            waiting = addons_pending(fleet, spec, cp).await?;
+        // A failed read (the API server restarting, an SSH hiccup) is one more reason to wait,
+        // not the end of the stage: it is reported only if it is still the reason at the deadline.
+        let (states, mut waiting) = match node_states(fleet, cp, nodes, external_cloud).await {
+            Ok(states) => {
+                let waiting: Vec<String> = states
+                    .iter()
+                    .filter(|(s, _)| !s.ready)
+                    .map(|(s, why)| format!("{} ({why})", s.node_name))
+                    .collect();
+                (states, waiting)
+            }
+            Err(e) => (Vec::new(), vec![format!("reading the nodes: {e:#}")]),
+        };
+        // The add-ons' state too: a node stays uninitialised or NotReady because the CCM or
+        // Flannel does not run, and their pods say why. Their rollout counts once the nodes do.
+        match addons_pending(fleet, spec, cp).await {
+            Ok(addons) if waiting.is_empty() => waiting = addons,
+            Ok(addons) => waiting.extend(
+                addons
+                    .into_iter()
+                    .filter(|a| a.contains("/aws-cloud-controller-manager ") || a.contains("/kube-flannel-ds ")),
+            ),
+            Err(e) => waiting.push(format!("reading the add-ons: {e:#}")),
         }
         if waiting.is_empty() {
             r.finish("ready", &format!("{} node(s) {what}, add-ons rolled out", nodes.len()));

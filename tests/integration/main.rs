@@ -11,6 +11,7 @@ mod cli_conventions;
 mod cli_pipes;
 mod cluster_bootstrap;
 mod cluster_prepare;
+mod cluster_recovery;
 mod expiry_reap;
 mod infra_faults;
 mod infra_lifecycle;
