@@ -6,7 +6,7 @@ use minijinja::{Environment, context};
 
 pub use super::addons::{Addon, addons};
 use super::model::ClusterNode;
-use crate::config::{KubeVersion, Provider, Spec};
+use crate::config::{KubeVersion, NodeRole, Provider, Spec};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("prepare-node.sh", include_str!("../../templates/cluster/prepare-node.sh.j2")),
@@ -37,8 +37,11 @@ pub fn kube_minor(v: KubeVersion) -> String {
 /// `prepare-node.sh` for every node. `kube_version` is the exact Kubernetes patch to install
 /// (`1.36.2`): the configured one, or the one the control plane already runs; `None` installs
 /// the newest patch of the minor (a new cluster, every node at once).
-pub fn prepare_script(spec: &Spec, kube_version: Option<&str>) -> Result<String> {
+/// The preparation of one node; the control plane also gets `git` when an add-on is a remote
+/// kustomize base (its kubectl clones them).
+pub fn prepare_script(spec: &Spec, kube_version: Option<&str>, role: NodeRole) -> Result<String> {
     let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
+    let install_git = role == NodeRole::ControlPlane && addons(spec).iter().any(|a| a.remote_base);
     render(
         "prepare-node.sh",
         context! {
@@ -48,6 +51,7 @@ pub fn prepare_script(spec: &Spec, kube_version: Option<&str>) -> Result<String>
             containerd_version => containerd.version,
             containerd_supported => containerd.supported.join(" "),
             lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
+            install_git => install_git,
         },
     )
 }
@@ -100,7 +104,6 @@ pub fn init_script(i: &InitInput) -> Result<String> {
         context! {
             control_plane => i.control_plane,
             token => i.token,
-            needs_git => addons(i.spec).iter().any(|a| a.remote_base),
             addons => addons(i.spec),
         },
     )

@@ -105,9 +105,13 @@ fn kubeadm_configs_aws_use_the_external_cloud_provider() {
     for addon in ["kube-flannel.yml", "addons/cloud-controller-manager", "addons/ebs-csi", "storageclass-gp3.yaml"] {
         assert!(script.contains(addon), "{addon} missing from:\n{script}");
     }
-    // kustomize clones the remote bases with git (UPSTREAM-AUDIT #14): the control plane gets it first.
-    let git = script.find("install -y -qq git").expect("the init script installs git");
-    assert!(git < script.find("addons/cloud-controller-manager").unwrap(), "{script}");
+    // kustomize clones the remote bases with git (UPSTREAM-AUDIT #14): prepare installs it on
+    // the control plane (through the package-lock rules), not on workers, not on static clusters.
+    let git = "apt_run apt-get install -y -qq git";
+    assert!(render::prepare_script(&spec, None, NodeRole::ControlPlane).unwrap().contains(git));
+    assert!(!render::prepare_script(&spec, None, NodeRole::Worker).unwrap().contains(git));
+    assert!(!render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap().contains(git));
+    assert!(!script.contains("apt-get"), "{script}");
 }
 
 /// UPSTREAM-AUDIT #26: cloud-provider-aws's examples/existing-cluster/base pins the CCM image
@@ -159,8 +163,8 @@ fn scripts_render_and_pass_shellcheck() {
     let (cp, w) = aws_nodes();
     let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
     let scripts = [
-        ("prepare-node.sh", render::prepare_script(&spec, None).unwrap()),
-        ("prepare-node-exact-patch.sh", render::prepare_script(&spec, Some("1.36.2")).unwrap()),
+        ("prepare-node.sh", render::prepare_script(&spec, None, NodeRole::Worker).unwrap()),
+        ("prepare-node-exact-patch.sh", render::prepare_script(&spec, Some("1.36.2"), NodeRole::Worker).unwrap()),
         ("control-plane-ca.sh", render::ca_script().unwrap()),
         ("init-control-plane.sh", render::init_script(&input).unwrap()),
         ("join-worker.sh", render::join_script(&w, HASH).unwrap()),
@@ -250,9 +254,9 @@ fn containerd_is_pinned_per_minor_from_the_release_table() {
     assert!(e.contains("no containerd version for Kubernetes 1.37"), "{e}");
     let mut spec = static_spec();
     spec.kubernetes_version.minor = 37;
-    assert!(render::prepare_script(&spec, None).is_err());
+    assert!(render::prepare_script(&spec, None, NodeRole::Worker).is_err());
 
-    let script = render::prepare_script(&static_spec(), None).unwrap();
+    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
     assert!(script.contains("\"containerd.io=2.3.4-*\""), "{script}");
     assert!(script.contains("for min in 2.3.0 2.2.0; do"), "{script}");
     assert!(script.contains("kubeadm config images list"), "the sandbox image comes from kubeadm: {script}");
@@ -263,9 +267,9 @@ fn containerd_is_pinned_per_minor_from_the_release_table() {
 #[test]
 fn an_exact_patch_is_installed_and_nodes_must_agree() {
     use super::versions::same_kubernetes_version;
-    let script = render::prepare_script(&static_spec(), Some("1.36.2")).unwrap();
+    let script = render::prepare_script(&static_spec(), Some("1.36.2"), NodeRole::ControlPlane).unwrap();
     assert!(script.contains("spec='=1.36.2-*'") && script.contains("want='^1\\.36\\.2-'"), "{script}");
-    let newest = render::prepare_script(&static_spec(), None).unwrap();
+    let newest = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
     assert!(newest.contains("spec=''") && newest.contains("want='^1\\.36\\.'"), "{newest}");
     let same = vec![("cp".to_string(), "v1.36.2".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
     assert_eq!(same_kubernetes_version(&same).unwrap(), "v1.36.2");
@@ -282,7 +286,7 @@ fn the_package_lock_wait_is_bounded() {
     assert_eq!(package_lock_timeout(Duration::from_secs(900)), Duration::from_secs(450));
     assert_eq!(package_lock_timeout(Duration::from_secs(3600)), Duration::from_secs(600));
     assert_eq!(package_lock_timeout(Duration::from_secs(12)), Duration::from_secs(10));
-    let script = render::prepare_script(&static_spec(), None).unwrap();
+    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
     assert!(script.contains("lock_budget=450") && script.contains("cloud-init status --wait"), "{script}");
     assert!(script.contains("\"$tool\" -o DPkg::Lock::Timeout=\"$(lock_left)\""), "{script}");
     assert!(

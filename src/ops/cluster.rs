@@ -186,9 +186,13 @@ async fn run_stage(
         Some(p) => Some(format!("{}.{}.{p}", spec.kubernetes_version.major, spec.kubernetes_version.minor)),
         None => control_plane_patch(fleet, spec, cp).await?,
     };
-    let prepare = render::prepare_script(spec, pinned.as_deref())?;
-    let versions =
-        on_all(nodes, limit, |n| upload_and_run(fleet, &n.name, "prepare", "prepare-node.sh", &prepare, r)).await?;
+    let prepare_cp = render::prepare_script(spec, pinned.as_deref(), NodeRole::ControlPlane)?;
+    let prepare_worker = render::prepare_script(spec, pinned.as_deref(), NodeRole::Worker)?;
+    let versions = on_all(nodes, limit, |n| {
+        let script = if n.role == NodeRole::ControlPlane { &prepare_cp } else { &prepare_worker };
+        upload_and_run(fleet, &n.name, "prepare", "prepare-node.sh", script, r)
+    })
+    .await?;
     let mut reported = Vec::new();
     for (name, lines) in &versions {
         for key in ["kubeadm-version", "kubelet-version"] {

@@ -185,6 +185,9 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     assert!(applied.contains("cloud-provider-aws/examples/existing-cluster/base/?ref=v1.36.1"), "{applied}");
     assert!(applied.contains("aws-ebs-csi-driver/deploy/kubernetes/overlays/stable/?ref=v1.64.0"), "{applied}");
     assert!(applied.contains("storageclass-gp3.yaml"), "{applied}");
+    // git (for kustomize's remote bases) on the control plane only.
+    let with_git = (0..4).filter(|&k| bed.installed(k, "git").is_some()).count();
+    assert_eq!(with_git, 1, "git on {with_git} nodes");
     let ccm = std::fs::read_to_string(bed.cluster_state("ccm-image")).unwrap();
     assert_eq!(ccm.trim(), "v1.36.1");
     // Every node was initialised by the CCM: providerID set, no uninitialized taint.

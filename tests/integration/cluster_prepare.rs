@@ -193,7 +193,9 @@ fn a_different_kubernetes_version_on_a_node_is_not_replaced_silently() {
     write_config(&bed, &env, 1, "1.36.0", "");
     let run = env.tagstack().arg("up").run().code(1);
     assert!(
-        run.stderr.contains("runs Kubernetes 1.36.1 in a cluster; installing 1.36.0 there would change it under its running kubelet"),
+        run.stderr.contains(
+            "runs Kubernetes 1.36.1 in a cluster; installing 1.36.0 there would change it under its running kubelet"
+        ),
         "{}",
         run.stderr
     );
