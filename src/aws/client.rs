@@ -45,3 +45,20 @@ impl Aws {
         Aws { region, ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
     }
 }
+
+/// Per-operation override for creates AWS offers no idempotency token for (CreateVpc,
+/// CreateSubnet, CreateInternetGateway, CreateSecurityGroup, ImportKeyPair, IAM CreateRole and
+/// CreateInstanceProfile): the SDK must not send them twice on its own. Its retry of a request
+/// whose answer was lost (5xx, timeout, closed connection) would create a second VPC or gateway;
+/// [`super::retry::Retry::create_once`] retries them instead, after looking for what the lost
+/// call created. One attempt = retries disabled (aws-smithy-types `RetryConfig::disabled`:
+/// "standard" with max_attempts 1; the standard strategy reads the RetryConfig of the
+/// operation's config bag on every attempt, so this override wins over the client's).
+pub fn no_sdk_retry_ec2() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+/// [`no_sdk_retry_ec2`] for IAM.
+pub fn no_sdk_retry_iam() -> aws_sdk_iam::config::Builder {
+    aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled())
+}

@@ -9,7 +9,7 @@ use super::error::AwsResultExt;
 use super::tags::{iam_owned, owned, owner_filters, tag_value};
 use std::sync::Mutex;
 
-use crate::config::{NodeRole, Spec, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE};
+use crate::config::{NodeRole, Spec, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE};
 use crate::plan::observed::{
     ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
     SecurityGroup, Subnet, Vpc,
@@ -76,6 +76,42 @@ fn owned_seen(spec: &Spec, tags: &[aws_sdk_ec2::types::Tag], seen: &Mutex<Expiry
     mine
 }
 
+/// Carries the `tagstack:component` tag tagstack's own create calls set for this kind: a
+/// resource only tagged for the environment (by hand) is not provably tagstack's.
+fn made_by_tagstack(tags: &[aws_sdk_ec2::types::Tag], component: &str) -> bool {
+    tag_value(tags, TAG_COMPONENT) == Some(component)
+}
+
+/// DescribeVpcAttribute of a VPC the listing just returned: a VPC created a moment ago may
+/// still answer InvalidVpcID.NotFound (EC2 is eventually consistent, "Eventual consistency in
+/// the Amazon EC2 API"), retried with backoff until timeouts.aws_consistency.
+async fn dns_hostnames(aws: &Aws, spec: &Spec, id: &str) -> Result<bool> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res = aws
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .op(format!("DescribeVpcAttribute {id}"));
+        match res {
+            Ok(attr) => return Ok(attr.enable_dns_hostnames().and_then(|a| a.value()).unwrap_or(false)),
+            Err(e) if e.code() == "InvalidVpcID.NotFound" => {
+                let pause = super::retry::backoff(attempt);
+                if started.elapsed() + pause > spec.timeouts.aws_consistency {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn cidr(s: Option<&str>) -> Option<Ipv4Net> {
     s.and_then(|s| s.parse().ok())
 }
@@ -85,16 +121,9 @@ async fn vpcs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vp
     let mut out = Vec::new();
     for v in resp.vpcs().iter().filter(|v| owned_seen(spec, v.tags(), seen)) {
         let id = v.vpc_id().unwrap_or_default().to_string();
-        let attr = aws
-            .ec2
-            .describe_vpc_attribute()
-            .vpc_id(&id)
-            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
-            .send()
-            .await
-            .op(format!("DescribeVpcAttribute {id}"))?;
-        let dns_hostnames = attr.enable_dns_hostnames().and_then(|a| a.value()).unwrap_or(false);
-        out.push(Vpc { id, cidr: cidr(v.cidr_block()), dns_hostnames });
+        let dns_hostnames = dns_hostnames(aws, spec, &id).await?;
+        let made_by_tagstack = made_by_tagstack(v.tags(), "vpc");
+        out.push(Vpc { id, cidr: cidr(v.cidr_block()), dns_hostnames, made_by_tagstack });
     }
     Ok(out)
 }
@@ -130,6 +159,7 @@ async fn igws(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<In
         .map(|g| InternetGateway {
             id: g.internet_gateway_id().unwrap_or_default().to_string(),
             attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
+            made_by_tagstack: made_by_tagstack(g.tags(), "igw"),
         })
         .collect())
 }
@@ -163,6 +193,7 @@ async fn route_tables(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Resul
                 .filter(|a| !a.main().unwrap_or(false))
                 .filter_map(|a| Some((a.route_table_association_id()?.to_string(), a.subnet_id()?.to_string())))
                 .collect(),
+            made_by_tagstack: made_by_tagstack(r.tags(), "rtb"),
         })
         .collect())
 }
@@ -217,6 +248,7 @@ async fn security_groups(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Re
             SecurityGroup {
                 ingress: ingress(&id, g.ip_permissions()),
                 vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                made_by_tagstack: made_by_tagstack(g.tags(), "sg"),
                 id,
             }
         })
@@ -275,6 +307,7 @@ pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
                 launch_time: i.launch_time().map(ToString::to_string),
                 expires_at: tag_value(i.tags(), TAG_EXPIRES_AT).map(str::to_string),
                 host_key: tag_value(i.tags(), TAG_HOST_KEY).map(str::to_string),
+                security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
             });
         }
         token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 /// An AWS call that failed, with the operation and AWS's own error code.
 #[derive(Debug)]
@@ -11,7 +12,57 @@ pub struct AwsError {
     pub operation: String,
     pub code: Option<String>,
     pub message: Option<String>,
+    /// Whether the request may have been applied although it failed.
+    pub outcome: Outcome,
     source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What a failed call tells us about its side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// AWS answered with an error that means the request was refused (4xx, throttling):
+    /// nothing was applied.
+    Refused,
+    /// A 5xx, a timeout, a dropped connection or an unreadable answer: the request may have
+    /// been applied. A create without an idempotency token must not be re-sent before the
+    /// resource is looked for.
+    Ambiguous,
+    /// Throttled: refused, and worth retrying after a pause.
+    Throttled,
+}
+
+/// The throttling codes of the SDK's own retry classifier (aws-runtime 1.10
+/// `retries::classifiers::THROTTLING_ERRORS`): AWS refused the request before doing anything.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Ambiguity of an SDK failure: only a service error below 500 (or a throttle) proves that
+/// the request was not applied.
+fn outcome_of<E>(e: &SdkError<E, HttpResponse>, code: Option<&str>) -> Outcome {
+    if code.is_some_and(|c| THROTTLING.contains(&c)) {
+        return Outcome::Throttled;
+    }
+    match e {
+        SdkError::ConstructionFailure(_) => Outcome::Refused,
+        SdkError::ServiceError(s) if s.raw().status().as_u16() < 500 => Outcome::Refused,
+        // 5xx, timeouts, dispatch failures (e.g. a connection closed before the answer) and
+        // answers that could not be read.
+        _ => Outcome::Ambiguous,
+    }
 }
 
 impl fmt::Display for AwsError {
@@ -39,6 +90,14 @@ impl AwsError {
     pub fn code(&self) -> &str {
         self.code.as_deref().unwrap_or("")
     }
+
+    pub fn ambiguous(&self) -> bool {
+        self.outcome == Outcome::Ambiguous
+    }
+
+    pub fn throttled(&self) -> bool {
+        self.outcome == Outcome::Throttled
+    }
 }
 
 /// Attaches the operation name to an SDK result.
@@ -46,16 +105,20 @@ pub trait AwsResultExt<T> {
     fn op(self, operation: impl Into<String>) -> Result<T, AwsError>;
 }
 
-impl<T, E> AwsResultExt<T> for Result<T, E>
+impl<T, E> AwsResultExt<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     fn op(self, operation: impl Into<String>) -> Result<T, AwsError> {
-        self.map_err(|e| AwsError {
-            operation: operation.into(),
-            code: e.code().map(str::to_string),
-            message: e.message().map(str::to_string),
-            source: Box::new(e),
+        self.map_err(|e| {
+            let code = e.code().map(str::to_string);
+            AwsError {
+                operation: operation.into(),
+                outcome: outcome_of(&e, code.as_deref()),
+                message: e.message().map(str::to_string),
+                code,
+                source: Box::new(e),
+            }
         })
     }
 }
@@ -80,6 +143,8 @@ pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
     let not_found = code.ends_with(".NotFound") || code == "NoSuchEntity" || code == "InvalidKeyPair.NotFound";
     match phase {
         Phase::Delete if not_found => Verdict::Gone,
+        // A retried DetachInternetGateway whose first attempt went through (lost answer).
+        Phase::Delete if code == "Gateway.NotAttached" => Verdict::Gone,
         Phase::Delete
             if matches!(
                 code,
@@ -130,6 +195,7 @@ mod tests {
         assert_eq!(classify(Phase::Delete, "InvalidSubnetID.NotFound", ""), Verdict::Gone);
         assert_eq!(classify(Phase::Delete, "NoSuchEntity", ""), Verdict::Gone);
         assert_eq!(classify(Phase::Delete, "AccessDenied", ""), Verdict::Fatal);
+        assert_eq!(classify(Phase::Delete, "Gateway.NotAttached", ""), Verdict::Gone);
         assert_eq!(classify(Phase::Create, "DependencyViolation", ""), Verdict::Fatal);
     }
 }

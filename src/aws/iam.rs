@@ -6,7 +6,10 @@ use anyhow::Result;
 use aws_sdk_iam::types::Tag;
 
 use super::Ctx;
+use super::client::no_sdk_retry_iam;
 use super::error::{AwsResultExt, Phase};
+use super::retry::Found;
+use super::tags::iam_owned;
 use crate::plan::desired::TRUST_POLICY;
 
 const PATH: &str = "/tagstack/";
@@ -15,19 +18,41 @@ fn iam_tags(cx: &Ctx<'_>, component: &str) -> Result<Vec<Tag>> {
     cx.spec.tags(component).into_iter().map(|(k, v)| Ok(Tag::builder().key(k).value(v).build()?)).collect()
 }
 
+/// IAM creates take no idempotency token; names are unique (a repeat meets
+/// EntityAlreadyExists, IAM API reference, CreateRole / CreateInstanceProfile errors). Sent
+/// once; after an ambiguous failure or EntityAlreadyExists the role is looked up by name and
+/// adopted if its tags say it is this environment's.
 pub async fn create_role(cx: &Ctx<'_>, name: &str) -> Result<()> {
-    cx.aws
-        .iam
-        .create_role()
-        .role_name(name)
-        .path(PATH)
-        .assume_role_policy_document(TRUST_POLICY)
-        .description(format!("tagstack nodes of {}", cx.spec.cluster_name()))
-        .set_tags(Some(iam_tags(cx, "iam-role")?))
-        .send()
+    let tags = iam_tags(cx, "iam-role")?;
+    cx.retry(format!("creating role {name}"), "iam", Phase::Create)
+        .create_once(
+            &["EntityAlreadyExists"],
+            || async {
+                cx.aws
+                    .iam
+                    .create_role()
+                    .role_name(name)
+                    .path(PATH)
+                    .assume_role_policy_document(TRUST_POLICY)
+                    .description(format!("tagstack nodes of {}", cx.spec.cluster_name()))
+                    .set_tags(Some(tags.clone()))
+                    .customize()
+                    .config_override(no_sdk_retry_iam())
+                    .send()
+                    .await
+                    .op(format!("CreateRole {name}"))
+                    .map(|_| ())
+            },
+            || async {
+                match cx.aws.iam.list_role_tags().role_name(name).send().await.op(format!("ListRoleTags {name}")) {
+                    Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
+                    Err(e) => Err(e.into()),
+                    Ok(t) if iam_owned(cx.spec, t.tags()) => Ok(Found::Ours(())),
+                    Ok(_) => Ok(Found::Foreign(format!("role {name}"))),
+                }
+            },
+        )
         .await
-        .op(format!("CreateRole {name}"))?;
-    Ok(())
 }
 
 pub async fn put_policy(cx: &Ctx<'_>, role: &str, policy: &str, document: &str) -> Result<()> {
@@ -64,22 +89,66 @@ pub async fn delete_policy(cx: &Ctx<'_>, role: &str, policy: &str) -> Result<()>
     Ok(())
 }
 
+/// Like [`create_role`]: name-unique, no token.
 pub async fn create_profile(cx: &Ctx<'_>, name: &str) -> Result<()> {
-    cx.aws
+    let tags = iam_tags(cx, "instance-profile")?;
+    cx.retry(format!("creating instance profile {name}"), "iam", Phase::Create)
+        .create_once(
+            &["EntityAlreadyExists"],
+            || async {
+                cx.aws
+                    .iam
+                    .create_instance_profile()
+                    .instance_profile_name(name)
+                    .path(PATH)
+                    .set_tags(Some(tags.clone()))
+                    .customize()
+                    .config_override(no_sdk_retry_iam())
+                    .send()
+                    .await
+                    .op(format!("CreateInstanceProfile {name}"))
+                    .map(|_| ())
+            },
+            || async {
+                let got = cx
+                    .aws
+                    .iam
+                    .get_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await
+                    .op(format!("GetInstanceProfile {name}"));
+                match got {
+                    Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
+                    Err(e) => Err(e.into()),
+                    Ok(p) if p.instance_profile().is_some_and(|p| iam_owned(cx.spec, p.tags())) => Ok(Found::Ours(())),
+                    Ok(_) => Ok(Found::Foreign(format!("instance profile {name}"))),
+                }
+            },
+        )
+        .await
+}
+
+/// Role names in the instance profile, read now.
+async fn profile_roles(cx: &Ctx<'_>, profile: &str) -> Result<Vec<String>> {
+    let got = cx
+        .aws
         .iam
-        .create_instance_profile()
-        .instance_profile_name(name)
-        .path(PATH)
-        .set_tags(Some(iam_tags(cx, "instance-profile")?))
+        .get_instance_profile()
+        .instance_profile_name(profile)
         .send()
         .await
-        .op(format!("CreateInstanceProfile {name}"))?;
-    Ok(())
+        .op(format!("GetInstanceProfile {profile}"))?;
+    Ok(got
+        .instance_profile()
+        .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect())
+        .unwrap_or_default())
 }
 
 pub async fn add_role_to_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Result<()> {
     // A role created a moment ago may answer NoSuchEntity here: retried as consistency.
-    cx.retry(format!("adding role {role} to instance profile {profile}"), "iam", Phase::Create)
+    let res = cx
+        .retry(format!("adding role {role} to instance profile {profile}"), "iam", Phase::Create)
         .run(|| async {
             cx.aws
                 .iam
@@ -90,8 +159,18 @@ pub async fn add_role_to_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Res
                 .await
                 .op("AddRoleToInstanceProfile")
         })
-        .await?;
-    Ok(())
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        // A profile holds one role (IAM quotas); the repeat of an add whose answer was lost
+        // meets LimitExceeded. Done if the role in the profile is this one.
+        Err(super::retry::RetryError::Fatal { source, .. })
+            if source.code() == "LimitExceeded" && profile_roles(cx, profile).await?.iter().any(|r| r == role) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn remove_role_from_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Result<()> {

@@ -71,6 +71,9 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
     let volume_tags = spec.tags("root-volume");
     let resp = cx
         .retry(format!("launching {} {} instance(s)", t.count, t.role.as_str()), key, Phase::Create)
+        // The deterministic ClientToken makes a repeat the same request (EC2 answers it with
+        // the first reservation), so an ambiguous failure may be retried as is.
+        .idempotent()
         .run(|| async {
             cx.aws
                 .ec2
@@ -234,23 +237,19 @@ async fn record_host_key(cx: &Ctx<'_>, instance_id: &str, key: &str) {
 }
 
 /// The host keys of the instances the cluster stage has run on (those carrying the tag), for
-/// `status` and `down` from any machine: the console's key when it still shows one (the tag is
-/// re-recorded if it differs), else the tag. No waiting.
-pub async fn recorded_host_keys(cx: &Ctx<'_>, instances: &[(String, String)]) -> Result<Vec<(String, String)>> {
+/// `status` and `down` from any machine: the console's key when it still shows one, else the
+/// tag. Read-only (the cluster stage is what records keys) and never waits; a console that
+/// cannot be read (denied, throttled) counts as one that shows no key.
+pub async fn recorded_host_keys(cx: &Ctx<'_>, instances: &[(String, String)]) -> Vec<(String, String)> {
     let consoles = futures_util::future::join_all(instances.iter().map(|(id, _)| console_host_key(cx, id))).await;
-    let mut out = Vec::new();
-    for ((id, tagged), console) in instances.iter().zip(consoles) {
-        match console? {
-            Some(key) => {
-                if key != *tagged && key.len() <= TAG_VALUE_MAX {
-                    record_host_key(cx, id, &key).await;
-                }
-                out.push((id.clone(), key));
-            }
-            None => out.push((id.clone(), tagged.clone())),
-        }
-    }
-    Ok(out)
+    instances
+        .iter()
+        .zip(consoles)
+        .map(|((id, tagged), console)| match console {
+            Ok(Some(key)) => (id.clone(), key),
+            Ok(None) | Err(_) => (id.clone(), tagged.clone()),
+        })
+        .collect()
 }
 
 /// The SSH host key of every instance: from its console output first (cloud-init's first-boot
@@ -277,8 +276,14 @@ pub async fn wait_host_keys(
         for ((id, tagged), r) in missing.iter().zip(results) {
             match (r?, tagged) {
                 (Some(key), tagged) => {
-                    if tagged.as_deref() != Some(key.as_str()) && key.len() <= TAG_VALUE_MAX {
-                        record_host_key(cx, id, &key).await;
+                    if tagged.as_deref() != Some(key.as_str()) {
+                        if key.len() <= TAG_VALUE_MAX {
+                            record_host_key(cx, id, &key).await;
+                        } else {
+                            cx.reporter.note(&format!(
+                                "the host key of {id} is longer than an EC2 tag value ({TAG_VALUE_MAX} characters; an RSA-only node?): it is not recorded, so once its console no longer shows it no machine can verify the node"
+                            ));
+                        }
                     }
                     found.push((id.clone(), key));
                 }

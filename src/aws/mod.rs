@@ -42,6 +42,13 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn retry(&self, step: impl Into<String>, key: &'a str, phase: Phase) -> Retry<'a> {
-        Retry { step: step.into(), key, phase, deadline: self.spec.timeouts.aws_consistency, reporter: self.reporter }
+        Retry {
+            step: step.into(),
+            key,
+            phase,
+            deadline: self.spec.timeouts.aws_consistency,
+            reporter: self.reporter,
+            idempotent: false,
+        }
     }
 }

@@ -6,29 +6,69 @@ use anyhow::{Context, Result};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
+use aws_sdk_ec2::types::Filter;
+
 use super::Ctx;
+use super::client::no_sdk_retry_ec2;
 use super::error::{AwsResultExt, Phase};
-use super::tags::spec_tags;
-use crate::config::{SubnetSpec, TAG_KEY_SHA256};
-use crate::plan::desired::public_key_sha256;
+use super::retry::Found;
+use super::tags::{owned, owner_filters, spec_tags, tag_value};
+use crate::config::{SubnetSpec, TAG_COMPONENT, TAG_KEY_SHA256};
+use crate::plan::desired::{public_key_sha256, resource_token};
 use crate::plan::observed::IngressRule;
 
 fn yes() -> AttributeBooleanValue {
     AttributeBooleanValue::builder().value(true).build()
 }
 
+fn filter(name: &str, value: impl Into<String>) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// Ours and made by tagstack as this component (not only tagged for the environment).
+fn made_as(cx: &Ctx<'_>, tags: &[aws_sdk_ec2::types::Tag], component: &str) -> bool {
+    owned(cx.spec, tags) && tag_value(tags, TAG_COMPONENT) == Some(component)
+}
+
+/// CreateVpc has no idempotency token (EC2 API reference, CreateVpc request parameters; the
+/// SDK's CreateVpcInput has no client_token): sent once, re-discovered by tags after an
+/// ambiguous failure.
 pub async fn create_vpc(cx: &Ctx<'_>) -> Result<String> {
     let spec = cx.spec;
-    let resp = cx
-        .aws
-        .ec2
-        .create_vpc()
-        .cidr_block(spec.network.vpc_cidr.to_string())
-        .tag_specifications(spec_tags(ResourceType::Vpc, &spec.tags("vpc")))
-        .send()
-        .await
-        .op("CreateVpc")?;
-    let id = resp.vpc().and_then(|v| v.vpc_id()).context("CreateVpc returned no VPC id")?.to_string();
+    let cidr = spec.network.vpc_cidr.to_string();
+    let id = cx
+        .retry(format!("creating VPC {cidr}"), "vpc", Phase::Create)
+        .create_once(
+            &[],
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .create_vpc()
+                    .cidr_block(&cidr)
+                    .tag_specifications(spec_tags(ResourceType::Vpc, &spec.tags("vpc")))
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op("CreateVpc")?;
+                Ok(resp.vpc().and_then(|v| v.vpc_id()).map(str::to_string))
+            },
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .describe_vpcs()
+                    .set_filters(Some(owner_filters(spec)))
+                    .send()
+                    .await
+                    .op("DescribeVpcs")?;
+                let mine = resp.vpcs().iter().find(|v| made_as(cx, v.tags(), "vpc") && v.cidr_block() == Some(&cidr));
+                Ok(mine.map_or(Found::Nothing, |v| Found::Ours(v.vpc_id().map(str::to_string))))
+            },
+        )
+        .await?
+        .context("CreateVpc returned no VPC id")?;
     enable_dns_hostnames(cx, &id).await?;
     Ok(id)
 }
@@ -53,25 +93,48 @@ pub async fn create_subnet(cx: &Ctx<'_>, key: &str, vpc_id: &str, want: &SubnetS
     let mut tags = cx.spec.tags("subnet");
     // The AWS cloud provider puts internet-facing load balancers in subnets with this tag.
     tags.push(("kubernetes.io/role/elb".into(), "1".into()));
+    let cidr = want.cidr.to_string();
+    // No idempotency token on CreateSubnet; a repeat meets InvalidSubnet.Conflict (the range
+    // is taken), so the range is the unique attribute to look for.
     let id = cx
-        .retry(format!("creating subnet {} in {vpc_id}", want.cidr), key, Phase::Create)
-        .run(|| async {
-            cx.aws
-                .ec2
-                .create_subnet()
-                .vpc_id(vpc_id)
-                .cidr_block(want.cidr.to_string())
-                .availability_zone(&want.availability_zone)
-                .tag_specifications(spec_tags(ResourceType::Subnet, &tags))
-                .send()
-                .await
-                .op("CreateSubnet")
-        })
+        .retry(format!("creating subnet {cidr} in {vpc_id}"), key, Phase::Create)
+        .create_once(
+            &["InvalidSubnet.Conflict"],
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .create_subnet()
+                    .vpc_id(vpc_id)
+                    .cidr_block(&cidr)
+                    .availability_zone(&want.availability_zone)
+                    .tag_specifications(spec_tags(ResourceType::Subnet, &tags))
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op("CreateSubnet")?;
+                Ok(resp.subnet().and_then(|s| s.subnet_id()).map(str::to_string))
+            },
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .describe_subnets()
+                    .filters(filter("vpc-id", vpc_id))
+                    .filters(filter("cidr-block", &cidr))
+                    .send()
+                    .await
+                    .op("DescribeSubnets")?;
+                Ok(match resp.subnets().first() {
+                    None => Found::Nothing,
+                    Some(s) if made_as(cx, s.tags(), "subnet") => Found::Ours(s.subnet_id().map(str::to_string)),
+                    Some(s) => Found::Foreign(format!("subnet {}", s.subnet_id().unwrap_or(&cidr))),
+                })
+            },
+        )
         .await?
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .context("CreateSubnet returned no subnet id")?
-        .to_string();
+        .context("CreateSubnet returned no subnet id")?;
     enable_map_public_ip(cx, key, &id).await?;
     Ok(id)
 }
@@ -92,24 +155,67 @@ pub async fn enable_map_public_ip(cx: &Ctx<'_>, key: &str, subnet_id: &str) -> R
     Ok(())
 }
 
-pub async fn create_internet_gateway(cx: &Ctx<'_>) -> Result<String> {
+/// No idempotency token on CreateInternetGateway: sent once, re-discovered by tags (an
+/// unattached gateway of ours, or one already on `vpc_id`) after an ambiguous failure.
+pub async fn create_internet_gateway(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
+    let id = cx
+        .retry("creating internet gateway", "igw", Phase::Create)
+        .create_once(
+            &[],
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .create_internet_gateway()
+                    .tag_specifications(spec_tags(ResourceType::InternetGateway, &cx.spec.tags("igw")))
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op("CreateInternetGateway")?;
+                Ok(resp.internet_gateway().and_then(|g| g.internet_gateway_id()).map(str::to_string))
+            },
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .describe_internet_gateways()
+                    .set_filters(Some(owner_filters(cx.spec)))
+                    .send()
+                    .await
+                    .op("DescribeInternetGateways")?;
+                let free = |g: &&aws_sdk_ec2::types::InternetGateway| {
+                    g.attachments().iter().all(|a| a.vpc_id() == Some(vpc_id))
+                };
+                let mine = resp.internet_gateways().iter().filter(|g| made_as(cx, g.tags(), "igw")).find(free);
+                Ok(mine.map_or(Found::Nothing, |g| Found::Ours(g.internet_gateway_id().map(str::to_string))))
+            },
+        )
+        .await?;
+    id.context("CreateInternetGateway returned no id")
+}
+
+/// VPC ids the gateway is attached to.
+async fn igw_attachments(cx: &Ctx<'_>, igw_id: &str) -> Result<Vec<String>> {
     let resp = cx
         .aws
         .ec2
-        .create_internet_gateway()
-        .tag_specifications(spec_tags(ResourceType::InternetGateway, &cx.spec.tags("igw")))
+        .describe_internet_gateways()
+        .internet_gateway_ids(igw_id)
         .send()
         .await
-        .op("CreateInternetGateway")?;
+        .op("DescribeInternetGateways")?;
     Ok(resp
-        .internet_gateway()
-        .and_then(|g| g.internet_gateway_id())
-        .context("CreateInternetGateway returned no id")?
-        .to_string())
+        .internet_gateways()
+        .iter()
+        .flat_map(|g| g.attachments())
+        .filter_map(|a| a.vpc_id().map(str::to_string))
+        .collect())
 }
 
 pub async fn attach_internet_gateway(cx: &Ctx<'_>, igw_id: &str, vpc_id: &str) -> Result<()> {
-    cx.retry(format!("attaching {igw_id} to {vpc_id}"), "igw", Phase::Create)
+    let res = cx
+        .retry(format!("attaching {igw_id} to {vpc_id}"), "igw", Phase::Create)
         .run(|| async {
             cx.aws
                 .ec2
@@ -120,18 +226,51 @@ pub async fn attach_internet_gateway(cx: &Ctx<'_>, igw_id: &str, vpc_id: &str) -
                 .await
                 .op("AttachInternetGateway")
         })
-        .await?;
-    Ok(())
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        // The SDK's retry of an attach whose answer was lost: "Resource.AlreadyAssociated"
+        // (EC2 API error codes: also returned when the gateway is already attached). Done if
+        // it is attached to this VPC.
+        Err(super::retry::RetryError::Fatal { source, .. })
+            if source.code() == "Resource.AlreadyAssociated"
+                && igw_attachments(cx, igw_id).await?.iter().any(|v| v == vpc_id) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
+/// The 0.0.0.0/0 target and the associated subnets of a route table, read now.
+async fn route_table_state(cx: &Ctx<'_>, rtb_id: &str) -> Result<(Option<String>, Vec<String>)> {
+    let resp = cx.aws.ec2.describe_route_tables().route_table_ids(rtb_id).send().await.op("DescribeRouteTables")?;
+    let Some(t) = resp.route_tables().first() else { return Ok((None, Vec::new())) };
+    let target = t
+        .routes()
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+        .and_then(|r| r.gateway_id())
+        .map(str::to_string);
+    let subnets = t.associations().iter().filter_map(|a| a.subnet_id().map(str::to_string)).collect();
+    Ok((target, subnets))
+}
+
+/// CreateRouteTable takes a ClientToken (EC2 API reference, CreateRouteTable; the SDK's
+/// CreateRouteTableInput has `client_token` and fills a random one when none is given). Ours is
+/// deterministic (environment + VPC), so a retry by the SDK, by us, or by the next `up` after
+/// a crash is the same request: EC2 answers it with the first result.
 pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
+    let token = resource_token(cx.spec, "rtb", vpc_id);
     let resp = cx
         .retry(format!("creating route table in {vpc_id}"), "rtb", Phase::Create)
+        .idempotent()
         .run(|| async {
             cx.aws
                 .ec2
                 .create_route_table()
                 .vpc_id(vpc_id)
+                .client_token(&token)
                 .tag_specifications(spec_tags(ResourceType::RouteTable, &cx.spec.tags("rtb")))
                 .send()
                 .await
@@ -143,7 +282,8 @@ pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
 
 /// Points 0.0.0.0/0 at the gateway, replacing another target if there is one.
 pub async fn set_default_route(cx: &Ctx<'_>, rtb_id: &str, igw_id: &str, replace: bool) -> Result<()> {
-    cx.retry(format!("routing 0.0.0.0/0 in {rtb_id} to {igw_id}"), "rtb", Phase::Create)
+    let res = cx
+        .retry(format!("routing 0.0.0.0/0 in {rtb_id} to {igw_id}"), "rtb", Phase::Create)
         .run(|| async {
             if replace {
                 cx.aws
@@ -169,47 +309,96 @@ pub async fn set_default_route(cx: &Ctx<'_>, rtb_id: &str, igw_id: &str, replace
                     .map(|_| ())
             }
         })
-        .await?;
-    Ok(())
+        .await;
+    match res {
+        Ok(()) => Ok(()),
+        // The SDK's retry of a CreateRoute whose answer was lost meets RouteAlreadyExists:
+        // done if the route is the one we asked for.
+        Err(super::retry::RetryError::Fatal { source, .. })
+            if source.code() == "RouteAlreadyExists"
+                && route_table_state(cx, rtb_id).await?.0.as_deref() == Some(igw_id) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
+/// AssociateRouteTable takes no token, and EC2 does not promise to refuse a repeat the way it
+/// refuses a duplicate name (moto accepts it and makes a second association), so it is sent
+/// like a create without a token: once, and after an ambiguous failure only if the subnet is
+/// not associated yet.
 pub async fn associate(cx: &Ctx<'_>, rtb_id: &str, subnet_id: &str) -> Result<()> {
     cx.retry(format!("associating {subnet_id} with {rtb_id}"), "rtb", Phase::Create)
-        .run(|| async {
-            cx.aws
-                .ec2
-                .associate_route_table()
-                .route_table_id(rtb_id)
-                .subnet_id(subnet_id)
-                .send()
-                .await
-                .op("AssociateRouteTable")
-        })
-        .await?;
-    Ok(())
+        .create_once(
+            &["Resource.AlreadyAssociated"],
+            || async {
+                cx.aws
+                    .ec2
+                    .associate_route_table()
+                    .route_table_id(rtb_id)
+                    .subnet_id(subnet_id)
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op("AssociateRouteTable")
+                    .map(|_| ())
+            },
+            || async {
+                let associated = route_table_state(cx, rtb_id).await?.1.iter().any(|s| s == subnet_id);
+                Ok(if associated { Found::Ours(()) } else { Found::Nothing })
+            },
+        )
+        .await
 }
 
 pub async fn create_security_group(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
     let name = cx.spec.name_of("sg");
-    let resp = cx
+    // No idempotency token; the group name is unique per VPC (a repeat meets
+    // InvalidGroup.Duplicate), so it is what to look for.
+    let id = cx
         .retry(format!("creating security group {name} in {vpc_id}"), "sg", Phase::Create)
-        .run(|| async {
-            cx.aws
-                .ec2
-                .create_security_group()
-                .group_name(&name)
-                .description(format!(
-                    "tagstack cluster {}: all traffic between nodes, SSH and API from admin CIDRs",
-                    cx.spec.cluster_name()
-                ))
-                .vpc_id(vpc_id)
-                .tag_specifications(spec_tags(ResourceType::SecurityGroup, &cx.spec.tags("sg")))
-                .send()
-                .await
-                .op("CreateSecurityGroup")
-        })
+        .create_once(
+            &["InvalidGroup.Duplicate"],
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .create_security_group()
+                    .group_name(&name)
+                    .description(format!(
+                        "tagstack cluster {}: all traffic between nodes, SSH and API from admin CIDRs",
+                        cx.spec.cluster_name()
+                    ))
+                    .vpc_id(vpc_id)
+                    .tag_specifications(spec_tags(ResourceType::SecurityGroup, &cx.spec.tags("sg")))
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op("CreateSecurityGroup")?;
+                Ok(resp.group_id().map(str::to_string))
+            },
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .describe_security_groups()
+                    .filters(filter("vpc-id", vpc_id))
+                    .filters(filter("group-name", &name))
+                    .send()
+                    .await
+                    .op("DescribeSecurityGroups")?;
+                Ok(match resp.security_groups().first() {
+                    None => Found::Nothing,
+                    Some(g) if made_as(cx, g.tags(), "sg") => Found::Ours(g.group_id().map(str::to_string)),
+                    Some(g) => Found::Foreign(format!("security group {}", g.group_id().unwrap_or(&name))),
+                })
+            },
+        )
         .await?;
-    Ok(resp.group_id().context("CreateSecurityGroup returned no id")?.to_string())
+    id.context("CreateSecurityGroup returned no id")
 }
 
 fn permission(group_id: &str, rule: &IngressRule) -> Option<IpPermission> {
@@ -238,19 +427,37 @@ pub async fn authorize(cx: &Ctx<'_>, sg_id: &str, rules: &[IngressRule]) -> Resu
     if perms.is_empty() {
         return Ok(());
     }
-    cx.retry(format!("authorizing ingress on {sg_id}"), "sg", Phase::Create)
-        .run(|| async {
-            cx.aws
-                .ec2
-                .authorize_security_group_ingress()
-                .group_id(sg_id)
-                .set_ip_permissions(Some(perms.clone()))
-                .send()
-                .await
-                .op("AuthorizeSecurityGroupIngress")
-        })
-        .await?;
-    Ok(())
+    let send = |perms: Vec<IpPermission>| async move {
+        cx.retry(format!("authorizing ingress on {sg_id}"), "sg", Phase::Create)
+            .run(|| async {
+                cx.aws
+                    .ec2
+                    .authorize_security_group_ingress()
+                    .group_id(sg_id)
+                    .set_ip_permissions(Some(perms.clone()))
+                    .send()
+                    .await
+                    .op("AuthorizeSecurityGroupIngress")
+                    .map(|_| ())
+            })
+            .await
+    };
+    let duplicate = |e: &super::retry::RetryError| matches!(e, super::retry::RetryError::Fatal { source, .. } if source.code() == "InvalidPermission.Duplicate");
+    match send(perms.clone()).await {
+        Ok(()) => Ok(()),
+        // A repeat of a call whose answer was lost (the SDK retries it): some or all rules are
+        // there already. Authorize them one by one; a duplicate one is done.
+        Err(e) if duplicate(&e) => {
+            for p in perms {
+                match send(vec![p]).await {
+                    Err(e) if !duplicate(&e) => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn revoke(cx: &Ctx<'_>, sg_id: &str, rules: &[IngressRule]) -> Result<()> {
@@ -277,17 +484,49 @@ pub async fn import_key_pair(cx: &Ctx<'_>) -> Result<String> {
     let spec = cx.spec;
     let mut tags = spec.tags("key");
     tags.push((TAG_KEY_SHA256.into(), public_key_sha256(&spec.ssh.public_key)));
-    let resp = cx
-        .aws
-        .ec2
-        .import_key_pair()
-        .key_name(spec.key_pair_name())
-        .public_key_material(Blob::new(spec.ssh.public_key.as_bytes()))
-        .tag_specifications(spec_tags(ResourceType::KeyPair, &tags))
-        .send()
-        .await
-        .op(format!("ImportKeyPair {}", spec.key_pair_name()))?;
-    Ok(resp.key_pair_id().unwrap_or_default().to_string())
+    let name = spec.key_pair_name();
+    let want = public_key_sha256(&spec.ssh.public_key);
+    // No idempotency token; key names are unique per region (a repeat meets
+    // InvalidKeyPair.Duplicate): look it up by name, adopt it if its tags say ours and this key.
+    let id = cx
+        .retry(format!("importing key pair {name}"), "key", Phase::Create)
+        .create_once(
+            &["InvalidKeyPair.Duplicate"],
+            || async {
+                let resp = cx
+                    .aws
+                    .ec2
+                    .import_key_pair()
+                    .key_name(&name)
+                    .public_key_material(Blob::new(spec.ssh.public_key.as_bytes()))
+                    .tag_specifications(spec_tags(ResourceType::KeyPair, &tags))
+                    .customize()
+                    .config_override(no_sdk_retry_ec2())
+                    .send()
+                    .await
+                    .op(format!("ImportKeyPair {name}"))?;
+                Ok(resp.key_pair_id().unwrap_or_default().to_string())
+            },
+            || async {
+                let resp = cx.aws.ec2.describe_key_pairs().key_names(&name).send().await.op("DescribeKeyPairs");
+                let resp = match resp {
+                    Err(e) if e.code() == "InvalidKeyPair.NotFound" => return Ok(Found::Nothing),
+                    other => other?,
+                };
+                Ok(match resp.key_pairs().first() {
+                    None => Found::Nothing,
+                    Some(k)
+                        if made_as(cx, k.tags(), "key")
+                            && tag_value(k.tags(), TAG_KEY_SHA256) == Some(want.as_str()) =>
+                    {
+                        Found::Ours(k.key_pair_id().unwrap_or_default().to_string())
+                    }
+                    Some(_) => Found::Foreign(format!("key pair {name}")),
+                })
+            },
+        )
+        .await?;
+    Ok(id)
 }
 
 /// By name: every EC2 implementation accepts it (moto ignores KeyPairId on delete).

@@ -1,5 +1,8 @@
 //! Eventual-consistency retries: exponential backoff with full jitter until a per-step
-//! deadline. Throttling and 5xx are retried inside the SDK (adaptive mode), not here.
+//! deadline. Throttling and 5xx are retried inside the SDK (adaptive mode), not here, except
+//! for creates without an idempotency token: the SDK does not retry those (see
+//! `super::client::no_sdk_retry`) and [`Retry::create_once`] decides, looking for what a lost
+//! call created before it sends the create again.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -34,6 +37,9 @@ pub struct Retry<'a> {
     pub phase: Phase,
     pub deadline: Duration,
     pub reporter: &'a dyn Reporter,
+    /// The call carries an idempotency token (or is idempotent by nature): an ambiguous
+    /// failure may be retried as is, AWS answers a repeat with the first result.
+    pub idempotent: bool,
 }
 
 /// What a retried delete ended with.
@@ -56,14 +62,115 @@ impl Deleted {
 const BASE: Duration = Duration::from_millis(500);
 const CAP: Duration = Duration::from_secs(15);
 
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let exp = BASE.saturating_mul(1u32 << attempt.min(10)).min(CAP);
     // Full jitter, but never below a quarter, so tight loops cannot hammer the API.
     let ms = exp.as_millis() as u64;
     Duration::from_millis(ms / 4 + fastrand::u64(0..=ms * 3 / 4))
 }
 
+/// What a create without an idempotency token found when it looked before sending again.
+pub enum Found<T> {
+    /// Ours (checked by its tags): adopt it.
+    Ours(T),
+    /// Something by that name or range exists, but it is not this environment's.
+    Foreign(String),
+    Nothing,
+}
+
 impl Retry<'_> {
+    /// Marks the step as safe to repeat after an ambiguous failure (token or idempotent call).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// A create that AWS offers no idempotency token for, sent at most once per "nothing
+    /// found": after an ambiguous failure (5xx, timeout, dropped connection) or an "already
+    /// exists" answer (`exists`: InvalidGroup.Duplicate, EntityAlreadyExists, ...), `find`
+    /// looks for the resource by its unique attributes and ownership tags and adopts it; only
+    /// when nothing is found (twice, a pause apart, for EC2's eventually consistent reads) is
+    /// the create sent again. Throttling and eventual-consistency errors are retried as usual.
+    /// The SDK must not retry `create` on its own (`client::no_sdk_retry`).
+    pub async fn create_once<T, C, CFut, F, FFut>(
+        &self,
+        exists: &[&str],
+        mut create: C,
+        mut find: F,
+    ) -> anyhow::Result<T>
+    where
+        C: FnMut() -> CFut,
+        CFut: Future<Output = Result<T, AwsError>>,
+        F: FnMut() -> FFut,
+        FFut: Future<Output = anyhow::Result<Found<T>>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let err = match create().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let already = exists.contains(&err.code());
+            if err.ambiguous() || already {
+                let why = if already { err.code().to_string() } else { format!("ambiguous failure: {err}") };
+                tracing::debug!(step = %self.step, "{why}; looking for what the call created");
+                self.reporter.update(self.key, &format!("{}: {why}; looking for it by its tags", self.step));
+                let mut found = find().await?;
+                if matches!(found, Found::Nothing) && !already {
+                    tokio::time::sleep(backoff(1)).await;
+                    found = find().await?;
+                }
+                match found {
+                    Found::Ours(v) => {
+                        self.reporter
+                            .note(&format!("{}: the first attempt had succeeded ({why}); adopted it", self.step));
+                        return Ok(v);
+                    }
+                    Found::Foreign(what) => {
+                        return Err(RetryError::Fatal {
+                            step: format!(
+                                "{}: {what} exists and is not this environment's (its tags differ)",
+                                self.step
+                            ),
+                            source: err,
+                        }
+                        .into());
+                    }
+                    Found::Nothing if already => {
+                        return Err(RetryError::Fatal {
+                            step: format!(
+                                "{}: AWS says it exists, but no resource with this environment's tags was found",
+                                self.step
+                            ),
+                            source: err,
+                        }
+                        .into());
+                    }
+                    Found::Nothing => {}
+                }
+            } else if !err.throttled()
+                && classify(self.phase, err.code(), err.message.as_deref().unwrap_or("")) != Verdict::Retry
+            {
+                return Err(RetryError::Fatal { step: self.step.clone(), source: err }.into());
+            }
+            let pause = backoff(attempt);
+            if started.elapsed() + pause > self.deadline {
+                return Err(DeadlineExceeded {
+                    step: self.step.clone(),
+                    waited: format_duration(started.elapsed()),
+                    attempts: attempt,
+                    last: err,
+                }
+                .into());
+            }
+            self.reporter
+                .update(self.key, &format!("{}: waiting for AWS ({}, attempt {attempt})", self.step, err.code()));
+            tokio::time::sleep(pause).await;
+        }
+    }
+
     /// Runs `f` until it succeeds, fails fatally, or the deadline passes. On delete, a
     /// NotFound-class error means success (`Deleted::AlreadyGone` via [`Retry::delete`]).
     pub async fn run<T, F, Fut>(&self, mut f: F) -> Result<T, RetryError>
@@ -80,7 +187,9 @@ impl Retry<'_> {
                 Err(e) => e,
             };
             let verdict = classify(self.phase, err.code(), err.message.as_deref().unwrap_or(""));
-            if verdict != Verdict::Retry {
+            // With a token (or an idempotent call) a repeat is answered with the first result.
+            let repeatable = self.idempotent && (err.ambiguous() || err.throttled());
+            if verdict != Verdict::Retry && !repeatable {
                 return Err(RetryError::Fatal { step: self.step.clone(), source: err });
             }
             let pause = backoff(attempt);

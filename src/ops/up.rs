@@ -129,7 +129,8 @@ async fn network(cx: &Ctx<'_>, plan: &Plan) -> Result<Network> {
         let c = plan.one(Kind::InternetGateway).context("plan has no internet gateway")?;
         let id = match existing(c) {
             None => {
-                step(r, "igw", &format!("create internet gateway {}", c.name), aws::create_internet_gateway(cx)).await?
+                step(r, "igw", &format!("create internet gateway {}", c.name), aws::create_internet_gateway(cx, vpc_id))
+                    .await?
             }
             Some(id) => id,
         };
@@ -367,7 +368,8 @@ async fn apply(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
     remove_extras(cx, plan).await
 }
 
-/// Owned resources the config no longer wants; removed last, once nothing depends on them.
+/// Owned resources the config no longer wants, and empty duplicates tagstack made; removed
+/// last, once nothing depends on them.
 async fn remove_extras(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
     let r = cx.reporter;
     for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
@@ -382,6 +384,24 @@ async fn remove_extras(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
             }
             Kind::IamRole => {
                 step(r, "extra", &format!("delete role {id}"), aws::delete_role(cx, &id)).await?;
+            }
+            // Empty duplicates tagstack itself made (plan::diff's healing rule): nothing
+            // depends on them, so they go without detaching or disassociating anything.
+            Kind::Vpc => {
+                let what = format!("delete duplicate VPC {id} (empty, made by tagstack)");
+                step(r, "heal", &what, aws::delete_vpc(cx, "heal", &id)).await?;
+            }
+            Kind::InternetGateway => {
+                let what = format!("delete duplicate internet gateway {id} (unattached, made by tagstack)");
+                step(r, "heal", &what, aws::delete_internet_gateway(cx, "heal", &id, &[])).await?;
+            }
+            Kind::RouteTable => {
+                let what = format!("delete duplicate route table {id} (unassociated, made by tagstack)");
+                step(r, "heal", &what, aws::delete_route_table(cx, "heal", &id, &[])).await?;
+            }
+            Kind::SecurityGroup => {
+                let what = format!("delete duplicate security group {id} (unused, made by tagstack)");
+                step(r, "heal", &what, aws::delete_security_group(cx, "heal", &id)).await?;
             }
             _ => {}
         }

@@ -61,6 +61,17 @@ pub fn client_token(spec: &Spec, role: NodeRole, subnet_id: &str, existing: usiz
     format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
 }
 
+/// Deterministic ClientToken for a create that takes one besides RunInstances (today:
+/// CreateRouteTable): environment, component and the parent's id (`scope`, e.g. the VPC), so a
+/// `down` + `up` (new VPC) is a new request while a retry, or the `up` after a crash, is the
+/// same one. EC2 tokens are up to 64 ASCII characters (EC2 API reference, "Ensuring
+/// idempotency").
+pub fn resource_token(spec: &Spec, component: &str, scope: &str) -> String {
+    let input = format!("{}/{}/{component}/{scope}", spec.project, spec.environment);
+    let digest = hex(&Sha256::digest(input.as_bytes()));
+    format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

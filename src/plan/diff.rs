@@ -36,6 +36,42 @@ where
     }
 }
 
+/// One of several resources claiming one logical resource, and the duplicates that may be
+/// healed: when every one of them was made by tagstack (its component tag) and all but at
+/// most one are empty (`empty`: nothing depends on it), the busy one (else the first by id)
+/// is kept and the empty rest are deleted. Otherwise the duplicate is an error naming all.
+fn heal<'a, T>(
+    kind: Kind,
+    items: impl IntoIterator<Item = &'a T>,
+    id: impl Fn(&T) -> String,
+    made_by_tagstack: impl Fn(&T) -> bool,
+    empty: impl Fn(&T) -> bool,
+) -> Result<(Option<&'a T>, Vec<&'a T>), PlanError>
+where
+    T: 'a,
+{
+    let mut items: Vec<&T> = items.into_iter().collect();
+    if items.len() <= 1 {
+        return Ok((items.first().copied(), Vec::new()));
+    }
+    items.sort_by_key(|t| id(t));
+    let busy: Vec<&T> = items.iter().copied().filter(|t| !empty(t)).collect();
+    if !items.iter().all(|t| made_by_tagstack(t)) || busy.len() > 1 {
+        return unique(kind, items, id).map(|one| (one, Vec::new()));
+    }
+    let keep = busy.first().copied().or(items.first().copied());
+    let keep_id = keep.map(&id);
+    let rest = items.into_iter().filter(|t| Some(id(t)) != keep_id).collect();
+    Ok((keep, rest))
+}
+
+fn healed(kind: Kind, name: String, id: String, kept: Option<&str>) -> Change {
+    Change::new(kind, name, Action::Delete, Some(id)).with_note(format!(
+        "duplicate of {} made by tagstack (a lost create answer); nothing depends on it",
+        kept.unwrap_or("?")
+    ))
+}
+
 /// Live instances (anything not terminated) of a role, oldest first.
 pub fn live_instances(observed: &Observed, role: NodeRole) -> Vec<&Instance> {
     let mut v: Vec<&Instance> = observed
@@ -50,8 +86,15 @@ pub fn live_instances(observed: &Observed, role: NodeRole) -> Vec<&Instance> {
 pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
     let mut changes = Vec::new();
 
-    // VPC
-    let vpc = unique(Kind::Vpc, &o.vpcs, |v| v.id.clone())?;
+    // VPC: an empty duplicate has no subnet, route table or security group of ours in it and
+    // no gateway attached.
+    let vpc_empty = |v: &super::observed::Vpc| {
+        !o.subnets.iter().any(|s| s.vpc_id == v.id)
+            && !o.route_tables.iter().any(|r| r.vpc_id == v.id)
+            && !o.security_groups.iter().any(|g| g.vpc_id == v.id)
+            && !o.internet_gateways.iter().any(|g| g.attached_vpcs.contains(&v.id))
+    };
+    let (vpc, extra_vpcs) = heal(Kind::Vpc, &o.vpcs, |v| v.id.clone(), |v| v.made_by_tagstack, vpc_empty)?;
     let vpc_id = vpc.map(|v| v.id.clone());
     changes.push(match vpc {
         None => Change::new(Kind::Vpc, spec.name_of("vpc"), Action::Create, None),
@@ -70,6 +113,9 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
             c
         }
     });
+    for v in extra_vpcs {
+        changes.push(healed(Kind::Vpc, spec.name_of("vpc"), v.id.clone(), vpc_id.as_deref()));
+    }
 
     // Subnets: matched by CIDR inside our VPC; anything else tagged for us is extra.
     let in_vpc = |vpc: &str| vpc_id.as_deref() == Some(vpc);
@@ -106,7 +152,11 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
     }
 
     // Internet gateway
-    let igw = unique(Kind::InternetGateway, &o.internet_gateways, |g| g.id.clone())?;
+    let igw_empty = |g: &super::observed::InternetGateway| {
+        g.attached_vpcs.is_empty() && !o.route_tables.iter().any(|r| r.default_route.as_deref() == Some(g.id.as_str()))
+    };
+    let (igw, extra_igws) =
+        heal(Kind::InternetGateway, &o.internet_gateways, |g| g.id.clone(), |g| g.made_by_tagstack, igw_empty)?;
     changes.push(match igw {
         None => Change::new(Kind::InternetGateway, spec.name_of("igw"), Action::Create, None),
         Some(g) => {
@@ -115,9 +165,18 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
             Change::new(Kind::InternetGateway, spec.name_of("igw"), Action::Keep, Some(g.id.clone())).with_fixes(fixes)
         }
     });
+    for g in extra_igws {
+        changes.push(healed(Kind::InternetGateway, spec.name_of("igw"), g.id.clone(), igw.map(|k| k.id.as_str())));
+    }
 
     // Route table: default route to our igw, associated with every desired subnet.
-    let rtb = unique(Kind::RouteTable, &o.route_tables, |r| r.id.clone())?;
+    let (rtb, extra_rtbs) = heal(
+        Kind::RouteTable,
+        &o.route_tables,
+        |r| r.id.clone(),
+        |r| r.made_by_tagstack,
+        |r| r.associations.is_empty(),
+    )?;
     changes.push(match rtb {
         None => Change::new(Kind::RouteTable, spec.name_of("rtb"), Action::Create, None),
         Some(r) => {
@@ -137,9 +196,20 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
             Change::new(Kind::RouteTable, spec.name_of("rtb"), Action::Keep, Some(r.id.clone())).with_fixes(fixes)
         }
     });
+    for r in extra_rtbs {
+        changes.push(healed(Kind::RouteTable, spec.name_of("rtb"), r.id.clone(), rtb.map(|k| k.id.as_str())));
+    }
 
     // Security group
-    let sg = unique(Kind::SecurityGroup, &o.security_groups, |g| g.id.clone())?;
+    let sg_unused = |g: &super::observed::SecurityGroup| {
+        !o.instances.iter().any(|i| i.security_groups.contains(&g.id))
+            && !o.security_groups.iter().any(|other| {
+                other.id != g.id
+                    && other.ingress.iter().any(|r| matches!(r, super::observed::IngressRule::Other(x) if x.ends_with(&format!("from group {}", g.id))))
+            })
+    };
+    let (sg, extra_sgs) =
+        heal(Kind::SecurityGroup, &o.security_groups, |g| g.id.clone(), |g| g.made_by_tagstack, sg_unused)?;
     let want_rules = ingress_rules(spec);
     changes.push(match sg {
         None => {
@@ -156,6 +226,9 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
             Change::new(Kind::SecurityGroup, spec.name_of("sg"), Action::Keep, Some(g.id.clone())).with_fixes(fixes)
         }
     });
+    for g in extra_sgs {
+        changes.push(healed(Kind::SecurityGroup, spec.name_of("sg"), g.id.clone(), sg.map(|k| k.id.as_str())));
+    }
 
     // Key pair
     let key = unique(Kind::KeyPair, &o.key_pairs, |k| format!("{} ({})", k.name, k.id))?;

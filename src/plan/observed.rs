@@ -52,6 +52,10 @@ pub struct Vpc {
     pub id: String,
     pub cidr: Option<Ipv4Net>,
     pub dns_hostnames: bool,
+    /// Carries the `tagstack:component` tag of tagstack's own create call (not only the
+    /// environment's tags): a duplicate that may be healed by deleting it.
+    #[serde(skip)]
+    pub made_by_tagstack: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +71,10 @@ pub struct Subnet {
 pub struct InternetGateway {
     pub id: String,
     pub attached_vpcs: Vec<String>,
+    /// Carries the `tagstack:component` tag of tagstack's own create call (not only the
+    /// environment's tags): a duplicate that may be healed by deleting it.
+    #[serde(skip)]
+    pub made_by_tagstack: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,6 +85,10 @@ pub struct RouteTable {
     pub default_route: Option<String>,
     /// (association id, subnet id) of explicit subnet associations.
     pub associations: Vec<(String, String)>,
+    /// Carries the `tagstack:component` tag of tagstack's own create call (not only the
+    /// environment's tags): a duplicate that may be healed by deleting it.
+    #[serde(skip)]
+    pub made_by_tagstack: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -94,6 +106,10 @@ pub struct SecurityGroup {
     pub id: String,
     pub vpc_id: String,
     pub ingress: Vec<IngressRule>,
+    /// Carries the `tagstack:component` tag of tagstack's own create call (not only the
+    /// environment's tags): a duplicate that may be healed by deleting it.
+    #[serde(skip)]
+    pub made_by_tagstack: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -134,6 +150,9 @@ pub struct Instance {
     /// The verified SSH host key recorded on the instance (`tagstack:ssh-host-key`), if any.
     #[serde(skip)]
     pub host_key: Option<String>,
+    /// Security group ids of its network interfaces (a group in use is not an empty duplicate).
+    #[serde(skip)]
+    pub security_groups: Vec<String>,
 }
 
 /// A volume or network interface found by the environment's tags.

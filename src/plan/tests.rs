@@ -56,7 +56,7 @@ fn net(s: &str) -> Ipv4Net {
 // ---- Observed building blocks, each in its converged form ----------------------------------
 
 fn vpc(dns_hostnames: bool) -> Vpc {
-    Vpc { id: "vpc-0001".into(), cidr: Some(net("10.20.0.0/16")), dns_hostnames }
+    Vpc { id: "vpc-0001".into(), cidr: Some(net("10.20.0.0/16")), dns_hostnames, made_by_tagstack: true }
 }
 
 fn subnet(id: &str, cidr: &str, az: &str, map_public_ip: bool) -> Subnet {
@@ -77,7 +77,11 @@ fn subnets(map_public_ip: bool) -> Vec<Subnet> {
 }
 
 fn igw(attached: bool) -> InternetGateway {
-    InternetGateway { id: "igw-0001".into(), attached_vpcs: if attached { vec!["vpc-0001".into()] } else { vec![] } }
+    InternetGateway {
+        id: "igw-0001".into(),
+        attached_vpcs: if attached { vec!["vpc-0001".into()] } else { vec![] },
+        made_by_tagstack: true,
+    }
 }
 
 fn rtb(default_route: Option<&str>, associated: &[&str]) -> RouteTable {
@@ -89,6 +93,7 @@ fn rtb(default_route: Option<&str>, associated: &[&str]) -> RouteTable {
             .iter()
             .map(|s| (format!("rtbassoc-{}", s.trim_start_matches("subnet-")), (*s).to_string()))
             .collect(),
+        made_by_tagstack: true,
     }
 }
 
@@ -97,7 +102,7 @@ fn rtb_converged() -> RouteTable {
 }
 
 fn sg(ingress: Vec<IngressRule>) -> SecurityGroup {
-    SecurityGroup { id: "sg-0001".into(), vpc_id: "vpc-0001".into(), ingress }
+    SecurityGroup { id: "sg-0001".into(), vpc_id: "vpc-0001".into(), ingress, made_by_tagstack: true }
 }
 
 fn key_pair(spec: &Spec, sha: Option<String>) -> KeyPair {
@@ -141,6 +146,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         launch_time: Some(launch_time.into()),
         expires_at: None,
         host_key: None,
+        security_groups: vec!["sg-0001".into()],
     }
 }
 
@@ -722,7 +728,13 @@ fn drift_workers_scaled_to_zero_terminates_all() {
 fn two_vpcs_is_an_error_naming_both() {
     let spec = spec();
     let mut o = converged(&spec);
-    o.vpcs.push(Vpc { id: "vpc-0002".into(), cidr: Some(net("10.20.0.0/16")), dns_hostnames: true });
+    // Tagged for the environment by hand (no tagstack:component): never healed.
+    o.vpcs.push(Vpc {
+        id: "vpc-0002".into(),
+        cidr: Some(net("10.20.0.0/16")),
+        dns_hostnames: true,
+        made_by_tagstack: false,
+    });
     let err = diff(&spec, &o).unwrap_err();
     assert_eq!(err, PlanError::Duplicate { kind: "vpc", count: 2, ids: "vpc-0001, vpc-0002".into() });
     assert_eq!(
@@ -749,7 +761,12 @@ fn two_control_planes_is_an_error_naming_both() {
 fn two_security_groups_is_an_error_naming_both() {
     let spec = spec();
     let mut o = converged(&spec);
-    o.security_groups.push(SecurityGroup { id: "sg-0002".into(), vpc_id: "vpc-0001".into(), ingress: vec![] });
+    o.security_groups.push(SecurityGroup {
+        id: "sg-0002".into(),
+        vpc_id: "vpc-0001".into(),
+        ingress: vec![],
+        made_by_tagstack: false,
+    });
     let err = diff(&spec, &o).unwrap_err();
     assert_eq!(err, PlanError::Duplicate { kind: "security-group", count: 2, ids: "sg-0001, sg-0002".into() });
     assert!(err.to_string().contains("(sg-0001, sg-0002)"));
@@ -768,7 +785,11 @@ fn other_duplicates_are_errors_too() {
         PlanError::Duplicate { kind: "subnet", count: 2, ids: "subnet-000a, subnet-000z".into() }
     );
     assert_eq!(
-        dup(&|o| o.internet_gateways.push(InternetGateway { id: "igw-0002".into(), attached_vpcs: vec![] })),
+        dup(&|o| o.internet_gateways.push(InternetGateway {
+            id: "igw-0002".into(),
+            attached_vpcs: vec![],
+            made_by_tagstack: false
+        })),
         PlanError::Duplicate { kind: "internet-gateway", count: 2, ids: "igw-0001, igw-0002".into() }
     );
     assert_eq!(
@@ -776,7 +797,8 @@ fn other_duplicates_are_errors_too() {
             id: "rtb-0002".into(),
             vpc_id: "vpc-0001".into(),
             default_route: None,
-            associations: vec![]
+            associations: vec![],
+            made_by_tagstack: false
         })),
         PlanError::Duplicate { kind: "route-table", count: 2, ids: "rtb-0001, rtb-0002".into() }
     );
@@ -792,6 +814,130 @@ fn other_duplicates_are_errors_too() {
             ids: "tagstack-demo-dev (key-0001), tagstack-demo-dev (key-0002)".into()
         }
     );
+}
+
+// ---- healing: an empty duplicate tagstack made is deleted, a busy one stays an error -------
+
+fn empty_vpc(id: &str) -> Vpc {
+    Vpc { id: id.into(), cidr: Some(net("10.20.0.0/16")), dns_hostnames: false, made_by_tagstack: true }
+}
+
+fn deletes(plan: &Plan) -> Vec<(Kind, String)> {
+    plan.changes.iter().filter(|c| c.action == Action::Delete).map(|c| (c.kind, c.id.clone().unwrap())).collect()
+}
+
+#[test]
+fn an_empty_duplicate_vpc_made_by_tagstack_is_deleted_and_the_busy_one_kept() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    // Sorts before the busy one: the busy one is kept anyway.
+    o.vpcs.insert(0, empty_vpc("vpc-0000"));
+    let plan = diff(&spec, &o).unwrap();
+    assert_eq!(deletes(&plan), [(Kind::Vpc, "vpc-0000".into())]);
+    assert_eq!(plan.one(Kind::Vpc).unwrap().id.as_deref(), Some("vpc-0001"));
+    assert!(!plan.is_converged());
+    let text = describe(&plan, TITLE);
+    assert!(
+        text.contains(
+            "- vpc               demo-dev-vpc                                 vpc-0000  # duplicate of vpc-0001 made by \
+             tagstack (a lost create answer); nothing depends on it"
+        ),
+        "{text}"
+    );
+    // Everything else is as converged.
+    assert_eq!(not_kept(&plan), [(Kind::Vpc, "demo-dev-vpc".into(), Action::Delete)]);
+}
+
+#[test]
+fn two_empty_vpcs_made_by_tagstack_keep_the_first_by_id() {
+    let spec = spec();
+    let o = Observed { vpcs: vec![empty_vpc("vpc-0009"), empty_vpc("vpc-0002")], ..Observed::default() };
+    let plan = diff(&spec, &o).unwrap();
+    assert_eq!(deletes(&plan), [(Kind::Vpc, "vpc-0009".into())]);
+    assert_eq!(plan.one(Kind::Vpc).unwrap().id.as_deref(), Some("vpc-0002"));
+    // The kept VPC gets its subnets etc. as on a partial create.
+    assert_eq!(change(&plan, Kind::Subnet, "10.20.1.0/24 (eu-west-3a)").action, Action::Create);
+}
+
+#[test]
+fn duplicate_vpcs_with_dependents_are_an_error_naming_both() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.vpcs.push(empty_vpc("vpc-0002"));
+    let mut other = subnet("subnet-0002", "10.20.1.0/24", "eu-west-3a", true);
+    other.vpc_id = "vpc-0002".into();
+    o.subnets.push(other);
+    let err = diff(&spec, &o).unwrap_err();
+    assert_eq!(err, PlanError::Duplicate { kind: "vpc", count: 2, ids: "vpc-0001, vpc-0002".into() });
+}
+
+#[test]
+fn empty_duplicate_gateway_route_table_and_security_group_are_deleted() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.internet_gateways.push(InternetGateway { id: "igw-0002".into(), attached_vpcs: vec![], made_by_tagstack: true });
+    o.route_tables.push(RouteTable {
+        id: "rtb-0002".into(),
+        vpc_id: "vpc-0001".into(),
+        default_route: Some("igw-0001".into()),
+        associations: vec![],
+        made_by_tagstack: true,
+    });
+    o.security_groups.push(SecurityGroup {
+        id: "sg-0002".into(),
+        vpc_id: "vpc-0001".into(),
+        ingress: ingress_rules(&spec),
+        made_by_tagstack: true,
+    });
+    let plan = diff(&spec, &o).unwrap();
+    assert_eq!(
+        deletes(&plan),
+        [
+            (Kind::InternetGateway, "igw-0002".into()),
+            (Kind::RouteTable, "rtb-0002".into()),
+            (Kind::SecurityGroup, "sg-0002".into())
+        ]
+    );
+    assert_eq!(plan.one(Kind::InternetGateway).unwrap().id.as_deref(), Some("igw-0001"));
+    assert_eq!(plan.one(Kind::RouteTable).unwrap().id.as_deref(), Some("rtb-0001"));
+    assert_eq!(plan.one(Kind::SecurityGroup).unwrap().id.as_deref(), Some("sg-0001"));
+}
+
+#[test]
+fn busy_duplicates_of_other_kinds_stay_errors() {
+    let spec = spec();
+    let dup = |f: &dyn Fn(&mut Observed)| {
+        let mut o = converged(&spec);
+        f(&mut o);
+        diff(&spec, &o).unwrap_err()
+    };
+    // A second gateway that a route points at, a route table with an association, a group
+    // an instance uses.
+    let err = dup(&|o| {
+        o.internet_gateways.push(InternetGateway {
+            id: "igw-0002".into(),
+            attached_vpcs: vec![],
+            made_by_tagstack: true,
+        });
+        o.route_tables[0].default_route = Some("igw-0002".into());
+    });
+    assert_eq!(err, PlanError::Duplicate { kind: "internet-gateway", count: 2, ids: "igw-0001, igw-0002".into() });
+    let err = dup(&|o| {
+        let mut r = rtb(None, &["subnet-000b"]);
+        r.id = "rtb-0002".into();
+        o.route_tables.push(r);
+    });
+    assert_eq!(err, PlanError::Duplicate { kind: "route-table", count: 2, ids: "rtb-0001, rtb-0002".into() });
+    let err = dup(&|o| {
+        o.security_groups.push(SecurityGroup {
+            id: "sg-0002".into(),
+            vpc_id: "vpc-0001".into(),
+            ingress: vec![],
+            made_by_tagstack: true,
+        });
+        o.instances[0].security_groups = vec!["sg-0002".into()];
+    });
+    assert_eq!(err, PlanError::Duplicate { kind: "security-group", count: 2, ids: "sg-0001, sg-0002".into() });
 }
 
 // ---- teardown ------------------------------------------------------------------------------
