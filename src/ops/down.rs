@@ -14,14 +14,39 @@ use crate::reporter::Reporter;
 pub struct Deletion {
     #[serde(flatten)]
     pub change: Change,
-    /// "deleted", "already gone" or "failed: ...".
+    /// "deleted", "already gone", "failed: ..." or "not attempted: ..." (a stage before it
+    /// failed, e.g. the subnets and VPC behind a gateway that did not detach).
     pub outcome: String,
+}
+
+const NOT_ATTEMPTED: &str = "not attempted";
+
+impl Deletion {
+    fn failed(&self) -> bool {
+        self.outcome.starts_with("failed")
+    }
+
+    fn not_attempted(&self) -> bool {
+        self.outcome.starts_with(NOT_ATTEMPTED)
+    }
+
+    fn label(&self) -> String {
+        format!("{} {}", self.change.kind.as_str(), self.change.id.as_deref().unwrap_or(&self.change.name))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DownReport {
     pub deleted: Vec<Deletion>,
     pub failed: usize,
+    /// Resources left because a stage before theirs failed (listed in `deleted` with an
+    /// outcome starting "not attempted").
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_attempted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The teardown plan, for the confirmation prompt.
@@ -68,7 +93,16 @@ pub async fn down(cx: &Ctx<'_>, observed: &Observed, plan: &Plan) -> Result<Down
         if let Err(e) = res {
             // The network cannot go while instances hold it; IAM could, but leave it so the
             // next `down` finds a consistent environment to finish.
-            return Err(e.context("terminating instances; nothing else was deleted, run `tagstack down` again"));
+            let left: Vec<String> = plan
+                .changes
+                .iter()
+                .filter(|c| c.kind != Kind::Instances)
+                .map(|c| format!("{} {}", c.kind.as_str(), c.id.as_deref().unwrap_or(&c.name)))
+                .collect();
+            let left = if left.is_empty() { String::new() } else { format!("\n  not attempted: {}", left.join(", ")) };
+            return Err(
+                e.context(format!("terminating instances; nothing else was deleted, run `tagstack down` again{left}"))
+            );
         }
     }
 
@@ -83,8 +117,9 @@ pub async fn down(cx: &Ctx<'_>, observed: &Observed, plan: &Plan) -> Result<Down
     deleted.extend(net);
     deleted.extend(key);
     deleted.extend(iam);
-    let failed = deleted.iter().filter(|d| d.outcome.starts_with("failed")).count();
-    Ok(DownReport { deleted, failed })
+    let failed = deleted.iter().filter(|d| d.failed()).count();
+    let not_attempted = deleted.iter().filter(|d| d.not_attempted()).count();
+    Ok(DownReport { deleted, failed, not_attempted })
 }
 
 async fn run_one(
@@ -153,13 +188,26 @@ async fn network(cx: &Ctx<'_>, observed: &Observed, plan: &Plan) -> Vec<Deletion
         &[Kind::Vpc],
     ];
     let mut out = Vec::new();
+    let mut blocked_by: Option<String> = None;
     for kinds in stages {
         let changes: Vec<&Change> = plan.changes.iter().filter(|c| kinds.contains(&c.kind)).collect();
+        if let Some(why) = &blocked_by {
+            // Left because of an earlier stage: said so, so the report names everything left.
+            out.extend(changes.into_iter().map(|c| {
+                cx.reporter.note(&format!(
+                    "{} {}: {NOT_ATTEMPTED} (behind {why})",
+                    c.kind.as_str(),
+                    c.id.as_deref().unwrap_or(&c.name)
+                ));
+                Deletion { change: c.clone(), outcome: format!("{NOT_ATTEMPTED}: behind the failed {why}") }
+            }));
+            continue;
+        }
         let res = all(cx.reporter, cx, observed, changes).await;
-        let failed = res.iter().any(|d| d.outcome.starts_with("failed"));
+        let failed: Vec<String> = res.iter().filter(|d| d.failed()).map(Deletion::label).collect();
         out.extend(res);
-        if failed {
-            break;
+        if !failed.is_empty() {
+            blocked_by = Some(failed.join(", "));
         }
     }
     out
@@ -179,21 +227,16 @@ async fn iam(cx: &Ctx<'_>, plan: &Plan) -> Vec<Deletion> {
 /// Error for a `down` that left something behind.
 pub fn check(report: &DownReport) -> Result<()> {
     if report.failed > 0 {
-        let names: Vec<String> = report
-            .deleted
-            .iter()
-            .filter(|d| d.outcome.starts_with("failed"))
-            .map(|d| {
-                format!(
-                    "{} {}: {}",
-                    d.change.kind.as_str(),
-                    d.change.id.as_deref().unwrap_or(&d.change.name),
-                    d.outcome
-                )
-            })
-            .collect();
+        let names: Vec<String> =
+            report.deleted.iter().filter(|d| d.failed()).map(|d| format!("{}: {}", d.label(), d.outcome)).collect();
+        let left: Vec<String> = report.deleted.iter().filter(|d| d.not_attempted()).map(Deletion::label).collect();
+        let left = if left.is_empty() {
+            String::new()
+        } else {
+            format!("\n{} resource(s) not attempted because of it:\n  {}", left.len(), left.join("\n  "))
+        };
         bail!(
-            "{} resource(s) could not be deleted:\n  {}\n  hint: run `tagstack down` again; it only retries what is left",
+            "{} resource(s) could not be deleted:\n  {}{left}\n  hint: run `tagstack down` again; it only retries what is left",
             report.failed,
             names.join("\n  ")
         );
