@@ -13,6 +13,7 @@ mod cluster_bootstrap;
 mod cluster_prepare;
 mod cluster_recovery;
 mod expiry_reap;
+mod infra_exactly_once;
 mod infra_faults;
 mod infra_lifecycle;
 mod infra_safety;

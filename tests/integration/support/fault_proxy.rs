@@ -7,6 +7,14 @@
 //! cannot produce DependencyViolation races, NotFound-after-create, throttling or lost responses,
 //! so this is how tests prove tagstack's ordering and retry logic. The API is synchronous so
 //! plain `#[test]` functions can use it; it runs its own tokio runtime.
+//!
+//! Idempotency tokens: moto ignores `ClientToken` (a repeated RunInstances launches again), EC2
+//! does not: "If you repeat a request with the same client token and the same parameters, the
+//! API returns the same result as the original request" (EC2 API reference, "Ensuring
+//! idempotency"). So the proxy answers an EC2 request whose `ClientToken` it has already
+//! forwarded with moto's first answer, without forwarding it again (`Call::replayed`); the
+//! SDK's own retries (which reuse the token) and tagstack's deterministic tokens then behave
+//! as on AWS and the tests count real duplicates only.
 // Test support: panicking on a broken test bed is the right behaviour, and a given test binary
 // uses only part of this API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
@@ -38,6 +46,12 @@ pub struct Call {
     pub injected: bool,
     /// The URL-decoded request body, e.g. `Action=CreateVpc&...&TagSpecification.1...`.
     pub body: String,
+    /// Answered from the first answer to the same `ClientToken`, not forwarded (as EC2 does).
+    pub replayed: bool,
+    /// Reached moto, whatever the client was answered.
+    pub forwarded: bool,
+    /// moto's own status for a forwarded call (the client may have been told otherwise).
+    pub upstream_status: u16,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +62,12 @@ pub enum Fault {
     HangBefore,
     /// Forward (so the side effect happens) but never answer: a lost response.
     HangAfter,
+    /// Forward (so the side effect happens), then answer with this error instead of moto's
+    /// answer: a lost response the client sees as a 5xx.
+    ErrorAfter { code: String, message: String, status: u16 },
+    /// Forward (so the side effect happens), then close the connection without an answer: a
+    /// lost response the client sees as a dropped connection.
+    DropAfter,
     /// Forward after the delay.
     Delay(Duration),
     /// Answer with this body (HTTP 200, text/xml) instead of forwarding: what an API moto
@@ -84,6 +104,22 @@ impl Rule {
     }
     pub fn hang_after(action: &str) -> Rule {
         Rule::new(action, Fault::HangAfter)
+    }
+    /// The request is applied, the answer replaced by HTTP 500 InternalError.
+    pub fn error_after(action: &str) -> Rule {
+        let code = "InternalError";
+        Rule::new(
+            action,
+            Fault::ErrorAfter {
+                code: code.into(),
+                message: "InternalError injected by the test fault proxy after forwarding".into(),
+                status: 500,
+            },
+        )
+    }
+    /// The request is applied, then the connection is closed without an answer.
+    pub fn drop_after(action: &str) -> Rule {
+        Rule::new(action, Fault::DropAfter)
     }
     pub fn delay(action: &str, delay: Duration) -> Rule {
         Rule::new(action, Fault::Delay(delay))
@@ -132,6 +168,8 @@ pub fn default_status(code: &str) -> u16 {
 struct State {
     calls: Vec<Call>,
     rules: Vec<Rule>,
+    /// (action, ClientToken) -> moto's first successful answer (status, content type, body).
+    tokens: std::collections::HashMap<(String, String), (u16, String, Bytes)>,
 }
 
 /// Shared between the sync handle and the server tasks; the condvar wakes `wait_for`.
@@ -165,7 +203,7 @@ impl FaultProxy {
         // and a fresh loopback connection per request costs nothing next to a stale-socket race.
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http::<Full<Bytes>>();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { calls: Vec::new(), rules: Vec::new() }),
+            state: Mutex::new(State { calls: Vec::new(), rules: Vec::new(), tokens: Default::default() }),
             seen: Condvar::new(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client,
@@ -216,6 +254,14 @@ impl FaultProxy {
     pub fn count(&self, action: &str) -> usize {
         self.calls().iter().filter(|c| c.action == action).count()
     }
+    /// How many requests with this action moto applied (forwarded, not answered from an
+    /// earlier ClientToken, and moto answered 2xx): the creates that really happened.
+    pub fn applied(&self, action: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.action == action && c.forwarded && (200..300).contains(&c.upstream_status))
+            .count()
+    }
     /// AWS calls that may change state: not Describe*/List*/Get*, and not non-AWS requests.
     pub fn mutating_calls(&self) -> Vec<Call> {
         let read_only = |a: &str| ["Describe", "List", "Get"].iter().any(|p| a.starts_with(p));
@@ -265,21 +311,42 @@ impl Shared {
         let (status, injected) = match &fault {
             Some(Fault::Error { status, .. }) => (*status, true),
             Some(Fault::Respond(_)) => (200, true),
-            Some(Fault::HangBefore | Fault::HangAfter) => (0, true),
+            Some(Fault::HangBefore | Fault::HangAfter | Fault::DropAfter) => (0, true),
+            Some(Fault::ErrorAfter { status, .. }) => (*status, true),
             Some(Fault::Delay(_)) | None => (0, false),
         };
-        let call =
-            Call { service: service.to_string(), action: action.to_string(), status, injected, body: body.to_string() };
+        let call = Call {
+            service: service.to_string(),
+            action: action.to_string(),
+            status,
+            injected,
+            body: body.to_string(),
+            replayed: false,
+            forwarded: false,
+            upstream_status: 0,
+        };
         state.calls.push(call);
         self.seen.notify_all();
         (state.calls.len() - 1, fault)
     }
 
     fn set_status(&self, idx: usize, status: u16) {
+        self.update(idx, |c| c.status = status);
+    }
+
+    fn update(&self, idx: usize, f: impl FnOnce(&mut Call)) {
         // `clear_calls` may have run meanwhile; then there is nothing to update.
         if let Some(call) = self.state.lock().unwrap().calls.get_mut(idx) {
-            call.status = status;
+            f(call);
         }
+    }
+
+    fn cached(&self, action: &str, token: &str) -> Option<(u16, String, Bytes)> {
+        self.state.lock().unwrap().tokens.get(&(action.to_string(), token.to_string())).cloned()
+    }
+
+    fn remember(&self, action: &str, token: &str, answer: (u16, String, Bytes)) {
+        self.state.lock().unwrap().tokens.entry((action.to_string(), token.to_string())).or_insert(answer);
     }
 
     /// Send the request to the upstream and buffer its answer; a 502 if it cannot be reached.
@@ -301,7 +368,9 @@ impl Shared {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, BoxError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let raw = String::from_utf8_lossy(&body).into_owned();
@@ -318,15 +387,54 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Some(Fault::Respond(body)) => return Ok(simple_response(200, "text/xml", body)),
         Some(Fault::HangBefore) => return std::future::pending().await,
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
-        Some(Fault::HangAfter) | None => {}
+        Some(Fault::HangAfter | Fault::ErrorAfter { .. } | Fault::DropAfter) | None => {}
     }
-    let resp = shared.forward(parts, body).await;
-    if matches!(fault, Some(Fault::HangAfter)) {
+    let token = if service == "ec2" { form_value(&raw, "ClientToken").filter(|t| !t.is_empty()) } else { None };
+    let replay = token.as_deref().and_then(|t| shared.cached(&action, t));
+    let resp = match replay {
+        Some((status, content_type, body)) => {
+            shared.update(idx, |c| c.replayed = true);
+            bytes_response(status, &content_type, body)
+        }
+        None => {
+            let resp = shared.forward(parts, body).await;
+            let upstream = resp.status().as_u16();
+            shared.update(idx, |c| {
+                c.forwarded = upstream != 502;
+                c.upstream_status = upstream;
+            });
+            if let Some(t) = &token
+                && resp.status().is_success()
+            {
+                let content_type =
+                    resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("text/xml").to_string();
+                let body = resp.body().clone().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                shared.remember(&action, t, (resp.status().as_u16(), content_type, body));
+            }
+            resp
+        }
+    };
+    match fault {
         // The upstream side effect happened; the client never learns about it.
-        return std::future::pending().await;
+        Some(Fault::HangAfter) => std::future::pending().await,
+        Some(Fault::ErrorAfter { code, message, status }) => {
+            Ok(simple_response(status, "text/xml", error_xml(&service, &code, &message, status)))
+        }
+        // hyper closes the connection without an answer when the service fails.
+        Some(Fault::DropAfter) => Err("fault proxy: connection dropped after forwarding".into()),
+        _ => {
+            shared.set_status(idx, resp.status().as_u16());
+            Ok(resp)
+        }
     }
-    shared.set_status(idx, resp.status().as_u16());
-    Ok(resp)
+}
+
+fn bytes_response(status: u16, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("text/xml")));
+    resp
 }
 
 /// Drop connection-level headers (they describe one hop) and content-length (hyper recomputes

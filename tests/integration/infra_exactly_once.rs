@@ -1,0 +1,200 @@
+//! Exactly-once creates (issue 10 items 1, 2, 7): a create whose answer is lost (applied by
+//! moto, answered with a 500 or a dropped connection) is adopted, never made twice; an empty
+//! duplicate tagstack made is healed by `up`; `down` names what it did not attempt.
+//!
+//! The proxy answers a repeated `ClientToken` with the first answer, as EC2 does (see
+//! `support/fault_proxy.rs`), so `forwarded` counts the creates that really happened.
+
+use aws_sdk_ec2::types::ResourceType;
+
+use crate::support::{Counts, Rule, TestEnv, tag_spec};
+
+/// How many of `action` an `up --only infra` of the default environment makes.
+fn expected(action: &str) -> usize {
+    match action {
+        "CreateRole" | "CreateInstanceProfile" | "AddRoleToInstanceProfile" | "RunInstances" => 2,
+        _ => 1,
+    }
+}
+
+/// Calls without an idempotency token: after a lost answer tagstack looks and adopts.
+const NO_TOKEN: &[&str] = &[
+    "AssociateRouteTable",
+    "CreateVpc",
+    "CreateSubnet",
+    "CreateInternetGateway",
+    "CreateSecurityGroup",
+    "ImportKeyPair",
+    "CreateRole",
+    "CreateInstanceProfile",
+];
+
+/// `up` with the answer of the first `action` lost (`rule`): the same run succeeds with one
+/// of everything, and moto applied `action` exactly as often as in a clean run (a repeat that
+/// moto refused, e.g. the SDK's retry of an attach meeting Resource.AlreadyAssociated, made
+/// nothing).
+fn lost_answer(name: &str, action: &str, rule: Rule) {
+    let env = TestEnv::new(name);
+    env.proxy.add_rule(rule);
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::full(3), "{action}\n{}", run.stderr);
+    let injected = env.proxy.calls().iter().filter(|c| c.action == action && c.injected).count();
+    assert_eq!(injected, 1, "the fault on {action} was not hit: {:?}", env.proxy.actions());
+    assert_eq!(
+        env.proxy.applied(action),
+        expected(action),
+        "{action} was applied more often than a clean run applies it: {:?}",
+        env.proxy
+            .calls()
+            .iter()
+            .filter(|c| c.action == action)
+            .map(|c| (c.status, c.upstream_status, c.replayed))
+            .collect::<Vec<_>>()
+    );
+    if NO_TOKEN.contains(&action) {
+        assert!(run.stderr.contains("adopted it"), "{action}: no adoption reported\n{}", run.stderr);
+        // What was adopted is complete: the next `up` has nothing to do, nothing to heal.
+        let again = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
+        assert_eq!(again["changed"], false, "{again}");
+    }
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}
+
+macro_rules! lost_answer_tests {
+    ($($test:ident: $action:literal, $rule:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            lost_answer("once", $action, Rule::$rule($action));
+        }
+    )*};
+}
+
+lost_answer_tests! {
+    lost_create_vpc_answer_500: "CreateVpc", error_after;
+    lost_create_vpc_answer_dropped: "CreateVpc", drop_after;
+    lost_create_subnet_answer_500: "CreateSubnet", error_after;
+    lost_create_igw_answer_500: "CreateInternetGateway", error_after;
+    lost_create_igw_answer_dropped: "CreateInternetGateway", drop_after;
+    lost_attach_igw_answer_500: "AttachInternetGateway", error_after;
+    lost_create_route_table_answer_dropped: "CreateRouteTable", drop_after;
+    lost_create_route_answer_500: "CreateRoute", error_after;
+    lost_associate_answer_500: "AssociateRouteTable", error_after;
+    lost_create_sg_answer_500: "CreateSecurityGroup", error_after;
+    lost_authorize_answer_500: "AuthorizeSecurityGroupIngress", error_after;
+    lost_import_key_answer_500: "ImportKeyPair", error_after;
+    lost_create_role_answer_dropped: "CreateRole", drop_after;
+    lost_create_profile_answer_500: "CreateInstanceProfile", error_after;
+    lost_add_role_answer_500: "AddRoleToInstanceProfile", error_after;
+    lost_run_instances_answer_500: "RunInstances", error_after;
+}
+
+/// What tagstack's own CreateVpc tags a VPC with (a lost create's VPC looks like this).
+fn tagstack_vpc(env: &TestEnv) -> String {
+    let ec2 = env.ec2();
+    let (p, e) = (env.project.clone(), env.environment.clone());
+    env.block(async {
+        let name = format!("{p}-{e}-vpc");
+        let v = ec2
+            .create_vpc()
+            .cidr_block("10.61.0.0/16")
+            .tag_specifications(tag_spec(
+                &[("tagstack:project", &p), ("tagstack:env", &e), ("tagstack:component", "vpc"), ("Name", &name)],
+                ResourceType::Vpc,
+            ))
+            .send()
+            .await
+            .unwrap();
+        v.vpc().unwrap().vpc_id().unwrap().to_string()
+    })
+}
+
+#[test]
+fn an_empty_duplicate_vpc_tagstack_made_is_planned_as_a_delete_and_healed_by_up() {
+    let env = TestEnv::new("heal");
+    env.write_config(1, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    let dup = tagstack_vpc(&env);
+
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    let deletes: Vec<_> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .map(|c| (c["kind"].as_str().unwrap().to_string(), c["id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(deletes, [("vpc".to_string(), dup.clone())], "{plan}");
+    assert_eq!(plan["summary"]["delete"], 1, "{plan}");
+
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert!(run.stderr.contains(&format!("delete duplicate VPC {dup} (empty, made by tagstack)")), "{}", run.stderr);
+    assert_eq!(env.owned_counts(), Counts::full(2));
+    let deleted: Vec<_> = env.proxy.mutating_calls().into_iter().filter(|c| c.action == "DeleteVpc").collect();
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].body.contains(&dup), "{}", deleted[0].body);
+
+    // A duplicate with something in it is not healed: the error names both.
+    let busy = tagstack_vpc(&env);
+    let ec2 = env.ec2();
+    let (p, e) = (env.project.clone(), env.environment.clone());
+    env.block(async {
+        ec2.create_subnet()
+            .vpc_id(&busy)
+            .cidr_block("10.61.9.0/24")
+            .tag_specifications(tag_spec(
+                &[("tagstack:project", &p), ("tagstack:env", &e), ("tagstack:component", "subnet")],
+                ResourceType::Subnet,
+            ))
+            .send()
+            .await
+            .unwrap();
+    });
+    env.proxy.clear_calls();
+    for args in [&["plan"][..], &["up", "--only", "infra"][..]] {
+        let run = env.tagstack().args(args).run().code(1);
+        assert!(run.stderr.contains(&busy) && run.stderr.contains("will not pick one"), "{}", run.stderr);
+    }
+    assert!(env.proxy.mutating_calls().is_empty(), "{:?}", env.proxy.mutating_calls());
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}
+
+#[test]
+fn down_names_the_subnet_and_vpc_it_did_not_attempt_behind_a_failed_detach() {
+    let env = TestEnv::new("leftbehind");
+    env.write_config(1, "");
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("aws_consistency = \"20s\"", "aws_consistency = \"2s\"");
+    std::fs::write(env.config_path(), text).unwrap();
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    env.proxy.add_rule(Rule::error("DetachInternetGateway", "DependencyViolation", 1).forever());
+
+    let run = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().code(1);
+    let doc = run.json();
+    let outcome = |kind: &str| -> String {
+        let d =
+            doc["deleted"].as_array().unwrap().iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("{doc}"));
+        d["outcome"].as_str().unwrap().to_string()
+    };
+    assert!(outcome("internet-gateway").starts_with("failed"), "{doc}");
+    for kind in ["subnet", "vpc"] {
+        let o = outcome(kind);
+        assert!(o.starts_with("not attempted: behind the failed internet-gateway igw-"), "{kind}: {o}");
+    }
+    assert_eq!(doc["failed"], 1, "{doc}");
+    assert_eq!(doc["not_attempted"], 2, "{doc}");
+    assert!(run.stderr.contains("2 resource(s) not attempted because of it"), "{}", run.stderr);
+    assert!(run.stderr.contains("\n  subnet subnet-") && run.stderr.contains("\n  vpc vpc-"), "{}", run.stderr);
+
+    // Human output says the same.
+    let run = env.tagstack().args(&["down", "--yes"]).run().code(1);
+    assert!(run.stdout.contains("not attempted: behind the failed internet-gateway"), "{}", run.stdout);
+    assert_eq!(env.proxy.count("DeleteSubnet"), 0);
+    assert_eq!(env.proxy.count("DeleteVpc"), 0);
+
+    env.proxy.clear_rules();
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}
