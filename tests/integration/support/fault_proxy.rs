@@ -705,6 +705,54 @@ mod selftest {
         assert!(waited < Duration::from_secs(3), "{waited:?}");
     }
 
+    /// One request with a body of our choice; Err(kind) when no complete answer came.
+    fn send_body(proxy: &FaultProxy, body: &str) -> Result<(u16, String), std::io::ErrorKind> {
+        let addr = proxy.url().trim_start_matches("http://").to_string();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=AKID/20261122/eu-west-3/ec2/aws4_request, SignedHeaders=host, Signature=00\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).map_err(|e| e.kind())?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
+        Ok((status, body.to_string()))
+    }
+
+    #[test]
+    fn lost_answers_and_client_token_replay() {
+        let up = upstream();
+        let proxy = FaultProxy::start(&up.url);
+        proxy.add_rule(Rule::error_after("CreateVpc"));
+        proxy.add_rule(Rule::drop_after("CreateSubnet"));
+        let (status, body) = send_body(&proxy, "Action=CreateVpc").unwrap();
+        assert_eq!(status, 500);
+        assert!(body.contains("<Code>InternalError</Code>"), "{body}");
+        assert!(send_body(&proxy, "Action=CreateSubnet").is_err(), "the connection should have been dropped");
+        // Both reached the upstream: their side effects happened.
+        assert_eq!(*up.seen.lock().unwrap(), ["CreateVpc", "CreateSubnet"]);
+        assert_eq!((proxy.applied("CreateVpc"), proxy.applied("CreateSubnet")), (1, 1));
+
+        // A repeated ClientToken is answered with the first answer and not forwarded, even
+        // when the first answer was lost; another token is a new request.
+        proxy.add_rule(Rule::error_after("RunInstances"));
+        assert_eq!(send_body(&proxy, "Action=RunInstances&ClientToken=t1").unwrap().0, 500);
+        assert_eq!(send_body(&proxy, "Action=RunInstances&ClientToken=t1"), Ok((200, "ok:RunInstances".into())));
+        assert_eq!(send_body(&proxy, "Action=RunInstances&ClientToken=t2").unwrap().0, 200);
+        assert_eq!(proxy.applied("RunInstances"), 2);
+        let replayed: Vec<bool> =
+            proxy.calls().iter().filter(|c| c.action == "RunInstances").map(|c| c.replayed).collect();
+        assert_eq!(replayed, [false, true, false]);
+        assert_eq!(up.seen.lock().unwrap().iter().filter(|a| *a == "RunInstances").count(), 2);
+    }
+
     #[test]
     fn mutating_calls_and_concurrency() {
         let up = upstream();
