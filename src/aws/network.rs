@@ -256,8 +256,11 @@ async fn route_table_state(cx: &Ctx<'_>, rtb_id: &str) -> Result<(Option<String>
     Ok((target, subnets))
 }
 
-/// CreateRouteTable takes a ClientToken (EC2 API reference, CreateRouteTable; the SDK's
-/// CreateRouteTableInput has `client_token` and fills a random one when none is given). Ours is
+/// CreateRouteTable takes a ClientToken (EC2 API reference, CreateRouteTable, and
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>; aws-sdk-ec2
+/// 1.274's CreateRouteTableInput has `client_token` and fills a random one when none is given,
+/// as it does for RunInstances; CreateVpcInput, CreateSubnetInput, CreateInternetGatewayInput,
+/// CreateSecurityGroupInput and ImportKeyPairInput have none). Ours is
 /// deterministic (environment + VPC), so a retry by the SDK, by us, or by the next `up` after
 /// a crash is the same request: EC2 answers it with the first result.
 pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {

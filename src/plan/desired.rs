@@ -64,8 +64,8 @@ pub fn client_token(spec: &Spec, role: NodeRole, subnet_id: &str, existing: usiz
 /// Deterministic ClientToken for a create that takes one besides RunInstances (today:
 /// CreateRouteTable): environment, component and the parent's id (`scope`, e.g. the VPC), so a
 /// `down` + `up` (new VPC) is a new request while a retry, or the `up` after a crash, is the
-/// same one. EC2 tokens are up to 64 ASCII characters (EC2 API reference, "Ensuring
-/// idempotency").
+/// same one. EC2 tokens are up to 64 ASCII characters ("Ensuring idempotency in Amazon EC2 API
+/// requests", <https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>).
 pub fn resource_token(spec: &Spec, component: &str, scope: &str) -> String {
     let input = format!("{}/{}/{component}/{scope}", spec.project, spec.environment);
     let digest = hex(&Sha256::digest(input.as_bytes()));
