@@ -169,6 +169,12 @@ fn down_names_the_subnet_and_vpc_it_did_not_attempt_behind_a_failed_detach() {
         .replace("aws_consistency = \"20s\"", "aws_consistency = \"2s\"");
     std::fs::write(env.config_path(), text).unwrap();
     env.tagstack().args(&["up", "--only", "infra"]).run().success();
+
+    // Discovery rides out the NotFound of a VPC it has just listed (eventual consistency).
+    env.proxy.add_rule(Rule::error("DescribeVpcAttribute", "InvalidVpcID.NotFound", 2));
+    env.tagstack().arg("plan").run().success();
+    assert_eq!(env.proxy.count("DescribeVpcAttribute"), 3);
+
     env.proxy.add_rule(Rule::error("DetachInternetGateway", "DependencyViolation", 1).forever());
 
     let run = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().code(1);
