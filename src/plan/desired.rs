@@ -11,6 +11,13 @@ pub const TRUST_POLICY: &str = include_str!("../../templates/iam/trust-ec2.json"
 const CCM_CONTROL_PLANE: &str = include_str!("../../templates/iam/cloud-provider-control-plane.json");
 const CCM_NODE: &str = include_str!("../../templates/iam/cloud-provider-node.json");
 const EBS_CSI: &str = include_str!("../../templates/iam/ebs-csi.json");
+/// Denies the nodes' roles adding or removing `tagstack:*` tags on existing resources. The
+/// cloud-controller-manager's policy allows ec2:CreateTags on any resource, and any pod can
+/// reach the role through IMDS (hop limit 2): without this, code on a node could rewrite the
+/// `tagstack:ssh-host-key` tags that verify the nodes, or tag a foreign resource as the
+/// environment's so that `down` deletes it. Tagging on create (the EBS CSI driver's volumes,
+/// with `ec2:CreateAction` set) stays allowed.
+const GUARD: &str = include_str!("../../templates/iam/tagstack-guard.json");
 
 /// Inline policies per node role, by name. Every node runs a kubelet (node policy) and may
 /// host the EBS CSI controller; only the control plane runs the cloud-controller-manager.
@@ -20,8 +27,9 @@ pub fn inline_policies(role: NodeRole) -> Vec<(&'static str, &'static str)> {
             ("cloud-provider-control-plane", CCM_CONTROL_PLANE),
             ("cloud-provider-node", CCM_NODE),
             ("ebs-csi", EBS_CSI),
+            ("tagstack-guard", GUARD),
         ],
-        NodeRole::Worker => vec![("cloud-provider-node", CCM_NODE), ("ebs-csi", EBS_CSI)],
+        NodeRole::Worker => vec![("cloud-provider-node", CCM_NODE), ("ebs-csi", EBS_CSI), ("tagstack-guard", GUARD)],
     }
 }
 
@@ -89,6 +97,25 @@ mod tests {
         }
         let trust: Value = serde_json::from_str(TRUST_POLICY).unwrap();
         assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    }
+
+    /// Both node roles are denied tagging existing resources with `tagstack:*` keys (the host
+    /// keys that verify the nodes, the ownership that `down` trusts), while tag-on-create (the
+    /// EBS CSI driver's volumes) is not denied: IAM's `ec2:CreateAction` is set only then
+    /// (EC2 User Guide, "Grant permission to tag Amazon EC2 resources during creation").
+    #[test]
+    fn node_roles_may_not_write_tagstack_tags_on_existing_resources() {
+        for role in NodeRole::ALL {
+            let policies = inline_policy_values(role);
+            let (_, guard) = policies.iter().find(|(n, _)| n == "tagstack-guard").expect("guard policy");
+            let deny = &guard["Statement"][0];
+            assert_eq!(deny["Effect"], "Deny");
+            assert_eq!(deny["Action"], serde_json::json!(["ec2:CreateTags", "ec2:DeleteTags"]));
+            assert_eq!(deny["Condition"]["ForAnyValue:StringLike"]["aws:TagKeys"], serde_json::json!(["tagstack:*"]));
+            assert_eq!(deny["Condition"]["Null"]["ec2:CreateAction"], "true");
+        }
+        // tagstack:ssh-host-key is one of the keys it covers.
+        assert!(crate::config::TAG_HOST_KEY.starts_with("tagstack:"));
     }
 
     /// kubernetes-sigs/aws-ebs-csi-driver `docs/example-iam-policy.json` at the tag tagstack

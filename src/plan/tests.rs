@@ -241,6 +241,7 @@ fn empty_account_creates_everything() {
             Fix::PutPolicy { name: "cloud-provider-control-plane".into() },
             Fix::PutPolicy { name: "cloud-provider-node".into() },
             Fix::PutPolicy { name: "ebs-csi".into() },
+            Fix::PutPolicy { name: "tagstack-guard".into() },
         ]
     );
     assert_eq!(
@@ -454,8 +455,10 @@ fn partial_steps_carry_the_right_fixes() {
             Fix::PutPolicy { name: "cloud-provider-control-plane".into() },
             Fix::PutPolicy { name: "cloud-provider-node".into() },
             Fix::PutPolicy { name: "ebs-csi".into() },
+            Fix::PutPolicy { name: "tagstack-guard".into() },
             Fix::PutPolicy { name: "cloud-provider-node".into() },
             Fix::PutPolicy { name: "ebs-csi".into() },
+            Fix::PutPolicy { name: "tagstack-guard".into() },
         ]
     );
     assert_eq!(
