@@ -30,10 +30,11 @@ impl Aws {
         if let Some(p) = &conn.profile {
             loader = loader.profile_name(p);
         }
-        // Throttling is the SDK's job. Adaptive mode unless the user chose a mode through the
-        // standard variables (tests do, to keep backoff short).
+        // Throttling and 5xx are retried by the SDK first: standard mode with more attempts
+        // than its default 3, unless the user chose through the standard variables (an
+        // explicit retry_config would override them).
         if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(6));
+            loader = loader.retry_config(default_retry_config());
         }
         if std::env::var_os("AWS_ENDPOINT_URL").is_none()
             && let Some(url) = &conn.endpoint_url
@@ -44,6 +45,24 @@ impl Aws {
         let region = shared.region().map(ToString::to_string);
         Aws { region, ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
     }
+}
+
+/// The SDK's retry attempts per call in tagstack's default mode (docs/benchmarks.md, "Throttling").
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// Standard mode, [`DEFAULT_MAX_ATTEMPTS`] attempts. Not adaptive: adaptive mode's client-side
+/// rate limiter (aws-smithy-runtime 1.16 `client_rate_limiter.rs`) is switched on by the first
+/// throttle, drops to its floor of 0.5 requests/s (`MIN_FILL_RATE`) when the measured send rate
+/// is low, as a CLI's is, and charges a throttled retry 10 tokens (`RETRY_TIMEOUT_COST`): a
+/// 20 s sleep (capped at `max_backoff`) per throttle and 2 s per request after it, shared by
+/// every call of the process. Standard mode sleeps `rand(0..1) * 1 s * 2^(attempt-1)`, at most
+/// 20 s (`strategy/standard.rs`, `calculate_exponential_backoff`), per call only. With 25% of
+/// the calls throttled the standard default finished `plan`, `up --only infra` and `down` in
+/// seconds where adaptive took minutes (docs/benchmarks.md); 10 attempts make giving up on
+/// one call at that rate a one-in-a-million event (0.25^10), and tagstack's own loops retry a
+/// throttle the SDK gave up on until `timeouts.aws_consistency` anyway (`super::retry`).
+pub fn default_retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS)
 }
 
 /// Per-operation override for creates AWS offers no idempotency token for (CreateVpc,

@@ -5,7 +5,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission};
 use ipnet::Ipv4Net;
 
 use super::Aws;
-use super::error::AwsResultExt;
+use super::error::{AwsError, AwsResultExt};
 use super::tags::{iam_owned, owned, owner_filters, tag_value};
 use std::sync::Mutex;
 
@@ -15,7 +15,43 @@ use crate::plan::observed::{
     SecurityGroup, Subnet, Vpc,
 };
 
+/// Discovery is read-only, so one whose reads AWS kept throttling past the SDK's attempts (or
+/// its retry quota) is repeated whole, with backoff, until `timeouts.aws_consistency`: throttling
+/// never ends a command before that deadline.
+async fn while_throttled<T, F, Fut>(spec: &Spec, mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read().await {
+            Err(e) if e.chain().any(|c| c.downcast_ref::<AwsError>().is_some_and(AwsError::throttled)) => {
+                let pause = super::retry::backoff(attempt);
+                if started.elapsed() + pause > spec.timeouts.aws_consistency {
+                    return Err(e);
+                }
+                tracing::debug!("discovery throttled ({e:#}); reading again in {pause:?}");
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Everything the environment owns (see [`while_throttled`]).
 pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
+    while_throttled(spec, || discover_once(aws, spec)).await
+}
+
+/// The environment's instances (see [`while_throttled`]).
+pub async fn discover_instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
+    while_throttled(spec, || instances(aws, spec)).await
+}
+
+async fn discover_once(aws: &Aws, spec: &Spec) -> Result<Observed> {
     let seen = Mutex::new(ExpirySeen::default());
     let seen = &seen;
     let (
@@ -270,7 +306,7 @@ async fn key_pairs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<V
         .collect())
 }
 
-pub async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
+async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
     let mut filters = owner_filters(spec);
     filters.push(
         Filter::builder()

@@ -14,7 +14,7 @@ pub mod retry;
 mod tags;
 
 pub use client::{Aws, Connection};
-pub use discover::{discover, instances as discover_instances};
+pub use discover::{discover, discover_instances};
 pub use expiring::{Expiring, expiring};
 pub use iam::{
     add_role_to_profile, create_profile, create_role, delete_policy, delete_profile, delete_role, put_policy,

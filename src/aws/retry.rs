@@ -1,8 +1,10 @@
 //! Eventual-consistency retries: exponential backoff with full jitter until a per-step
-//! deadline. Throttling and 5xx are retried inside the SDK (adaptive mode), not here, except
-//! for creates without an idempotency token: the SDK does not retry those (see
-//! `super::client::no_sdk_retry`) and [`Retry::create_once`] decides, looking for what a lost
-//! call created before it sends the create again.
+//! deadline. Throttling and 5xx are retried first inside the SDK (standard mode, see
+//! `super::client`), except for creates without an idempotency token: the SDK does not retry
+//! those (see `super::client::no_sdk_retry_ec2`) and [`Retry::create_once`] decides, looking
+//! for what a lost call created before it sends the create again. A throttle the SDK gave up
+//! on (attempts or retry quota spent) is retried here too, until the deadline: so no step gives
+//! up on throttling before `timeouts.aws_consistency`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -187,8 +189,12 @@ impl Retry<'_> {
                 Err(e) => e,
             };
             let verdict = classify(self.phase, err.code(), err.message.as_deref().unwrap_or(""));
-            // With a token (or an idempotent call) a repeat is answered with the first result.
-            let repeatable = self.idempotent && (err.ambiguous() || err.throttled());
+            // A throttle that outlived the SDK's attempts (or its retry quota) was refused, so
+            // nothing was applied and any call may be sent again: keep going until the step's
+            // deadline rather than give up at the SDK's attempt count. With a token (or an
+            // idempotent call) an ambiguous failure may be repeated too: AWS answers a repeat
+            // with the first result.
+            let repeatable = err.throttled() || (self.idempotent && err.ambiguous());
             if verdict != Verdict::Retry && !repeatable {
                 return Err(RetryError::Fatal { step: self.step.clone(), source: err });
             }

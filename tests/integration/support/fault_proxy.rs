@@ -73,22 +73,44 @@ pub enum Fault {
     /// Answer with this body (HTTP 200, text/xml) instead of forwarding: what an API moto
     /// cannot model would return, e.g. a node's console output with its SSH host keys.
     Respond(String),
+    /// Answer with the throttling error of the request's service, as AWS does: EC2
+    /// `RequestLimitExceeded`, IAM (and the other Query services) `Throttling`, both HTTP 503.
+    /// Nothing is forwarded: a throttled request was refused.
+    Throttle,
 }
 
 #[derive(Clone, Debug)]
 pub struct Rule {
+    /// The Query `Action` to match; [`ANY_ACTION`] matches every AWS request.
     pub action: String,
     /// Only requests whose decoded body contains this (e.g. a resource id) match.
     pub body_contains: Option<String>,
     /// Remaining applications; None = forever.
     pub times: Option<usize>,
+    /// Applies to a matching call with this probability only (see [`FaultProxy::set_seed`]).
+    pub chance: Option<f64>,
     pub fault: Fault,
 }
+
+/// `Rule::action` that matches every AWS request (not the proxy's non-AWS traffic).
+pub const ANY_ACTION: &str = "*";
 
 impl Rule {
     /// A rule applying once; chain `.times(n)`, `.forever()`, `.when_body_contains(..)`.
     pub fn new(action: &str, fault: Fault) -> Rule {
-        Rule { action: action.to_string(), body_contains: None, times: Some(1), fault }
+        Rule { action: action.to_string(), body_contains: None, times: Some(1), chance: None, fault }
+    }
+    /// Throttle `probability` of every AWS request (any action, forever), the way AWS answers a
+    /// throttled call (`Fault::Throttle`). Which calls are hit is decided by the proxy's seed,
+    /// the action and how many calls of that action came before: the same seed and the same
+    /// sequence of calls per action throttle the same calls.
+    pub fn throttle_every(probability: f64) -> Rule {
+        Rule::new(ANY_ACTION, Fault::Throttle).forever().with_chance(probability)
+    }
+    /// Apply to each matching call with this probability (seeded, see `throttle_every`).
+    pub fn with_chance(mut self, probability: f64) -> Rule {
+        self.chance = Some(probability);
+        self
     }
     /// Answer `times` matching calls with error `code`, HTTP status chosen as AWS would.
     pub fn error(action: &str, code: &str, times: usize) -> Rule {
@@ -168,6 +190,10 @@ pub fn default_status(code: &str) -> u16 {
 struct State {
     calls: Vec<Call>,
     rules: Vec<Rule>,
+    /// Seed of the probabilistic rules (`Rule::chance`).
+    seed: u64,
+    /// Calls seen per action: with the seed, what a probabilistic rule's roll depends on.
+    per_action: std::collections::HashMap<String, u64>,
     /// (action, ClientToken) -> moto's first successful answer (status, content type, body).
     tokens: std::collections::HashMap<(String, String), (u16, String, Bytes)>,
 }
@@ -203,7 +229,13 @@ impl FaultProxy {
         // and a fresh loopback connection per request costs nothing next to a stale-socket race.
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http::<Full<Bytes>>();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { calls: Vec::new(), rules: Vec::new(), tokens: Default::default() }),
+            state: Mutex::new(State {
+                calls: Vec::new(),
+                rules: Vec::new(),
+                seed: 0,
+                per_action: Default::default(),
+                tokens: Default::default(),
+            }),
             seen: Condvar::new(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client,
@@ -239,6 +271,15 @@ impl FaultProxy {
     }
     pub fn clear_rules(&self) {
         self.state().rules.clear();
+    }
+    /// Seed for the probabilistic rules (default 0).
+    pub fn set_seed(&self, seed: u64) {
+        self.state().seed = seed;
+    }
+    /// How many calls the proxy itself answered with HTTP 503 (`Fault::Throttle`, or an
+    /// `Error` fault with that status).
+    pub fn throttled(&self) -> usize {
+        self.calls().iter().filter(|c| c.injected && c.status == 503).count()
     }
     pub fn calls(&self) -> Vec<Call> {
         self.state().calls.clone()
@@ -297,13 +338,25 @@ impl Shared {
     /// Record the request and pick the fault of the first matching rule with uses left.
     fn record(&self, service: &str, action: &str, body: &str) -> (usize, Option<Fault>) {
         let mut state = self.state.lock().unwrap();
+        let state = &mut *state;
+        let nth = {
+            let n = state.per_action.entry(action.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let seed = state.seed;
         let fault = state
             .rules
             .iter_mut()
+            .enumerate()
             .filter(|_| !action.is_empty())
-            .find(|r| {
-                r.action == action && r.times != Some(0) && r.body_contains.as_deref().is_none_or(|n| body.contains(n))
+            .find(|(i, r)| {
+                (r.action == action || r.action == ANY_ACTION)
+                    && r.times != Some(0)
+                    && r.body_contains.as_deref().is_none_or(|n| body.contains(n))
+                    && r.chance.is_none_or(|p| roll(seed, *i as u64, action, nth) < p)
             })
+            .map(|(_, r)| r)
             .map(|r| {
                 r.times = r.times.map(|t| t - 1);
                 r.fault.clone()
@@ -311,6 +364,7 @@ impl Shared {
         let (status, injected) = match &fault {
             Some(Fault::Error { status, .. }) => (*status, true),
             Some(Fault::Respond(_)) => (200, true),
+            Some(Fault::Throttle) => (503, true),
             Some(Fault::HangBefore | Fault::HangAfter | Fault::DropAfter) => (0, true),
             Some(Fault::ErrorAfter { status, .. }) => (*status, true),
             Some(Fault::Delay(_)) | None => (0, false),
@@ -385,6 +439,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             return Ok(simple_response(status, "text/xml", error_xml(&service, &code, &message, status)));
         }
         Some(Fault::Respond(body)) => return Ok(simple_response(200, "text/xml", body)),
+        Some(Fault::Throttle) => {
+            let code = if service == "ec2" { "RequestLimitExceeded" } else { "Throttling" };
+            let message = "Rate exceeded (throttled by the test fault proxy)";
+            return Ok(simple_response(503, "text/xml", error_xml(&service, code, message, 503)));
+        }
         Some(Fault::HangBefore) => return std::future::pending().await,
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::HangAfter | Fault::ErrorAfter { .. } | Fault::DropAfter) | None => {}
@@ -427,6 +486,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             Ok(resp)
         }
     }
+}
+
+/// A uniform number in [0, 1) from (seed, rule, action, n-th call of the action): splitmix64
+/// over an FNV-1a hash, so a probabilistic rule is reproducible from its seed.
+fn roll(seed: u64, rule: u64, action: &str, nth: u64) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in action.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = seed ^ h ^ rule.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ nth.wrapping_mul(0xd1b5_4a32_d192_ed03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn bytes_response(status: u16, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
@@ -751,6 +824,33 @@ mod selftest {
             proxy.calls().iter().filter(|c| c.action == "RunInstances").map(|c| c.replayed).collect();
         assert_eq!(replayed, [false, true, false]);
         assert_eq!(up.seen.lock().unwrap().iter().filter(|a| *a == "RunInstances").count(), 2);
+    }
+
+    #[test]
+    fn seeded_throttling_of_every_action() {
+        let up = upstream();
+        let rolls = |seed: u64| {
+            let proxy = FaultProxy::start(&up.url);
+            proxy.set_seed(seed);
+            proxy.add_rule(Rule::throttle_every(0.25));
+            let mut statuses = Vec::new();
+            for i in 0..200 {
+                let (service, action) = if i % 2 == 0 { ("ec2", "DescribeVpcs") } else { ("iam", "GetRole") };
+                let (status, body) = send(&proxy, service, action, T).unwrap();
+                if status == 503 {
+                    let code = if service == "ec2" { "RequestLimitExceeded" } else { "Throttling" };
+                    assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+                }
+                statuses.push(status);
+            }
+            assert_eq!(proxy.throttled(), statuses.iter().filter(|s| **s == 503).count());
+            statuses
+        };
+        let a = rolls(7);
+        let hit = a.iter().filter(|s| **s == 503).count();
+        assert!((30..=70).contains(&hit), "{hit} of 200 throttled at 25%");
+        assert_eq!(a, rolls(7), "the same seed must throttle the same calls");
+        assert_ne!(a, rolls(8));
     }
 
     #[test]

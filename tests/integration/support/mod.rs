@@ -75,6 +75,8 @@ pub struct Tagstack<'a> {
     env: &'a TestEnv,
     args: Vec<String>,
     with_config: bool,
+    /// Applied after the harness's defaults: Some = set, None = remove.
+    envs: Vec<(String, Option<String>)>,
 }
 
 impl<'a> Tagstack<'a> {
@@ -85,6 +87,18 @@ impl<'a> Tagstack<'a> {
 
     pub fn args(mut self, a: &[&str]) -> Self {
         self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Set an environment variable of the run (after the harness's defaults).
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.to_string(), Some(v.to_string())));
+        self
+    }
+
+    /// Remove a variable the harness sets, e.g. `AWS_RETRY_MODE` to run with tagstack's default.
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.envs.push((k.to_string(), None));
         self
     }
 
@@ -123,6 +137,12 @@ impl<'a> Tagstack<'a> {
             .env_remove("HTTPS_PROXY")
             .env_remove("http_proxy")
             .env_remove("https_proxy");
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
@@ -211,7 +231,7 @@ instances_running = "60s"
     }
 
     pub fn tagstack(&self) -> Tagstack<'_> {
-        Tagstack { env: self, args: Vec::new(), with_config: true }
+        Tagstack { env: self, args: Vec::new(), with_config: true, envs: Vec::new() }
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
