@@ -217,8 +217,11 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
 
     // The console wins over a tag that differs from it: status still verifies the node by the
     // console (and writes nothing), the next cluster stage re-records the console's key.
-    let (victim, _) = instances.iter().find(|(_, (_, ip))| *ip == bed.nodes[0].address).unwrap();
-    set_host_key_tag(&env, victim, &bed.nodes[1].host_key);
+    // The control plane's instance: `status` connects to it alone.
+    let cp_name = cluster_nodes.iter().find(|n| n["role"] == "control-plane").unwrap()["node_name"].as_str().unwrap();
+    let (victim, _) = instances.iter().find(|(_, (name, _))| name == cp_name).unwrap();
+    let wrong = expected_keys.iter().find(|(id, _)| *id != victim).map(|(_, k)| k.clone()).unwrap();
+    set_host_key_tag(&env, victim, &wrong);
     env.proxy.clear_calls();
     let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
     assert!(st["cluster"]["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true), "{st}");
@@ -249,7 +252,7 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
 
     // With the console silent the tag is all there is: a tag that does not match the node's
     // key makes ssh refuse the node (strict host key checking), it is never accepted.
-    set_host_key_tag(&env, victim, &bed.nodes[1].host_key);
+    set_host_key_tag(&env, victim, &wrong);
     let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
     let err = st["cluster"]["error"].as_str().unwrap_or_default();
     assert!(err.contains("host key"), "{st}");

@@ -164,16 +164,19 @@ fn an_empty_duplicate_vpc_tagstack_made_is_planned_as_a_delete_and_healed_by_up(
 fn down_names_the_subnet_and_vpc_it_did_not_attempt_behind_a_failed_detach() {
     let env = TestEnv::new("leftbehind");
     env.write_config(1, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+
+    // Discovery rides out the NotFound of a VPC it has just listed (eventual consistency),
+    // within timeouts.aws_consistency (20s here: backoff with jitter on a loaded machine).
+    env.proxy.add_rule(Rule::error("DescribeVpcAttribute", "InvalidVpcID.NotFound", 2));
+    env.tagstack().arg("plan").run().success();
+    assert_eq!(env.proxy.count("DescribeVpcAttribute"), 3);
+
+    // A short deadline, so that the detach below gives up soon.
     let text = std::fs::read_to_string(env.config_path())
         .unwrap()
         .replace("aws_consistency = \"20s\"", "aws_consistency = \"2s\"");
     std::fs::write(env.config_path(), text).unwrap();
-    env.tagstack().args(&["up", "--only", "infra"]).run().success();
-
-    // Discovery rides out the NotFound of a VPC it has just listed (eventual consistency).
-    env.proxy.add_rule(Rule::error("DescribeVpcAttribute", "InvalidVpcID.NotFound", 2));
-    env.tagstack().arg("plan").run().success();
-    assert_eq!(env.proxy.count("DescribeVpcAttribute"), 3);
 
     env.proxy.add_rule(Rule::error("DetachInternetGateway", "DependencyViolation", 1).forever());
 
