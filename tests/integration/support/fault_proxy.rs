@@ -456,21 +456,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             bytes_response(status, &content_type, body)
         }
         None => {
-            let resp = shared.forward(parts, body).await;
-            let upstream = resp.status().as_u16();
-            shared.update(idx, |c| {
-                c.forwarded = upstream != 502;
-                c.upstream_status = upstream;
+            // In its own task: a client that goes away (a SIGKILLed `tagstack`) drops this
+            // handler, but a request that reached the upstream is applied there, as on AWS,
+            // and must be recorded as such (`Call::forwarded`, `upstream_status`, tokens).
+            let (task_shared, action) = (Arc::clone(&shared), action.clone());
+            let forwarding = tokio::spawn(async move {
+                let shared = task_shared;
+                let resp = shared.forward(parts, body).await;
+                let upstream = resp.status().as_u16();
+                shared.update(idx, |c| {
+                    c.forwarded = upstream != 502;
+                    c.upstream_status = upstream;
+                });
+                if let Some(t) = &token
+                    && resp.status().is_success()
+                {
+                    let content_type = resp
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("text/xml")
+                        .to_string();
+                    let body = resp.body().clone().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    shared.remember(&action, t, (resp.status().as_u16(), content_type, body));
+                }
+                resp
             });
-            if let Some(t) = &token
-                && resp.status().is_success()
-            {
-                let content_type =
-                    resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("text/xml").to_string();
-                let body = resp.body().clone().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                shared.remember(&action, t, (resp.status().as_u16(), content_type, body));
-            }
-            resp
+            forwarding.await?
         }
     };
     match fault {
