@@ -17,8 +17,8 @@ use crate::plan::observed::{
 
 /// Discovery is read-only, so one whose reads AWS kept throttling past the SDK's attempts (or
 /// its retry quota) is repeated whole, with backoff, until `timeouts.aws_consistency`: throttling
-/// never ends a command before that deadline.
-async fn while_throttled<T, F, Fut>(spec: &Spec, mut read: F) -> Result<T>
+/// never ends a command before that deadline. Also used for other reads (the AMI lookup).
+pub(super) async fn while_throttled<T, F, Fut>(spec: &Spec, mut read: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,

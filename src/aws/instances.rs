@@ -34,7 +34,11 @@ pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
             format!("AMI owner {owner} name {name}"),
         ),
     };
-    let resp = req.send().await.op(format!("DescribeImages ({what})"))?;
+    let resp = super::discover::while_throttled(cx.spec, || {
+        let (req, op) = (req.clone(), format!("DescribeImages ({what})"));
+        async move { Ok(req.send().await.op(op)?) }
+    })
+    .await?;
     let newest = resp.images().iter().max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
     let Some(img) = newest else {
         bail!(
