@@ -50,6 +50,11 @@ const THROTTLING: &[&str] = &[
     "EC2ThrottledException",
 ];
 
+/// One of the SDK's throttling codes (see [`THROTTLING`]).
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING.contains(&code)
+}
+
 /// Ambiguity of an SDK failure: only a service error below 500 (or a throttle) proves that
 /// the request was not applied.
 fn outcome_of<E>(e: &SdkError<E, HttpResponse>, code: Option<&str>) -> Outcome {

@@ -12,9 +12,10 @@ use aws_sdk_ec2::types::{
 };
 
 use super::Ctx;
-use super::error::{AwsResultExt, Phase};
+use super::error::{AwsResultExt, Phase, is_throttling_code};
 use super::tags::spec_tags;
 use crate::config::{AmiSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 
 #[derive(Debug, Clone)]
 pub struct Ami {
@@ -158,19 +159,44 @@ fn deadline(cx: &Ctx<'_>) -> Duration {
     cx.spec.timeouts.instances_running
 }
 
+/// Runs an SDK waiter (`wait(time left)`, its error tagged with "a throttle") again when one of
+/// its polls was throttled past the SDK's attempts: the waiter then fails with OperationFailed,
+/// although nothing is wrong with the instances. Until `max`, as the waiter itself.
+async fn wait_through_throttling<F, Fut>(max: Duration, mut wait: F) -> Result<()>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), (bool, anyhow::Error)>>,
+{
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match wait(max.saturating_sub(started.elapsed())).await {
+            Ok(()) => return Ok(()),
+            Err((true, e)) => {
+                let pause = super::retry::backoff(attempt);
+                if started.elapsed() + pause >= max {
+                    return Err(e);
+                }
+                tracing::debug!("a waiter's poll was throttled; waiting again in {pause:?}");
+                tokio::time::sleep(pause).await;
+            }
+            Err((false, e)) => return Err(e),
+        }
+    }
+}
+
 pub async fn wait_running(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let d = deadline(cx);
-    cx.aws
-        .ec2
-        .wait_until_instance_running()
-        .set_instance_ids(Some(ids.to_vec()))
-        .wait(d)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| {
+    wait_through_throttling(d, |left| async move {
+        let r = cx.aws.ec2.wait_until_instance_running().set_instance_ids(Some(ids.to_vec())).wait(left).await;
+        r.map(|_| ()).map_err(|e| (is_throttling_code(e.code().unwrap_or("")), anyhow::anyhow!("{e:?}")))
+    })
+    .await
+    .with_context(|| {
             format!(
                 "waiting for {} to run (deadline {})\n  hint: raise timeouts.instances_running, or look at the instances' state in the console",
                 ids.join(", "),
@@ -185,14 +211,12 @@ pub async fn wait_terminated(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
         return Ok(());
     }
     let d = deadline(cx);
-    cx.aws
-        .ec2
-        .wait_until_instance_terminated()
-        .set_instance_ids(Some(ids.to_vec()))
-        .wait(d)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("waiting for {} to terminate (deadline {})", ids.join(", "), format_duration(d)))?;
+    wait_through_throttling(d, |left| async move {
+        let r = cx.aws.ec2.wait_until_instance_terminated().set_instance_ids(Some(ids.to_vec())).wait(left).await;
+        r.map(|_| ()).map_err(|e| (is_throttling_code(e.code().unwrap_or("")), anyhow::anyhow!("{e:?}")))
+    })
+    .await
+    .with_context(|| format!("waiting for {} to terminate (deadline {})", ids.join(", "), format_duration(d)))?;
     Ok(())
 }
 

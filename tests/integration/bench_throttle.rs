@@ -179,7 +179,8 @@ fn default_retry_mode_rides_out_a_quarter_of_calls_throttled() {
 
 /// The SDK gives up after AWS_MAX_ATTEMPTS (3 here) throttles of one call; tagstack does not:
 /// a throttled attach, delete, AMI lookup or discovery is sent again until
-/// timeouts.aws_consistency (before, the attach and the delete failed the run at once).
+/// timeouts.aws_consistency, an instance waiter whose poll was throttled waits again (before,
+/// each of them failed the run at once).
 #[test]
 fn a_throttle_the_sdk_gave_up_on_is_retried_until_the_deadline() {
     let env = TestEnv::new("thrgive");
@@ -188,15 +189,22 @@ fn a_throttle_the_sdk_gave_up_on_is_retried_until_the_deadline() {
         env.proxy.add_rule(Rule::error(action, "RequestLimitExceeded", 4));
     }
     env.proxy.add_rule(Rule::error("CreateRole", "Throttling", 4));
+    // The instance waiter's polls (by id; discovery filters by tags).
+    env.proxy.add_rule(Rule::error("DescribeInstances", "RequestLimitExceeded", 4).when_body_contains("InstanceId.1="));
     let up = env.tagstack().args(&["up", "--only", "infra"]).run().success();
     assert!(!up.stderr.contains("gave up"), "{}", up.stderr);
     assert_eq!(env.proxy.count("AttachInternetGateway"), 5, "3 SDK attempts, then tagstack's");
+    let waiter_throttled =
+        |env: &TestEnv| env.proxy.calls().iter().filter(|c| c.action == "DescribeInstances" && c.injected).count();
+    assert_eq!(waiter_throttled(&env), 4, "the running waiter's polls were not throttled");
     assert_eq!(env.owned_counts(), Counts::full(1));
 
     env.proxy.add_rule(Rule::error("DeleteSubnet", "RequestLimitExceeded", 4));
     env.proxy.add_rule(Rule::error("DeleteRole", "Throttling", 4));
+    env.proxy.add_rule(Rule::error("DescribeInstances", "RequestLimitExceeded", 4).when_body_contains("InstanceId.1="));
     env.proxy.clear_calls();
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.proxy.count("DeleteSubnet"), 5);
+    assert_eq!(waiter_throttled(&env), 4, "the terminated waiter's polls were not throttled");
     assert_eq!(env.owned_counts(), Counts::default());
 }
