@@ -60,7 +60,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// the calls throttled the standard default finished `plan`, `up --only infra` and `down` in
 /// seconds where adaptive took minutes (docs/benchmarks.md); 10 attempts make giving up on
 /// one call at that rate a one-in-a-million event (0.25^10), and tagstack's own loops retry a
-/// throttle the SDK gave up on until `timeouts.aws_consistency` anyway (`super::retry`).
+/// throttle the SDK gave up on until `timeouts.aws_consistency` anyway (`super::retry`,
+/// `super::discover::while_throttled`; the instance waiters wait again).
 pub fn default_retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(DEFAULT_MAX_ATTEMPTS)
 }
