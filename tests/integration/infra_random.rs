@@ -16,9 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::ResourceType;
-
-use crate::support::{Counts, Rule, TestEnv, tag_spec};
+use crate::support::decoys::Decoys;
+use crate::support::{Counts, Rule, TestEnv};
 
 const DEFAULT_SEED: u64 = 20_261_130;
 const EPISODES: usize = 20;
@@ -161,87 +160,6 @@ fn draw(seed: u64, n: usize) -> Episode {
     Episode { n, workers, rules, kill_after, describe }
 }
 
-struct Decoys {
-    vpcs: Vec<String>,
-    sg: String,
-    role: String,
-}
-
-fn make_decoys(env: &TestEnv) -> Decoys {
-    let ec2 = env.ec2();
-    let iam = env.iam();
-    let p = env.project.clone();
-    env.block(async {
-        let untagged = ec2.create_vpc().cidr_block("10.61.0.0/16").send().await.unwrap();
-        let foreign = ec2
-            .create_vpc()
-            .cidr_block("10.61.0.0/16")
-            .tag_specifications(tag_spec(
-                &[
-                    ("tagstack:project", &p),
-                    ("tagstack:env", "other"),
-                    ("tagstack:component", "vpc"),
-                    ("Name", &format!("{p}-other-vpc")),
-                ],
-                ResourceType::Vpc,
-            ))
-            .send()
-            .await
-            .unwrap();
-        let foreign = foreign.vpc().unwrap().vpc_id().unwrap().to_string();
-        // The environment's security group name, in the foreign VPC, with the project's tag only.
-        let sg = ec2
-            .create_security_group()
-            .group_name(format!("{p}-ci-sg"))
-            .description("decoy")
-            .vpc_id(&foreign)
-            .tag_specifications(tag_spec(
-                &[("tagstack:project", &p), ("tagstack:component", "sg")],
-                ResourceType::SecurityGroup,
-            ))
-            .send()
-            .await
-            .unwrap();
-        let role = format!("tagstack-{p}-ci-decoy");
-        iam.create_role()
-            .role_name(&role)
-            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(&p).build().unwrap())
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
-            .send()
-            .await
-            .unwrap();
-        Decoys {
-            vpcs: vec![untagged.vpc().unwrap().vpc_id().unwrap().to_string(), foreign],
-            sg: sg.group_id().unwrap().to_string(),
-            role,
-        }
-    })
-}
-
-/// Every decoy is still there; then they are removed so the shared emulator stays small.
-fn check_and_remove_decoys(env: &TestEnv, d: &Decoys) -> Result<(), String> {
-    let ec2 = env.ec2();
-    let iam = env.iam();
-    env.block(async {
-        let vpcs = ec2.describe_vpcs().set_vpc_ids(Some(d.vpcs.clone())).send().await.map_err(|e| format!("{e:?}"))?;
-        if vpcs.vpcs().len() != 2 {
-            return Err(format!("a decoy VPC was deleted: {:?} left of {:?}", vpcs.vpcs(), d.vpcs));
-        }
-        let sgs = ec2.describe_security_groups().group_ids(&d.sg).send().await.map_err(|e| format!("{e:?}"))?;
-        if sgs.security_groups().len() != 1 {
-            return Err("the decoy security group was deleted".into());
-        }
-        iam.get_role().role_name(&d.role).send().await.map_err(|e| format!("the decoy role was deleted: {e:?}"))?;
-        iam.delete_role().role_name(&d.role).send().await.unwrap();
-        ec2.delete_security_group().group_id(&d.sg).send().await.unwrap();
-        for v in &d.vpcs {
-            ec2.delete_vpc().vpc_id(v).send().await.unwrap();
-        }
-        Ok(())
-    })
-}
-
 /// Wait until the proxy has answered or abandoned every request the killed process sent, so
 /// a request still in flight cannot land after the next `up` looked (the tests of a lost
 /// answer cover that race; here it would only make the episode's outcome depend on timing).
@@ -267,7 +185,7 @@ fn expected_applied(action: &str, workers: u32) -> usize {
 fn run_episode(seed: u64, ep: &Episode) -> Result<String, String> {
     let env = TestEnv::new("rnd");
     env.write_config(ep.workers, "");
-    let decoys = make_decoys(&env);
+    let decoys = Decoys::make(&env);
     env.proxy.set_seed(seed ^ ep.n as u64);
     for r in &ep.rules {
         env.proxy.add_rule(r.clone());
@@ -335,7 +253,7 @@ fn run_episode(seed: u64, ep: &Episode) -> Result<String, String> {
     if counts != Counts::default() {
         return Err(format!("after down: {counts:?} leaked\n{}", log.join("\n")));
     }
-    check_and_remove_decoys(&env, &decoys).map_err(|e| format!("{e}\n{}", log.join("\n")))?;
+    decoys.check_and_remove(&env).map_err(|e| format!("{e}\n{}", log.join("\n")))?;
     let calls = env.proxy.calls();
     let injected = calls.iter().filter(|c| c.injected).count();
     Ok(format!(

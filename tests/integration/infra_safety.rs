@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::ResourceType;
 
+use crate::support::decoys::Decoys;
 use crate::support::{Counts, Rule, TestEnv};
 
 use crate::support::tag_spec as tags;
@@ -13,73 +14,18 @@ use crate::support::tag_spec as tags;
 #[test]
 fn down_leaves_decoys_untouched() {
     let env = TestEnv::new("decoy");
-    let ec2 = env.ec2();
-    let iam = env.iam();
-    let p = env.project.clone();
-    let (untagged_vpc, other_env_vpc, project_only_sg, decoy_role) = env.block(async {
-        let untagged = ec2.create_vpc().cidr_block("10.61.0.0/16").send().await.unwrap();
-        let other = ec2
-            .create_vpc()
-            .cidr_block("10.61.0.0/16")
-            .tag_specifications(tags(
-                &[
-                    ("tagstack:project", &p),
-                    ("tagstack:env", "cii"),
-                    ("tagstack:component", "vpc"),
-                    ("Name", &format!("{p}-ci-vpc")),
-                ],
-                ResourceType::Vpc,
-            ))
-            .send()
-            .await
-            .unwrap();
-        let other_id = other.vpc().unwrap().vpc_id().unwrap().to_string();
-        let sg = ec2
-            .create_security_group()
-            .group_name(format!("{p}-ci-sg"))
-            .description("decoy")
-            .vpc_id(&other_id)
-            .tag_specifications(tags(
-                &[("tagstack:project", &p), ("tagstack:component", "sg")],
-                ResourceType::SecurityGroup,
-            ))
-            .send()
-            .await
-            .unwrap();
-        // Shares the IAM name prefix of the environment, but its tags say another env.
-        let role = format!("tagstack-{p}-ci-decoy");
-        iam.create_role()
-            .role_name(&role)
-            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(&p).build().unwrap())
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
-            .send()
-            .await
-            .unwrap();
-        (untagged.vpc().unwrap().vpc_id().unwrap().to_string(), other_id, sg.group_id().unwrap().to_string(), role)
-    });
+    let decoys = Decoys::make(&env);
 
     // The decoys are invisible to plan.
     let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
     assert_eq!(plan["summary"]["create"], 12, "{plan}");
-    assert!(!plan.to_string().contains(&untagged_vpc) && !plan.to_string().contains(&other_env_vpc));
+    assert!(decoys.vpcs.iter().all(|v| !plan.to_string().contains(v)), "{plan}");
 
     env.tagstack().args(&["up", "--only", "infra"]).run().success();
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), Counts::default());
 
-    env.block(async {
-        let vpcs = ec2.describe_vpcs().vpc_ids(&untagged_vpc).vpc_ids(&other_env_vpc).send().await.unwrap();
-        assert_eq!(vpcs.vpcs().len(), 2, "a decoy VPC was deleted");
-        let sgs = ec2.describe_security_groups().group_ids(&project_only_sg).send().await.unwrap();
-        assert_eq!(sgs.security_groups().len(), 1, "the project-only security group was deleted");
-        iam.get_role().role_name(&decoy_role).send().await.expect("the decoy role was deleted");
-        // Clean up the decoys so the shared emulator stays small.
-        iam.delete_role().role_name(&decoy_role).send().await.unwrap();
-        ec2.delete_security_group().group_id(&project_only_sg).send().await.unwrap();
-        ec2.delete_vpc().vpc_id(&untagged_vpc).send().await.unwrap();
-        ec2.delete_vpc().vpc_id(&other_env_vpc).send().await.unwrap();
-    });
+    decoys.check_and_remove(&env).unwrap();
 }
 
 #[test]

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod bed;
+pub mod decoys;
 pub mod fault_proxy;
 
 use std::io::Write;

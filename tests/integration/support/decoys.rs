@@ -1,0 +1,97 @@
+//! Look-alike resources that tagstack must never touch: an untagged VPC, a VPC tagged for a
+//! sibling environment with this environment's Name, a security group with this environment's
+//! name and only the project tag, and an IAM role with the environment's name prefix but
+//! another environment's tags. Made with the SDK client of the harness, straight to moto.
+
+use aws_sdk_ec2::types::ResourceType;
+
+use super::{TestEnv, tag_spec};
+
+pub struct Decoys {
+    /// The untagged VPC and the sibling environment's.
+    pub vpcs: Vec<String>,
+    pub sg: String,
+    pub role: String,
+}
+
+impl Decoys {
+    pub fn make(env: &TestEnv) -> Decoys {
+        let ec2 = env.ec2();
+        let iam = env.iam();
+        let p = env.project.clone();
+        let sibling = format!("{}i", env.environment);
+        env.block(async {
+            let untagged = ec2.create_vpc().cidr_block("10.61.0.0/16").send().await.unwrap();
+            let other = ec2
+                .create_vpc()
+                .cidr_block("10.61.0.0/16")
+                .tag_specifications(tag_spec(
+                    &[
+                        ("tagstack:project", &p),
+                        ("tagstack:env", &sibling),
+                        ("tagstack:component", "vpc"),
+                        ("Name", &format!("{p}-{}-vpc", env.environment)),
+                    ],
+                    ResourceType::Vpc,
+                ))
+                .send()
+                .await
+                .unwrap();
+            let other_id = other.vpc().unwrap().vpc_id().unwrap().to_string();
+            let sg = ec2
+                .create_security_group()
+                .group_name(format!("{p}-{}-sg", env.environment))
+                .description("decoy")
+                .vpc_id(&other_id)
+                .tag_specifications(tag_spec(
+                    &[("tagstack:project", &p), ("tagstack:component", "sg")],
+                    ResourceType::SecurityGroup,
+                ))
+                .send()
+                .await
+                .unwrap();
+            let role = format!("tagstack-{p}-{}-decoy", env.environment);
+            iam.create_role()
+                .role_name(&role)
+                .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+                .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(&p).build().unwrap())
+                .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
+                .send()
+                .await
+                .unwrap();
+            Decoys {
+                vpcs: vec![untagged.vpc().unwrap().vpc_id().unwrap().to_string(), other_id],
+                sg: sg.group_id().unwrap().to_string(),
+                role,
+            }
+        })
+    }
+
+    /// Every decoy is still there; then they are removed so the shared emulator stays small.
+    pub fn check_and_remove(&self, env: &TestEnv) -> Result<(), String> {
+        let ec2 = env.ec2();
+        let iam = env.iam();
+        env.block(async {
+            let vpcs =
+                ec2.describe_vpcs().set_vpc_ids(Some(self.vpcs.clone())).send().await.map_err(|e| format!("{e:?}"))?;
+            if vpcs.vpcs().len() != 2 {
+                return Err(format!("a decoy VPC was deleted: {:?} left of {:?}", vpcs.vpcs(), self.vpcs));
+            }
+            let sgs = ec2.describe_security_groups().group_ids(&self.sg).send().await.map_err(|e| format!("{e:?}"))?;
+            if sgs.security_groups().len() != 1 {
+                return Err("the decoy security group was deleted".into());
+            }
+            iam.get_role()
+                .role_name(&self.role)
+                .send()
+                .await
+                .map_err(|e| format!("the decoy role was deleted: {e:?}"))?;
+            iam.delete_role().role_name(&self.role).send().await.unwrap();
+            ec2.delete_security_group().group_id(&self.sg).send().await.unwrap();
+            for v in &self.vpcs {
+                ec2.delete_vpc().vpc_id(v).send().await.unwrap();
+            }
+            Ok(())
+        })
+    }
+}
