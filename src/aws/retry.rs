@@ -157,19 +157,7 @@ impl Retry<'_> {
             {
                 return Err(RetryError::Fatal { step: self.step.clone(), source: err }.into());
             }
-            let pause = backoff(attempt);
-            if started.elapsed() + pause > self.deadline {
-                return Err(DeadlineExceeded {
-                    step: self.step.clone(),
-                    waited: format_duration(started.elapsed()),
-                    attempts: attempt,
-                    last: err,
-                }
-                .into());
-            }
-            self.reporter
-                .update(self.key, &format!("{}: waiting for AWS ({}, attempt {attempt})", self.step, err.code()));
-            tokio::time::sleep(pause).await;
+            self.pause_or_give_up(started, attempt, err).await?;
         }
     }
 
@@ -198,21 +186,27 @@ impl Retry<'_> {
             if verdict != Verdict::Retry && !repeatable {
                 return Err(RetryError::Fatal { step: self.step.clone(), source: err });
             }
-            let pause = backoff(attempt);
-            if started.elapsed() + pause > self.deadline {
-                return Err(DeadlineExceeded {
-                    step: self.step.clone(),
-                    waited: format_duration(started.elapsed()),
-                    attempts: attempt,
-                    last: err,
-                }
-                .into());
-            }
-            tracing::debug!(step = %self.step, code = err.code(), attempt, "retrying in {pause:?}");
-            self.reporter
-                .update(self.key, &format!("{}: waiting for AWS ({}, attempt {attempt})", self.step, err.code()));
-            tokio::time::sleep(pause).await;
+            self.pause_or_give_up(started, attempt, err).await?;
         }
+    }
+
+    /// Sleeps the backoff of `attempt` before the next one, or gives up with the last error
+    /// when that sleep would end past the step's deadline.
+    async fn pause_or_give_up(&self, started: Instant, attempt: u32, err: AwsError) -> Result<(), RetryError> {
+        let pause = backoff(attempt);
+        if started.elapsed() + pause > self.deadline {
+            return Err(DeadlineExceeded {
+                step: self.step.clone(),
+                waited: format_duration(started.elapsed()),
+                attempts: attempt,
+                last: err,
+            }
+            .into());
+        }
+        tracing::debug!(step = %self.step, code = err.code(), attempt, "retrying in {pause:?}");
+        self.reporter.update(self.key, &format!("{}: waiting for AWS ({}, attempt {attempt})", self.step, err.code()));
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 
     /// Like [`Retry::run`] for a delete: "already gone" is success.
