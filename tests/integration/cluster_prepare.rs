@@ -3,8 +3,6 @@
 //! Kubernetes patch on every node. apt-get, apt-mark, dpkg-query, containerd, kubeadm and
 //! cloud-init are the STAND-INS of tests/fixtures/node-bin (README there: what each models).
 
-use std::time::Instant;
-
 use crate::support::TestEnv;
 use crate::support::bed::Bed;
 
@@ -48,11 +46,11 @@ fn first_boot_waits_for_cloud_init_and_for_the_dpkg_lock() {
     let env = env_for(&bed, "firstboot", 2, "1.36", "");
     bed.first_boot(0, 3, 0); // cloud-init still running on the control plane
     bed.first_boot(1, 0, 4); // unattended-upgrades holding the lock on the worker
-    let started = Instant::now();
     env.tagstack().arg("up").run().success();
-    assert!(started.elapsed().as_secs() >= 4, "nothing waited");
     // The control plane waited for cloud-init itself, so apt never met cloud-init's lock.
-    assert!(!log(&env, "cp").contains("Waiting for cache lock"), "{}", log(&env, "cp"));
+    let cp = log(&env, "cp");
+    assert!(cp.contains("waiting for cloud-init (first boot) to finish"), "{cp}");
+    assert!(!cp.contains("Waiting for cache lock"), "{cp}");
     let w1 = log(&env, "w1");
     assert!(w1.contains("Waiting for cache lock") && w1.contains("unattended-upgr"), "{w1}");
 }
@@ -68,10 +66,10 @@ fn a_dpkg_lock_that_never_frees_names_node_lock_and_holder() {
     std::fs::write(env.config_path(), config.replace("bootstrap_timeout = \"3m\"", "bootstrap_timeout = \"20s\""))
         .unwrap();
     bed.first_boot(1, 0, 3600);
-    let started = Instant::now();
     let run = env.tagstack().arg("up").run().code(1);
-    let waited = started.elapsed().as_secs();
-    assert!((10..60).contains(&waited), "waited {waited}s");
+    // It waited (apt's own message while it does), then gave up: no wall-time assertion, the
+    // budget is whole seconds counted on the node.
+    assert!(log(&env, "w1").contains("Waiting for cache lock"), "{}", log(&env, "w1"));
     assert!(run.stderr.contains("node w1"), "{}", run.stderr);
     assert!(
         run.stderr.contains("gave up waiting 10s for the package lock on node-1: /var/lib/dpkg/lock-frontend is held by process 1234 (unattended-upgr)"),
@@ -170,9 +168,7 @@ fn a_cloud_init_that_never_ran_and_a_removed_package_do_not_stop_prepare() {
     std::fs::create_dir_all(state.join("dpkg-removed")).unwrap();
     std::fs::write(state.join("dpkg-removed/containerd"), "1.7.28-0ubuntu1~24.04.1\n").unwrap();
     std::fs::write(state.join("dpkg-removed/containerd.io"), "2.3.4-2~ubuntu.24.04~noble\n").unwrap();
-    let started = Instant::now();
     env.tagstack().arg("up").run().success();
-    assert!(started.elapsed().as_secs() < 60, "prepare waited for a cloud-init that never runs");
     let l = log(&env, "cp");
     assert!(l.contains("cloud-init has not run on this boot (not run): not waiting for it"), "{l}");
     assert!(l.contains("installing containerd 2.3.4"), "{l}");
