@@ -87,13 +87,22 @@ impl Retry<'_> {
         self
     }
 
-    /// A create that AWS offers no idempotency token for, sent at most once per "nothing
-    /// found": after an ambiguous failure (5xx, timeout, dropped connection) or an "already
-    /// exists" answer (`exists`: InvalidGroup.Duplicate, EntityAlreadyExists, ...), `find`
-    /// looks for the resource by its unique attributes and ownership tags and adopts it; only
-    /// when nothing is found (twice, a pause apart, for EC2's eventually consistent reads) is
-    /// the create sent again. Throttling and eventual-consistency errors are retried as usual.
-    /// The SDK must not retry `create` on its own (`client::no_sdk_retry`).
+    /// A create that AWS offers no idempotency token for. After an ambiguous failure (5xx,
+    /// timeout, dropped connection) or an "already exists" answer (`exists`:
+    /// InvalidGroup.Duplicate, EntityAlreadyExists, ...), `find` looks for the resource by its
+    /// unique attributes and ownership tags and adopts it. Whether the create may ever be sent
+    /// again in this run depends on what stops a duplicate:
+    /// - a name-unique resource (`exists` not empty): AWS itself refuses a second one, so after
+    ///   two looks a pause apart that found nothing, the create is sent again;
+    /// - no unique attribute (a VPC, an internet gateway): a second create would be a
+    ///   duplicate, and EC2's tag-filtered reads may lag a create by seconds, so it is never
+    ///   sent again: `find` is polled until the step's deadline, then the step fails and the
+    ///   next `up` adopts what appeared (or heals an empty duplicate).
+    ///
+    /// After "already exists" the create is never sent again either. A failed look (a
+    /// throttle, a 5xx) is one more pause. Throttling and eventual-consistency errors of the
+    /// create are retried as usual. The SDK must not retry `create` on its own
+    /// (`client::no_sdk_retry`).
     pub async fn create_once<T, C, CFut, F, FFut>(
         &self,
         exists: &[&str],
@@ -119,38 +128,49 @@ impl Retry<'_> {
                 let why = if already { err.code().to_string() } else { format!("ambiguous failure: {err}") };
                 tracing::debug!(step = %self.step, "{why}; looking for what the call created");
                 self.reporter.update(self.key, &format!("{}: {why}; looking for it by its tags", self.step));
-                let mut found = find().await?;
-                if matches!(found, Found::Nothing) && !already {
-                    tokio::time::sleep(backoff(1)).await;
-                    found = find().await?;
-                }
-                match found {
-                    Found::Ours(v) => {
-                        self.reporter
-                            .note(&format!("{}: the first attempt had succeeded ({why}); adopted it", self.step));
-                        return Ok(v);
-                    }
-                    Found::Foreign(what) => {
-                        return Err(RetryError::Fatal {
-                            step: format!(
-                                "{}: {what} exists and is not this environment's (its tags differ)",
-                                self.step
-                            ),
-                            source: err,
+                let may_resend = !exists.is_empty() && !already;
+                let mut look = 0u32;
+                loop {
+                    look += 1;
+                    match find().await {
+                        Ok(Found::Ours(v)) => {
+                            self.reporter
+                                .note(&format!("{}: the first attempt had succeeded ({why}); adopted it", self.step));
+                            return Ok(v);
                         }
-                        .into());
+                        Ok(Found::Foreign(what)) => {
+                            return Err(RetryError::Fatal {
+                                step: format!(
+                                    "{}: {what} exists and is not this environment's (its tags differ)",
+                                    self.step
+                                ),
+                                source: err,
+                            }
+                            .into());
+                        }
+                        Ok(Found::Nothing) => {}
+                        Err(e) => tracing::debug!(step = %self.step, "looking for it failed: {e:#}"),
                     }
-                    Found::Nothing if already => {
-                        return Err(RetryError::Fatal {
-                            step: format!(
+                    if may_resend && look >= 2 {
+                        break;
+                    }
+                    let pause = backoff(look);
+                    if started.elapsed() + pause > self.deadline {
+                        let step = if already {
+                            format!(
                                 "{}: AWS says it exists, but no resource with this environment's tags was found",
                                 self.step
-                            ),
-                            source: err,
-                        }
-                        .into());
+                            )
+                        } else {
+                            format!(
+                                "{}: the create may have been applied ({why}), but nothing with this environment's tags appeared within {}; it is not sent again (that could make a duplicate): run `tagstack up` again, which adopts it once it appears",
+                                self.step,
+                                format_duration(self.deadline)
+                            )
+                        };
+                        return Err(RetryError::Fatal { step, source: err }.into());
                     }
-                    Found::Nothing => {}
+                    tokio::time::sleep(pause).await;
                 }
             } else if !err.throttled()
                 && classify(self.phase, err.code(), err.message.as_deref().unwrap_or("")) != Verdict::Retry

@@ -207,3 +207,25 @@ fn down_names_the_subnet_and_vpc_it_did_not_attempt_behind_a_failed_detach() {
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), Counts::default());
 }
+
+/// CreateVpc has no idempotency token and no unique attribute, and EC2's tag-filtered reads
+/// lag a create by seconds (EC2 API reference, "Eventual consistency"): after an ambiguous
+/// failure that in fact applied nothing, the same run must not send a second CreateVpc (it
+/// could be a duplicate); it looks until timeouts.aws_consistency, fails saying so, and the
+/// next `up` creates exactly one.
+#[test]
+fn an_ambiguous_create_vpc_is_never_sent_twice_in_one_run() {
+    let env = TestEnv::new("onevpc");
+    env.write_config(0, "");
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("aws_consistency = \"20s\"", "aws_consistency = \"3s\"");
+    std::fs::write(env.config_path(), text).unwrap();
+    env.proxy.add_rule(Rule::error("CreateVpc", "InternalError", 1));
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().code(1);
+    assert!(run.stderr.contains("it is not sent again (that could make a duplicate)"), "{}", run.stderr);
+    assert_eq!(env.proxy.count("CreateVpc"), 1, "{:?}", env.proxy.actions());
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::full(1));
+    env.tagstack().args(&["down", "--yes"]).run().success();
+}
