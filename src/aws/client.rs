@@ -36,6 +36,16 @@ impl Aws {
         if std::env::var_os("AWS_RETRY_MODE").is_none() && std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
             loader = loader.retry_config(default_retry_config());
         }
+        // The SDK's default bounds only the connect (3.1 s): an accepted connection that goes
+        // silent would hang a step past its deadline. One attempt of any EC2/IAM call tagstack
+        // makes answers in seconds; one that has not in a minute is an ambiguous failure
+        // (handled like a lost answer), and the retry loops see it.
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(3100))
+                .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                .build(),
+        );
         if std::env::var_os("AWS_ENDPOINT_URL").is_none()
             && let Some(url) = &conn.endpoint_url
         {

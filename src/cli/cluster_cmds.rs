@@ -182,15 +182,18 @@ pub async fn ssh(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
         .args(command)
         .status()
         .context("running ssh")?;
-    match status.code() {
-        Some(0) => Ok(Outcome::Success),
-        Some(code) => bail!("ssh to {node} exited with {code} (environment files: {})", env_dir(&s.spec).display()),
-        None => bail!("ssh to {node} was killed by a signal"),
+    // SIGPIPE: whoever read ssh's output went away (`tagstack ssh cp -- cmd | head`): a quiet
+    // end, as for tagstack's own output.
+    const SIGPIPE: i32 = 13;
+    match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(0), _) | (None, Some(SIGPIPE)) => Ok(Outcome::Success),
+        (Some(code), _) => {
+            bail!("ssh to {node} exited with {code} (environment files: {})", env_dir(&s.spec).display())
+        }
+        (None, signal) => bail!("ssh to {node} was killed by signal {}", signal.unwrap_or_default()),
     }
 }
 
-/// Host keys this machine pinned when it ran the cluster stage (`known_hosts` in the
-/// environment's directory), by address.
 /// The address of an AWS node per `cluster.node_address`.
 fn node_address(s: &Settings, n: &crate::ops::Node) -> Option<String> {
     match s.spec.cluster.node_address {
