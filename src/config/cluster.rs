@@ -101,7 +101,15 @@ fn static_node(cx: &Ctx, i: usize, n: &RawNode, raw_known_hosts: Option<&str>) -
             n.address.span(),
             &format!("nodes[{i}].address"),
             format!("{address:?} is not an IP address or a host name: {why}"),
-            "write an IP address (\"10.0.0.11\", \"2001:db8::11\") or an RFC 1123 host name (\"node1.example.com\")",
+            "write an IPv4 address (\"10.0.0.11\") or an RFC 1123 host name (\"node1.example.com\")",
+        );
+    }
+    if address.parse::<std::net::Ipv6Addr>().is_ok() {
+        return cx.err(
+            n.address.span(),
+            &format!("nodes[{i}].address"),
+            format!("{address:?} is an IPv6 address: the cluster tagstack builds is IPv4 only (pod and service networks, kubeadm's endpoints)"),
+            "use the node's IPv4 address",
         );
     }
     let port = match &n.port {

@@ -537,6 +537,7 @@ fn static_node_address_rejections() {
         ("static_address_bad_dotted_decimal", addr("10.0.0.300")),
         ("static_address_short_dotted_decimal", addr("10.0.11")),
         ("static_address_space", addr("10.0.0.11 -p 2222")),
+        ("static_address_ipv6", addr("2001:db8::11")),
         ("static_address_empty", addr("")),
         ("static_address_label_dash", addr("node1-.example.com")),
         ("static_address_empty_label", addr("node1..example.com")),
@@ -557,7 +558,7 @@ fn static_node_address_rejections() {
 
 #[test]
 fn static_node_addresses_accepted() {
-    for a in ["10.0.0.11", "2001:db8::11", "node1", "node-1.example.com", "node1.example.com.", "n1.10x", "a.b2"] {
+    for a in ["10.0.0.11", "node1", "node-1.example.com", "node1.example.com.", "n1.10x", "a.b2"] {
         let source = STATIC.replace("address = \"10.0.0.11\"", &format!("address = {a:?}"));
         let spec = parse(&source).unwrap_or_else(|e| panic!("{a}: {e}"));
         let super::Provider::Static { nodes } = &spec.provider else { panic!() };
