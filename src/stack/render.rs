@@ -274,23 +274,36 @@ fn cpu_cores(cpu: &str) -> u32 {
     cores.map_or(1, |c| c.ceil().max(1.0) as u32)
 }
 
-/// The readiness and startup check of Kafka: an ApiVersions request (api_key 18, v3, request
-/// header v2) with a fixed correlation id, over bash's /dev/tcp to the pod's own listener. Ready
-/// means the broker answered with that correlation id (ApiVersions responses keep header v0) and
-/// error code 0, or 35 (UNSUPPORTED_VERSION, still an answer of the request pipeline). Only bash
-/// builtins: no JVM, no tools the image may lack. Bounded by its own 4 s deadline.
-pub const KAFKA_PROBE: &str = r#"# Kafka ApiVersions check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.
-export LC_ALL=C
-port=__PORT__
-deadline=$((SECONDS + 4))
-fail() { echo "kafka on 127.0.0.1:$port: $*" >&2; exit 1; }
+/// What both probes start with: C locale, the port, a 4 s deadline, `fail` naming the
+/// component, and `byte`, which reads one byte of the answer from fd 3 into `b` within the
+/// deadline (bash builtins only).
+macro_rules! probe_prelude {
+    ($component:literal) => {
+        concat!(
+            "export LC_ALL=C\nport=__PORT__\ndeadline=$((SECONDS + 4))\n",
+            "fail() { echo \"",
+            $component,
+            r#" on 127.0.0.1:$port: $*" >&2; exit 1; }
 byte() {
   local c t=$((deadline - SECONDS))
   [ "$t" -gt 0 ] || return 1
   IFS= read -r -d '' -n 1 -t "$t" c <&3 || return 1
   if [ -z "$c" ]; then b=0; else printf -v b '%d' "'$c"; fi
 }
-int() {
+"#
+        )
+    };
+}
+
+/// The readiness and startup check of Kafka: an ApiVersions request (api_key 18, v3, request
+/// header v2) with a fixed correlation id, over bash's /dev/tcp to the pod's own listener. Ready
+/// means the broker answered with that correlation id (ApiVersions responses keep header v0) and
+/// error code 0, or 35 (UNSUPPORTED_VERSION, still an answer of the request pipeline). Only bash
+/// builtins: no JVM, no tools the image may lack. Bounded by its own 4 s deadline.
+pub const KAFKA_PROBE: &str = concat!(
+    "# Kafka ApiVersions check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.\n",
+    probe_prelude!("kafka"),
+    r#"int() {
   local i
   v=0
   for ((i = 0; i < $1; i++)); do byte || fail "no ApiVersions answer within 4 s"; v=$((v * 256 + b)); done
@@ -305,23 +318,16 @@ int 4
 [ "$v" -eq $((0x74616773)) ] || fail "answer to correlation id $v, not ours"
 int 2
 [ "$v" -eq 0 ] || [ "$v" -eq 35 ] || fail "ApiVersions error code $v"
-"#;
+"#
+);
 
 /// The readiness and startup check of Cassandra: a CQL OPTIONS frame (protocol v4) to the native
 /// port, which Cassandra opens only once the node has joined the ring and finished bootstrap;
 /// ready means a SUPPORTED response to our stream id. Only bash builtins, no nodetool JVM.
-pub const CASSANDRA_PROBE: &str = r#"# Cassandra CQL OPTIONS check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.
-export LC_ALL=C
-port=__PORT__
-deadline=$((SECONDS + 4))
-fail() { echo "cassandra on 127.0.0.1:$port: $*" >&2; exit 1; }
-byte() {
-  local c t=$((deadline - SECONDS))
-  [ "$t" -gt 0 ] || return 1
-  IFS= read -r -d '' -n 1 -t "$t" c <&3 || return 1
-  if [ -z "$c" ]; then b=0; else printf -v b '%d' "'$c"; fi
-}
-exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "native transport not listening (starting or bootstrapping)"
+pub const CASSANDRA_PROBE: &str = concat!(
+    "# Cassandra CQL OPTIONS check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.\n",
+    probe_prelude!("cassandra"),
+    r#"exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "native transport not listening (starting or bootstrapping)"
 # Protocol v4 request header: version 0x04, flags 0, stream 0x0074, opcode OPTIONS (0x05), body length 0.
 printf '\x04\x00\x00\x74\x05\x00\x00\x00\x00' >&3 || fail "cannot send"
 h=()
@@ -330,7 +336,8 @@ for _ in 1 2 3 4 5; do byte || fail "no answer to OPTIONS within 4 s"; h+=("$b")
 if ! [ "${h[0]}" -eq 132 ] || ! [ "${h[2]}" -eq 0 ] || ! [ "${h[3]}" -eq 116 ] || ! [ "${h[4]}" -eq 6 ]; then
   fail "not a SUPPORTED answer: ${h[*]}"
 fi
-"#;
+"#
+);
 
 /// A probe script with its port filled in: the third argument of `bash -c`.
 pub fn probe_script(script: &str, port: u16) -> String {
