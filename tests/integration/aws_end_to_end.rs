@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::TestEnv;
-use crate::support::bed::Bed;
+use crate::support::bed::{Bed, NO_STACK};
 use crate::support::fault_proxy::Rule;
 
 /// Where moto (and EC2) start assigning addresses in a subnet: .1-.3 are reserved.
@@ -275,11 +275,9 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
 fn up_on_aws_waits_for_the_ccm_to_initialise_every_node() {
     let bed = Bed::up_from(2, FIRST_HOST);
     let env = TestEnv::new("ccm");
-    let no_stack =
-        "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
     std::fs::write(
         env.config_path(),
-        config(&env, &bed, 1, no_stack).replace("bootstrap_timeout = \"3m\"", "bootstrap_timeout = \"30s\""),
+        config(&env, &bed, 1, NO_STACK).replace("bootstrap_timeout = \"3m\"", "bootstrap_timeout = \"30s\""),
     )
     .unwrap();
     infra_with_consoles(&env, &bed);

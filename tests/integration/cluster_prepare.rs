@@ -4,7 +4,7 @@
 //! cloud-init are the STAND-INS of tests/fixtures/node-bin (README there: what each models).
 
 use crate::support::TestEnv;
-use crate::support::bed::Bed;
+use crate::support::bed::{Bed, NO_STACK, node_log as log};
 
 /// A static environment for the first `nodes` nodes of the bed, at `version`.
 fn env_for(bed: &Bed, name: &str, nodes: usize, version: &str, extra: &str) -> TestEnv {
@@ -24,14 +24,7 @@ fn write_config(bed: &Bed, env: &TestEnv, nodes: usize, version: &str, extra: &s
     let text = text
         .replace("kubernetes_version = \"1.36\"", &format!("kubernetes_version = \"{version}\""))
         .replace("[cluster]\n", &format!("[cluster]\n{extra}"));
-    let no_stack =
-        "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
-    std::fs::write(env.config_path(), format!("{text}{no_stack}")).unwrap();
-}
-
-fn log(env: &TestEnv, node: &str) -> String {
-    let path = env.dir.path().join(format!(".tagstack/{}-bed/logs/{node}.log", env.project));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::write(env.config_path(), format!("{text}{NO_STACK}")).unwrap();
 }
 
 /// Item 1. Models Ubuntu's first boot: cloud-init runs its package modules (apt-get holds the

@@ -11,20 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::TestEnv;
-use crate::support::bed::Bed;
-
-fn env_for(bed: &Bed, name: &str) -> TestEnv {
-    let env = TestEnv::new(name);
-    let no_stack =
-        "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
-    std::fs::write(env.config_path(), format!("{}{no_stack}", bed.config(&env.project))).unwrap();
-    env
-}
-
-fn log(env: &TestEnv, node: &str) -> String {
-    let path = env.dir.path().join(format!(".tagstack/{}-bed/logs/{node}.log", env.project));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::support::bed::{Bed, cluster_env as env_for, node_log as log};
 
 /// Makes `kubeadm <command>` fail at `phase` on node `k` (once).
 fn fail_at(bed: &Bed, k: usize, knob: &str) {

@@ -165,6 +165,24 @@ impl Bed {
     }
 }
 
+/// Config tables that turn the stack stage off: the cluster tests are about the cluster (the
+/// stack has tests of its own, stack_deploy.rs).
+pub const NO_STACK: &str =
+    "\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n";
+
+/// A test environment on the whole bed, without the stack stage.
+pub fn cluster_env(bed: &Bed, name: &str) -> crate::support::TestEnv {
+    let env = crate::support::TestEnv::new(name);
+    std::fs::write(env.config_path(), format!("{}{NO_STACK}", bed.config(&env.project))).unwrap();
+    env
+}
+
+/// What tagstack logged for node `node` of a static environment (`.tagstack/<project>-bed/logs`).
+pub fn node_log(env: &crate::support::TestEnv, node: &str) -> String {
+    let path = env.dir.path().join(format!(".tagstack/{}-bed/logs/{node}.log", env.project));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
         let d = self.path().display().to_string();
