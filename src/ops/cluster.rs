@@ -364,7 +364,10 @@ fn uninitialized_reason(s: &parse::NodeReadiness) -> String {
 }
 
 /// The add-on workloads that have not rolled out yet, each with why.
-async fn addons_pending(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<Vec<String>> {
+/// The add-on workloads that have not rolled out yet. With `explain` (for the deadline's
+/// error, not every poll) each line also says why: the first pod of it that is not ready, from
+/// one `kubectl get pods` per namespace involved.
+async fn addons_pending(fleet: &Fleet, spec: &Spec, cp: &ClusterNode, explain: bool) -> Result<Vec<String>> {
     let expected = addons::workloads(spec);
     let json = fleet
         .read(
@@ -374,21 +377,34 @@ async fn addons_pending(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<
         )
         .await?;
     let rollouts = parse::addon_rollouts(&expected, &json).context("parsing `kubectl get daemonsets,deployments`")?;
+    let not_done: Vec<&parse::AddonRollout> = rollouts.iter().filter(|r| !r.done).collect();
+    let mut pods_by_namespace: Vec<(&str, Vec<crate::stack::readiness::PodInfo>)> = Vec::new();
+    if explain {
+        for r in &not_done {
+            let ns = r.workload.namespace;
+            if pods_by_namespace.iter().any(|(n, _)| *n == ns) {
+                continue;
+            }
+            let pods = fleet
+                .read(
+                    &cp.name,
+                    "addons",
+                    &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n {ns} -o json"),
+                )
+                .await
+                .ok()
+                .and_then(|json| crate::stack::readiness::pods(&json).ok())
+                .unwrap_or_default();
+            pods_by_namespace.push((ns, pods));
+        }
+    }
     let mut pending = Vec::new();
-    for r in rollouts.iter().filter(|r| !r.done) {
+    for r in not_done {
         let w = &r.workload;
         let mut line = format!("{:?} {}/{} ({})", w.kind, w.namespace, w.name, r.detail);
         // Why: the first pod that is not ready, with its reason (Pending: the scheduler's).
-        let pods = fleet
-            .read(
-                &cp.name,
-                "addons",
-                &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n {} -o json", w.namespace),
-            )
-            .await
-            .ok()
-            .and_then(|json| crate::stack::readiness::pods(&json).ok())
-            .unwrap_or_default();
+        let pods =
+            pods_by_namespace.iter().find(|(n, _)| *n == w.namespace).map(|(_, p)| p.as_slice()).unwrap_or_default();
         if let Some(p) = pods.iter().find(|p| p.name.starts_with(w.name) && !p.ready) {
             line.push_str(&format!(": pod {} {}", p.name, p.phase));
             if let Some(why) = &p.why {
@@ -413,6 +429,8 @@ async fn wait_ready(
     let what = if external_cloud { "Ready and initialised" } else { "Ready" };
     r.start("ready", &format!("wait for {} node(s) to be {what} and the add-ons to roll out", nodes.len()));
     loop {
+        // Past the deadline this is the last look, and the one that explains.
+        let last = started.elapsed() >= budget;
         // A failed read (the API server restarting, an SSH hiccup) is one more reason to wait,
         // not the end of the stage: it is reported only if it is still the reason at the deadline.
         let (states, mut waiting) = match node_states(fleet, cp, nodes, external_cloud).await {
@@ -428,7 +446,7 @@ async fn wait_ready(
         };
         // The add-ons' state too: a node stays uninitialised or NotReady because the CCM or
         // Flannel does not run, and their pods say why. Their rollout counts once the nodes do.
-        match addons_pending(fleet, spec, cp).await {
+        match addons_pending(fleet, spec, cp, last).await {
             Ok(addons) if waiting.is_empty() => waiting = addons,
             Ok(addons) => waiting.extend(
                 addons
@@ -441,7 +459,7 @@ async fn wait_ready(
             r.finish("ready", &format!("{} node(s) {what}, add-ons rolled out", nodes.len()));
             return Ok(states.into_iter().map(|(s, _)| s).collect());
         }
-        if started.elapsed() >= budget {
+        if last {
             r.fail("ready", "cluster not ready");
             bail!(
                 "the cluster is not ready after {} (cluster.bootstrap_timeout {}): {} not ready:\n    {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
