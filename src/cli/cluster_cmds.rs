@@ -30,10 +30,7 @@ async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
     let not_running: Vec<String> = inventory
         .iter()
         .filter(|n| {
-            n.state != "running"
-                || (!private && n.public_ip.is_none())
-                || n.private_dns.is_none()
-                || n.private_ip.is_none()
+            n.state != "running" || node_address(s, n).is_none() || n.private_dns.is_none() || n.private_ip.is_none()
         })
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();
@@ -45,28 +42,10 @@ async fn aws_nodes(s: &Settings) -> Result<Vec<ClusterNode>> {
         );
     }
     let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
-    let ids: Vec<(String, Option<String>)> = inventory
-        .iter()
-        .map(|n| {
-            let tagged = instances.iter().find(|i| i.id == n.instance_id).and_then(|i| i.host_key.clone());
-            (n.instance_id.clone(), tagged)
-        })
-        .collect();
+    let ids: Vec<(String, Option<String>)> =
+        inventory.iter().map(|n| (n.instance_id.clone(), n.host_key.clone())).collect();
     let keys = crate::aws::wait_host_keys(&cx, &ids, s.spec.timeouts.instances_running).await?;
-    let mut nodes: Vec<ClusterNode> = inventory
-        .into_iter()
-        .map(|n| ClusterNode {
-            host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
-            name: n.name,
-            node_name: n.private_dns.unwrap_or_default(),
-            role: n.role,
-            address: if private { n.private_ip.clone() } else { n.public_ip.clone() }.unwrap_or_default(),
-            port: 22,
-            user: s.spec.ssh.user.clone(),
-            private_ip: n.private_ip.unwrap_or_default(),
-            public_address: n.public_ip,
-        })
-        .collect();
+    let mut nodes: Vec<ClusterNode> = inventory.iter().filter_map(|n| aws_cluster_node(s, n, &keys)).collect();
     nodes.sort_by_key(|n| n.role);
     Ok(nodes)
 }
@@ -202,56 +181,55 @@ fn node_address(s: &Settings, n: &crate::ops::Node) -> Option<String> {
     }
 }
 
+/// An AWS node as the cluster stage sees it: at the address `cluster.node_address` picks, with
+/// its verified host key from `keys` (instance id, key) if there is one.
+fn aws_cluster_node(s: &Settings, n: &crate::ops::Node, keys: &[(String, String)]) -> Option<ClusterNode> {
+    Some(ClusterNode {
+        host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
+        name: n.name.clone(),
+        node_name: n.private_dns.clone().unwrap_or_default(),
+        role: n.role,
+        address: node_address(s, n)?,
+        port: 22,
+        user: s.spec.ssh.user.clone(),
+        private_ip: n.private_ip.clone().unwrap_or_default(),
+        public_address: n.public_ip.clone(),
+    })
+}
+
 /// The AWS nodes `status` and `down` can reach from any machine: the running instances the
 /// cluster stage has run on (it recorded their verified host keys as tags), each verified by
-/// its console's key if the console still shows one, else by the tag. `None` when the cluster
-/// stage never ran on them.
+/// its console's key if the console still shows one, else by the tag. Returns every running
+/// node and those with a verified key (a worker added later has none yet); `None` when the
+/// cluster stage never ran on them.
 async fn reachable_nodes(
     s: &Settings,
+    aws: &crate::aws::Aws,
     inventory: &[crate::ops::Node],
-) -> Option<Result<(Vec<ClusterNode>, Vec<ClusterNode>)>> {
+) -> Option<(Vec<ClusterNode>, Vec<ClusterNode>)> {
     let running: Vec<&crate::ops::Node> = inventory.iter().filter(|n| n.state == "running").collect();
     let tagged: Vec<(String, String)> =
         running.iter().filter_map(|n| Some((n.instance_id.clone(), n.host_key.clone()?))).collect();
     if tagged.is_empty() {
         return None;
     }
-    let result = async {
-        let aws = crate::aws::Aws::connect(&s.connection).await;
-        let cx = crate::aws::Ctx { aws: &aws, spec: &s.spec, reporter: &crate::reporter::Silent };
-        let keys = crate::aws::recorded_host_keys(&cx, &tagged).await;
-        let nodes: Vec<ClusterNode> = running
-            .iter()
-            .filter_map(|n| {
-                let address = node_address(s, n)?;
-                Some(ClusterNode {
-                    host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
-                    name: n.name.clone(),
-                    node_name: n.private_dns.clone().unwrap_or_default(),
-                    role: n.role,
-                    address,
-                    port: 22,
-                    user: s.spec.ssh.user.clone(),
-                    private_ip: n.private_ip.clone().unwrap_or_default(),
-                    public_address: n.public_ip.clone(),
-                })
-            })
-            .collect();
-        // Only nodes with a verified key are connected to (a worker added later has none yet).
-        let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
-        Ok((nodes, pinned))
-    }
-    .await;
-    Some(result)
+    let cx = crate::aws::Ctx { aws, spec: &s.spec, reporter: &crate::reporter::Silent };
+    let keys = crate::aws::recorded_host_keys(&cx, &tagged).await;
+    let nodes: Vec<ClusterNode> = running.iter().filter_map(|n| aws_cluster_node(s, n, &keys)).collect();
+    let pinned: Vec<ClusterNode> = nodes.iter().filter(|n| n.host_key.is_some()).cloned().collect();
+    Some((nodes, pinned))
 }
 
 /// Kubernetes readiness (and the stack) for `status` on AWS, once the cluster stage has run
 /// on the nodes (from any machine). `None` when it has not; an unreachable cluster is an
 /// `Err` to show, never a failure of `status`.
-pub async fn aws_live(s: &Settings, inventory: &[crate::ops::Node]) -> Option<Result<Live, String>> {
-    let reach = reachable_nodes(s, inventory).await?;
+pub async fn aws_live(
+    s: &Settings,
+    aws: &crate::aws::Aws,
+    inventory: &[crate::ops::Node],
+) -> Option<Result<Live, String>> {
+    let (nodes, pinned) = reachable_nodes(s, aws, inventory).await?;
     let result = async {
-        let (nodes, pinned) = reach?;
         let (fleet, cp) = connect_control_plane(s, &pinned).await?;
         let live = live(s, &fleet, &cp, &nodes).await;
         fleet.close().await;
@@ -266,13 +244,13 @@ pub async fn aws_live(s: &Settings, inventory: &[crate::ops::Node]) -> Option<Re
 /// sweep on AWS is what cleans up.
 pub async fn aws_cleanup(
     s: &Settings,
+    aws: &crate::aws::Aws,
     inventory: &[crate::ops::Node],
 ) -> Option<Result<crate::ops::stack::ClusterCleanup>> {
-    let reach = reachable_nodes(s, inventory).await?;
+    let (_, pinned) = reachable_nodes(s, aws, inventory).await?;
     let progress = Progress::new(s.common.progress);
     Some(
         async {
-            let (_, pinned) = reach?;
             let (fleet, cp) = connect_control_plane(s, &pinned).await?;
             let res = crate::ops::stack::teardown(&s.spec, &fleet, &cp, true, &progress).await;
             fleet.close().await;

@@ -188,7 +188,7 @@ async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
     }
     let aws = Aws::connect(&s.connection).await;
     let st = ops::status(&aws, &s.spec).await?;
-    let live = cluster_cmds::aws_live(&s, &st.nodes).await;
+    let live = cluster_cmds::aws_live(&s, &aws, &st.nodes).await;
     match s.common.output {
         Output::Json => {
             let mut doc = serde_json::to_value(&st)?;
@@ -232,7 +232,7 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
     // While the cluster is alive: its load balancers and the stack's volumes, which it would
     // otherwise leave behind. Not reaching it is no reason to keep paying for the rest.
     let inventory = ops::inventory(&observed.instances);
-    let cleanup = match cluster_cmds::aws_cleanup(&s, &inventory).await {
+    let cleanup = match cluster_cmds::aws_cleanup(&s, &aws, &inventory).await {
         None => {
             if inventory.iter().any(|n| n.state == "running") {
                 progress.note(
