@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
 
-pub fn environment(templates: &'static [(&'static str, &'static str)]) -> Result<Environment<'static>> {
+pub fn environment(templates: &[(&'static str, &'static str)]) -> Result<Environment<'static>> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);

@@ -5,6 +5,7 @@ mod cluster;
 mod duration;
 mod error;
 mod raw;
+mod sizing;
 mod spec;
 mod stack;
 mod validate;
@@ -14,8 +15,9 @@ use std::path::Path;
 pub use cluster::{check_address, is_valid_login};
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
+pub use sizing::{Jvm, JvmMemory, cpu_cores};
 pub use spec::*;
-pub use stack::default_kafka_cluster_id;
+pub use stack::{default_kafka_cluster_id, spark_image_version};
 pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, is_valid_name, parse};
 
 /// Reads and validates an environment file from disk.

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ConfigError;
 use super::raw::{RawCassandra, RawKafka, RawSpark, RawStack, S};
+use super::sizing::{Jvm, JvmMemory};
 use super::spec::{CassandraSpec, KafkaSpec, Resources, SparkSpec, StackSpec};
 use super::validate::{Ctx, deadline};
 
@@ -182,17 +183,17 @@ fn heap(
 /// The heap and every JVM pool bounded from it (direct memory, metaspace, code cache) plus the
 /// JVM's unbounded overhead must fit the container's memory limit, or the kernel kills the JVM
 /// before its own limits ever apply. The budget is the one the manifests set
-/// (`stack::render::JvmMemory`).
+/// ([`JvmMemory::flags`]).
 fn jvm_fits(
     cx: &Ctx,
-    jvm: crate::stack::render::Jvm,
+    jvm: Jvm,
     heap: (u32, Option<&S<String>>, &str),
     memory: (u32, Option<&S<String>>, &str),
     cpu: &str,
 ) -> Result<(), ConfigError> {
     let (heap_mib, heap_v, heap_key) = heap;
     let (memory_mib, memory_v, memory_key) = memory;
-    let b = crate::stack::render::JvmMemory::new(jvm, heap_mib, cpu);
+    let b = JvmMemory::new(jvm, heap_mib, cpu);
     if b.total_mib <= memory_mib {
         return Ok(());
     }
@@ -288,7 +289,7 @@ fn kafka(cx: &Ctx, k: Option<&RawKafka>, project: &str, environment: &str) -> Re
     let cpu = cpu(cx, get(|k| k.cpu.as_ref()), "stack.kafka.cpu", "250m")?;
     jvm_fits(
         cx,
-        crate::stack::render::Jvm::Kafka,
+        Jvm::Kafka,
         (heap_mib, get(|k| k.heap.as_ref()), "stack.kafka.heap"),
         (memory_mib, get(|k| k.memory.as_ref()), "stack.kafka.memory"),
         &cpu,
@@ -341,7 +342,7 @@ fn cassandra(cx: &Ctx, c: Option<&RawCassandra>) -> Result<Option<CassandraSpec>
     let cpu = cpu(cx, get(|c| c.cpu.as_ref()), "stack.cassandra.cpu", "500m")?;
     jvm_fits(
         cx,
-        crate::stack::render::Jvm::Cassandra,
+        Jvm::Cassandra,
         (heap_mib, get(|c| c.heap.as_ref()), "stack.cassandra.heap"),
         (memory_mib, get(|c| c.memory.as_ref()), "stack.cassandra.memory"),
         &cpu,
@@ -373,13 +374,25 @@ fn spark_worker_memory(cx: &Ctx, v: Option<&S<String>>) -> Result<u32, ConfigErr
     Ok(mib)
 }
 
+/// The Spark version an image's tag starts with, and its major (`apache/spark:4.1.0-scala2.13`
+/// gives `(4, "4.1.0")`): SparkPi's examples jar is named after it, so an image whose tag does
+/// not say it is refused at load.
+pub fn spark_image_version(image: &str) -> Option<(u32, &str)> {
+    let tag = image.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/'))?;
+    let len = tag.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(tag.len());
+    let version = tag[..len].trim_end_matches('.');
+    let parts: Vec<u32> = version.split('.').map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [major, _, _] = parts[..] else { return None };
+    Some((major, version))
+}
+
 fn spark(cx: &Ctx, s: Option<&RawSpark>) -> Result<Option<SparkSpec>, ConfigError> {
     if !enabled(s.and_then(|s| s.enabled.as_ref())) {
         return Ok(None);
     }
     let get = |f: fn(&RawSpark) -> Option<&S<String>>| s.and_then(f);
     let image = image(cx, get(|s| s.image.as_ref()), "stack.spark.image", SPARK_IMAGE)?;
-    if crate::stack::render::spark_examples_jar(&image).is_none() {
+    if spark_image_version(&image).is_none() {
         let span = get(|s| s.image.as_ref()).map_or(0..0, S::span);
         return cx.err(
             span,

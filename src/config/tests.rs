@@ -581,7 +581,7 @@ fn stack_rejections() {
         ("stack_kafka_memory_too_small_for_default_heap", "[stack.kafka]\nmemory = \"1Gi\"\n"),
         ("stack_kafka_combined_four_brokers", "[stack.kafka]\nbrokers = 4\n"),
         // Within three quarters of the memory, but heap + direct memory + metaspace + code cache
-        // + the JVM's overhead (stack::render::JvmMemory) are not.
+        // + the JVM's overhead (config::JvmMemory) are not.
         ("stack_cassandra_memory_too_small_for_the_jvm", "[stack.cassandra]\nmemory = \"2Gi\"\n"),
         ("stack_cassandra_heap_too_big_for_the_jvm", "[stack.cassandra]\nheap = \"2g\"\n"),
         ("stack_kafka_heap_leaves_no_room_for_the_jvm", "[stack.kafka]\nheap = \"1536m\"\nmemory = \"2Gi\"\n"),

@@ -16,7 +16,8 @@ use crate::config::{Spec, format_duration};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
 use crate::stack::readiness::{self, WorkloadStatus};
-use crate::stack::{APPLY, Component, Endpoint, endpoints, manifests, spark_pi, workloads};
+use crate::stack::smoke::StepOutput;
+use crate::stack::{APPLY, Component, Endpoint, endpoints, manifests, smoke_checks, smoke_manifests, workloads};
 
 pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -47,11 +48,8 @@ pub fn rendered_files(spec: &Spec) -> Result<Vec<(PathBuf, String)>> {
         resources.iter().map(|r| format!("  - {r}\n")).collect::<String>()
     );
     files.insert(0, (PathBuf::from("addons/kustomization.yaml"), kustomization));
-    for m in manifests(spec)? {
+    for m in manifests(spec)?.into_iter().chain(smoke_manifests(spec)?) {
         files.push((Path::new("stack").join(&m.file), m.content));
-    }
-    if let Some(job) = spark_pi(spec)? {
-        files.push((PathBuf::from("stack/spark-pi.yaml"), job));
     }
     Ok(files)
 }
@@ -114,7 +112,7 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
     }
     // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
     if let (Some(k), Some(live)) = (&spec.stack.kafka, kafka_sets) {
-        let want = crate::stack::render::kafka_voters(k);
+        let want = crate::stack::kafka::voters(k);
         if let Some((sts, was)) = readiness::kafka_voters_in(&live)?.into_iter().find(|(_, v)| *v != want) {
             bail!(
                 "the Kafka quorum would change (StatefulSet {}/{sts} runs with voters {was}; the config now gives {want}): Kafka cannot change a static KRaft quorum on a running cluster\n  hint: restore stack.kafka.brokers / stack.kafka.controllers, or start Kafka over: delete its namespace {} (its data goes with it) and run `tagstack up` again",
@@ -221,12 +219,7 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
 }
 
 fn components(spec: &Spec) -> Vec<Component> {
-    let mut out: Vec<Component> = workloads(spec).iter().map(|w| w.component).collect();
-    if spec.stack.spark.is_some() {
-        out.push(Component::Spark);
-    }
-    out.dedup();
-    out
+    crate::stack::components(spec).iter().map(|c| c.component()).collect()
 }
 
 /// Names a workload that is not ready: its pods' phases and reasons and its last events.
@@ -303,11 +296,11 @@ pub struct SmokeResult {
 /// Runs every check (all of them, even after a failure) and returns their outcomes.
 pub async fn smoke(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<SmokeResult>> {
     let nonce = format!("{:08x}", fastrand::u32(..));
-    if let Some(job) = spark_pi(spec)? {
-        fleet.upload(&cp.name, "smoke", &format!("{}/spark-pi.yaml", stack_dir()), &job, false).await?;
+    for m in smoke_manifests(spec)? {
+        fleet.upload(&cp.name, "smoke", &format!("{}/{}", stack_dir(), m.file), &m.content, false).await?;
     }
     let mut out = Vec::new();
-    for check in crate::stack::smoke::checks(spec, KUBECTL, &stack_dir(), &nonce) {
+    for check in smoke_checks(spec, KUBECTL, &stack_dir(), &nonce) {
         let key = format!("smoke/{}", check.component.as_str());
         r.start(&key, &format!("{}: {}", check.component.as_str(), check.name));
         let started = Instant::now();
@@ -315,7 +308,7 @@ pub async fn smoke(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporte
         for step in &check.steps {
             r.update(&key, &format!("{}: {}", check.component.as_str(), step.what));
             let out = match fleet.exec(&cp.name, "smoke", &step.command).await {
-                Ok(out) => out,
+                Ok(out) => StepOutput { code: out.code, stdout: out.stdout, stderr: out.stderr },
                 Err(e) => {
                     result = Err(format!("{}: {e}", step.what));
                     break;

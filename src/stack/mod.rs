@@ -1,15 +1,66 @@
-//! The stack stage's pure parts: manifests rendered from `templates/stack/`, the workloads
-//! `up` waits for, readiness read from `kubectl get -o json`, and the smoke checks' commands.
+//! The stack stage's pure parts. One module per component (`kafka.rs`, `cassandra.rs`,
+//! `spark.rs`) owns that component's manifest, workloads, endpoint and smoke check behind the
+//! [`Part`] trait (`render.rs`, with what the templates share); this file maps `[stack]` to the
+//! enabled components, in apply order, and is the one walk over them. `readiness.rs` reads
+//! `kubectl get -o json` (rollout rules, pods, events); `smoke.rs` judges a check's steps.
 //! Nothing here opens a connection; `ops::stack` runs it over `remote::Fleet`.
 
+pub mod cassandra;
+pub mod kafka;
+pub mod model;
 pub mod readiness;
 pub mod render;
 pub mod smoke;
+pub mod spark;
 
-pub use render::{Component, Endpoint, Manifest, Workload, WorkloadKind, endpoints, manifests, spark_pi, workloads};
+use anyhow::Result;
 
-/// How tagstack applies: server-side, owning its fields (so `kubectl edit` drift is taken back).
-pub const APPLY: &str = "apply --server-side --force-conflicts --field-manager=tagstack";
+pub use model::{Component, Endpoint, Manifest, Workload, WorkloadKind};
+pub use render::{APPLY, Part};
+
+use crate::config::Spec;
+
+/// Every enabled component, in apply order (Kafka, Cassandra, Spark): the only place that
+/// turns `[stack]` into components.
+pub fn components(spec: &Spec) -> Vec<Box<dyn Part + '_>> {
+    let parts: [Option<Box<dyn Part + '_>>; 3] = [
+        kafka::Kafka::of(spec).map(|p| Box::new(p) as Box<dyn Part>),
+        cassandra::Cassandra::of(spec).map(|p| Box::new(p) as Box<dyn Part>),
+        spark::Spark::of(spec).map(|p| Box::new(p) as Box<dyn Part>),
+    ];
+    parts.into_iter().flatten().collect()
+}
+
+/// Every component's manifest, in apply order.
+pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
+    components(spec).iter().map(|c| c.manifest()).collect()
+}
+
+/// The StatefulSets and Deployments `up` waits for, in apply order.
+pub fn workloads(spec: &Spec) -> Vec<Workload> {
+    components(spec).iter().flat_map(|c| c.workloads()).collect()
+}
+
+/// Client endpoints: Kafka bootstrap servers, Cassandra contact points, Spark's master URL
+/// (or the API server for spark-submit when there is no standalone master).
+pub fn endpoints(spec: &Spec) -> Vec<Endpoint> {
+    components(spec).iter().map(|c| c.endpoint()).collect()
+}
+
+/// The files the smoke checks apply themselves (uploaded by `smoke`, written by `render`).
+pub fn smoke_manifests(spec: &Spec) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for c in components(spec) {
+        out.extend(c.smoke_manifests()?);
+    }
+    Ok(out)
+}
+
+/// The smoke check of every enabled component. `nonce` makes names and payloads unique per
+/// run, so a message or row left by an earlier run can never pass for this one.
+pub fn smoke_checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<smoke::Check> {
+    components(spec).iter().map(|c| c.smoke(kubectl, stack_dir, nonce)).collect()
+}
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::render::{Component, Workload, WorkloadKind};
+use super::model::{Component, Workload, WorkloadKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkloadStatus {

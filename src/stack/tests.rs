@@ -5,8 +5,7 @@
 use std::path::Path;
 
 use super::readiness::{self, WorkloadStatus};
-use super::render::{self, Component, WorkloadKind};
-use super::smoke;
+use super::{Component, WorkloadKind, cassandra, kafka, render, smoke, spark};
 use crate::config::Spec;
 
 fn spec(stack: &str) -> Spec {
@@ -20,10 +19,10 @@ fn fixture(name: &str) -> String {
 
 fn rendered(spec: &Spec) -> String {
     let mut out = String::new();
-    for m in render::manifests(spec).unwrap() {
+    for m in super::manifests(spec).unwrap() {
         out.push_str(&format!("### {}\n{}", m.file, m.content));
     }
-    if let Some(job) = render::spark_pi(spec).unwrap() {
+    if let Some(job) = spark::pi_job(spec).unwrap() {
         out.push_str(&format!("### spark-pi.yaml\n{job}"));
     }
     out
@@ -64,7 +63,7 @@ fn kafka_quorum_and_ids() {
     let s = spec(BIG);
     let k = s.stack.kafka.as_ref().unwrap();
     assert_eq!(
-        render::kafka_voters(k),
+        kafka::voters(k),
         "0@kafka-controller-0.kafka-headless.kafka.svc.cluster.local:9093,1@kafka-controller-1.kafka-headless.kafka.svc.cluster.local:9093,2@kafka-controller-2.kafka-headless.kafka.svc.cluster.local:9093"
     );
     let text = rendered(&s);
@@ -88,9 +87,9 @@ fn the_kafka_cluster_id_is_fixed_per_environment() {
 
 #[test]
 fn seeds_are_the_first_two_pods() {
-    assert_eq!(render::cassandra_seeds("db", 1), "cassandra-0.cassandra-headless.db.svc.cluster.local");
+    assert_eq!(cassandra::seeds("db", 1), "cassandra-0.cassandra-headless.db.svc.cluster.local");
     assert_eq!(
-        render::cassandra_seeds("db", 5),
+        cassandra::seeds("db", 5),
         "cassandra-0.cassandra-headless.db.svc.cluster.local,cassandra-1.cassandra-headless.db.svc.cluster.local"
     );
 }
@@ -100,16 +99,16 @@ fn disabled_components_render_nothing() {
     let s =
         spec("[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n");
     assert!(s.stack.is_empty());
-    assert!(render::manifests(&s).unwrap().is_empty());
-    assert!(render::workloads(&s).is_empty());
-    assert!(render::spark_pi(&s).unwrap().is_none());
+    assert!(super::manifests(&s).unwrap().is_empty());
+    assert!(super::workloads(&s).is_empty());
+    assert!(spark::pi_job(&s).unwrap().is_none());
 }
 
 #[test]
 fn workloads_and_endpoints() {
     let s = spec(BIG);
     let w: Vec<(Component, WorkloadKind, String, u32)> =
-        render::workloads(&s).into_iter().map(|w| (w.component, w.kind, w.name, w.replicas)).collect();
+        super::workloads(&s).into_iter().map(|w| (w.component, w.kind, w.name, w.replicas)).collect();
     assert_eq!(
         w,
         vec![
@@ -120,13 +119,13 @@ fn workloads_and_endpoints() {
             (Component::Spark, WorkloadKind::Deployment, "spark-worker".into(), 2),
         ]
     );
-    insta::assert_json_snapshot!("endpoints_big", render::endpoints(&s));
-    insta::assert_json_snapshot!("endpoints_default", render::endpoints(&spec("")));
+    insta::assert_json_snapshot!("endpoints_big", super::endpoints(&s));
+    insta::assert_json_snapshot!("endpoints_default", super::endpoints(&spec("")));
 }
 
 fn statuses(fixture_name: &str) -> Vec<WorkloadStatus> {
     let s = spec("[stack.spark]\nworkers = 2\n");
-    readiness::workload_status(&render::workloads(&s), &fixture(fixture_name)).unwrap()
+    readiness::workload_status(&super::workloads(&s), &fixture(fixture_name)).unwrap()
 }
 
 #[test]
@@ -156,7 +155,7 @@ fn readiness_when_rolled_out() {
 fn a_workload_missing_from_the_cluster_is_named_missing() {
     let s = spec("");
     let got =
-        readiness::workload_status(&render::workloads(&s), r#"{"apiVersion":"v1","kind":"List","items":[]}"#).unwrap();
+        readiness::workload_status(&super::workloads(&s), r#"{"apiVersion":"v1","kind":"List","items":[]}"#).unwrap();
     assert!(got.iter().all(|s| s.missing && !s.done && s.ready == 0), "{got:?}");
 }
 
@@ -164,7 +163,7 @@ fn a_workload_missing_from_the_cluster_is_named_missing() {
 fn another_replica_count_in_the_cluster_is_not_ready() {
     // The config asks for 5 brokers; the cluster still runs the 3 of the fixture.
     let s = spec("[stack.kafka]\nbrokers = 5\n");
-    let got = readiness::workload_status(&render::workloads(&s), &fixture("workloads-ready.json")).unwrap();
+    let got = readiness::workload_status(&super::workloads(&s), &fixture("workloads-ready.json")).unwrap();
     let kafka = got.iter().find(|w| w.name == "kafka").unwrap();
     assert!(!kafka.done, "{kafka:?}");
 }
@@ -214,9 +213,9 @@ fn load_balancers_and_volumes_for_teardown() {
 #[test]
 fn pod_selectors_match_the_templates_labels() {
     let s = spec(BIG);
-    let sel: Vec<String> = render::workloads(&s).iter().map(|w| w.pod_selector.clone()).collect();
+    let sel: Vec<String> = super::workloads(&s).iter().map(|w| w.pod_selector.clone()).collect();
     let text = rendered(&s);
-    for (w, sel) in render::workloads(&s).iter().zip(&sel) {
+    for (w, sel) in super::workloads(&s).iter().zip(&sel) {
         for pair in sel.split(',') {
             let (k, v) = pair.split_once('=').unwrap();
             assert!(text.contains(&format!("{k}: {v}")), "{} selector {sel}: {k}: {v} not in the manifests", w.name);
@@ -228,8 +227,12 @@ fn pod_selectors_match_the_templates_labels() {
 #[test]
 fn smoke_commands() {
     let s = spec("");
-    let checks =
-        smoke::checks(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack", "0badc0de");
+    let checks = super::smoke_checks(
+        &s,
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf",
+        "/var/lib/tagstack/stack",
+        "0badc0de",
+    );
     let text: String = checks
         .iter()
         .map(|c| {
@@ -247,7 +250,7 @@ fn smoke_commands() {
 #[test]
 fn smoke_commands_parse_as_shell() {
     let s = spec(BIG);
-    for c in smoke::checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de") {
+    for c in super::smoke_checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de") {
         for st in c.steps.iter().map(|s| s.command.clone()).chain(c.cleanup.clone()) {
             let out = std::process::Command::new("bash").args(["-n", "-c", &st]).output().unwrap();
             assert!(out.status.success(), "{st}: {}", String::from_utf8_lossy(&out.stderr));
@@ -284,7 +287,7 @@ fn storage_class_preflight() {
 
 #[test]
 fn spark_examples_jar_follows_the_image_tag() {
-    let jar = render::spark_examples_jar;
+    let jar = spark::examples_jar;
     assert_eq!(jar("apache/spark:4.1.0").as_deref(), Some("spark-examples_2.13-4.1.0.jar"));
     assert_eq!(
         jar("apache/spark:4.0.1-scala2.13-java17-python3-ubuntu").as_deref(),
@@ -299,9 +302,9 @@ fn spark_examples_jar_follows_the_image_tag() {
 #[test]
 fn a_failed_step_keeps_its_cause() {
     let s = spec("");
-    let checks = smoke::checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de");
+    let checks = super::smoke_checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de");
     let consume = &checks[0].steps[2];
-    let timed_out = crate::remote::Output {
+    let timed_out = smoke::StepOutput {
         code: Some(0),
         stdout: String::new(),
         stderr: "[2026-11-22 05:00:00,000] ERROR Error processing message, terminating consumer process:  (org.apache.kafka.tools.consumer.ConsoleConsumer)\norg.apache.kafka.common.errors.TimeoutException\nProcessed a total of 0 messages\n".into(),
@@ -309,7 +312,7 @@ fn a_failed_step_keeps_its_cause() {
     let why = smoke::judge_step(consume, &timed_out).unwrap_err();
     assert!(why.starts_with("consume on kafka-2: expected \"tagstack smoke 0badc0de\" in its output; got: "), "{why}");
     assert!(why.ends_with("TimeoutException | Processed a total of 0 messages"), "{why}");
-    let refused = crate::remote::Output {
+    let refused = smoke::StepOutput {
         code: Some(1),
         stdout: String::new(),
         stderr: "Error from server (BadRequest): pod kafka-0 does not have a host assigned\n".into(),
@@ -319,7 +322,7 @@ fn a_failed_step_keeps_its_cause() {
         why,
         "create topic tagstack-smoke-0badc0de exited with 1: Error from server (BadRequest): pod kafka-0 does not have a host assigned"
     );
-    let ok = crate::remote::Output { code: Some(0), stdout: "tagstack smoke 0badc0de\n".into(), stderr: String::new() };
+    let ok = smoke::StepOutput { code: Some(0), stdout: "tagstack smoke 0badc0de\n".into(), stderr: String::new() };
     assert_eq!(smoke::judge_step(consume, &ok), Ok(()));
 }
 
@@ -351,7 +354,7 @@ fn the_live_kafka_quorum_is_read_from_the_statefulsets() {
     assert_eq!(readiness::kafka_voters_in(&json).unwrap(), [("kafka".to_string(), "0@a:9093".to_string())]);
     // What tagstack renders is what it compares with.
     let k = spec("").stack.kafka.unwrap();
-    assert!(rendered(&spec("")).contains(&format!("value: \"{}\"", render::kafka_voters(&k))));
+    assert!(rendered(&spec("")).contains(&format!("value: \"{}\"", kafka::voters(&k))));
 }
 
 /// The third argument of `bash -c` of a probe in rendered YAML: the literal block after the
@@ -377,7 +380,7 @@ fn probe_command(manifest: &str, set: &str, probe: &str) -> String {
 }
 
 fn manifest(spec: &Spec, file: &str) -> String {
-    render::manifests(spec).unwrap().into_iter().find(|m| m.file == file).unwrap().content
+    super::manifests(spec).unwrap().into_iter().find(|m| m.file == file).unwrap().content
 }
 
 #[test]
@@ -419,14 +422,14 @@ fn every_jvm_pool_is_bounded_from_the_config() {
     let s = spec("");
     let cassandra = manifest(&s, "cassandra.yaml");
     assert!(!cassandra.contains("name: HEAP_NEWSIZE"), "{cassandra}");
-    let c = render::JvmMemory::new(render::Jvm::Cassandra, 1024, "500m");
+    let c = crate::config::JvmMemory::new(crate::config::Jvm::Cassandra, 1024, "500m");
     assert_eq!((c.direct_mib, c.metaspace_mib, c.processors, c.conc_gc_threads, c.total_mib), (512, 256, 2, 2, 2288));
     assert!(
         cassandra.contains(&format!("- name: JVM_EXTRA_OPTS\n              value: \"{}\"", c.flags())),
         "{cassandra}"
     );
     assert!(cassandra.contains("- name: MAX_DIRECT_MEMORY_SIZE\n              value: \"512M\""), "{cassandra}");
-    let k = render::JvmMemory::new(render::Jvm::Kafka, 1024, "250m");
+    let k = crate::config::JvmMemory::new(crate::config::Jvm::Kafka, 1024, "250m");
     assert_eq!((k.direct_mib, k.metaspace_mib, k.processors, k.conc_gc_threads, k.total_mib), (256, 192, 2, 1, 1968));
     let kafka = manifest(&s, "kafka.yaml");
     assert!(kafka.contains(&format!("-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true {}\"", k.flags())), "{kafka}");
@@ -441,8 +444,8 @@ fn every_jvm_pool_is_bounded_from_the_config() {
         assert!(c.flags().contains(&format!("-XX:{flag}=")) && k.flags().contains(&format!("-XX:{flag}=")), "{flag}");
     }
     // GC and pool threads follow the CPU request, not the host.
-    assert_eq!(render::JvmMemory::new(render::Jvm::Cassandra, 4096, "3500m").processors, 4);
-    assert_eq!(render::JvmMemory::new(render::Jvm::Kafka, 4096, "6").conc_gc_threads, 2);
+    assert_eq!(crate::config::JvmMemory::new(crate::config::Jvm::Cassandra, 4096, "3500m").processors, 4);
+    assert_eq!(crate::config::JvmMemory::new(crate::config::Jvm::Kafka, 4096, "6").conc_gc_threads, 2);
     // Every budget the default configs render fits its limit.
     for (b, limit) in [(c, 3072), (k, 2048)] {
         assert!(b.total_mib <= limit, "{b:?}");
@@ -593,4 +596,18 @@ fn the_cassandra_probe_needs_a_supported_answer() {
 /// A loopback port nothing listens on (bound, then released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn one_walk_over_the_enabled_components_in_apply_order() {
+    let ids = |s: &Spec| super::components(s).iter().map(|c| c.component()).collect::<Vec<_>>();
+    // Spark without standalone workers has no workload to wait for, and is still a component.
+    let s = spec("");
+    assert_eq!(ids(&s), [Component::Kafka, Component::Cassandra, Component::Spark]);
+    assert!(super::workloads(&s).iter().all(|w| w.component != Component::Spark));
+    assert_eq!(super::endpoints(&s).iter().map(|e| e.component).collect::<Vec<_>>(), ids(&s));
+    let s = spec("[stack.kafka]\nenabled = false\n");
+    assert_eq!(ids(&s), [Component::Cassandra, Component::Spark]);
+    let files: Vec<String> = super::smoke_manifests(&s).unwrap().into_iter().map(|m| m.file).collect();
+    assert_eq!(files, ["spark-pi.yaml"]);
 }

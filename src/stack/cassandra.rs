@@ -1,0 +1,100 @@
+//! Cassandra: its manifest (`templates/stack/cassandra.yaml.j2` with the gossip seeds, the CQL
+//! probe and its JVM budget), the StatefulSet `up` waits for, the contact points, and its
+//! smoke check (one CQL write and read at LOCAL_QUORUM). Pure.
+
+use anyhow::Result;
+use minijinja::context;
+
+use super::model::{Component, Endpoint, Manifest, Workload, WorkloadKind};
+use super::render::{CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
+use super::smoke::{Check, Step, exec};
+use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
+
+const TEMPLATE: (&str, &str) = ("cassandra.yaml", include_str!("../../templates/stack/cassandra.yaml.j2"));
+
+/// Cassandra as configured in `[stack.cassandra]`.
+pub struct Cassandra<'a> {
+    spec: &'a Spec,
+    c: &'a CassandraSpec,
+}
+
+impl<'a> Cassandra<'a> {
+    /// `None` when Cassandra is disabled.
+    pub fn of(spec: &'a Spec) -> Option<Cassandra<'a>> {
+        spec.stack.cassandra.as_ref().map(|c| Cassandra { spec, c })
+    }
+}
+
+/// The first two pods (one when there is only one) seed the gossip.
+pub fn seeds(namespace: &str, replicas: u32) -> String {
+    (0..replicas.clamp(1, 2))
+        .map(|i| format!("cassandra-{i}.cassandra-headless.{namespace}.svc.cluster.local"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Part for Cassandra<'_> {
+    fn component(&self) -> Component {
+        Component::Cassandra
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        let (spec, c) = (self.spec, self.c);
+        let content = template(
+            TEMPLATE,
+            context! {
+                cluster_name => spec.cluster_name(),
+                labels => labels(spec),
+                storage_class => spec.stack.storage_class,
+                c => c,
+                seeds => seeds(&c.namespace, c.replicas),
+                jvm => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu),
+                jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
+                probe => probe_script(CASSANDRA_PROBE, 9042),
+            },
+        )?;
+        Ok(Manifest { component: Component::Cassandra, file: TEMPLATE.0.into(), content })
+    }
+
+    fn workloads(&self) -> Vec<Workload> {
+        vec![Workload {
+            component: Component::Cassandra,
+            kind: WorkloadKind::StatefulSet,
+            namespace: self.c.namespace.clone(),
+            name: "cassandra".into(),
+            replicas: self.c.replicas,
+            pod_selector: pod_selector(self.spec, "cassandra", None),
+        }]
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            component: Component::Cassandra,
+            what: "contact points",
+            address: format!("cassandra-client.{}.svc.cluster.local:9042", self.c.namespace),
+        }
+    }
+
+    fn smoke(&self, kubectl: &str, _stack_dir: &str, nonce: &str) -> Check {
+        let c = self.c;
+        let value = format!("tagstack-{nonce}");
+        let rf = c.replicas.min(3);
+        let cql = format!(
+            "CONSISTENCY LOCAL_QUORUM; CREATE KEYSPACE IF NOT EXISTS tagstack_smoke WITH replication = {{'class': 'NetworkTopologyStrategy', '{dc}': {rf}}}; \
+             CREATE TABLE IF NOT EXISTS tagstack_smoke.roundtrip (id text PRIMARY KEY, value text); \
+             INSERT INTO tagstack_smoke.roundtrip (id, value) VALUES ('{nonce}', '{value}'); \
+             SELECT value FROM tagstack_smoke.roundtrip WHERE id = '{nonce}';",
+            dc = c.datacenter,
+        );
+        Check {
+            component: Component::Cassandra,
+            name: "CQL write and read",
+            steps: vec![Step {
+                what: "cqlsh on cassandra-0".into(),
+                command: exec(kubectl, &c.namespace, "cassandra-0", "cassandra", false, &["cqlsh", "-e", &cql]),
+                expect: Some(value),
+            }],
+            cleanup: None,
+        }
+    }
+}
