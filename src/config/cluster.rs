@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use super::error::ConfigError;
+use super::field::{Ctx, deadline, is_valid_name};
 use super::raw::{RawConfig, RawNode};
 use super::spec::{ClusterSpec, NodeAddress, NodeRole, Provider, StaticNode};
-use super::validate::{Ctx, deadline, is_valid_name};
 
 pub const MAX_PARALLEL_SSH: i64 = 500;
 

@@ -4,6 +4,7 @@
 mod cluster;
 mod duration;
 mod error;
+mod field;
 mod raw;
 mod sizing;
 mod spec;
@@ -15,10 +16,11 @@ use std::path::Path;
 pub use cluster::{check_address, is_valid_login};
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
+pub use field::is_valid_name;
 pub use sizing::{Jvm, JvmMemory, cpu_cores};
 pub use spec::*;
 pub use stack::{default_kafka_cluster_id, spark_image_version};
-pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, is_valid_name, parse};
+pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, parse};
 
 /// Reads and validates an environment file from disk.
 pub fn load(file: &Path) -> Result<Spec, ConfigError> {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::error::ConfigError;
+use super::field::{Ctx, deadline};
 use super::raw::{RawCassandra, RawKafka, RawSpark, RawStack, S};
 use super::sizing::{Jvm, JvmMemory};
 use super::spec::{CassandraSpec, KafkaSpec, Resources, SparkSpec, StackSpec};
-use super::validate::{Ctx, deadline};
 
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.3.0";
 pub const CASSANDRA_IMAGE: &str = "cassandra:5.0";

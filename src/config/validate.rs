@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use super::duration::parse_duration;
 use super::error::{ConfigError, line_col};
+use super::field::{Ctx, is_valid_name};
 use super::raw::{RawConfig, RawNetwork, RawNodeGroup, S};
 use super::spec::{
     AmiSpec, KubeVersion, NetworkSpec, NodeGroupSpec, NodeRole, Provider, Spec, SshSpec, SubnetSpec, Timeouts,
@@ -26,25 +27,6 @@ pub const MAX_WORKERS: i64 = 200;
 pub const DEFAULT_AMI_OWNER: &str = "099720109477";
 pub const DEFAULT_AMI_NAME: &str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 
-pub(super) struct Ctx<'a> {
-    pub(super) file: &'a Path,
-    source: &'a str,
-}
-
-impl Ctx<'_> {
-    pub(super) fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        key: &str,
-        msg: String,
-        hint: &str,
-    ) -> Result<T, ConfigError> {
-        let e = ConfigError::new(self.file, msg).key(key).hint(hint);
-        // An empty span is a default that is not written in the file: it has no place.
-        Err(if span.is_empty() { e } else { e.at(self.source, span) })
-    }
-}
-
 /// Parses and validates an environment file. `read` loads the SSH public key file.
 pub fn parse(
     file: &Path,
@@ -53,7 +35,7 @@ pub fn parse(
     read: &dyn Fn(&Path) -> io::Result<String>,
 ) -> Result<Spec, ConfigError> {
     let raw: RawConfig = toml::from_str(source).map_err(|e| toml_error(file, source, &e))?;
-    let cx = Ctx { file, source };
+    let cx = Ctx::new(file, source);
 
     let project = name(&cx, &raw.project, "project")?;
     let environment = name(&cx, &raw.environment, "environment")?;
@@ -231,25 +213,6 @@ fn key_at(source: &str, offset: usize) -> Option<String> {
         (Some(t), None) => Some(t),
         (None, None) => None,
     }
-}
-
-/// An optional deadline of at least ten seconds, e.g. `cluster.bootstrap_timeout`.
-pub(super) fn deadline(cx: &Ctx, v: Option<&S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(t) = v else { return Ok(default) };
-    match parse_duration(t.get_ref()) {
-        Some(d) if d >= Duration::from_secs(10) => Ok(d),
-        _ => {
-            cx.err(t.span(), key, format!("{:?} is not a duration of at least 10s", t.get_ref()), "write e.g. \"15m\"")
-        }
-    }
-}
-
-/// Valid as a project or environment name: goes into tags, IAM names and DNS names.
-pub fn is_valid_name(s: &str) -> bool {
-    let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let starts = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-    let ends = s.chars().last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    !s.is_empty() && s.len() <= 24 && ok_chars && starts && ends && !s.contains("--")
 }
 
 fn name(cx: &Ctx, v: &S<String>, key: &str) -> Result<String, ConfigError> {
