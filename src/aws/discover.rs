@@ -1,7 +1,9 @@
-//! Discovery by tags: everything one (project, environment) owns, read concurrently. Read-only.
+//! Discovery of everything one (project, environment) owns, read concurrently: EC2 by tag
+//! filters, IAM by the exact names tagstack gives (then its tags). Read-only.
 
 use anyhow::{Context, Result};
 use aws_sdk_ec2::types::{Filter, IpPermission};
+use futures_util::future::try_join_all;
 use ipnet::Ipv4Net;
 
 use super::Aws;
@@ -355,83 +357,85 @@ async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
     Ok(out)
 }
 
-/// IAM is global: list by name prefix, then keep only what carries our tags.
+/// IAM is global and has no server-side tag filter, so each name this environment's roles and
+/// instance profiles would have is read directly (GetRole, GetInstanceProfile: both answers carry
+/// the tags), all at once, and only what carries our tags is kept. [`NodeRole::ALL`] is fixed and
+/// a profile is named after its role, so these names are every IAM name tagstack ever creates
+/// for the environment (tagstack never used other names; a role of another name with our tags
+/// was made by hand and is not read, so `plan::diff`'s "not a role this version of tagstack uses"
+/// no longer meets one). A listing by name prefix would also read every look-alike environment's
+/// (`dev` beside `dev-2`) and grow with the account. A role or profile of that name without our
+/// tags is someone else's: not returned, so the plan never touches it (`up` then refuses to
+/// create over it).
 async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
-    let prefix = spec.iam_prefix();
-    let mut roles = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let page = aws.iam.list_roles().set_marker(marker.take()).send().await.op("ListRoles")?;
-        for r in page.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
-            let name = r.role_name().to_string();
-            // A role deleted since the listing (a concurrent `down`) is simply gone.
-            let tags = match aws.iam.list_role_tags().role_name(&name).send().await.op(format!("ListRoleTags {name}")) {
-                Err(e) if e.code() == "NoSuchEntity" => continue,
-                other => other?,
-            };
-            if !iam_owned(spec, tags.tags()) {
-                continue;
-            }
-            record(seen, tags.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
-            let names =
-                aws.iam.list_role_policies().role_name(&name).send().await.op(format!("ListRolePolicies {name}"))?;
-            let mut inline_policies = Vec::new();
-            for p in names.policy_names() {
-                let doc = aws
-                    .iam
-                    .get_role_policy()
-                    .role_name(&name)
-                    .policy_name(p)
-                    .send()
-                    .await
-                    .op(format!("GetRolePolicy {name}/{p}"))?;
-                let text = percent_decode(doc.policy_document());
-                let value =
-                    serde_json::from_str(&text).with_context(|| format!("policy {p} of role {name} is not JSON"))?;
-                inline_policies.push((p.clone(), value));
-            }
-            roles.push(Role { name, inline_policies });
-        }
-        marker = page.marker().map(str::to_string);
-        if !page.is_truncated() || marker.is_none() {
-            break;
-        }
-    }
-    let mut profiles = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let page =
-            aws.iam.list_instance_profiles().set_marker(marker.take()).send().await.op("ListInstanceProfiles")?;
-        for p in page.instance_profiles().iter().filter(|p| p.instance_profile_name().starts_with(&prefix)) {
-            let name = p.instance_profile_name().to_string();
-            // GetInstanceProfile returns the tags (listing operations may omit them).
-            let got = aws
-                .iam
-                .get_instance_profile()
-                .instance_profile_name(&name)
-                .send()
-                .await
-                .op(format!("GetInstanceProfile {name}"));
-            let got = match got {
-                Err(e) if e.code() == "NoSuchEntity" => continue,
-                other => other?,
-            };
-            let Some(profile) = got.instance_profile() else { continue };
-            if !iam_owned(spec, profile.tags()) {
-                continue;
-            }
-            record(seen, profile.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
-            profiles
-                .push(InstanceProfile { name, roles: p.roles().iter().map(|r| r.role_name().to_string()).collect() });
-        }
-        marker = page.marker().map(str::to_string);
-        if !page.is_truncated() || marker.is_none() {
-            break;
-        }
-    }
+    let names: Vec<String> = NodeRole::ALL.iter().map(|r| spec.iam_name(*r)).collect();
+    let (roles, profiles) = tokio::try_join!(
+        try_join_all(names.iter().map(|name| role(aws, spec, seen, name))),
+        try_join_all(names.iter().map(|name| instance_profile(aws, spec, seen, name))),
+    )?;
+    let mut roles: Vec<Role> = roles.into_iter().flatten().collect();
+    let mut profiles: Vec<InstanceProfile> = profiles.into_iter().flatten().collect();
     roles.sort_by(|a, b| a.name.cmp(&b.name));
     profiles.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((roles, profiles))
+}
+
+/// The role of that name if it is ours, with its inline policies (read concurrently).
+async fn role(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>, name: &str) -> Result<Option<Role>> {
+    let got = match aws.iam.get_role().role_name(name).send().await.op(format!("GetRole {name}")) {
+        Err(e) if e.code() == "NoSuchEntity" => return Ok(None),
+        other => other?,
+    };
+    let Some(role) = got.role() else { return Ok(None) };
+    if !iam_owned(spec, role.tags()) {
+        return Ok(None);
+    }
+    record(seen, role.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
+    let names = aws.iam.list_role_policies().role_name(name).send().await.op(format!("ListRolePolicies {name}"))?;
+    let inline_policies = try_join_all(names.policy_names().iter().map(|p| async move {
+        let doc = aws
+            .iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .op(format!("GetRolePolicy {name}/{p}"))?;
+        let text = percent_decode(doc.policy_document());
+        let value = serde_json::from_str(&text).with_context(|| format!("policy {p} of role {name} is not JSON"))?;
+        anyhow::Ok((p.clone(), value))
+    }))
+    .await?;
+    Ok(Some(Role { name: name.to_string(), inline_policies }))
+}
+
+/// The instance profile of that name if it is ours, with the roles in it.
+async fn instance_profile(
+    aws: &Aws,
+    spec: &Spec,
+    seen: &Mutex<ExpirySeen>,
+    name: &str,
+) -> Result<Option<InstanceProfile>> {
+    let got = aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .op(format!("GetInstanceProfile {name}"));
+    let got = match got {
+        Err(e) if e.code() == "NoSuchEntity" => return Ok(None),
+        other => other?,
+    };
+    let Some(profile) = got.instance_profile() else { return Ok(None) };
+    if !iam_owned(spec, profile.tags()) {
+        return Ok(None);
+    }
+    record(seen, profile.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
+    Ok(Some(InstanceProfile {
+        name: name.to_string(),
+        roles: profile.roles().iter().map(|r| r.role_name().to_string()).collect(),
+    }))
 }
 
 /// IAM returns policy documents URL-encoded (RFC 3986).
