@@ -17,6 +17,7 @@ mod expiry_reap;
 mod infra_exactly_once;
 mod infra_faults;
 mod infra_lifecycle;
+mod infra_lookalike;
 mod infra_random;
 mod infra_safety;
 mod stack_cleanup;

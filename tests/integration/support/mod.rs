@@ -327,7 +327,9 @@ instances_running = "60s"
                 let env_tag = tags.tags().iter().find(|t| t.key() == "tagstack:env").map(|t| t.value().to_string());
                 roles += usize::from(env_tag.as_deref() == Some(self.environment.as_str()));
             }
-            let profiles = iam
+            // By tags too: a look-alike environment's (`ci-2` beside `ci`) share the prefix.
+            let mut profiles = 0;
+            for p in iam
                 .list_instance_profiles()
                 .send()
                 .await
@@ -335,7 +337,13 @@ instances_running = "60s"
                 .instance_profiles()
                 .iter()
                 .filter(|p| p.instance_profile_name().starts_with(&prefix))
-                .count();
+            {
+                let got =
+                    iam.get_instance_profile().instance_profile_name(p.instance_profile_name()).send().await.unwrap();
+                let tags = got.instance_profile().map(|p| p.tags()).unwrap_or_default();
+                let env_tag = tags.iter().find(|t| t.key() == "tagstack:env").map(|t| t.value());
+                profiles += usize::from(env_tag == Some(self.environment.as_str()));
+            }
             Counts { vpcs, subnets, igws, rtbs, sgs, keys, instances, roles, profiles }
         })
     }
