@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use aws_sdk_iam::types::Tag;
+use futures_util::future::join_all;
 
 use super::Ctx;
 use super::client::no_sdk_retry_iam;
@@ -190,6 +191,7 @@ pub async fn remove_role_from_profile(cx: &Ctx<'_>, profile: &str, role: &str) -
     Ok(())
 }
 
+/// Empties and deletes a profile whose roles are not known yet (the extras `up` removes).
 pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
     let roles = match cx
         .aws
@@ -207,9 +209,19 @@ pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
             .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect::<Vec<_>>())
             .unwrap_or_default(),
     };
-    for role in &roles {
-        remove_role_from_profile(cx, name, role).await?;
+    empty_profile(cx, name, &roles).await?;
+    delete_empty_profile(cx, name).await
+}
+
+/// Removes the given roles from a profile, all at once.
+pub async fn empty_profile(cx: &Ctx<'_>, name: &str, roles: &[String]) -> Result<&'static str> {
+    for r in join_all(roles.iter().map(|role| remove_role_from_profile(cx, name, role))).await {
+        r?;
     }
+    Ok("emptied")
+}
+
+pub async fn delete_empty_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
     let d = cx
         .retry(format!("deleting instance profile {name}"), "iam", Phase::Delete)
         .delete(|| async {
@@ -229,45 +241,64 @@ pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
 /// Deletes a role with everything that blocks it: inline policies, attached managed policies
 /// and membership in instance profiles.
 pub async fn delete_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
-    let iam = &cx.aws.iam;
-    let inline = iam.list_role_policies().role_name(name).send().await.op(format!("ListRolePolicies {name}"));
-    match inline {
-        Err(e) if e.code() == "NoSuchEntity" => return Ok("already gone"),
-        Err(e) => return Err(e.into()),
-        Ok(list) => {
-            for p in list.policy_names() {
-                delete_policy(cx, name, p).await?;
-            }
-        }
+    if strip_role(cx, name).await? == GONE {
+        return Ok(GONE);
     }
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .op(format!("ListAttachedRolePolicies {name}"))?;
-    for p in attached.attached_policies() {
-        if let Some(arn) = p.policy_arn() {
-            iam.detach_role_policy()
+    delete_stripped_role(cx, name).await
+}
+
+const GONE: &str = "already gone";
+
+/// Removes what blocks deleting a role (inline policies, attached managed policies, membership
+/// in instance profiles): the three lists at once, then every removal at once.
+pub async fn strip_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
+    let iam = &cx.aws.iam;
+    let (inline, attached, profiles) = tokio::join!(
+        async { iam.list_role_policies().role_name(name).send().await.op(format!("ListRolePolicies {name}")) },
+        async {
+            iam.list_attached_role_policies()
                 .role_name(name)
-                .policy_arn(arn)
                 .send()
                 .await
-                .op(format!("DetachRolePolicy {name}"))?;
-        }
+                .op(format!("ListAttachedRolePolicies {name}"))
+        },
+        async {
+            iam.list_instance_profiles_for_role()
+                .role_name(name)
+                .send()
+                .await
+                .op(format!("ListInstanceProfilesForRole {name}"))
+        },
+    );
+    let inline = match inline {
+        Err(e) if e.code() == "NoSuchEntity" => return Ok(GONE),
+        other => other?,
+    };
+    let (attached, profiles) = (attached?, profiles?);
+    let policies = inline.policy_names().iter().map(|p| delete_policy(cx, name, p));
+    let detach = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).map(|arn| async move {
+        iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await
+            .op(format!("DetachRolePolicy {name}"))
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    });
+    let unlink =
+        profiles.instance_profiles().iter().map(|p| remove_role_from_profile(cx, p.instance_profile_name(), name));
+    let (a, b, c) = tokio::join!(join_all(policies), join_all(detach), join_all(unlink));
+    for r in a.into_iter().chain(b).chain(c) {
+        r?;
     }
-    let profiles = iam
-        .list_instance_profiles_for_role()
-        .role_name(name)
-        .send()
-        .await
-        .op(format!("ListInstanceProfilesForRole {name}"))?;
-    for p in profiles.instance_profiles() {
-        remove_role_from_profile(cx, p.instance_profile_name(), name).await?;
-    }
+    Ok("stripped")
+}
+
+pub async fn delete_stripped_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
     let d = cx
         .retry(format!("deleting role {name}"), "iam", Phase::Delete)
-        .delete(|| async { iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ()) })
+        .delete(|| async { cx.aws.iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ()) })
         .await?;
     Ok(d.as_str())
 }

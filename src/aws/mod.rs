@@ -17,8 +17,8 @@ pub use client::{Aws, Connection};
 pub use discover::{discover, discover_instances};
 pub use expiring::{Expiring, expiring};
 pub use iam::{
-    add_role_to_profile, create_profile, create_role, delete_policy, delete_profile, delete_role, put_policy,
-    remove_role_from_profile,
+    add_role_to_profile, create_profile, create_role, delete_empty_profile, delete_policy, delete_profile, delete_role,
+    delete_stripped_role, empty_profile, put_policy, remove_role_from_profile, strip_role,
 };
 pub use instances::{
     Ami, LaunchTarget, console_host_key, launch, recorded_host_keys, resolve_ami, start, terminate, wait_host_keys,

@@ -551,13 +551,26 @@ pub async fn delete_security_group(cx: &Ctx<'_>, key: &str, id: &str) -> Result<
     Ok(d.as_str())
 }
 
+/// Disassociates, then deletes (the heal path of `up`; `down` runs the two as separate stages).
 pub async fn delete_route_table(
     cx: &Ctx<'_>,
     key: &str,
     id: &str,
     associations: &[(String, String)],
 ) -> Result<&'static str> {
-    for (assoc, _) in associations {
+    let ids: Vec<String> = associations.iter().map(|(assoc, _)| assoc.clone()).collect();
+    disassociate_route_table(cx, key, id, &ids).await?;
+    delete_unassociated_route_table(cx, key, id).await
+}
+
+/// Removes every subnet association of a route table, all at once.
+pub async fn disassociate_route_table(
+    cx: &Ctx<'_>,
+    key: &str,
+    id: &str,
+    associations: &[String],
+) -> Result<&'static str> {
+    let each = associations.iter().map(|assoc| async move {
         cx.retry(format!("disassociating {assoc} from {id}"), key, Phase::Delete)
             .delete(|| async {
                 cx.aws
@@ -569,8 +582,15 @@ pub async fn delete_route_table(
                     .op("DisassociateRouteTable")
                     .map(|_| ())
             })
-            .await?;
+            .await
+    });
+    for d in futures_util::future::join_all(each).await {
+        d?;
     }
+    Ok("disassociated")
+}
+
+pub async fn delete_unassociated_route_table(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
     let d = cx
         .retry(format!("deleting route table {id}"), key, Phase::Delete)
         .delete(|| async {
@@ -580,8 +600,14 @@ pub async fn delete_route_table(
     Ok(d.as_str())
 }
 
+/// Detaches, then deletes (the heal path of `up`; `down` runs the two as separate stages).
 pub async fn delete_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[String]) -> Result<&'static str> {
-    for vpc in vpcs {
+    detach_internet_gateway(cx, key, id, vpcs).await?;
+    delete_detached_internet_gateway(cx, key, id).await
+}
+
+pub async fn detach_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[String]) -> Result<&'static str> {
+    let each = vpcs.iter().map(|vpc| async move {
         // Detaching fails with DependencyViolation while instances still hold public IPs.
         cx.retry(format!("detaching {id} from {vpc}"), key, Phase::Delete)
             .delete(|| async {
@@ -595,8 +621,15 @@ pub async fn delete_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[
                     .op("DetachInternetGateway")
                     .map(|_| ())
             })
-            .await?;
+            .await
+    });
+    for d in futures_util::future::join_all(each).await {
+        d?;
     }
+    Ok("detached")
+}
+
+pub async fn delete_detached_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
     let d = cx
         .retry(format!("deleting internet gateway {id}"), key, Phase::Delete)
         .delete(|| async {

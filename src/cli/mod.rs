@@ -255,7 +255,7 @@ async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
         }
     };
     let cx = Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
-    let report = ops::down(&cx, &observed, &plan).await?;
+    let report = ops::down(&cx, &plan).await?;
     match s.common.output {
         Output::Json => {
             let mut doc = serde_json::to_value(&report)?;

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod down;
+pub mod infra;
 mod inventory;
 mod plan;
 pub mod reap;

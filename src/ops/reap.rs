@@ -108,7 +108,7 @@ pub async fn reap(
                 return anyhow::Ok((plan.changes.len(), 0));
             }
             let cx = Ctx { aws, spec: &spec, reporter };
-            let report = super::down(&cx, &observed, &plan).await?;
+            let report = super::down(&cx, &plan).await?;
             Ok((report.deleted.len(), report.failed))
         }
         .await;

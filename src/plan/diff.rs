@@ -1,4 +1,4 @@
-//! (Spec, Observed) -> Plan, and Observed -> teardown Plan. The safety core lives here: two
+//! (Spec, Observed) -> Plan. The safety core lives here: two
 //! resources claiming one logical resource is an error naming both, never a silent pick.
 
 use std::collections::BTreeSet;
@@ -346,36 +346,4 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
         _ => None,
     };
     Ok(Plan { changes, expiry })
-}
-
-/// Everything the environment owns, as deletions in the order `down` performs them.
-pub fn teardown(o: &Observed) -> Plan {
-    let mut changes = Vec::new();
-    for role in NodeRole::ALL {
-        let live = live_instances(o, role);
-        if !live.is_empty() {
-            let ids: Vec<String> = live.iter().map(|i| i.id.clone()).collect();
-            let mut c = Change::new(Kind::Instances, role.as_str(), Action::Delete, Some(ids.join(",")));
-            c.role = Some(role);
-            changes.push(c);
-        }
-    }
-    let del = |kind, name: &str, id: &str| Change::new(kind, name, Action::Delete, Some(id.to_string()));
-    // Once the instances are gone these are detached; they would block the subnets and cost money.
-    changes.extend(o.volumes.iter().map(|v| del(Kind::Volume, v.name.as_deref().unwrap_or(&v.id), &v.id)));
-    changes.extend(
-        o.network_interfaces.iter().map(|n| del(Kind::NetworkInterface, n.name.as_deref().unwrap_or(&n.id), &n.id)),
-    );
-    changes.extend(o.key_pairs.iter().map(|k| del(Kind::KeyPair, &k.name, &k.id)));
-    changes.extend(o.security_groups.iter().map(|g| del(Kind::SecurityGroup, &g.id, &g.id)));
-    changes.extend(o.route_tables.iter().map(|r| del(Kind::RouteTable, &r.id, &r.id)));
-    changes.extend(o.internet_gateways.iter().map(|g| del(Kind::InternetGateway, &g.id, &g.id)));
-    changes.extend(o.subnets.iter().map(|s| {
-        let name = s.cidr.map_or_else(|| s.id.clone(), |c| c.to_string());
-        del(Kind::Subnet, &name, &s.id)
-    }));
-    changes.extend(o.vpcs.iter().map(|v| del(Kind::Vpc, &v.id, &v.id)));
-    changes.extend(o.instance_profiles.iter().map(|p| del(Kind::InstanceProfile, &p.name, &p.name)));
-    changes.extend(o.roles.iter().map(|r| del(Kind::IamRole, &r.name, &r.name)));
-    Plan { changes, expiry: None }
 }

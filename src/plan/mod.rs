@@ -7,11 +7,13 @@ mod diff;
 pub mod expiry;
 mod model;
 pub mod observed;
+mod teardown;
 
 pub use describe::describe;
-pub use diff::{PlanError, diff, live_instances, teardown};
+pub use diff::{PlanError, diff, live_instances};
 pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
 pub use observed::Observed;
+pub use teardown::{Op, Step, Teardown, teardown};
 
 #[cfg(test)]
 mod tests;

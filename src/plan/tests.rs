@@ -1072,3 +1072,78 @@ fn expiry_added_extended_or_kept() {
     // A new environment gets the expiry in its create calls, not as a separate change.
     assert!(plan_for(&spec, &Observed::default()).expiry.is_none());
 }
+
+#[test]
+fn teardown_steps_wait_only_for_what_holds_them() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.network_interfaces.push(crate::plan::observed::Leftover {
+        id: "eni-0001".into(),
+        state: "available".into(),
+        name: None,
+    });
+    let t = teardown(&o);
+    let first = t.first.as_ref().map(|s| (s.op.clone(), s.changes.clone()));
+    assert_eq!(
+        first,
+        Some((
+            crate::plan::Op::Terminate { ids: vec!["i-cp0".into(), "i-w0".into(), "i-w1".into(), "i-w2".into()] },
+            vec![0, 1]
+        ))
+    );
+    // Each stage: the steps that can run once the ones of the stages before succeeded. This
+    // listing is the order `down` runs (ops::infra::teardown follows `after`, nothing else).
+    let stages: Vec<Vec<String>> = t
+        .stages()
+        .iter()
+        .map(|stage| {
+            stage.iter().map(|s| format!("{:?}", s.op).split_whitespace().next().unwrap_or("").to_string()).collect()
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            vec!["DeleteNetworkInterface", "DeleteKeyPair", "StripRole", "StripRole"],
+            vec![
+                "DeleteSecurityGroup",
+                "DisassociateRouteTable",
+                "DetachInternetGateway",
+                "DeleteInstanceProfile",
+                "DeleteInstanceProfile",
+                "DeleteRole",
+                "DeleteRole"
+            ],
+            vec!["DeleteRouteTable", "DeleteInternetGateway", "DeleteSubnet", "DeleteSubnet"],
+            vec!["DeleteVpc"],
+        ]
+    );
+    // The VPC waits for the gateway's detachment, not its deletion; a subnet for the
+    // associations, not the table's deletion.
+    let step = |name: &str| t.steps.iter().position(|s| format!("{:?}", s.op).starts_with(name)).unwrap();
+    let vpc = &t.steps[step("DeleteVpc")];
+    assert!(vpc.after.contains(&step("DetachInternetGateway")));
+    assert!(!vpc.after.contains(&step("DeleteInternetGateway")));
+    let subnet = &t.steps[step("DeleteSubnet")];
+    assert!(subnet.after.contains(&step("DisassociateRouteTable")));
+    assert!(!subnet.after.contains(&step("DeleteRouteTable")));
+    // Every step names only earlier steps, and every entry has a step: nothing is skipped.
+    for (i, s) in t.steps.iter().enumerate() {
+        assert!(s.after.iter().all(|&d| d < i), "{s:?}");
+    }
+    let mut order = t.report_order().to_vec();
+    order.sort_unstable();
+    assert_eq!(order, (0..t.changes.len()).collect::<Vec<_>>());
+
+    // A role that is not ours in one of our profiles is removed by the profile's own step.
+    o.instance_profiles[0].roles.push("someone-elses".into());
+    let t = teardown(&o);
+    let empty: Vec<&crate::plan::Op> =
+        t.steps.iter().map(|s| &s.op).filter(|op| matches!(op, crate::plan::Op::EmptyInstanceProfile { .. })).collect();
+    assert_eq!(
+        empty,
+        [&crate::plan::Op::EmptyInstanceProfile {
+            name: o.instance_profiles[0].name.clone(),
+            roles: vec!["someone-elses".into()]
+        }]
+    );
+}
