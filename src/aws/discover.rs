@@ -336,7 +336,9 @@ async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
             out.push(Instance {
                 id: i.instance_id().unwrap_or_default().to_string(),
                 role,
-                state: i.state().and_then(|s| s.name()).map_or_else(String::new, |n| n.as_str().to_string()),
+                state: crate::plan::observed::InstanceState::parse(
+                    i.state().and_then(|s| s.name()).map_or("", |n| n.as_str()),
+                ),
                 instance_type: i.instance_type().map_or_else(String::new, |t| t.as_str().to_string()),
                 subnet_id: i.subnet_id().map(str::to_string),
                 private_ip: i.private_ip_address().map(str::to_string),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::NodeRole;
-use crate::plan::observed::Instance;
+use crate::plan::observed::{Instance, InstanceState};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
@@ -11,7 +11,7 @@ pub struct Node {
     pub name: String,
     pub role: NodeRole,
     pub instance_id: String,
-    pub state: String,
+    pub state: InstanceState,
     pub instance_type: String,
     pub private_dns: Option<String>,
     pub private_ip: Option<String>,
@@ -24,8 +24,7 @@ pub struct Node {
 pub fn inventory(instances: &[Instance]) -> Vec<Node> {
     let mut out = Vec::new();
     for role in NodeRole::ALL {
-        let mut of_role: Vec<&Instance> =
-            instances.iter().filter(|i| i.role == role && i.state != "terminated").collect();
+        let mut of_role: Vec<&Instance> = instances.iter().filter(|i| i.role == role && i.state.exists()).collect();
         of_role.sort_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)));
         for (n, i) in of_role.into_iter().enumerate() {
             let name = match role {

@@ -72,13 +72,9 @@ fn healed(kind: Kind, name: String, id: String, kept: Option<&str>) -> Change {
     ))
 }
 
-/// Live instances (anything not terminated) of a role, oldest first.
+/// Live instances of a role ([`super::observed::InstanceState::is_live`]), oldest first.
 pub fn live_instances(observed: &Observed, role: NodeRole) -> Vec<&Instance> {
-    let mut v: Vec<&Instance> = observed
-        .instances
-        .iter()
-        .filter(|i| i.role == role && i.state != "terminated" && i.state != "shutting-down")
-        .collect();
+    let mut v: Vec<&Instance> = observed.instances.iter().filter(|i| i.role == role && i.state.is_live()).collect();
     v.sort_by(|a, b| a.launch_time.cmp(&b.launch_time).then(a.id.cmp(&b.id)));
     v
 }
@@ -319,8 +315,7 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
             fixes.push(Fix::Launch { count: want - live.len() });
         }
         let kept = &live[..live.len().min(want)];
-        let stopped: Vec<String> =
-            kept.iter().filter(|i| i.state == "stopped" || i.state == "stopping").map(|i| i.id.clone()).collect();
+        let stopped: Vec<String> = kept.iter().filter(|i| i.state.is_stopped()).map(|i| i.id.clone()).collect();
         if !stopped.is_empty() {
             fixes.push(Fix::Start { ids: stopped });
         }

@@ -1,8 +1,10 @@
 //! What discovery found in the account for one (project, environment): already filtered by
 //! ownership tags, not yet interpreted. Filled by `aws::discover`, read by the diff.
 
+use std::fmt;
+
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::config::NodeRole;
 
@@ -137,8 +139,7 @@ pub struct InstanceProfile {
 pub struct Instance {
     pub id: String,
     pub role: NodeRole,
-    /// EC2 state name: pending, running, stopping, stopped, shutting-down.
-    pub state: String,
+    pub state: InstanceState,
     pub instance_type: String,
     pub subnet_id: Option<String>,
     pub private_ip: Option<String>,
@@ -153,6 +154,99 @@ pub struct Instance {
     /// Security group ids of its network interfaces (a group in use is not an empty duplicate).
     #[serde(skip)]
     pub security_groups: Vec<String>,
+}
+
+/// An instance's EC2 state, parsed once at discovery. The two questions asked of it have
+/// different answers on purpose, so they are two methods: [`InstanceState::is_live`] (does the
+/// plan count it) and [`InstanceState::exists`] (does the inventory list it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+    /// A name EC2 added after this version, or none at all (kept verbatim for the inventory).
+    Other(String),
+}
+
+impl InstanceState {
+    /// EC2's name for the state (`instance-state-name`).
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "stopping" => Self::Stopping,
+            "stopped" => Self::Stopped,
+            "shutting-down" => Self::ShuttingDown,
+            "terminated" => Self::Terminated,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::ShuttingDown => "shutting-down",
+            Self::Terminated => "terminated",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Counts toward its group's wanted size in the plan: it can be kept (started again if it
+    /// is stopped). A shutting-down instance cannot come back, so the plan launches its
+    /// replacement now and `down` does not terminate it twice. A state this version does not
+    /// know counts, so an unknown name never makes `up` launch a duplicate.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Self::ShuttingDown | Self::Terminated)
+    }
+
+    /// Still in the account: listed in the node inventory, so `status` shows a node on its
+    /// way out (it still holds its addresses) rather than hiding it until it is gone.
+    pub fn exists(&self) -> bool {
+        *self != Self::Terminated
+    }
+
+    pub fn is_running(&self) -> bool {
+        *self == Self::Running
+    }
+
+    /// Kept by the plan but needs a start.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Self::Stopping | Self::Stopped)
+    }
+}
+
+impl From<&str> for InstanceState {
+    fn from(name: &str) -> Self {
+        Self::parse(name)
+    }
+}
+
+/// Padding-aware, for the inventory table's column.
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// EC2's name, as the JSON documents have always shown it.
+impl Serialize for InstanceState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Only for the comparisons `cli` still spells with EC2's names (`n.state == "running"`);
+/// new code asks [`InstanceState::is_running`] and friends.
+impl PartialEq<&str> for InstanceState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// A volume or network interface found by the environment's tags.
@@ -179,5 +273,41 @@ impl Observed {
             && self.instances.is_empty()
             && self.volumes.is_empty()
             && self.network_interfaces.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceState;
+
+    #[test]
+    fn instance_states_parse_and_print_as_ec2_names() {
+        for name in ["pending", "running", "stopping", "stopped", "shutting-down", "terminated", "rebooting", ""] {
+            let state = InstanceState::parse(name);
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{name}\""));
+        }
+        assert_eq!(InstanceState::parse("shutting-down"), InstanceState::ShuttingDown);
+        assert_eq!(InstanceState::parse("rebooting"), InstanceState::Other("rebooting".into()));
+        assert_eq!(format!("{:<10}|", InstanceState::Running), "running   |");
+    }
+
+    #[test]
+    fn live_for_the_plan_and_existing_for_the_inventory() {
+        let live = |n: &str| InstanceState::parse(n).is_live();
+        let exists = |n: &str| InstanceState::parse(n).exists();
+        for n in ["pending", "running", "stopping", "stopped", "rebooting", ""] {
+            assert!(live(n) && exists(n), "{n}");
+        }
+        // The one state where they differ: going away, but still there.
+        assert!(!live("shutting-down") && exists("shutting-down"));
+        assert!(!live("terminated") && !exists("terminated"));
+        assert!(InstanceState::Running.is_running() && !InstanceState::Pending.is_running());
+        let stopped: Vec<&str> = ["pending", "running", "stopping", "stopped", "shutting-down"]
+            .into_iter()
+            .filter(|n| InstanceState::parse(n).is_stopped())
+            .collect();
+        assert_eq!(stopped, ["stopping", "stopped"]);
     }
 }
