@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use super::inventory::{Node, inventory};
 use crate::aws::{self, Ctx, LaunchTarget};
-use crate::config::{NodeRole, Spec};
-use crate::plan::desired::{ingress_rules, inline_policies};
-use crate::plan::{Action, Change, Fix, Kind, Plan, Summary, diff, expiry};
+use crate::config::Spec;
+use crate::plan::desired::inline_policies;
+use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
+use crate::plan::{Change, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +35,8 @@ pub async fn up(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &d
     let mut spec = spec.clone();
     spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
     let spec = &spec;
-    let plan = diff(spec, &observed)?;
+    let infra = diff_infra(spec, &observed)?;
+    let plan = infra.to_plan();
     reporter.finish(
         "discover",
         &format!("{} owned resources found", plan.changes.iter().filter(|c| c.id.is_some()).count()),
@@ -49,7 +51,7 @@ pub async fn up(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &d
         });
     }
     let cx = Ctx { aws, spec, reporter };
-    apply(&cx, &plan).await?;
+    apply(&cx, &infra).await?;
     if let Some(e) = &plan.expiry {
         step(reporter, "expiry", &format!("set expiry to {}", e.to), aws::set_expiry(&cx, &observed, &e.to)).await?;
     }
@@ -83,263 +85,203 @@ async fn step<T>(
     }
 }
 
-fn existing(c: &Change) -> Option<String> {
-    c.id.clone().filter(|_| c.action != Action::Create)
-}
-
 struct Network {
     subnets: Vec<String>,
     sg: String,
 }
 
-async fn network(cx: &Ctx<'_>, plan: &Plan) -> Result<Network> {
+async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
     let r = cx.reporter;
-    let vpc = plan.one(Kind::Vpc).context("plan has no VPC")?;
-    let vpc_id = match existing(vpc) {
+    let vpc = &plan.vpc;
+    let vpc_id = match &vpc.id {
         None => step(r, "vpc", &format!("create VPC {}", vpc.name), aws::create_vpc(cx)).await?,
         Some(id) => {
-            if vpc.fixes.contains(&Fix::EnableDnsHostnames) {
-                step(r, "vpc", &format!("enable DNS hostnames on {id}"), aws::enable_dns_hostnames(cx, &id)).await?;
+            if vpc.fix.enable_dns_hostnames {
+                step(r, "vpc", &format!("enable DNS hostnames on {id}"), aws::enable_dns_hostnames(cx, id)).await?;
             }
-            id
+            id.clone()
         }
     };
     let vpc_id = vpc_id.as_str();
 
-    let subnet_changes: Vec<&Change> = plan.of_kind(Kind::Subnet).filter(|c| c.action != Action::Delete).collect();
-    let subnets = futures_util::future::try_join_all(subnet_changes.iter().zip(&cx.spec.network.subnets).map(
-        |(c, want)| async move {
-            let key = format!("subnet/{}", want.cidr);
-            match existing(c) {
-                None => {
-                    step(r, &key, &format!("create subnet {}", c.name), aws::create_subnet(cx, &key, vpc_id, want))
-                        .await
-                }
-                Some(id) => {
-                    if c.fixes.contains(&Fix::EnableMapPublicIp) {
-                        step(r, &key, &format!("map public IPs in {id}"), aws::enable_map_public_ip(cx, &key, &id))
-                            .await?;
-                    }
-                    Ok(id)
-                }
+    let subnets = futures_util::future::try_join_all(plan.subnets.iter().map(|s| async move {
+        let (c, want) = (&s.subnet, &s.want);
+        let key = format!("subnet/{}", want.cidr);
+        let id = match &c.id {
+            None => {
+                step(r, &key, &format!("create subnet {}", c.name), aws::create_subnet(cx, &key, vpc_id, want)).await?
             }
-        },
-    ));
+            Some(id) => {
+                if c.fix.map_public_ip {
+                    step(r, &key, &format!("map public IPs in {id}"), aws::enable_map_public_ip(cx, &key, id)).await?;
+                }
+                id.clone()
+            }
+        };
+        anyhow::Ok((want.cidr, id))
+    }));
     let igw = async {
-        let c = plan.one(Kind::InternetGateway).context("plan has no internet gateway")?;
-        let id = match existing(c) {
+        let c = &plan.gateway;
+        let id = match &c.id {
             None => {
                 step(r, "igw", &format!("create internet gateway {}", c.name), aws::create_internet_gateway(cx, vpc_id))
                     .await?
             }
-            Some(id) => id,
+            Some(id) => id.clone(),
         };
-        if c.action == Action::Create || c.fixes.contains(&Fix::AttachGateway) {
+        if c.id.is_none() || c.fix.attach {
             step(r, "igw", &format!("attach {id} to {vpc_id}"), aws::attach_internet_gateway(cx, &id, vpc_id)).await?;
         }
         anyhow::Ok(id)
     };
     let sg = async {
-        let c = plan.one(Kind::SecurityGroup).context("plan has no security group")?;
-        let id = match existing(c) {
+        let c = &plan.security_group;
+        let (add, del) = (&c.fix.authorize, &c.fix.revoke);
+        let id = match &c.id {
             None => {
                 let id =
                     step(r, "sg", &format!("create security group {}", c.name), aws::create_security_group(cx, vpc_id))
                         .await?;
-                step(r, "sg", &format!("allow ingress on {id}"), aws::authorize(cx, &id, &ingress_rules(cx.spec)))
-                    .await?;
+                step(r, "sg", &format!("allow ingress on {id}"), aws::authorize(cx, &id, add)).await?;
                 id
             }
             Some(id) => {
-                let add: Vec<_> = c
-                    .fixes
-                    .iter()
-                    .filter_map(|f| if let Fix::Authorize(x) = f { Some(x.clone()) } else { None })
-                    .collect();
-                let del: Vec<_> = c
-                    .fixes
-                    .iter()
-                    .filter_map(|f| if let Fix::Revoke(x) = f { Some(x.clone()) } else { None })
-                    .collect();
                 if !add.is_empty() {
-                    step(r, "sg", &format!("allow {} rule(s) on {id}", add.len()), aws::authorize(cx, &id, &add))
-                        .await?;
+                    step(r, "sg", &format!("allow {} rule(s) on {id}", add.len()), aws::authorize(cx, id, add)).await?;
                 }
                 if !del.is_empty() {
-                    step(r, "sg", &format!("revoke {} rule(s) on {id}", del.len()), aws::revoke(cx, &id, &del)).await?;
+                    step(r, "sg", &format!("revoke {} rule(s) on {id}", del.len()), aws::revoke(cx, id, del)).await?;
                 }
-                id
+                id.clone()
             }
         };
         anyhow::Ok(id)
     };
     let rtb = async {
-        let c = plan.one(Kind::RouteTable).context("plan has no route table")?;
-        match existing(c) {
+        let c = &plan.route_table;
+        match &c.id {
             None => {
                 step(r, "rtb", &format!("create route table {}", c.name), aws::create_route_table(cx, vpc_id)).await
             }
-            Some(id) => Ok(id),
+            Some(id) => Ok(id.clone()),
         }
     };
     let (subnet_ids, igw_id, sg_id, rtb_id) = tokio::try_join!(subnets, igw, sg, rtb)?;
 
-    // Route and associations need the gateway and the subnets.
-    let c = plan.one(Kind::RouteTable).context("plan has no route table")?;
-    let set_route = c.action == Action::Create || c.fixes.iter().any(|f| matches!(f, Fix::SetDefaultRoute { .. }));
-    if set_route {
-        let replace = c.fixes.iter().any(|f| matches!(f, Fix::SetDefaultRoute { current: Some(_) }));
+    // Route and associations need the gateway and the subnets; a new table gets both whole.
+    let c = &plan.route_table;
+    let created = c.id.is_none();
+    if created || c.fix.default_route.is_some() {
+        let replace = matches!(c.fix.default_route, Some(DefaultRoute::Replace { .. }));
         step(r, "rtb", &format!("route 0.0.0.0/0 to {igw_id}"), aws::set_default_route(cx, &rtb_id, &igw_id, replace))
             .await?;
     }
-    let to_associate: Vec<&String> = if c.action == Action::Create {
-        subnet_ids.iter().collect()
-    } else {
-        cx.spec
-            .network
-            .subnets
-            .iter()
-            .zip(&subnet_ids)
-            .filter(|(want, _)| c.fixes.contains(&Fix::Associate { subnet: want.cidr.to_string() }))
-            .map(|(_, id)| id)
-            .collect()
-    };
+    // By CIDR: the plan names the config subnets to associate, the subnet step their ids.
+    let to_associate =
+        subnet_ids.iter().filter(|(cidr, _)| created || c.fix.associate.contains(cidr)).map(|(_, id)| id);
     for sid in to_associate {
         step(r, "rtb", &format!("associate {sid} with {rtb_id}"), aws::associate(cx, &rtb_id, sid)).await?;
     }
-    Ok(Network { subnets: subnet_ids, sg: sg_id })
+    Ok(Network { subnets: subnet_ids.into_iter().map(|(_, id)| id).collect(), sg: sg_id })
 }
 
-async fn key_pair(cx: &Ctx<'_>, plan: &Plan) -> Result<String> {
-    let c = plan.one(Kind::KeyPair).context("plan has no key pair")?;
+async fn key_pair(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<String> {
+    let c = &plan.key_pair;
     let r = cx.reporter;
-    match existing(c) {
-        None => {
-            step(r, "key", &format!("import key pair {}", c.name), aws::import_key_pair(cx)).await?;
-        }
-        Some(_) if c.fixes.contains(&Fix::ReplaceKey) => {
-            step(r, "key", &format!("re-import key pair {}", c.name), async {
-                aws::delete_key_pair(cx, "key", &c.name).await?;
-                aws::import_key_pair(cx).await
-            })
-            .await?;
-        }
-        Some(_) => {}
+    if c.id.is_none() {
+        step(r, "key", &format!("import key pair {}", c.name), aws::import_key_pair(cx)).await?;
+    } else if c.fix.replace {
+        step(r, "key", &format!("re-import key pair {}", c.name), async {
+            aws::delete_key_pair(cx, "key", &c.name).await?;
+            aws::import_key_pair(cx).await
+        })
+        .await?;
     }
     Ok(cx.spec.key_pair_name())
 }
 
-async fn iam_role(cx: &Ctx<'_>, plan: &Plan, role: NodeRole) -> Result<String> {
-    let name = cx.spec.iam_name(role);
+async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
+    let (name, role) = (&iam.name, iam.role);
     let r = cx.reporter;
     let key = format!("iam/{}", role.as_str());
     let docs: BTreeMap<&str, &str> = inline_policies(role).into_iter().collect();
-    if let Some(c) = plan.of_kind(Kind::IamRole).find(|c| c.name == name) {
-        if c.action == Action::Create {
-            step(r, &key, &format!("create role {name}"), aws::create_role(cx, &name)).await?;
-        }
-        for f in &c.fixes {
-            match f {
-                Fix::PutPolicy { name: p } => {
-                    let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
-                    step(r, &key, &format!("put policy {p} on {name}"), aws::put_policy(cx, &name, p, doc)).await?;
-                }
-                Fix::DeletePolicy { name: p } => {
-                    step(r, &key, &format!("delete policy {p} of {name}"), aws::delete_policy(cx, &name, p)).await?;
-                }
-                _ => {}
-            }
-        }
+    let c = &iam.iam_role;
+    if c.id.is_none() {
+        step(r, &key, &format!("create role {name}"), aws::create_role(cx, name)).await?;
     }
-    if let Some(c) = plan.of_kind(Kind::InstanceProfile).find(|c| c.name == name) {
-        if c.action == Action::Create {
-            step(r, &key, &format!("create instance profile {name}"), aws::create_profile(cx, &name)).await?;
-        }
-        for f in &c.fixes {
-            match f {
-                Fix::AddRole { role } => {
-                    step(r, &key, &format!("add role {role} to {name}"), aws::add_role_to_profile(cx, &name, role))
-                        .await?;
-                }
-                Fix::RemoveRole { role } => {
-                    step(
-                        r,
-                        &key,
-                        &format!("remove role {role} from {name}"),
-                        aws::remove_role_from_profile(cx, &name, role),
-                    )
-                    .await?;
-                }
-                _ => {}
-            }
-        }
+    for p in &c.fix.put_policies {
+        let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
+        step(r, &key, &format!("put policy {p} on {name}"), aws::put_policy(cx, name, p, doc)).await?;
     }
-    Ok(name)
+    for p in &c.fix.delete_policies {
+        step(r, &key, &format!("delete policy {p} of {name}"), aws::delete_policy(cx, name, p)).await?;
+    }
+    let c = &iam.profile;
+    if c.id.is_none() {
+        step(r, &key, &format!("create instance profile {name}"), aws::create_profile(cx, name)).await?;
+    }
+    for role in &c.fix.remove_roles {
+        step(r, &key, &format!("remove role {role} from {name}"), aws::remove_role_from_profile(cx, name, role))
+            .await?;
+    }
+    if let Some(role) = &c.fix.add_role {
+        step(r, &key, &format!("add role {role} to {name}"), aws::add_role_to_profile(cx, name, role)).await?;
+    }
+    Ok(())
 }
 
-async fn apply(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
+/// What the instance groups launch into and with.
+struct LaunchWith<'a> {
+    subnet: &'a str,
+    sg: &'a str,
+    key_name: &'a str,
+    ami: Option<&'a aws::Ami>,
+}
+
+/// Launch, start, then terminate, as the plan lists them; returns (started, ended) ids.
+async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Result<(Vec<String>, Vec<String>)> {
     let r = cx.reporter;
-    let needs_launch = plan.of_kind(Kind::Instances).any(|c| c.fixes.iter().any(|f| matches!(f, Fix::Launch { .. })));
+    let role = g.role;
+    let key = format!("nodes/{}", role.as_str());
+    let mut started = Vec::new();
+    if g.launch > 0 {
+        let ami = with.ami.context("AMI was not resolved")?;
+        // The profile `iam_role` made sure of (named, so its name is known without a lookup).
+        let profile = cx.spec.iam_name(role);
+        let target = LaunchTarget {
+            role,
+            count: g.launch,
+            existing: g.kept.len(),
+            subnet_id: with.subnet,
+            security_group_id: with.sg,
+            key_name: with.key_name,
+            profile_name: &profile,
+            ami,
+        };
+        let what = format!("launch {} {} node(s)", g.launch, role.as_str());
+        started.extend(step(r, &key, &what, aws::launch(cx, &key, &target)).await?);
+    }
+    if !g.start.is_empty() {
+        step(r, &key, &format!("start {}", g.start.join(", ")), aws::start(cx, &key, &g.start)).await?;
+        started.extend(g.start.iter().cloned());
+    }
+    if !g.terminate.is_empty() {
+        step(r, &key, &format!("terminate {}", g.terminate.join(", ")), aws::terminate(cx, &key, &g.terminate)).await?;
+    }
+    Ok((started, g.terminate.clone()))
+}
+
+async fn apply(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
+    let r = cx.reporter;
     let ami = async {
-        if needs_launch { step(r, "ami", "resolve AMI", aws::resolve_ami(cx)).await.map(Some) } else { Ok(None) }
+        if plan.needs_launch() { step(r, "ami", "resolve AMI", aws::resolve_ami(cx)).await.map(Some) } else { Ok(None) }
     };
-    let (net, key_name, cp_profile, worker_profile, ami) = tokio::try_join!(
-        network(cx, plan),
-        key_pair(cx, plan),
-        iam_role(cx, plan, NodeRole::ControlPlane),
-        iam_role(cx, plan, NodeRole::Worker),
-        ami,
-    )?;
+    let iam = futures_util::future::try_join_all(plan.iam.iter().map(|i| iam_role(cx, i)));
+    let (net, key_name, _, ami) = tokio::try_join!(network(cx, plan), key_pair(cx, plan), iam, ami)?;
     let subnet = net.subnets.first().context("no subnet to launch into")?;
 
-    let groups = plan.of_kind(Kind::Instances).filter_map(|c| Some((c, c.role?)));
-    let launches = groups.map(|(c, role)| {
-        let profile = if role == NodeRole::ControlPlane { &cp_profile } else { &worker_profile };
-        let (ami, key_name, sg) = (ami.as_ref(), &key_name, &net.sg);
-        async move {
-            let key = format!("nodes/{}", role.as_str());
-            let kept: Vec<String> =
-                c.id.as_deref().map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default();
-            let mut started = Vec::new();
-            let mut ended = Vec::new();
-            for f in &c.fixes {
-                match f {
-                    Fix::Launch { count } => {
-                        let ami = ami.context("AMI was not resolved")?;
-                        let target = LaunchTarget {
-                            role,
-                            count: *count,
-                            existing: kept.len(),
-                            subnet_id: subnet,
-                            security_group_id: sg,
-                            key_name,
-                            profile_name: profile,
-                            ami,
-                        };
-                        let ids = step(
-                            r,
-                            &key,
-                            &format!("launch {count} {} node(s)", role.as_str()),
-                            aws::launch(cx, &key, &target),
-                        )
-                        .await?;
-                        started.extend(ids);
-                    }
-                    Fix::Start { ids } => {
-                        step(r, &key, &format!("start {}", ids.join(", ")), aws::start(cx, &key, ids)).await?;
-                        started.extend(ids.iter().cloned());
-                    }
-                    Fix::Terminate { ids } => {
-                        step(r, &key, &format!("terminate {}", ids.join(", ")), aws::terminate(cx, &key, ids)).await?;
-                        ended.extend(ids.iter().cloned());
-                    }
-                    _ => {}
-                }
-            }
-            anyhow::Ok((started, ended))
-        }
-    });
-    let results = futures_util::future::try_join_all(launches).await?;
+    let with = LaunchWith { subnet, sg: &net.sg, key_name: &key_name, ami: ami.as_ref() };
+    let results = futures_util::future::try_join_all(plan.instances.iter().map(|g| instances(cx, g, &with))).await?;
     let started: Vec<String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
     let ended: Vec<String> = results.iter().flat_map(|(_, e)| e.clone()).collect();
     tokio::try_join!(
@@ -370,40 +312,39 @@ async fn apply(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
 
 /// Owned resources the config no longer wants, and empty duplicates tagstack made; removed
 /// last, once nothing depends on them.
-async fn remove_extras(cx: &Ctx<'_>, plan: &Plan) -> Result<()> {
+async fn remove_extras(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
     let r = cx.reporter;
-    for c in plan.changes.iter().filter(|c| c.action == Action::Delete) {
-        let id = c.id.clone().unwrap_or_default();
-        match c.kind {
-            Kind::Subnet => {
-                step(r, "extra", &format!("delete subnet {id} (not in config)"), aws::delete_subnet(cx, "extra", &id))
+    for c in &plan.removals {
+        let id = c.id.as_str();
+        match c.what {
+            Removable::Subnet => {
+                step(r, "extra", &format!("delete subnet {id} (not in config)"), aws::delete_subnet(cx, "extra", id))
                     .await?;
             }
-            Kind::InstanceProfile => {
-                step(r, "extra", &format!("delete instance profile {id}"), aws::delete_profile(cx, &id)).await?;
+            Removable::InstanceProfile => {
+                step(r, "extra", &format!("delete instance profile {id}"), aws::delete_profile(cx, id)).await?;
             }
-            Kind::IamRole => {
-                step(r, "extra", &format!("delete role {id}"), aws::delete_role(cx, &id)).await?;
+            Removable::IamRole => {
+                step(r, "extra", &format!("delete role {id}"), aws::delete_role(cx, id)).await?;
             }
             // Empty duplicates tagstack itself made (plan::diff's healing rule): nothing
             // depends on them, so they go without detaching or disassociating anything.
-            Kind::Vpc => {
+            Removable::Vpc => {
                 let what = format!("delete duplicate VPC {id} (empty, made by tagstack)");
-                step(r, "heal", &what, aws::delete_vpc(cx, "heal", &id)).await?;
+                step(r, "heal", &what, aws::delete_vpc(cx, "heal", id)).await?;
             }
-            Kind::InternetGateway => {
+            Removable::InternetGateway => {
                 let what = format!("delete duplicate internet gateway {id} (unattached, made by tagstack)");
-                step(r, "heal", &what, aws::delete_internet_gateway(cx, "heal", &id, &[])).await?;
+                step(r, "heal", &what, aws::delete_internet_gateway(cx, "heal", id, &[])).await?;
             }
-            Kind::RouteTable => {
+            Removable::RouteTable => {
                 let what = format!("delete duplicate route table {id} (unassociated, made by tagstack)");
-                step(r, "heal", &what, aws::delete_route_table(cx, "heal", &id, &[])).await?;
+                step(r, "heal", &what, aws::delete_route_table(cx, "heal", id, &[])).await?;
             }
-            Kind::SecurityGroup => {
+            Removable::SecurityGroup => {
                 let what = format!("delete duplicate security group {id} (unused, made by tagstack)");
-                step(r, "heal", &what, aws::delete_security_group(cx, "heal", &id)).await?;
+                step(r, "heal", &what, aws::delete_security_group(cx, "heal", id)).await?;
             }
-            _ => {}
         }
     }
     Ok(())

@@ -4,8 +4,12 @@
 use std::collections::BTreeSet;
 
 use super::desired::{ingress_rules, inline_policy_values, public_key_sha256};
-use super::model::{Action, Change, ExpiryChange, Fix, Kind, Plan};
-use super::observed::{Instance, Observed};
+use super::infra::{
+    DefaultRoute, Ensure, GatewayFix, IamPlan, InfraPlan, InstanceGroup, KeyPairFix, ProfileFix, Removable, Removal,
+    RoleFix, RouteTableFix, SecurityGroupFix, SubnetFix, SubnetPlan, VpcFix,
+};
+use super::model::{ExpiryChange, Kind, Plan};
+use super::observed::{IngressRule, Instance, Observed};
 use crate::config::{NodeRole, Spec};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +69,16 @@ where
     Ok((keep, rest))
 }
 
-fn healed(kind: Kind, name: String, id: String, kept: Option<&str>) -> Change {
-    Change::new(kind, name, Action::Delete, Some(id)).with_note(format!(
-        "duplicate of {} made by tagstack (a lost create answer); nothing depends on it",
-        kept.unwrap_or("?")
-    ))
+fn healed(what: Removable, name: String, id: &str, kept: Option<&str>) -> Removal {
+    Removal {
+        what,
+        name,
+        id: id.to_string(),
+        note: format!(
+            "duplicate of {} made by tagstack (a lost create answer); nothing depends on it",
+            kept.unwrap_or("?")
+        ),
+    }
 }
 
 /// Live instances of a role ([`super::observed::InstanceState::is_live`]), oldest first.
@@ -79,226 +88,276 @@ pub fn live_instances(observed: &Observed, role: NodeRole) -> Vec<&Instance> {
     v
 }
 
+/// The flat plan `plan`, `status` and the JSON show: [`diff_infra`]'s view.
 pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
-    let mut changes = Vec::new();
+    diff_infra(spec, o).map(|p| p.to_plan())
+}
 
-    // VPC: an empty duplicate has no subnet, route table or security group of ours in it and
-    // no gateway attached.
+/// One diff per kind, in dependency order (a kind's answer may need an earlier one's id).
+/// The first duplicate found, in this order, is the error.
+pub fn diff_infra(spec: &Spec, o: &Observed) -> Result<InfraPlan, PlanError> {
+    let mut removals = Vec::new();
+    let vpc = diff_vpc(spec, o, &mut removals)?;
+    let vpc_id = vpc.id.as_deref();
+    let subnets = diff_subnets(spec, o, vpc_id, &mut removals)?;
+    let gateway = diff_gateway(spec, o, vpc_id, &mut removals)?;
+    let route_table = diff_route_table(spec, o, gateway.id.as_deref(), &subnets, &mut removals)?;
+    let security_group = diff_security_group(spec, o, &mut removals)?;
+    let key_pair = diff_key_pair(spec, o)?;
+    let iam = diff_iam(spec, o, &mut removals);
+    let instances = diff_instances(spec, o)?;
+    Ok(InfraPlan {
+        vpc,
+        subnets,
+        gateway,
+        route_table,
+        security_group,
+        key_pair,
+        iam,
+        instances,
+        removals,
+        expiry: diff_expiry(spec, o),
+    })
+}
+
+/// An empty duplicate VPC has no subnet, route table or security group of ours in it and no
+/// gateway attached. A block that differs is only noted: it cannot change in place.
+fn diff_vpc(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Result<Ensure<VpcFix>, PlanError> {
     let vpc_empty = |v: &super::observed::Vpc| {
         !o.subnets.iter().any(|s| s.vpc_id == v.id)
             && !o.route_tables.iter().any(|r| r.vpc_id == v.id)
             && !o.security_groups.iter().any(|g| g.vpc_id == v.id)
             && !o.internet_gateways.iter().any(|g| g.attached_vpcs.contains(&v.id))
     };
-    let (vpc, extra_vpcs) = heal(Kind::Vpc, &o.vpcs, |v| v.id.clone(), |v| v.made_by_tagstack, vpc_empty)?;
-    let vpc_id = vpc.map(|v| v.id.clone());
-    changes.push(match vpc {
-        None => Change::new(Kind::Vpc, spec.name_of("vpc"), Action::Create, None),
+    let (vpc, extra) = heal(Kind::Vpc, &o.vpcs, |v| v.id.clone(), |v| v.made_by_tagstack, vpc_empty)?;
+    let name = spec.name_of("vpc");
+    removals.extend(extra.iter().map(|v| healed(Removable::Vpc, name.clone(), &v.id, vpc.map(|k| k.id.as_str()))));
+    Ok(match vpc {
+        None => Ensure::create(name, VpcFix::default()),
         Some(v) => {
-            let mut fixes = vec![];
-            if !v.dns_hostnames {
-                fixes.push(Fix::EnableDnsHostnames);
-            }
-            let mut c = Change::new(Kind::Vpc, spec.name_of("vpc"), Action::Keep, Some(v.id.clone())).with_fixes(fixes);
+            let mut e = Ensure::existing(name, &v.id, VpcFix { enable_dns_hostnames: !v.dns_hostnames });
             if v.cidr.is_some_and(|cidr| cidr != spec.network.vpc_cidr) {
-                c.note = Some(format!(
+                e.note = Some(format!(
                     "its block differs from the config ({}); a VPC block cannot change in place",
                     spec.network.vpc_cidr
                 ));
             }
-            c
+            e
         }
-    });
-    for v in extra_vpcs {
-        changes.push(healed(Kind::Vpc, spec.name_of("vpc"), v.id.clone(), vpc_id.as_deref()));
-    }
+    })
+}
 
-    // Subnets: matched by CIDR inside our VPC; anything else tagged for us is extra.
-    let in_vpc = |vpc: &str| vpc_id.as_deref() == Some(vpc);
-    let mut subnet_ids = Vec::new();
+/// Matched by CIDR inside our VPC, never by position: reordering the config's subnets changes
+/// nothing. Anything else tagged for us is extra.
+fn diff_subnets(
+    spec: &Spec,
+    o: &Observed,
+    vpc_id: Option<&str>,
+    removals: &mut Vec<Removal>,
+) -> Result<Vec<SubnetPlan>, PlanError> {
+    let in_vpc = |vpc: &str| vpc_id == Some(vpc);
+    let mut out = Vec::new();
     for want in &spec.network.subnets {
         let found =
             unique(Kind::Subnet, o.subnets.iter().filter(|s| s.cidr == Some(want.cidr) && in_vpc(&s.vpc_id)), |s| {
                 s.id.clone()
             })?;
         let name = format!("{} ({})", want.cidr, want.availability_zone);
-        changes.push(match found {
-            None => Change::new(Kind::Subnet, name, Action::Create, None),
+        let subnet = match found {
+            None => Ensure::create(name, SubnetFix::default()),
             Some(s) => {
-                subnet_ids.push(s.id.clone());
-                let fixes = if s.map_public_ip { vec![] } else { vec![Fix::EnableMapPublicIp] };
-                let mut c = Change::new(Kind::Subnet, name, Action::Keep, Some(s.id.clone())).with_fixes(fixes);
+                let mut e = Ensure::existing(name, &s.id, SubnetFix { map_public_ip: !s.map_public_ip });
                 if s.availability_zone != want.availability_zone {
-                    c.note = Some(format!(
+                    e.note = Some(format!(
                         "it is in {}, the config says {}; delete it to move it",
                         s.availability_zone, want.availability_zone
                     ));
                 }
-                c
+                e
             }
-        });
+        };
+        out.push(SubnetPlan { want: want.clone(), subnet });
     }
-    for s in &o.subnets {
-        if !subnet_ids.contains(&s.id) {
-            let name = s.cidr.map_or_else(|| s.id.clone(), |c| format!("{c} ({})", s.availability_zone));
-            changes.push(
-                Change::new(Kind::Subnet, name, Action::Delete, Some(s.id.clone())).with_note("not in the config"),
-            );
-        }
+    let kept: Vec<&str> = out.iter().filter_map(|s| s.subnet.id.as_deref()).collect();
+    for s in o.subnets.iter().filter(|s| !kept.contains(&s.id.as_str())) {
+        let name = s.cidr.map_or_else(|| s.id.clone(), |c| format!("{c} ({})", s.availability_zone));
+        removals.push(Removal { what: Removable::Subnet, name, id: s.id.clone(), note: "not in the config".into() });
     }
+    Ok(out)
+}
 
-    // Internet gateway
+/// An empty duplicate gateway is detached and no route points at it.
+fn diff_gateway(
+    spec: &Spec,
+    o: &Observed,
+    vpc_id: Option<&str>,
+    removals: &mut Vec<Removal>,
+) -> Result<Ensure<GatewayFix>, PlanError> {
     let igw_empty = |g: &super::observed::InternetGateway| {
         g.attached_vpcs.is_empty() && !o.route_tables.iter().any(|r| r.default_route.as_deref() == Some(g.id.as_str()))
     };
-    let (igw, extra_igws) =
+    let (igw, extra) =
         heal(Kind::InternetGateway, &o.internet_gateways, |g| g.id.clone(), |g| g.made_by_tagstack, igw_empty)?;
-    changes.push(match igw {
-        None => Change::new(Kind::InternetGateway, spec.name_of("igw"), Action::Create, None),
+    let name = spec.name_of("igw");
+    removals.extend(
+        extra.iter().map(|g| healed(Removable::InternetGateway, name.clone(), &g.id, igw.map(|k| k.id.as_str()))),
+    );
+    Ok(match igw {
+        None => Ensure::create(name, GatewayFix::default()),
         Some(g) => {
-            let attached = vpc_id.as_ref().is_some_and(|v| g.attached_vpcs.contains(v));
-            let fixes = if attached { vec![] } else { vec![Fix::AttachGateway] };
-            Change::new(Kind::InternetGateway, spec.name_of("igw"), Action::Keep, Some(g.id.clone())).with_fixes(fixes)
+            let attached = vpc_id.is_some_and(|v| g.attached_vpcs.iter().any(|a| a == v));
+            Ensure::existing(name, &g.id, GatewayFix { attach: !attached })
         }
-    });
-    for g in extra_igws {
-        changes.push(healed(Kind::InternetGateway, spec.name_of("igw"), g.id.clone(), igw.map(|k| k.id.as_str())));
-    }
+    })
+}
 
-    // Route table: default route to our igw, associated with every desired subnet.
-    let (rtb, extra_rtbs) = heal(
+/// The default route to our gateway, and an association with every config subnet (found by
+/// the subnets' diff, so by CIDR).
+fn diff_route_table(
+    spec: &Spec,
+    o: &Observed,
+    igw_id: Option<&str>,
+    subnets: &[SubnetPlan],
+    removals: &mut Vec<Removal>,
+) -> Result<Ensure<RouteTableFix>, PlanError> {
+    let (rtb, extra) = heal(
         Kind::RouteTable,
         &o.route_tables,
         |r| r.id.clone(),
         |r| r.made_by_tagstack,
         |r| r.associations.is_empty(),
     )?;
-    changes.push(match rtb {
-        None => Change::new(Kind::RouteTable, spec.name_of("rtb"), Action::Create, None),
+    let name = spec.name_of("rtb");
+    removals
+        .extend(extra.iter().map(|r| healed(Removable::RouteTable, name.clone(), &r.id, rtb.map(|k| k.id.as_str()))));
+    Ok(match rtb {
+        None => Ensure::create(name, RouteTableFix::default()),
         Some(r) => {
-            let mut fixes = vec![];
-            let igw_id = igw.map(|g| g.id.as_str());
-            if igw_id.is_none() || r.default_route.as_deref() != igw_id {
-                fixes.push(Fix::SetDefaultRoute { current: r.default_route.clone() });
-            }
-            for want in &spec.network.subnets {
-                let sid =
-                    o.subnets.iter().find(|s| s.cidr == Some(want.cidr) && in_vpc(&s.vpc_id)).map(|s| s.id.clone());
-                let associated = sid.as_ref().is_some_and(|sid| r.associations.iter().any(|(_, s)| s == sid));
-                if !associated {
-                    fixes.push(Fix::Associate { subnet: want.cidr.to_string() });
-                }
-            }
-            Change::new(Kind::RouteTable, spec.name_of("rtb"), Action::Keep, Some(r.id.clone())).with_fixes(fixes)
+            let default_route = (igw_id.is_none() || r.default_route.as_deref() != igw_id).then(|| {
+                r.default_route.clone().map_or(DefaultRoute::Add, |current| DefaultRoute::Replace { current })
+            });
+            let associate = subnets
+                .iter()
+                .filter(|s| !s.subnet.id.as_ref().is_some_and(|sid| r.associations.iter().any(|(_, a)| a == sid)))
+                .map(|s| s.want.cidr)
+                .collect();
+            Ensure::existing(name, &r.id, RouteTableFix { default_route, associate })
         }
-    });
-    for r in extra_rtbs {
-        changes.push(healed(Kind::RouteTable, spec.name_of("rtb"), r.id.clone(), rtb.map(|k| k.id.as_str())));
-    }
+    })
+}
 
-    // Security group
+/// A duplicate group is unused when no instance has it and no other group's rule names it.
+fn diff_security_group(
+    spec: &Spec,
+    o: &Observed,
+    removals: &mut Vec<Removal>,
+) -> Result<Ensure<SecurityGroupFix>, PlanError> {
     let sg_unused = |g: &super::observed::SecurityGroup| {
         !o.instances.iter().any(|i| i.security_groups.contains(&g.id))
             && !o.security_groups.iter().any(|other| {
                 other.id != g.id
-                    && other.ingress.iter().any(|r| matches!(r, super::observed::IngressRule::Other(x) if x.ends_with(&format!("from group {}", g.id))))
+                    && other
+                        .ingress
+                        .iter()
+                        .any(|r| matches!(r, IngressRule::Other(x) if x.ends_with(&format!("from group {}", g.id))))
             })
     };
-    let (sg, extra_sgs) =
+    let (sg, extra) =
         heal(Kind::SecurityGroup, &o.security_groups, |g| g.id.clone(), |g| g.made_by_tagstack, sg_unused)?;
+    let name = spec.name_of("sg");
+    removals
+        .extend(extra.iter().map(|g| healed(Removable::SecurityGroup, name.clone(), &g.id, sg.map(|k| k.id.as_str()))));
     let want_rules = ingress_rules(spec);
-    changes.push(match sg {
-        None => {
-            let fixes = want_rules.iter().cloned().map(Fix::Authorize).collect();
-            let mut c = Change::new(Kind::SecurityGroup, spec.name_of("sg"), Action::Create, None);
-            c.fixes = fixes;
-            c
-        }
+    Ok(match sg {
+        None => Ensure::create(name, SecurityGroupFix { authorize: want_rules, revoke: Vec::new() }),
         Some(g) => {
             let have: BTreeSet<_> = g.ingress.iter().cloned().collect();
-            let want: BTreeSet<_> = want_rules.iter().cloned().collect();
-            let mut fixes: Vec<Fix> = want.difference(&have).cloned().map(Fix::Authorize).collect();
-            fixes.extend(have.difference(&want).cloned().map(Fix::Revoke));
-            Change::new(Kind::SecurityGroup, spec.name_of("sg"), Action::Keep, Some(g.id.clone())).with_fixes(fixes)
+            let want: BTreeSet<_> = want_rules.into_iter().collect();
+            let fix = SecurityGroupFix {
+                authorize: want.difference(&have).cloned().collect(),
+                revoke: have.difference(&want).cloned().collect(),
+            };
+            Ensure::existing(name, &g.id, fix)
         }
-    });
-    for g in extra_sgs {
-        changes.push(healed(Kind::SecurityGroup, spec.name_of("sg"), g.id.clone(), sg.map(|k| k.id.as_str())));
-    }
+    })
+}
 
-    // Key pair
+/// The key's fingerprint tag against the configured public key.
+fn diff_key_pair(spec: &Spec, o: &Observed) -> Result<Ensure<KeyPairFix>, PlanError> {
     let key = unique(Kind::KeyPair, &o.key_pairs, |k| format!("{} ({})", k.name, k.id))?;
     let want_hash = public_key_sha256(&spec.ssh.public_key);
-    changes.push(match key {
-        None => Change::new(Kind::KeyPair, spec.key_pair_name(), Action::Create, None),
+    Ok(match key {
+        None => Ensure::create(spec.key_pair_name(), KeyPairFix::default()),
         Some(k) => {
-            let fixes =
-                if k.public_key_sha256.as_deref() == Some(want_hash.as_str()) { vec![] } else { vec![Fix::ReplaceKey] };
-            Change::new(Kind::KeyPair, k.name.clone(), Action::Keep, Some(k.id.clone())).with_fixes(fixes)
+            let replace = k.public_key_sha256.as_deref() != Some(want_hash.as_str());
+            Ensure::existing(k.name.clone(), &k.id, KeyPairFix { replace })
         }
-    });
+    })
+}
 
-    // IAM: one role + one instance profile per node role, named, so duplicates cannot exist.
-    let wanted_iam: Vec<String> = NodeRole::ALL.iter().map(|r| spec.iam_name(*r)).collect();
+/// One role + one instance profile per node role, named, so duplicates cannot exist; roles
+/// and profiles under our prefix with other names are extra.
+fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPlan> {
+    let wanted: Vec<String> = NodeRole::ALL.iter().map(|r| spec.iam_name(*r)).collect();
+    let mut out = Vec::new();
     for role in NodeRole::ALL {
         let name = spec.iam_name(role);
         let want_policies = inline_policy_values(role);
-        changes.push(match o.roles.iter().find(|r| r.name == name) {
-            None => {
-                let mut c = Change::new(Kind::IamRole, &name, Action::Create, None);
-                c.fixes = want_policies.iter().map(|(n, _)| Fix::PutPolicy { name: n.clone() }).collect();
-                c
-            }
+        let iam_role = match o.roles.iter().find(|r| r.name == name) {
+            None => Ensure::create(
+                &name,
+                RoleFix { put_policies: want_policies.into_iter().map(|(n, _)| n).collect(), delete_policies: vec![] },
+            ),
             Some(r) => {
-                let mut fixes: Vec<Fix> = want_policies
+                let put_policies = want_policies
                     .iter()
                     .filter(|(n, doc)| !r.inline_policies.iter().any(|(hn, hd)| hn == n && hd == doc))
-                    .map(|(n, _)| Fix::PutPolicy { name: n.clone() })
+                    .map(|(n, _)| n.clone())
                     .collect();
-                fixes.extend(
-                    r.inline_policies
-                        .iter()
-                        .filter(|(hn, _)| !want_policies.iter().any(|(n, _)| n == hn))
-                        .map(|(hn, _)| Fix::DeletePolicy { name: hn.clone() }),
-                );
-                Change::new(Kind::IamRole, &name, Action::Keep, Some(name.clone())).with_fixes(fixes)
+                let delete_policies = r
+                    .inline_policies
+                    .iter()
+                    .filter(|(hn, _)| !want_policies.iter().any(|(n, _)| n == hn))
+                    .map(|(hn, _)| hn.clone())
+                    .collect();
+                Ensure::existing(&name, &name, RoleFix { put_policies, delete_policies })
             }
-        });
-    }
-    for r in o.roles.iter().filter(|r| !wanted_iam.contains(&r.name)) {
-        changes.push(
-            Change::new(Kind::IamRole, &r.name, Action::Delete, Some(r.name.clone()))
-                .with_note("not a role this version of tagstack uses"),
-        );
-    }
-    for role in NodeRole::ALL {
-        let name = spec.iam_name(role);
-        changes.push(match o.instance_profiles.iter().find(|p| p.name == name) {
-            None => {
-                let mut c = Change::new(Kind::InstanceProfile, &name, Action::Create, None);
-                c.fixes = vec![Fix::AddRole { role: name.clone() }];
-                c
-            }
+        };
+        let profile = match o.instance_profiles.iter().find(|p| p.name == name) {
+            None => Ensure::create(&name, ProfileFix { remove_roles: vec![], add_role: Some(name.clone()) }),
             Some(p) => {
-                let mut fixes = vec![];
-                for other in p.roles.iter().filter(|r| **r != name) {
-                    fixes.push(Fix::RemoveRole { role: other.clone() });
-                }
-                if !p.roles.contains(&name) {
-                    fixes.push(Fix::AddRole { role: name.clone() });
-                }
-                Change::new(Kind::InstanceProfile, &name, Action::Keep, Some(name.clone())).with_fixes(fixes)
+                let fix = ProfileFix {
+                    remove_roles: p.roles.iter().filter(|r| **r != name).cloned().collect(),
+                    add_role: (!p.roles.contains(&name)).then(|| name.clone()),
+                };
+                Ensure::existing(&name, &name, fix)
             }
+        };
+        out.push(IamPlan { role, name, iam_role, profile });
+    }
+    for r in o.roles.iter().filter(|r| !wanted.contains(&r.name)) {
+        removals.push(Removal {
+            what: Removable::IamRole,
+            name: r.name.clone(),
+            id: r.name.clone(),
+            note: "not a role this version of tagstack uses".into(),
         });
     }
-    for p in o.instance_profiles.iter().filter(|p| !wanted_iam.contains(&p.name)) {
-        changes.push(
-            Change::new(Kind::InstanceProfile, &p.name, Action::Delete, Some(p.name.clone()))
-                .with_note("not a profile this version of tagstack uses"),
-        );
+    for p in o.instance_profiles.iter().filter(|p| !wanted.contains(&p.name)) {
+        removals.push(Removal {
+            what: Removable::InstanceProfile,
+            name: p.name.clone(),
+            id: p.name.clone(),
+            note: "not a profile this version of tagstack uses".into(),
+        });
     }
+    out
+}
 
-    // Instances: count-based per role; scale-down terminates the newest first.
+/// Count-based per role over live instances, oldest kept; scale-down terminates the newest.
+/// A role neither wanted nor present has no group.
+fn diff_instances(spec: &Spec, o: &Observed) -> Result<Vec<InstanceGroup>, PlanError> {
+    let mut out = Vec::new();
     for role in NodeRole::ALL {
         let want = spec.group(role).count as usize;
         let live = live_instances(o, role);
@@ -310,35 +369,30 @@ pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
                 ids: ids(&live).join(", "),
             });
         }
-        let mut fixes = Vec::new();
-        if live.len() < want {
-            fixes.push(Fix::Launch { count: want - live.len() });
-        }
-        let kept = &live[..live.len().min(want)];
-        let stopped: Vec<String> = kept.iter().filter(|i| i.state.is_stopped()).map(|i| i.id.clone()).collect();
-        if !stopped.is_empty() {
-            fixes.push(Fix::Start { ids: stopped });
-        }
-        if live.len() > want {
-            fixes.push(Fix::Terminate { ids: ids(&live[want..]) });
-        }
-        let action = if live.is_empty() && want > 0 { Action::Create } else { Action::Keep };
         if want == 0 && live.is_empty() {
             continue;
         }
-        let mut c = Change::new(Kind::Instances, role.as_str(), action, None);
-        c.id = (!kept.is_empty()).then(|| ids(kept).join(","));
-        c.role = Some(role);
-        c = if action == Action::Create { Change { fixes, ..c } } else { c.with_fixes(fixes) };
-        c.note = Some(format!("{want} wanted, {} running or stopped", live.len()));
-        changes.push(c);
+        let kept = &live[..live.len().min(want)];
+        out.push(InstanceGroup {
+            role,
+            create: live.is_empty(),
+            kept: ids(kept),
+            launch: want.saturating_sub(live.len()),
+            start: kept.iter().filter(|i| i.state.is_stopped()).map(|i| i.id.clone()).collect(),
+            terminate: live.get(want..).map(ids).unwrap_or_default(),
+            note: format!("{want} wanted, {} running or stopped", live.len()),
+        });
     }
+    Ok(out)
+}
 
-    let expiry = match &spec.expires_at {
+/// Existing resources are re-tagged when the wanted expiry differs from any seen (or some have
+/// none); a new environment gets it in its create calls instead.
+fn diff_expiry(spec: &Spec, o: &Observed) -> Option<ExpiryChange> {
+    match &spec.expires_at {
         Some(to) if !o.is_empty() && (o.expiry.untagged > 0 || o.expiry.values.iter().any(|v| v != to)) => {
             Some(ExpiryChange { from: o.expiry.earliest().map(str::to_string), to: to.clone() })
         }
         _ => None,
-    };
-    Ok(Plan { changes, expiry })
+    }
 }

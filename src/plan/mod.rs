@@ -1,16 +1,19 @@
 //! The pure heart: desired resources from a [`crate::config::Spec`], what discovery observed,
-//! and the diff between them as a [`Plan`]. No tokio, no SDK, no printing.
+//! and the diff between them: typed per kind for `up` ([`InfraPlan`]) and flat for showing
+//! ([`Plan`], its view). No tokio, no SDK, no printing.
 
 mod describe;
 pub mod desired;
 mod diff;
 pub mod expiry;
+pub mod infra;
 mod model;
 pub mod observed;
 mod teardown;
 
 pub use describe::describe;
-pub use diff::{PlanError, diff, live_instances};
+pub use diff::{PlanError, diff, diff_infra, live_instances};
+pub use infra::InfraPlan;
 pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
 pub use observed::Observed;
 pub use teardown::{Op, Step, Teardown, teardown};
