@@ -6,9 +6,11 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 
 use super::desired::{client_token, ingress_rules, inline_policy_values, public_key_sha256};
+use super::infra::{DefaultRoute, Removable};
 use super::observed::{IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Role, RouteTable};
 use super::observed::{SecurityGroup, Subnet, Vpc};
 use super::{Action, Change, Fix, Kind, Observed, Plan, PlanError, Summary, describe, diff, live_instances, teardown};
+use super::{InfraPlan, diff_infra};
 use crate::config::{NodeRole, Spec};
 
 const TITLE: &str = "demo/dev in eu-west-3";
@@ -508,7 +510,7 @@ fn drift_missing_subnet_is_created_and_associated() {
         ]
     );
     assert_eq!(plan.one(Kind::RouteTable).unwrap().fixes, [Fix::Associate { subnet: "10.20.2.0/24".into() }]);
-    // `up` zips the non-deleted subnet changes with the config's subnets: order must match.
+    // The wanted subnets are listed in the config's order (the first is where nodes launch).
     let names: Vec<&str> = plan.of_kind(Kind::Subnet).map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["10.20.1.0/24 (eu-west-3a)", "10.20.2.0/24 (eu-west-3b)"]);
     insta::assert_snapshot!("drift_missing_subnet", describe(&plan, TITLE));
@@ -525,7 +527,7 @@ fn drift_extra_subnet_is_deleted() {
     let extra = plan.of_kind(Kind::Subnet).find(|c| c.action == Action::Delete).unwrap();
     assert_eq!(extra.id.as_deref(), Some("subnet-000c"));
     assert_eq!(extra.note.as_deref(), Some("not in the config"));
-    // Deletions come after the wanted subnets, so `up`'s zip with the config stays aligned.
+    // Deletions come after the wanted subnets.
     let actions: Vec<Action> = plan.of_kind(Kind::Subnet).map(|c| c.action).collect();
     assert_eq!(actions, [Action::Keep, Action::Keep, Action::Delete]);
     assert_eq!(plan.summary(), Summary { create: 0, update: 0, delete: 1, keep: 13 });
@@ -1146,4 +1148,131 @@ fn teardown_steps_wait_only_for_what_holds_them() {
             roles: vec!["someone-elses".into()]
         }]
     );
+}
+
+// ---- the typed plan `up` executes, and subnets matched by CIDR -----------------------------
+
+fn infra_for(spec: &Spec, o: &Observed) -> InfraPlan {
+    diff_infra(spec, o).unwrap()
+}
+
+#[test]
+fn reordered_config_subnets_converge_instead_of_being_replaced() {
+    let mut spec = spec();
+    spec.network.subnets.reverse();
+    let plan = plan_for(&spec, &converged(&spec));
+    assert!(plan.is_converged(), "{:#?}", plan.changes);
+    let subnets: Vec<(&str, Option<&str>)> =
+        plan.of_kind(Kind::Subnet).map(|c| (c.name.as_str(), c.id.as_deref())).collect();
+    assert_eq!(
+        subnets,
+        [("10.20.2.0/24 (eu-west-3b)", Some("subnet-000b")), ("10.20.1.0/24 (eu-west-3a)", Some("subnet-000a"))]
+    );
+
+    // `up` pairs each config entry with the subnet of its CIDR (no positional zip).
+    let infra = infra_for(&spec, &converged(&spec));
+    let pairs: Vec<(String, Option<&str>)> =
+        infra.subnets.iter().map(|s| (s.want.cidr.to_string(), s.subnet.id.as_deref())).collect();
+    assert_eq!(
+        pairs,
+        [("10.20.2.0/24".to_string(), Some("subnet-000b")), ("10.20.1.0/24".to_string(), Some("subnet-000a"))]
+    );
+    assert!(infra.removals.is_empty());
+}
+
+#[test]
+fn reordered_config_with_a_missing_subnet_creates_and_associates_that_cidr() {
+    let mut spec = spec();
+    spec.network.subnets.reverse();
+    let mut o = converged(&spec);
+    o.subnets.retain(|s| s.id != "subnet-000a");
+    o.route_tables = vec![rtb(Some("igw-0001"), &["subnet-000b"])];
+    let infra = infra_for(&spec, &o);
+
+    let created: Vec<String> =
+        infra.subnets.iter().filter(|s| s.subnet.id.is_none()).map(|s| s.want.cidr.to_string()).collect();
+    assert_eq!(created, ["10.20.1.0/24"]);
+    assert_eq!(infra.route_table.fix.associate, [net("10.20.1.0/24")]);
+    assert_eq!(infra.route_table.fix.default_route, None);
+    assert_eq!(
+        not_kept(&infra.to_plan()),
+        [
+            (Kind::Subnet, "10.20.1.0/24 (eu-west-3a)".to_string(), Action::Create),
+            (Kind::RouteTable, "demo-dev-rtb".to_string(), Action::Update),
+        ]
+    );
+}
+
+#[test]
+fn a_subnet_of_the_same_cidr_in_another_vpc_is_not_ours_to_keep() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.subnets[0].vpc_id = "vpc-other".into();
+    let infra = infra_for(&spec, &o);
+    assert_eq!(infra.subnets[0].subnet.id, None, "matched by CIDR inside our VPC only");
+    assert_eq!(infra.subnets[1].subnet.id.as_deref(), Some("subnet-000b"));
+    let extra: Vec<(Removable, &str)> = infra.removals.iter().map(|r| (r.what, r.id.as_str())).collect();
+    assert_eq!(extra, [(Removable::Subnet, "subnet-000a")]);
+}
+
+#[test]
+fn the_flat_plan_is_the_typed_plans_view() {
+    let spec = spec();
+    let mut observed = vec![Observed::default(), converged(&spec)];
+    observed.extend(partial_steps(&spec).into_iter().map(|s| s.observed));
+    let mut drifted = converged(&spec);
+    drifted.instances.push(instance("i-wz", NodeRole::Worker, "running", "2025-01-01T09:00:00Z"));
+    drifted.subnets.push(subnet("subnet-000c", "10.20.3.0/24", "eu-west-3c", true));
+    drifted.vpcs.insert(0, Vpc { id: "vpc-0000".into(), ..vpc(false) });
+    observed.push(drifted);
+    for o in &observed {
+        let infra = infra_for(&spec, o);
+        let flat = infra.to_plan();
+        assert_eq!(flat.changes, plan_for(&spec, o).changes);
+        assert_eq!(serde_json::to_value(&flat).unwrap(), serde_json::to_value(plan_for(&spec, o)).unwrap());
+    }
+}
+
+#[test]
+fn instance_groups_carry_their_ids_as_lists() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.instances.push(instance("i-wz", NodeRole::Worker, "running", "2025-01-01T09:00:00Z"));
+    o.instances.iter_mut().find(|i| i.id == "i-w1").unwrap().state = "stopped".into();
+    let infra = infra_for(&spec, &o);
+    let w = infra.instances.iter().find(|g| g.role == NodeRole::Worker).unwrap();
+    assert_eq!(w.kept, ["i-wz", "i-w0", "i-w1"]);
+    assert_eq!(w.start, ["i-w1"]);
+    assert_eq!(w.terminate, ["i-w2"]);
+    assert_eq!((w.create, w.launch), (false, 0));
+    // The flat plan shows them as it always has: one comma-joined id.
+    assert_eq!(instances(&infra.to_plan(), NodeRole::Worker).id.as_deref(), Some("i-wz,i-w0,i-w1"));
+}
+
+#[test]
+fn typed_fixes_per_kind() {
+    let spec = spec();
+    let steps = partial_steps(&spec);
+    let at = |name: &str| infra_for(&spec, &steps.iter().find(|s| s.name == name).unwrap().observed);
+    assert!(at("02_vpc_without_dns_hostnames").vpc.fix.enable_dns_hostnames);
+    assert!(at("03_subnets_without_public_ip").subnets.iter().all(|s| s.subnet.fix.map_public_ip));
+    assert!(at("05_igw_not_attached").gateway.fix.attach);
+    let rtb = at("07_route_table_without_route").route_table;
+    assert_eq!(rtb.fix.default_route, Some(DefaultRoute::Add));
+    assert_eq!(rtb.fix.associate, [net("10.20.1.0/24"), net("10.20.2.0/24")]);
+    let mut o = converged(&spec);
+    o.route_tables[0].default_route = Some("nat-0001".into());
+    assert_eq!(
+        infra_for(&spec, &o).route_table.fix.default_route,
+        Some(DefaultRoute::Replace { current: "nat-0001".into() })
+    );
+    let iam = at("12_profiles_without_role").iam;
+    assert_eq!(iam.len(), 2);
+    assert!(
+        iam.iter().all(|i| i.profile.fix.add_role.as_ref() == Some(&i.name) && i.iam_role.fix == Default::default())
+    );
+    let empty = infra_for(&spec, &Observed::default());
+    assert_eq!(empty.security_group.fix.authorize, ingress_rules(&spec));
+    assert!(empty.needs_launch());
+    assert!(!infra_for(&spec, &converged(&spec)).needs_launch());
 }
