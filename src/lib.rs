@@ -2,7 +2,8 @@
 //! data stack) out, with AWS tags as the only state.
 //!
 //! Data flows `config` (file -> [`config::Spec`]) -> `aws::discover` (-> [`plan::Observed`])
-//! -> `plan::diff` (-> [`plan::Plan`], pure) -> `ops::up` applies it through `aws`.
+//! -> `plan::diff_infra` (-> [`plan::InfraPlan`], pure; [`plan::Plan`] is its flat view)
+//! -> `ops::up` applies it through `aws`.
 //! `cli` resolves flags into settings and calls `ops`; `ui` is the only module that prints;
 //! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
 

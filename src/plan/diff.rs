@@ -1,5 +1,6 @@
-//! (Spec, Observed) -> Plan. The safety core lives here: two
-//! resources claiming one logical resource is an error naming both, never a silent pick.
+//! (Spec, Observed) -> typed plan, one `diff_<kind>` per kind. Every "what to change" decision
+//! for `up` lives here, including the safety core: two resources claiming one logical resource
+//! is an error naming both, never a silent pick.
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,7 @@
-//! The plan: an ordered list of per-resource changes with typed fixes. Printable, serializable,
-//! and what `up` executes. No I/O.
+//! The flat plan: an ordered list of per-resource changes, what `plan`, `status` and `up`'s
+//! report print and serialize (the JSON contract). It is the view of the typed
+//! [`super::InfraPlan`] that `up` executes, and the deletions `teardown` lists. Decides nothing;
+//! no I/O.
 
 use std::fmt;
 
