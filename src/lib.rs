@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod ops;
 pub mod plan;
+pub mod poll;
 pub mod remote;
 pub mod reporter;
 pub mod stack;
