@@ -113,6 +113,10 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(f)
     }
 
+    /// The wait's answer (look numbers: done at / waiting at the last), each look's start and
+    /// whether it was told it is the last, each wait reported (look number, time).
+    type Outcome = (Result<Result<usize, usize>, String>, Vec<(Duration, bool)>, Vec<(usize, Duration)>);
+
     /// Every look takes `look_takes`, finds "waiting" until the `done_at`-th look (1-based),
     /// and is recorded with the time it began and what it was told.
     fn scenario(
@@ -121,7 +125,7 @@ mod tests {
         interval: Duration,
         look_takes: Duration,
         done_at: Option<usize>,
-    ) -> (Result<Result<usize, usize>, String>, Vec<(Duration, bool)>, Vec<(usize, Duration)>) {
+    ) -> Outcome {
         let clock = Clock::new();
         let looks = RefCell::new(Vec::new());
         let waits = RefCell::new(Vec::new());

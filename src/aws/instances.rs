@@ -15,6 +15,7 @@ use super::Ctx;
 use super::error::{AwsResultExt, Phase, is_throttling_code};
 use super::tags::spec_tags;
 use crate::config::{AmiSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
+use crate::poll::{Check, Look, poll_until};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
 #[derive(Debug, Clone)]
@@ -290,50 +291,54 @@ pub async fn wait_host_keys(
     instances: &[(String, Option<String>)],
     deadline: Duration,
 ) -> Result<Vec<(String, String)>> {
-    let started = std::time::Instant::now();
     let mut found: Vec<(String, String)> = Vec::new();
     cx.reporter.start("host-keys", &format!("read SSH host keys of {} instance(s)", instances.len()));
-    loop {
-        let missing: Vec<&(String, Option<String>)> =
-            instances.iter().filter(|(id, _)| !found.iter().any(|(f, _)| f == id)).collect();
-        if missing.is_empty() {
-            cx.reporter.finish("host-keys", "host keys verified (console, or the tag recorded from it)");
-            return Ok(found);
-        }
-        let results = futures_util::future::join_all(missing.iter().map(|(id, _)| console_host_key(cx, id))).await;
-        for ((id, tagged), r) in missing.iter().zip(results) {
-            match (r?, tagged) {
-                (Some(key), tagged) => {
-                    if tagged.as_deref() != Some(key.as_str()) {
-                        if key.len() <= TAG_VALUE_MAX {
-                            record_host_key(cx, id, &key).await;
-                        } else {
-                            cx.reporter.note(&format!(
-                                "the host key of {id} is longer than an EC2 tag value ({TAG_VALUE_MAX} characters; an RSA-only node?): it is not recorded, so once its console no longer shows it no machine can verify the node"
-                            ));
-                        }
-                    }
-                    found.push((id.clone(), key));
-                }
-                (None, Some(tagged)) => found.push((id.clone(), tagged.clone())),
-                (None, None) => {}
+    // Checked after each look: the first that ends past the deadline is the last.
+    let waited = poll_until(
+        deadline,
+        Duration::from_secs(5),
+        Check::AfterLook,
+        async |_| {
+            let missing: Vec<&(String, Option<String>)> =
+                instances.iter().filter(|(id, _)| !found.iter().any(|(f, _)| f == id)).collect();
+            if missing.is_empty() {
+                return Ok(Look::Done(()));
             }
-        }
-        if found.len() < instances.len() && started.elapsed() >= deadline {
-            let still: Vec<&str> = instances
-                .iter()
-                .filter(|(id, _)| !found.iter().any(|(f, _)| f == id))
-                .map(|(id, _)| id.as_str())
-                .collect();
-            cx.reporter.fail("host-keys", "no host keys in the console output");
-            bail!(
-                "no SSH host keys in the console output of {} after {}, and no {TAG_HOST_KEY} tag on them: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes (run `tagstack up` again, or raise timeouts.instances_running); a node whose console no longer shows them and that tagstack never saw must be verified by hand (see the README, \"How host keys are trusted\")",
-                still.join(", "),
-                format_duration(started.elapsed())
-            );
-        }
-        if found.len() < instances.len() {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
+            let results =
+                futures_util::future::join_all(missing.iter().map(|(id, _)| console_host_key(cx, id))).await;
+            for ((id, tagged), r) in missing.iter().zip(results) {
+                match (r?, tagged) {
+                    (Some(key), tagged) => {
+                        if tagged.as_deref() != Some(key.as_str()) {
+                            if key.len() <= TAG_VALUE_MAX {
+                                record_host_key(cx, id, &key).await;
+                            } else {
+                                cx.reporter.note(&format!(
+                                    "the host key of {id} is longer than an EC2 tag value ({TAG_VALUE_MAX} characters; an RSA-only node?): it is not recorded, so once its console no longer shows it no machine can verify the node"
+                                ));
+                            }
+                        }
+                        found.push((id.clone(), key));
+                    }
+                    (None, Some(tagged)) => found.push((id.clone(), tagged.clone())),
+                    (None, None) => {}
+                }
+            }
+            anyhow::Ok(if found.len() < instances.len() { Look::Waiting(()) } else { Look::Done(()) })
+        },
+        |()| {},
+    )
+    .await?;
+    if let Err(timeout) = waited {
+        let still: Vec<&str> =
+            instances.iter().filter(|(id, _)| !found.iter().any(|(f, _)| f == id)).map(|(id, _)| id.as_str()).collect();
+        cx.reporter.fail("host-keys", "no host keys in the console output");
+        bail!(
+            "no SSH host keys in the console output of {} after {}, and no {TAG_HOST_KEY} tag on them: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes (run `tagstack up` again, or raise timeouts.instances_running); a node whose console no longer shows them and that tagstack never saw must be verified by hand (see the README, \"How host keys are trusted\")",
+            still.join(", "),
+            format_duration(timeout.waited())
+        );
     }
+    cx.reporter.finish("host-keys", "host keys verified (console, or the tag recorded from it)");
+    Ok(found)
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::cluster::render::{self, InitInput, NODE_DIR};
 use crate::cluster::{ClusterNode, addons, parse, token};
 use crate::config::{NodeRole, Provider, Spec, format_duration};
+use crate::poll::{Check, Look, poll_until};
 use crate::remote::{EnvFiles, Fleet, RemoteError, RemoteErrors, known_hosts, ssh_config};
 use crate::reporter::Reporter;
 
@@ -424,54 +425,61 @@ async fn wait_ready(
     budget: Duration,
     r: &dyn Reporter,
 ) -> Result<Vec<NodeState>> {
-    let started = Instant::now();
     let external_cloud = spec.provider == Provider::Aws;
     let what = if external_cloud { "Ready and initialised" } else { "Ready" };
     r.start("ready", &format!("wait for {} node(s) to be {what} and the add-ons to roll out", nodes.len()));
-    loop {
-        // Past the deadline this is the last look, and the one that explains.
-        let last = started.elapsed() >= budget;
-        // A failed read (the API server restarting, an SSH hiccup) is one more reason to wait,
-        // not the end of the stage: it is reported only if it is still the reason at the deadline.
-        let (states, mut waiting) = match node_states(fleet, cp, nodes, external_cloud).await {
-            Ok(states) => {
-                let waiting: Vec<String> = states
-                    .iter()
-                    .filter(|(s, _)| !s.ready)
-                    .map(|(s, why)| format!("{} ({why})", s.node_name))
-                    .collect();
-                (states, waiting)
+    // Checked before each look: past the deadline the look is the last, and the one that explains.
+    let waited = poll_until(
+        budget,
+        Duration::from_secs(2),
+        Check::BeforeLook,
+        async |last| {
+            // A failed read (the API server restarting, an SSH hiccup) is one more reason to
+            // wait, not the end of the stage: it is reported only if it is still the reason at
+            // the deadline.
+            let (states, mut waiting) = match node_states(fleet, cp, nodes, external_cloud).await {
+                Ok(states) => {
+                    let waiting: Vec<String> = states
+                        .iter()
+                        .filter(|(s, _)| !s.ready)
+                        .map(|(s, why)| format!("{} ({why})", s.node_name))
+                        .collect();
+                    (states, waiting)
+                }
+                Err(e) => (Vec::new(), vec![format!("reading the nodes: {e:#}")]),
+            };
+            // The add-ons' state too: a node stays uninitialised or NotReady because the CCM or
+            // Flannel does not run, and their pods say why. Their rollout counts once the nodes do.
+            match addons_pending(fleet, spec, cp, last).await {
+                Ok(addons) if waiting.is_empty() => waiting = addons,
+                Ok(addons) => waiting.extend(
+                    addons
+                        .into_iter()
+                        .filter(|a| a.contains("/aws-cloud-controller-manager ") || a.contains("/kube-flannel-ds ")),
+                ),
+                Err(e) => waiting.push(format!("reading the add-ons: {e:#}")),
             }
-            Err(e) => (Vec::new(), vec![format!("reading the nodes: {e:#}")]),
-        };
-        // The add-ons' state too: a node stays uninitialised or NotReady because the CCM or
-        // Flannel does not run, and their pods say why. Their rollout counts once the nodes do.
-        match addons_pending(fleet, spec, cp, last).await {
-            Ok(addons) if waiting.is_empty() => waiting = addons,
-            Ok(addons) => waiting.extend(
-                addons
-                    .into_iter()
-                    .filter(|a| a.contains("/aws-cloud-controller-manager ") || a.contains("/kube-flannel-ds ")),
-            ),
-            Err(e) => waiting.push(format!("reading the add-ons: {e:#}")),
-        }
-        if waiting.is_empty() {
+            anyhow::Ok(if waiting.is_empty() { Look::Done(states) } else { Look::Waiting(waiting) })
+        },
+        |waiting| r.update("ready", &format!("waiting for {}", waiting.join(", "))),
+    )
+    .await?;
+    match waited {
+        Ok(states) => {
             r.finish("ready", &format!("{} node(s) {what}, add-ons rolled out", nodes.len()));
-            return Ok(states.into_iter().map(|(s, _)| s).collect());
+            Ok(states.into_iter().map(|(s, _)| s).collect())
         }
-        if last {
+        Err(timeout) => {
             r.fail("ready", "cluster not ready");
             bail!(
                 "the cluster is not ready after {} (cluster.bootstrap_timeout {}): {} not ready:\n    {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
-                format_duration(started.elapsed()),
+                format_duration(timeout.waited()),
                 format_duration(spec.cluster.bootstrap_timeout),
-                waiting.len(),
-                waiting.join("\n    "),
+                timeout.last.len(),
+                timeout.last.join("\n    "),
                 env_dir(spec).display()
             );
         }
-        r.update("ready", &format!("waiting for {}", waiting.join(", ")));
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::cluster::ClusterNode;
 use crate::cluster::render::{NODE_DIR, addons};
 use crate::config::{Spec, format_duration};
+use crate::poll::{Check, Look, Timeout, poll_until};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
 use crate::stack::readiness::{self, WorkloadStatus};
@@ -164,58 +165,84 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
 /// Polls until every workload has rolled out, reporting each component once it is ready.
 async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<WorkloadStatus>> {
     let expected = workloads(spec);
-    let started = Instant::now();
     let mut finished: Vec<Component> = Vec::new();
-    loop {
-        let json = match fleet.read(&cp.name, "stack", &list_workloads(spec)).await {
-            Ok(json) => json,
-            Err(e) if started.elapsed() >= spec.stack.ready_timeout => return Err(e.into()),
-            // An API server or SSH hiccup is no reason to give up a long wait.
-            Err(e) => {
-                r.note(&format!("reading the stack's workloads failed, retrying: {e}"));
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                continue;
+    // Checked after each look: the first that ends past stack.ready_timeout is the last.
+    let waited = poll_until(
+        spec.stack.ready_timeout,
+        Duration::from_secs(3),
+        Check::AfterLook,
+        async |_| {
+            let json = match fleet.read(&cp.name, "stack", &list_workloads(spec)).await {
+                Ok(json) => json,
+                Err(e) => return Ok(Look::Waiting(Rollout::Unread(e))),
+            };
+            let statuses = readiness::workload_status(&expected, &json)?;
+            for component in components(spec) {
+                if finished.contains(&component) {
+                    continue;
+                }
+                let mine: Vec<&WorkloadStatus> = statuses.iter().filter(|s| s.component == component).collect();
+                let key = format!("stack/{}", component.as_str());
+                let summary = mine.iter().map(|s| format!("{} {}/{}", s.name, s.ready, s.desired)).collect::<Vec<_>>();
+                if mine.iter().all(|s| s.done) {
+                    let what = if summary.is_empty() { "applied".to_string() } else { summary.join(", ") };
+                    r.finish(&key, &format!("{} ready ({what})", component.as_str()));
+                    finished.push(component);
+                } else {
+                    r.update(&key, &format!("{}: {}", component.as_str(), summary.join(", ")));
+                }
             }
-        };
-        let statuses = readiness::workload_status(&expected, &json)?;
-        for component in components(spec) {
-            if finished.contains(&component) {
-                continue;
-            }
-            let mine: Vec<&WorkloadStatus> = statuses.iter().filter(|s| s.component == component).collect();
-            let key = format!("stack/{}", component.as_str());
-            let summary = mine.iter().map(|s| format!("{} {}/{}", s.name, s.ready, s.desired)).collect::<Vec<_>>();
-            if mine.iter().all(|s| s.done) {
-                let what = if summary.is_empty() { "applied".to_string() } else { summary.join(", ") };
-                r.finish(&key, &format!("{} ready ({what})", component.as_str()));
-                finished.push(component);
+            anyhow::Ok(if statuses.iter().all(|s| s.done) {
+                Look::Done(statuses)
             } else {
-                r.update(&key, &format!("{}: {}", component.as_str(), summary.join(", ")));
+                Look::Waiting(Rollout::NotReady(statuses))
+            })
+        },
+        |waiting| {
+            // An API server or SSH hiccup is no reason to give up a long wait.
+            if let Rollout::Unread(e) = waiting {
+                r.note(&format!("reading the stack's workloads failed, retrying: {e}"));
             }
-        }
-        let waiting: Vec<&WorkloadStatus> = statuses.iter().filter(|s| !s.done).collect();
-        if waiting.is_empty() {
-            return Ok(statuses);
-        }
-        if started.elapsed() >= spec.stack.ready_timeout {
-            for s in &waiting {
-                r.fail(&format!("stack/{}", s.component.as_str()), &format!("{}: not ready", s.component.as_str()));
-            }
-            let mut why = Vec::new();
-            for s in &waiting {
-                why.push(diagnose(spec, fleet, cp, s).await);
-            }
-            bail!(
-                "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}\n  hint: fix the cause (often resources or storage: see the events) and run `tagstack up` again; what is ready stays",
-                waiting.len(),
-                statuses.len(),
-                format_duration(started.elapsed()),
-                format_duration(spec.stack.ready_timeout),
-                why.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        },
+    )
+    .await?;
+    let (statuses, started) = match waited {
+        Ok(statuses) => return Ok(statuses),
+        Err(Timeout { last: Rollout::Unread(e), .. }) => return Err(e.into()),
+        Err(Timeout { last: Rollout::NotReady(statuses), started }) => (statuses, started),
+    };
+    let waiting: Vec<&WorkloadStatus> = statuses.iter().filter(|s| !s.done).collect();
+    for s in &waiting {
+        r.fail(&format!("stack/{}", s.component.as_str()), &format!("{}: not ready", s.component.as_str()));
     }
+    let mut why = Vec::new();
+    for s in &waiting {
+        why.push(diagnose(spec, fleet, cp, s).await);
+    }
+    bail!(
+        "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}\n  hint: fix the cause (often resources or storage: see the events) and run `tagstack up` again; what is ready stays",
+        waiting.len(),
+        statuses.len(),
+        format_duration(started.elapsed()),
+        format_duration(spec.stack.ready_timeout),
+        why.join("\n")
+    );
+}
+
+/// Why a look at the volumes of `down`'s namespaces was not the end of the wait.
+enum Released {
+    /// These are still there.
+    Not(Vec<String>),
+    /// `kubectl get` failed.
+    Unread(crate::remote::RemoteError),
+}
+
+/// Why a look at the rollouts was not the end of the wait.
+enum Rollout {
+    /// `kubectl get` failed (an API server or SSH hiccup).
+    Unread(crate::remote::RemoteError),
+    /// Read; some workloads have not rolled out.
+    NotReady(Vec<WorkloadStatus>),
 }
 
 fn components(spec: &Spec) -> Vec<Component> {
@@ -404,27 +431,30 @@ pub async fn teardown(
     }
     // The volumes go asynchronously after their claims: wait, bounded, so `down` is not cut
     // short by a slow detach.
-    let started = Instant::now();
-    let deadline = Duration::from_secs(300);
-    loop {
-        let out_of_time = started.elapsed() >= deadline;
-        match kubectl(format!("{KUBECTL} get persistentvolumes -o json")).await {
+    // Checked before each look: the one begun past the deadline is the last, whatever it reads.
+    let waited = poll_until(
+        Duration::from_secs(300),
+        Duration::from_secs(3),
+        Check::BeforeLook,
+        async |_| match kubectl(format!("{KUBECTL} get persistentvolumes -o json")).await {
             Ok(pvs) => {
                 let left = readiness::volumes_of(&pvs, &namespaces)?;
-                if left.is_empty() || out_of_time {
-                    report.volumes_left = left;
-                    break;
-                }
+                anyhow::Ok(if left.is_empty() { Look::Done(left) } else { Look::Waiting(Released::Not(left)) })
+            }
+            Err(e) => Ok(Look::Waiting(Released::Unread(e))),
+        },
+        |waiting| match waiting {
+            Released::Not(left) => {
                 r.update("stack/cleanup", &format!("waiting for {} volume(s) to be released", left.len()));
             }
-            Err(e) if out_of_time => {
-                report.errors.push(format!("reading volumes: {e}"));
-                break;
-            }
             // One failed read is no reason to give up on the rest of the wait.
-            Err(e) => r.update("stack/cleanup", &format!("reading volumes failed, retrying: {e}")),
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+            Released::Unread(e) => r.update("stack/cleanup", &format!("reading volumes failed, retrying: {e}")),
+        },
+    )
+    .await?;
+    match waited {
+        Ok(left) | Err(Timeout { last: Released::Not(left), .. }) => report.volumes_left = left,
+        Err(Timeout { last: Released::Unread(e), .. }) => report.errors.push(format!("reading volumes: {e}")),
     }
     let summary = format!(
         "deleted {} load balancer(s) and namespace(s) {}",
