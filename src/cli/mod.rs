@@ -1,25 +1,21 @@
 //! Command-line front end: clap types, their resolution into settings, and one thin function
-//! per command that calls `ops` and hands the result to `ui`.
+//! per command: settings -> one `ops` call -> `ui`. No workflow lives here.
 
 mod args;
-mod cluster_cmds;
 mod local;
 mod settings;
-mod stack_cmds;
 
 pub use args::{Cli, Command, GlobalArgs, Stage};
 pub use settings::{Common, Settings, UsageError, resolve};
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
 
-use crate::aws::{Aws, Ctx};
-use crate::ops;
-use crate::plan;
-use crate::reporter::Reporter;
-use crate::ui::{self, Envelope, Output, Progress};
+use crate::ops::{self, Env};
+use crate::ui::json::{self, DownDoc, LiveDoc, PlanDoc, RenderDoc, Source, StatusDoc};
+use crate::ui::{self, Output, Progress};
 
 /// What `main` turns into a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +33,12 @@ fn title(s: &Settings) -> String {
     }
 }
 
-fn json<T: Serialize>(s: &Settings, command: &str, data: &T) -> Result<()> {
-    ui::print_json(&Envelope {
-        schema_version: ui::SCHEMA_VERSION,
-        command,
+fn source(s: &Settings) -> Source<'_> {
+    Source {
         project: Some(&s.spec.project),
         environment: Some(&s.spec.environment),
         region: s.connection.region.as_deref(),
-        data,
-    })
+    }
 }
 
 /// Asks before a destructive step; refuses when nobody can answer.
@@ -67,107 +60,76 @@ pub(crate) fn confirm(common: &Common, question: &str) -> Result<()> {
 pub async fn run(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
     match cli.command {
-        Command::Plan { detailed_exitcode, ttl } => plan_cmd(g, detailed_exitcode, ttl).await,
-        Command::Up { ttl, only } => up_cmd(g, ttl, only).await,
-        Command::Status => status_cmd(g).await,
-        Command::Down => down_cmd(g).await,
+        Command::Plan { detailed_exitcode, ttl } => plan_cmd(&resolve(g)?, detailed_exitcode, ttl).await,
+        Command::Up { ttl, only } => up_cmd(&resolve(g)?, ttl, only).await,
+        Command::Status => status_cmd(&resolve(g)?).await,
+        Command::Down => down_cmd(&resolve(g)?).await,
         Command::Reap { dry_run, project } => reap_cmd(g, dry_run, project).await,
         Command::Init { force } => local::init(g, force),
         Command::Completions { shell } => local::completions(shell),
         Command::Man => local::man(),
-        Command::Render { out } => stack_cmds::render(g, &out),
-        Command::Smoke => stack_cmds::smoke(&resolve(g)?).await,
-        Command::Kubeconfig { stdout } => cluster_cmds::kubeconfig(&resolve(g)?, stdout).await,
-        Command::Ssh { node, command } => cluster_cmds::ssh(&resolve(g)?, &node, &command).await,
+        Command::Render { out } => render_cmd(g, &out),
+        Command::Smoke => smoke_cmd(&resolve(g)?).await,
+        Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
+        Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
     }
 }
 
-async fn plan_cmd(g: &GlobalArgs, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
-    let s = resolve(g)?;
-    refuse_static(&s, "plan")?;
-    let aws = Aws::connect(&s.connection).await;
-    let (_, plan) = ops::plan(&aws, &s.spec, ttl).await?;
+/// Runs `f` in the environment of `s`, reporting progress as the flags ask.
+macro_rules! with_env {
+    ($s:expr, |$env:ident| $body:expr) => {{
+        let progress = Progress::new($s.common.progress);
+        let $env = Env::new(&$s.spec, &$s.connection, &progress);
+        $body
+    }};
+}
+
+async fn plan_cmd(s: &Settings, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
+    refuse_static(s, "plan")?;
+    let (_, plan) = with_env!(s, |env| ops::plan(env.aws().await, env.spec, ttl).await)?;
     match s.common.output {
-        Output::Json => json(
-            &s,
-            "plan",
-            &serde_json::json!({
-                "converged": plan.is_converged(),
-                "summary": plan.summary(),
-                "changes": plan.changes,
-                "expiry": plan.expiry,
-            }),
-        )?,
-        Output::Human => ui::print_text(&plan::describe(&plan, &title(&s))),
+        Output::Json => json::print(source(s), "plan", &PlanDoc::new(&plan))?,
+        Output::Human => ui::print_text(&crate::plan::describe(&plan, &title(s))),
     }
     Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
 }
 
-async fn up_cmd(g: &GlobalArgs, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {
-    let s = resolve(g)?;
-    let is_static = matches!(s.spec.provider, crate::config::Provider::Static { .. });
-    if is_static && only == Some(Stage::Infra) {
+async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {
+    let only = only.map(|o| match o {
+        Stage::Infra => ops::stages::Stage::Infra,
+        Stage::Cluster => ops::stages::Stage::Cluster,
+        Stage::Stack => ops::stages::Stage::Stack,
+    });
+    let human = s.common.output == Output::Human;
+    let title = title(s);
+    // Each stage is printed as soon as it is done: the inventory first, so that a person
+    // still sees the nodes if a later stage fails.
+    let mut show = |done: ops::stages::Done<'_>| {
+        if human {
+            ui::print_text(&match done {
+                ops::stages::Done::Infra(r) => ui::render::up(r, &title),
+                ops::stages::Done::Cluster(r) => ui::render::cluster(r, &title),
+                ops::stages::Done::Stack(r) => ui::render::stack(r, &title),
+            });
+        }
+    };
+    let opts = ops::stages::UpOpts { ttl, only };
+    let (report, result) = with_env!(s, |env| ops::stages::run(&env, opts, &mut show).await);
+    if let Err(e) = &result
+        && e.is::<ops::stages::NoInfraStage>()
+    {
         return Err(UsageError {
-            message: "a static environment has no infra stage".into(),
+            message: e.to_string(),
             hint: "its machines are yours; `tagstack up` runs the cluster and stack stages on them".into(),
         }
         .into());
     }
-    let runs = |stage: Stage| only.is_none_or(|o| o == stage);
-    let mut doc = serde_json::Map::new();
-    let stages = up_stages(&s, ttl, is_static, &runs, &mut doc).await;
-    if s.common.output == Output::Json {
+    if !human {
         // What finished is still reported when a later stage fails (a CI job keeps the
         // inventory and the kubeconfig path); the error itself also goes to stderr.
-        if let Err(e) = &stages {
-            doc.insert("error".into(), serde_json::Value::String(format!("{e:#}")));
-        }
-        json(&s, "up", &doc)?;
+        json::print(source(s), "up", &report)?;
     }
-    stages.map(|()| Outcome::Success)
-}
-
-/// The stages of `up` in order, each adding its report to `doc` (and printing it in human
-/// mode as soon as it is done).
-async fn up_stages(
-    s: &Settings,
-    ttl: Option<Duration>,
-    is_static: bool,
-    runs: &dyn Fn(Stage) -> bool,
-    doc: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<()> {
-    if !is_static && runs(Stage::Infra) {
-        let aws = Aws::connect(&s.connection).await;
-        let progress = Progress::new(s.common.progress);
-        let report = ops::up(&aws, &s.spec, ttl, &progress).await?;
-        if s.common.output == Output::Human {
-            // The inventory first: if a later stage fails, the user still sees the nodes.
-            ui::print_text(&ui::render::up(&report, &title(s)));
-        }
-        if let serde_json::Value::Object(map) = serde_json::to_value(&report)? {
-            doc.extend(map);
-        }
-    }
-    if runs(Stage::Cluster) || runs(Stage::Stack) {
-        let nodes = if runs(Stage::Cluster) {
-            let (cluster, nodes) = cluster_cmds::stage(s).await?;
-            if s.common.output == Output::Human {
-                ui::print_text(&ui::render::cluster(&cluster, &title(s)));
-            }
-            doc.insert("cluster".into(), serde_json::to_value(&cluster)?);
-            nodes
-        } else {
-            cluster_cmds::nodes(s).await?
-        };
-        if runs(Stage::Stack) {
-            let stack = stack_cmds::stage(s, &nodes).await?;
-            if s.common.output == Output::Human {
-                ui::print_text(&ui::render::stack(&stack, &title(s)));
-            }
-            doc.insert("stack".into(), serde_json::to_value(&stack)?);
-        }
-    }
-    Ok(())
+    result.map(|()| Outcome::Success)
 }
 
 fn refuse_static(s: &Settings, command: &str) -> Result<()> {
@@ -181,104 +143,88 @@ fn refuse_static(s: &Settings, command: &str) -> Result<()> {
     Ok(())
 }
 
-async fn status_cmd(g: &GlobalArgs) -> Result<Outcome> {
-    let s = resolve(g)?;
-    if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
-        return cluster_cmds::status(&s).await;
-    }
-    let aws = Aws::connect(&s.connection).await;
-    let st = ops::status(&aws, &s.spec).await?;
-    let live = cluster_cmds::aws_live(&s, &aws, &st.nodes).await;
-    match s.common.output {
-        Output::Json => {
-            let mut doc = serde_json::to_value(&st)?;
-            let (cluster, stack) = match &live {
-                None => (serde_json::Value::Null, serde_json::Value::Null),
-                Some(Ok(live)) => cluster_cmds::live_json(live),
-                Some(Err(e)) => (serde_json::json!({ "error": e }), serde_json::Value::Null),
-            };
-            if let Some(map) = doc.as_object_mut() {
-                map.insert("cluster".into(), cluster);
-                map.insert("stack".into(), stack);
-            }
-            json(&s, "status", &doc)?;
+async fn status_cmd(s: &Settings) -> Result<Outcome> {
+    let report = with_env!(s, |env| ops::status::run(&env).await)?;
+    match (s.common.output, &report) {
+        (Output::Json, ops::status::StatusReport::Aws { infra, live }) => {
+            json::print(source(s), "status", &StatusDoc { infra, live: LiveDoc::of_aws(live) })?;
         }
-        Output::Human => {
-            ui::print_text(&ui::render::status(&st, &title(&s)));
-            match &live {
-                None => ui::print_text(
-                    "Kubernetes: the cluster stage has not run on these nodes (`tagstack up` runs it).\n",
-                ),
-                Some(Ok(live)) => ui::print_text(&cluster_cmds::live_text(live, "Kubernetes")),
-                Some(Err(e)) => ui::print_text(&format!("Kubernetes: not reachable: {e}\n")),
-            }
+        (Output::Json, ops::status::StatusReport::Static { live }) => {
+            json::print(source(s), "status", &LiveDoc::of(live))?;
+        }
+        (Output::Human, ops::status::StatusReport::Aws { infra, live }) => {
+            ui::print_text(&ui::render::status(infra, &title(s)));
+            ui::print_text(&ui::render::aws_live(live));
+        }
+        (Output::Human, ops::status::StatusReport::Static { live }) => {
+            ui::print_text(&ui::render::live(live, &title(s)));
         }
     }
     Ok(Outcome::Success)
 }
 
-async fn down_cmd(g: &GlobalArgs) -> Result<Outcome> {
-    let s = resolve(g)?;
+async fn down_cmd(s: &Settings) -> Result<Outcome> {
     if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
-        return stack_cmds::down_static(&s).await;
+        return down_static(s).await;
     }
-    let aws = Aws::connect(&s.connection).await;
     let progress = Progress::new(s.common.progress);
-    let (observed, plan) = ops::down_preview(&aws, &s.spec).await?;
-    if !plan.changes.is_empty() && !s.common.yes {
-        ui::eprint_text(&plan::describe(&plan, &format!("down {}", title(&s))));
-        confirm(&s.common, &format!("Delete these {} resources of {}?", plan.changes.len(), title(&s)))?;
+    let env = Env::new(&s.spec, &s.connection, &progress);
+    let preview = ops::down::preview(&env).await?;
+    let t = &preview.teardown;
+    if !t.changes.is_empty() && !s.common.yes {
+        ui::eprint_text(&crate::plan::describe(t, &format!("down {}", title(s))));
+        confirm(&s.common, &format!("Delete these {} resources of {}?", t.changes.len(), title(s)))?;
     }
-    // While the cluster is alive: its load balancers and the stack's volumes, which it would
-    // otherwise leave behind. Not reaching it is no reason to keep paying for the rest.
-    let inventory = ops::inventory(&observed.instances);
-    let cleanup = match cluster_cmds::aws_cleanup(&s, &aws, &inventory).await {
-        None => {
-            if inventory.iter().any(|n| n.state == "running") {
-                progress.note(
-                    "the cluster stage has not run on these nodes (no verified host key recorded), so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
-                );
-            }
-            None
-        }
-        Some(Ok(c)) => {
-            for e in &c.errors {
-                progress.note(&format!("inside the cluster: {e}; continuing with AWS"));
-            }
-            Some(c)
-        }
-        Some(Err(e)) => {
-            progress.note(&format!(
-                "could not clean up inside the cluster ({e:#}); continuing: volumes tagged for the environment are deleted on AWS, but a load balancer the cluster made would make deleting its subnets fail"
-            ));
-            None
-        }
-    };
-    let cx = Ctx { aws: &aws, spec: &s.spec, reporter: &progress };
-    let report = ops::down(&cx, &plan).await?;
+    let done = ops::down::run(&env, &preview).await?;
     match s.common.output {
-        Output::Json => {
-            let mut doc = serde_json::to_value(&report)?;
-            if let Some(map) = doc.as_object_mut() {
-                map.insert("cluster_cleanup".into(), serde_json::to_value(&cleanup)?);
-            }
-            json(&s, "down", &doc)?;
-        }
+        Output::Json => json::print(
+            source(s),
+            "down",
+            &DownDoc { report: Some(&done.report), cluster_cleanup: done.cleanup.as_ref() },
+        )?,
         Output::Human => {
-            if let Some(c) = &cleanup {
+            if let Some(c) = &done.cleanup {
                 ui::print_text(&ui::render::cleanup(c));
             }
-            ui::print_text(&ui::render::down(&report, &title(&s)));
+            ui::print_text(&ui::render::down(&done.report, &title(s)));
         }
     }
-    ops::down::check(&report)?;
+    ops::down::check(&done.report)?;
+    Ok(Outcome::Success)
+}
+
+/// `down` on machines tagstack does not own: what it deployed in the cluster goes; the
+/// machines, Kubernetes and everything else in it stay.
+async fn down_static(s: &Settings) -> Result<Outcome> {
+    let namespaces = s.spec.stack.namespaces();
+    confirm(
+        &s.common,
+        &format!(
+            "Delete the stack of {} (its namespaces {}, with their volumes)? The machines, Kubernetes and everything else in it stay.",
+            title(s),
+            if namespaces.is_empty() { "-".to_string() } else { namespaces.join(", ") }
+        ),
+    )?;
+    let cleanup = with_env!(s, |env| ops::down::run_static(&env).await)?;
+    match s.common.output {
+        Output::Json => {
+            json::print(source(s), "down", &DownDoc { report: None, cluster_cleanup: Some(&cleanup) })?;
+        }
+        Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
+    }
+    if !cleanup.errors.is_empty() {
+        anyhow::bail!(
+            "the stack was not removed completely:\n  {}\n  hint: run `tagstack down` again",
+            cleanup.errors.join("\n  ")
+        );
+    }
     Ok(Outcome::Success)
 }
 
 async fn reap_cmd(g: &GlobalArgs, dry_run: bool, project: Option<String>) -> Result<Outcome> {
     let common = settings::common(g);
     let conn = settings::connection_without_config(g);
-    let aws = Aws::connect(&conn).await;
+    let aws = crate::aws::Aws::connect(&conn).await;
     let Some(region) = aws.region.clone() else {
         return Err(UsageError {
             message: "no region to reap".into(),
@@ -296,18 +242,71 @@ async fn reap_cmd(g: &GlobalArgs, dry_run: bool, project: Option<String>) -> Res
     }
     let report = ops::reap(&aws, &region, due, kept, dry_run, &progress).await?;
     match common.output {
-        Output::Json => ui::print_json(&Envelope {
-            schema_version: ui::SCHEMA_VERSION,
-            command: "reap",
-            project: project.as_deref(),
-            environment: None,
-            region: Some(&region),
-            data: &report,
-        })?,
+        Output::Json => json::print_in_order(
+            Source { project: project.as_deref(), environment: None, region: Some(&region) },
+            "reap",
+            &report,
+        )?,
         Output::Human => ui::print_text(&ui::render::reap(&report, &region)),
     }
     if report.failed > 0 {
         anyhow::bail!("{} environment(s) could not be reaped completely; run `tagstack reap` again", report.failed);
     }
     Ok(Outcome::Success)
+}
+
+fn render_cmd(g: &GlobalArgs, out: &Path) -> Result<Outcome> {
+    let path = settings::config_path(g)?;
+    let spec = crate::config::load_for_render(&path).map_err(anyhow::Error::new)?;
+    let written = ops::stack::write_rendered(&spec, out)?;
+    match settings::common(g).output {
+        Output::Json => json::print(
+            Source { project: Some(&spec.project), environment: Some(&spec.environment), region: None },
+            "render",
+            &RenderDoc { files: &written },
+        )?,
+        Output::Human => {
+            ui::print_text(&written.iter().map(|p| format!("{}\n", p.display())).collect::<String>());
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn smoke_cmd(s: &Settings) -> Result<Outcome> {
+    if s.spec.stack.is_empty() {
+        return Err(UsageError {
+            message: "no stack component is enabled".into(),
+            hint: "enable [stack.kafka], [stack.cassandra] or [stack.spark] in the config and run `tagstack up`".into(),
+        }
+        .into());
+    }
+    let report = with_env!(s, |env| ops::access::smoke(&env).await)?;
+    match s.common.output {
+        Output::Json => json::print(source(s), "smoke", &report)?,
+        Output::Human => ui::print_text(&ui::render::smoke(&report.checks, &title(s))),
+    }
+    report.check()?;
+    Ok(Outcome::Success)
+}
+
+async fn kubeconfig_cmd(s: &Settings, to_stdout: bool) -> Result<Outcome> {
+    let path = with_env!(s, |env| ops::access::kubeconfig(&env).await)?;
+    if to_stdout {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!(e).context(format!("reading {}", path.display())))?;
+        ui::print_text(&text);
+    } else {
+        ui::print_text(&format!("{}\n", path.display()));
+    }
+    Ok(Outcome::Success)
+}
+
+async fn ssh_cmd(s: &Settings, node: &str, command: &[String]) -> Result<Outcome> {
+    let res = with_env!(s, |env| ops::access::ssh(&env, node, command).await);
+    if let Err(e) = &res
+        && let Some(none) = e.downcast_ref::<ops::access::NoSuchNode>()
+    {
+        return Err(UsageError { message: none.to_string(), hint: format!("nodes: {}", none.names.join(", ")) }.into());
+    }
+    res.map(|()| Outcome::Success)
 }

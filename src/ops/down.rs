@@ -7,6 +7,9 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::infra::teardown::{self, Fate, label};
+use super::env::Env;
+use super::nodes::on_control_plane;
+use super::stack::{self, ClusterCleanup};
 use crate::aws::{self, Ctx};
 use crate::plan::{Change, Observed, Teardown};
 
@@ -48,11 +51,75 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The teardown plan, for the confirmation prompt.
-pub async fn preview(aws: &aws::Aws, spec: &crate::config::Spec) -> Result<(Observed, Teardown)> {
-    let observed = aws::discover(aws, spec).await?;
-    let plan = crate::plan::teardown(&observed);
-    Ok((observed, plan))
+/// What `down` would delete, for the confirmation prompt.
+pub struct Preview {
+    observed: Observed,
+    pub teardown: Teardown,
+}
+
+pub async fn preview(env: &Env<'_>) -> Result<Preview> {
+    let observed = aws::discover(env.aws().await, env.spec).await?;
+    let teardown = crate::plan::teardown(&observed);
+    Ok(Preview { observed, teardown })
+}
+
+/// `down` on AWS: what it removed inside the cluster first (`None` when it could not), and
+/// the AWS deletions.
+pub struct DownOutcome {
+    pub cleanup: Option<ClusterCleanup>,
+    pub report: DownReport,
+}
+
+/// Deletes what `preview` found: first, while the cluster is alive, its load balancers and
+/// the stack's volumes, which it would otherwise leave behind (not reaching it is no reason to
+/// keep paying for the rest); then the teardown on AWS.
+pub async fn run(env: &Env<'_>, preview: &Preview) -> Result<DownOutcome> {
+    let r = env.reporter;
+    let inventory = super::inventory(&preview.observed.instances);
+    let cleanup = match cleanup_in_cluster(env, &inventory).await {
+        None => {
+            if inventory.iter().any(|n| n.state == "running") {
+                r.note(
+                    "the cluster stage has not run on these nodes (no verified host key recorded), so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
+                );
+            }
+            None
+        }
+        Some(Ok(c)) => {
+            for e in &c.errors {
+                r.note(&format!("inside the cluster: {e}; continuing with AWS"));
+            }
+            Some(c)
+        }
+        Some(Err(e)) => {
+            r.note(&format!(
+                "could not clean up inside the cluster ({e:#}); continuing: volumes tagged for the environment are deleted on AWS, but a load balancer the cluster made would make deleting its subnets fail"
+            ));
+            None
+        }
+    };
+    let report = down(&env.ctx().await, &preview.teardown).await?;
+    Ok(DownOutcome { cleanup, report })
+}
+
+/// `None` when the cluster stage never ran on the nodes; then the tag sweep on AWS is what
+/// cleans up.
+async fn cleanup_in_cluster(env: &Env<'_>, inventory: &[super::Node]) -> Option<Result<ClusterCleanup>> {
+    let reach = super::nodes::reachable(env, inventory).await?;
+    Some(
+        on_control_plane(env.spec, &reach.pinned, async |fleet, cp| {
+            stack::teardown(env.spec, fleet, cp, true, env.reporter).await
+        })
+        .await,
+    )
+}
+
+/// `down` on machines tagstack does not own: only what it deployed in the cluster (the
+/// namespaces it labelled for this environment, with their volumes) goes.
+pub async fn run_static(env: &Env<'_>) -> Result<ClusterCleanup> {
+    let nodes = super::nodes::nodes(env).await?;
+    on_control_plane(env.spec, &nodes, async |fleet, cp| stack::teardown(env.spec, fleet, cp, false, env.reporter).await)
+        .await
 }
 
 /// Runs the teardown as the plan lists it (`ops::infra::teardown`) and reports every entry.

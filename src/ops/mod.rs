@@ -1,17 +1,27 @@
-//! The commands' bodies: thin orchestration of `aws`, `plan` (and later `cluster`, `stack`).
-//! Each returns data; the CLI decides how to show it.
+//! The commands' bodies: every workflow, callable without the CLI. A command is one function
+//! taking an [`Env`] and options and returning a typed report; the CLI decides how to show it.
+//! Here: which stages run and in which order (`stages`), the cluster's nodes per provider
+//! (`nodes`), the control-plane session (`nodes::on_control_plane`), the infra stage (`up`,
+//! `infra::teardown`), the cluster stage (`cluster`), the stack stage (`stack`), and the
+//! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`).
 
+pub mod access;
 pub mod cluster;
 pub mod down;
+mod env;
 pub mod infra;
 mod inventory;
+pub mod live;
+pub mod nodes;
 mod plan;
 pub mod reap;
 pub mod stack;
+pub mod stages;
 pub mod status;
 pub mod up;
 
-pub use down::{DownReport, down, preview as down_preview};
+pub use down::{DownReport, down};
+pub use env::Env;
 pub use inventory::{Node, inventory};
 pub use plan::plan;
 pub use reap::{ReapReport, reap};

@@ -45,3 +45,19 @@ pub async fn status(aws: &Aws, spec: &Spec) -> Result<Status> {
     let (observed, plan) = super::plan::plan(aws, spec, None).await?;
     Ok(status_of(&plan, inventory(&observed.instances), observed.expiry.earliest(), SystemTime::now()))
 }
+
+/// `tagstack status` whole: on AWS the resources, drift and nodes, plus the live cluster when
+/// the cluster stage ran; on a static environment the live cluster only.
+pub enum StatusReport {
+    Aws { infra: Status, live: super::live::AwsLive },
+    Static { live: super::live::Live },
+}
+
+pub async fn run(env: &super::Env<'_>) -> Result<StatusReport> {
+    if env.is_static() {
+        return Ok(StatusReport::Static { live: super::live::of_static(env).await? });
+    }
+    let infra = status(env.aws().await, env.spec).await?;
+    let live = super::live::of_aws(env, &infra.nodes).await;
+    Ok(StatusReport::Aws { infra, live })
+}

@@ -6,6 +6,7 @@
 //! stderr (progress, logs, the final error) through [`write_stderr`], which ignores write
 //! errors, so an `up` whose log reader closed still finishes its work.
 
+pub mod json;
 mod progress;
 pub mod render;
 

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::ops::cluster::{ClusterReport, NodeState};
+use crate::ops::live::{AwsLive, Live};
 use crate::ops::{DownReport, Node, ReapReport, Status, UpReport};
 use crate::plan::Change;
 
@@ -146,6 +147,28 @@ pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
     let _ = writeln!(out, "{title}: {ready}/{} node(s) Ready", states.len());
     readiness_table(&mut out, &states.iter().map(|(s, why)| (s, why.as_str())).collect::<Vec<_>>());
     out
+}
+
+/// The live cluster of `status`: node readiness and, with a stack, its workloads.
+pub fn live(live: &Live, title: &str) -> String {
+    let mut out = node_states(&live.nodes, title);
+    match &live.stack {
+        None => {}
+        Some(Ok(report)) => out.push_str(&stack(report, title)),
+        Some(Err(e)) => out.push_str(&format!("Stack: not readable: {e}\n")),
+    }
+    out
+}
+
+/// The live part of `status` on AWS, after the resources.
+pub fn aws_live(live: &AwsLive) -> String {
+    match live {
+        AwsLive::NotBootstrapped => {
+            "Kubernetes: the cluster stage has not run on these nodes (`tagstack up` runs it).\n".to_string()
+        }
+        AwsLive::Reachable(l) => self::live(l, "Kubernetes"),
+        AwsLive::Unreachable(e) => format!("Kubernetes: not reachable: {e}\n"),
+    }
 }
 
 pub fn cluster(report: &ClusterReport, title: &str) -> String {

@@ -1,0 +1,36 @@
+//! What every command works in: the environment's spec, the AWS connection (made on first
+//! use, so a static environment or a config error never touches AWS) and the reporter.
+//! Holds no decision of its own.
+
+use tokio::sync::OnceCell;
+
+use crate::aws::{Aws, Connection, Ctx};
+use crate::config::{Provider, Spec};
+use crate::reporter::Reporter;
+
+pub struct Env<'a> {
+    pub spec: &'a Spec,
+    pub reporter: &'a dyn Reporter,
+    connection: &'a Connection,
+    aws: OnceCell<Aws>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(spec: &'a Spec, connection: &'a Connection, reporter: &'a dyn Reporter) -> Self {
+        Self { spec, reporter, connection, aws: OnceCell::new() }
+    }
+
+    /// The AWS clients, connected on the first call.
+    pub async fn aws(&self) -> &Aws {
+        self.aws.get_or_init(|| Aws::connect(self.connection)).await
+    }
+
+    /// What a mutating AWS call needs, reporting to this environment's reporter.
+    pub async fn ctx(&self) -> Ctx<'_> {
+        Ctx { aws: self.aws().await, spec: self.spec, reporter: self.reporter }
+    }
+
+    pub fn is_static(&self) -> bool {
+        matches!(self.spec.provider, Provider::Static { .. })
+    }
+}

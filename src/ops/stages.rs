@@ -1,0 +1,108 @@
+//! `tagstack up` whole: infra (AWS), then the cluster (kubeadm over SSH), then the stack, each
+//! handed to the caller as soon as it is done (so a person sees the nodes even when a later
+//! stage fails). Decides which stages run and in which order; each stage's own steps are
+//! decided by its module (`up`, `cluster`, `stack`).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::cluster::{ClusterReport, bootstrap};
+use super::env::Env;
+use super::nodes::{nodes, on_control_plane};
+use super::stack::{StackReport, deploy};
+use super::up::UpReport as InfraReport;
+use crate::cluster::ClusterNode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Infra,
+    Cluster,
+    Stack,
+}
+
+/// A static environment has no infra stage: its machines are the user's.
+#[derive(Debug, thiserror::Error)]
+#[error("a static environment has no infra stage")]
+pub struct NoInfraStage;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOpts {
+    /// `up --ttl`: (re)sets the environment's expiry to now + ttl.
+    pub ttl: Option<Duration>,
+    /// `up --only STAGE`.
+    pub only: Option<Stage>,
+}
+
+/// What `up` did, stage by stage; what finished is kept when a later stage fails (a CI job
+/// keeps the inventory and the kubeconfig path).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpReport {
+    #[serde(flatten)]
+    pub infra: Option<InfraReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackReport>,
+    /// The error that stopped `up`, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A stage just finished.
+pub enum Done<'a> {
+    Infra(&'a InfraReport),
+    Cluster(&'a ClusterReport),
+    Stack(&'a StackReport),
+}
+
+/// Runs the stages `opts` selects; returns the report and how it ended.
+pub async fn run(env: &Env<'_>, opts: UpOpts, on_done: &mut dyn FnMut(Done<'_>)) -> (UpReport, Result<()>) {
+    let mut report = UpReport::default();
+    let result = stages(env, opts, &mut report, on_done).await;
+    if let Err(e) = &result {
+        report.error = Some(format!("{e:#}"));
+    }
+    (report, result)
+}
+
+async fn stages(
+    env: &Env<'_>,
+    opts: UpOpts,
+    report: &mut UpReport,
+    on_done: &mut dyn FnMut(Done<'_>),
+) -> Result<()> {
+    let runs = |stage: Stage| opts.only.is_none_or(|o| o == stage);
+    if env.is_static() && opts.only == Some(Stage::Infra) {
+        return Err(NoInfraStage.into());
+    }
+    if !env.is_static() && runs(Stage::Infra) {
+        let infra = super::up(env.aws().await, env.spec, opts.ttl, env.reporter).await?;
+        on_done(Done::Infra(&infra));
+        report.infra = Some(infra);
+    }
+    if !runs(Stage::Cluster) && !runs(Stage::Stack) {
+        return Ok(());
+    }
+    let nodes = nodes(env).await?;
+    if runs(Stage::Cluster) {
+        let cluster = bootstrap(env.spec, &nodes, env.reporter).await?;
+        on_done(Done::Cluster(&cluster));
+        report.cluster = Some(cluster);
+    }
+    if runs(Stage::Stack) {
+        let stack = stack_stage(env, &nodes).await?;
+        on_done(Done::Stack(&stack));
+        report.stack = Some(stack);
+    }
+    Ok(())
+}
+
+/// Applies the stack on the running cluster and waits for it.
+async fn stack_stage(env: &Env<'_>, nodes: &[ClusterNode]) -> Result<StackReport> {
+    if env.spec.stack.is_empty() {
+        return Ok(StackReport { workloads: Vec::new(), endpoints: Vec::new() });
+    }
+    on_control_plane(env.spec, nodes, async |fleet, cp| deploy(env.spec, fleet, cp, env.reporter).await).await
+}

@@ -1,0 +1,143 @@
+//! The versioned JSON contract (`--output json`, `schema_version` 1): one typed document per
+//! command, printed in the [`Envelope`]. Every document but `reap`'s is printed with its keys
+//! sorted at every level, as version 1 always printed them; `reap` keeps its field order.
+//! Adding a key is compatible; renaming or removing one needs a new `SCHEMA_VERSION`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Envelope, SCHEMA_VERSION, print_json};
+use crate::ops::access::SmokeReport;
+use crate::ops::cluster::NodeState;
+use crate::ops::live::{AwsLive, Live};
+use crate::ops::stack::{ClusterCleanup, StackReport};
+use crate::ops::{DownReport, ReapReport, Status};
+use crate::plan::{Change, ExpiryChange, Plan, Summary};
+
+/// Where a document comes from: the envelope's fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub project: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub region: Option<&'a str>,
+}
+
+/// Prints `data` as `command`'s document, keys sorted at every level.
+pub fn print<T: Serialize>(source: Source<'_>, command: &str, data: &T) -> anyhow::Result<()> {
+    let data = serde_json::to_value(data)?;
+    print_in_order(source, command, &data)
+}
+
+/// Prints `data` with its keys in the order its type declares them.
+pub fn print_in_order<T: Serialize>(source: Source<'_>, command: &str, data: &T) -> anyhow::Result<()> {
+    print_json(&Envelope {
+        schema_version: SCHEMA_VERSION,
+        command,
+        project: source.project,
+        environment: source.environment,
+        region: source.region,
+        data,
+    })
+}
+
+#[derive(Serialize)]
+pub struct PlanDoc<'a> {
+    pub converged: bool,
+    pub summary: Summary,
+    pub changes: &'a [Change],
+    pub expiry: Option<&'a ExpiryChange>,
+}
+
+impl<'a> PlanDoc<'a> {
+    pub fn new(plan: &'a Plan) -> Self {
+        Self { converged: plan.is_converged(), summary: plan.summary(), changes: &plan.changes, expiry: plan.expiry.as_ref() }
+    }
+}
+
+/// One row of the `cluster.nodes` list of `status`.
+#[derive(Serialize)]
+pub struct NodeStateDoc<'a> {
+    pub name: &'a str,
+    pub node_name: &'a str,
+    pub role: crate::config::NodeRole,
+    pub ready: bool,
+    /// Why the node is not ready; null when it is.
+    pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ClusterDoc<'a> {
+    Nodes { nodes: Vec<NodeStateDoc<'a>> },
+    Error { error: &'a str },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum StackDoc<'a> {
+    Report(&'a StackReport),
+    Error { error: &'a str },
+}
+
+fn node_states(states: &[(NodeState, String)]) -> Vec<NodeStateDoc<'_>> {
+    states
+        .iter()
+        .map(|(st, why)| NodeStateDoc {
+            name: &st.name,
+            node_name: &st.node_name,
+            role: st.role,
+            ready: st.ready,
+            reason: if st.ready { None } else { Some(why) },
+        })
+        .collect()
+}
+
+/// `status` of a static environment, and the live half of an AWS one.
+#[derive(Serialize)]
+pub struct LiveDoc<'a> {
+    pub cluster: Option<ClusterDoc<'a>>,
+    pub stack: Option<StackDoc<'a>>,
+}
+
+impl<'a> LiveDoc<'a> {
+    pub fn of(live: &'a Live) -> Self {
+        let stack = live.stack.as_ref().map(|s| match s {
+            Ok(report) => StackDoc::Report(report),
+            Err(e) => StackDoc::Error { error: e },
+        });
+        Self { cluster: Some(ClusterDoc::Nodes { nodes: node_states(&live.nodes) }), stack }
+    }
+
+    pub fn of_aws(live: &'a AwsLive) -> Self {
+        match live {
+            AwsLive::NotBootstrapped => Self { cluster: None, stack: None },
+            AwsLive::Reachable(live) => Self::of(live),
+            AwsLive::Unreachable(e) => Self { cluster: Some(ClusterDoc::Error { error: e }), stack: None },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct StatusDoc<'a> {
+    #[serde(flatten)]
+    pub infra: &'a Status,
+    #[serde(flatten)]
+    pub live: LiveDoc<'a>,
+}
+
+#[derive(Serialize)]
+pub struct DownDoc<'a> {
+    #[serde(flatten)]
+    pub report: Option<&'a DownReport>,
+    pub cluster_cleanup: Option<&'a ClusterCleanup>,
+}
+
+pub type SmokeDoc = SmokeReport;
+
+#[derive(Serialize)]
+pub struct RenderDoc<'a> {
+    pub files: &'a [PathBuf],
+}
+
+pub type ReapDoc = ReapReport;
