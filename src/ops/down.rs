@@ -78,7 +78,7 @@ pub async fn run(env: &Env<'_>, preview: &Preview) -> Result<DownOutcome> {
     let inventory = super::inventory(&preview.observed.instances);
     let cleanup = match cleanup_in_cluster(env, &inventory).await {
         None => {
-            if inventory.iter().any(|n| n.state == "running") {
+            if inventory.iter().any(|n| n.state.is_running()) {
                 r.note(
                     "the cluster stage has not run on these nodes (no verified host key recorded), so nothing is deleted inside the cluster first; volumes tagged for the environment are deleted on AWS",
                 );

@@ -30,7 +30,7 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     let not_running: Vec<String> = inventory
         .iter()
         .filter(|n| {
-            n.state != "running" || node_address(spec, n).is_none() || n.private_dns.is_none() || n.private_ip.is_none()
+            !n.state.is_running() || node_address(spec, n).is_none() || n.private_dns.is_none() || n.private_ip.is_none()
         })
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();
@@ -85,7 +85,7 @@ pub struct Reachable {
 
 /// `None` when the cluster stage never ran on these nodes.
 pub async fn reachable(env: &Env<'_>, inventory: &[Node]) -> Option<Reachable> {
-    let running: Vec<&Node> = inventory.iter().filter(|n| n.state == "running").collect();
+    let running: Vec<&Node> = inventory.iter().filter(|n| n.state.is_running()).collect();
     let tagged: Vec<(String, String)> =
         running.iter().filter_map(|n| Some((n.instance_id.clone(), n.host_key.clone()?))).collect();
     if tagged.is_empty() {

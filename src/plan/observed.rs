@@ -241,14 +241,6 @@ impl Serialize for InstanceState {
     }
 }
 
-/// Only for the comparisons `cli` still spells with EC2's names (`n.state == "running"`);
-/// new code asks [`InstanceState::is_running`] and friends.
-impl PartialEq<&str> for InstanceState {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// A volume or network interface found by the environment's tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Leftover {
