@@ -1,11 +1,14 @@
-//! tagstack: an environment file in, AWS infrastructure (and later a Kubernetes cluster and a
-//! data stack) out, with AWS tags as the only state.
+//! tagstack: an environment file in; AWS infrastructure, a kubeadm Kubernetes cluster and a
+//! data stack (Kafka, Cassandra, Spark) out, with AWS tags as the only state.
 //!
 //! Data flows `config` (file -> [`config::Spec`]) -> `aws::discover` (-> [`plan::Observed`])
 //! -> `plan::diff_infra` (-> [`plan::InfraPlan`], pure; [`plan::Plan`] is its flat view)
-//! -> `ops::up` applies it through `aws`.
-//! `cli` resolves flags into settings and calls `ops`; `ui` is the only module that prints;
-//! libraries report progress through [`reporter::Reporter`]. See ARCHITECTURE.md.
+//! -> `ops::infra::apply` through `aws`; then `ops::nodes` -> `ops::cluster` (kubeadm over
+//! `remote`, scripts from `cluster`) -> `ops::stack` (manifests from `stack`). `ops::up` runs
+//! the stages in order; `down` runs `plan::teardown`'s steps (`ops::infra::teardown`).
+//! `cli` resolves flags into settings and calls one `ops` function per command; `ui` is the
+//! only module that prints; libraries report progress through [`reporter::Reporter`]. See
+//! ARCHITECTURE.md.
 
 pub mod aws;
 pub mod base64;

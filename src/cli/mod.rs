@@ -89,34 +89,34 @@ async fn plan_cmd(s: &Settings, detailed_exitcode: bool, ttl: Option<Duration>) 
     let (_, plan) = with_env!(s, |env| ops::plan(env.aws().await, env.spec, ttl).await)?;
     match s.common.output {
         Output::Json => json::print(source(s), "plan", &PlanDoc::new(&plan))?,
-        Output::Human => ui::print_text(&crate::plan::describe(&plan, &title(s))),
+        Output::Human => ui::print_text(&ui::render::plan(&plan, &title(s))),
     }
     Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
 }
 
 async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {
     let only = only.map(|o| match o {
-        Stage::Infra => ops::stages::Stage::Infra,
-        Stage::Cluster => ops::stages::Stage::Cluster,
-        Stage::Stack => ops::stages::Stage::Stack,
+        Stage::Infra => ops::up::Stage::Infra,
+        Stage::Cluster => ops::up::Stage::Cluster,
+        Stage::Stack => ops::up::Stage::Stack,
     });
     let human = s.common.output == Output::Human;
     let title = title(s);
     // Each stage is printed as soon as it is done: the inventory first, so that a person
     // still sees the nodes if a later stage fails.
-    let mut show = |done: ops::stages::Done<'_>| {
+    let mut show = |done: ops::up::Done<'_>| {
         if human {
             ui::print_text(&match done {
-                ops::stages::Done::Infra(r) => ui::render::up(r, &title),
-                ops::stages::Done::Cluster(r) => ui::render::cluster(r, &title),
-                ops::stages::Done::Stack(r) => ui::render::stack(r, &title),
+                ops::up::Done::Infra(r) => ui::render::up(r, &title),
+                ops::up::Done::Cluster(r) => ui::render::cluster(r, &title),
+                ops::up::Done::Stack(r) => ui::render::stack(r, &title),
             });
         }
     };
-    let opts = ops::stages::UpOpts { ttl, only };
-    let (report, result) = with_env!(s, |env| ops::stages::run(&env, opts, &mut show).await);
+    let opts = ops::up::UpOpts { ttl, only };
+    let (report, result) = with_env!(s, |env| ops::up::run(&env, opts, &mut show).await);
     if let Err(e) = &result
-        && e.is::<ops::stages::NoInfraStage>()
+        && e.is::<ops::up::NoInfraStage>()
     {
         return Err(UsageError {
             message: e.to_string(),
@@ -172,7 +172,7 @@ async fn down_cmd(s: &Settings) -> Result<Outcome> {
     let preview = ops::down::preview(&env).await?;
     let t = &preview.teardown;
     if !t.changes.is_empty() && !s.common.yes {
-        ui::eprint_text(&crate::plan::describe(t, &format!("down {}", title(s))));
+        ui::eprint_text(&ui::render::plan(t, &format!("down {}", title(s))));
         confirm(&s.common, &format!("Delete these {} resources of {}?", t.changes.len(), title(s)))?;
     }
     let done = ops::down::run(&env, &preview).await?;
@@ -224,7 +224,7 @@ async fn down_static(s: &Settings) -> Result<Outcome> {
 async fn reap_cmd(g: &GlobalArgs, dry_run: bool, project: Option<String>) -> Result<Outcome> {
     let common = settings::common(g);
     let conn = settings::connection_without_config(g);
-    let aws = crate::aws::Aws::connect(&conn).await;
+    let aws = ops::Aws::connect(&conn).await;
     let Some(region) = aws.region.clone() else {
         return Err(UsageError {
             message: "no region to reap".into(),

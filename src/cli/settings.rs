@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::args::GlobalArgs;
-use crate::aws::Connection;
 use crate::config::{self, ConfigError, Spec};
+use crate::ops::Connection;
 use crate::ui::{Mode, Output};
 
 /// A command-line problem (exit code 2).

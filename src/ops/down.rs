@@ -6,8 +6,8 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::infra::teardown::{self, Fate, label};
 use super::env::Env;
+use super::infra::teardown::{self, Fate, label};
 use super::nodes::on_control_plane;
 use super::stack::{self, ClusterCleanup};
 use crate::aws::{self, Ctx};
@@ -118,8 +118,10 @@ async fn cleanup_in_cluster(env: &Env<'_>, inventory: &[super::Node]) -> Option<
 /// namespaces it labelled for this environment, with their volumes) goes.
 pub async fn run_static(env: &Env<'_>) -> Result<ClusterCleanup> {
     let nodes = super::nodes::nodes(env).await?;
-    on_control_plane(env.spec, &nodes, async |fleet, cp| stack::teardown(env.spec, fleet, cp, false, env.reporter).await)
-        .await
+    on_control_plane(env.spec, &nodes, async |fleet, cp| {
+        stack::teardown(env.spec, fleet, cp, false, env.reporter).await
+    })
+    .await
 }
 
 /// Runs the teardown as the plan lists it (`ops::infra::teardown`) and reports every entry.

@@ -1,7 +1,7 @@
 //! The commands' bodies: every workflow, callable without the CLI. A command is one function
 //! taking an [`Env`] and options and returning a typed report; the CLI decides how to show it.
-//! Here: which stages run and in which order (`stages`), the cluster's nodes per provider
-//! (`nodes`), the control-plane session (`nodes::on_control_plane`), the infra stage (`up`,
+//! Here: which stages of `up` run and in which order (`up`), the cluster's nodes per provider
+//! (`nodes`), the control-plane session (`nodes::on_control_plane`), the infra stage (`infra::apply`,
 //! `infra::teardown`), the cluster stage (`cluster`), the stack stage (`stack`), and the
 //! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`).
 
@@ -10,20 +10,21 @@ pub mod cluster;
 pub mod down;
 mod env;
 pub mod infra;
-mod inventory;
+pub(crate) mod inventory;
 pub mod live;
 pub mod nodes;
 mod plan;
 pub mod reap;
 pub mod stack;
-pub mod stages;
 pub mod status;
 pub mod up;
 
+pub use crate::aws::{Aws, Connection};
 pub use down::{DownReport, down};
 pub use env::Env;
+pub use infra::apply::InfraReport;
 pub use inventory::{Node, inventory};
 pub use plan::plan;
 pub use reap::{ReapReport, reap};
 pub use status::{Status, status};
-pub use up::{UpReport, up};
+pub use up::UpReport;

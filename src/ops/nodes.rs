@@ -30,7 +30,10 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     let not_running: Vec<String> = inventory
         .iter()
         .filter(|n| {
-            !n.state.is_running() || node_address(spec, n).is_none() || n.private_dns.is_none() || n.private_ip.is_none()
+            !n.state.is_running()
+                || node_address(spec, n).is_none()
+                || n.private_dns.is_none()
+                || n.private_ip.is_none()
         })
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();

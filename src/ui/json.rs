@@ -51,7 +51,12 @@ pub struct PlanDoc<'a> {
 
 impl<'a> PlanDoc<'a> {
     pub fn new(plan: &'a Plan) -> Self {
-        Self { converged: plan.is_converged(), summary: plan.summary(), changes: &plan.changes, expiry: plan.expiry.as_ref() }
+        Self {
+            converged: plan.is_converged(),
+            summary: plan.summary(),
+            changes: &plan.changes,
+            expiry: plan.expiry.as_ref(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::ops::cluster::{ClusterReport, NodeState};
 use crate::ops::live::{AwsLive, Live};
-use crate::ops::{DownReport, Node, ReapReport, Status, UpReport};
+use crate::ops::{DownReport, InfraReport, Node, ReapReport, Status};
 use crate::plan::Change;
 
 pub fn nodes_table(nodes: &[Node]) -> String {
@@ -34,7 +34,7 @@ pub fn nodes_table(nodes: &[Node]) -> String {
     out
 }
 
-pub fn up(report: &UpReport, title: &str) -> String {
+pub fn up(report: &InfraReport, title: &str) -> String {
     let mut out = String::new();
     if report.changed {
         let s = &report.summary;
@@ -147,6 +147,11 @@ pub fn node_states(states: &[(NodeState, String)], title: &str) -> String {
     let _ = writeln!(out, "{title}: {ready}/{} node(s) Ready", states.len());
     readiness_table(&mut out, &states.iter().map(|(s, why)| (s, why.as_str())).collect::<Vec<_>>());
     out
+}
+
+/// A plan (of `plan`, or of the deletions `down` asks to confirm) as text.
+pub fn plan(plan: &crate::plan::Plan, title: &str) -> String {
+    crate::plan::describe(plan, title)
 }
 
 /// The live cluster of `status`: node readiness and, with a stack, its workloads.

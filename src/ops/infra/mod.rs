@@ -1,4 +1,6 @@
-//! The infra stage's side effects on AWS: running what `plan` decided. `teardown` runs a
-//! [`crate::plan::Teardown`] as it is listed; it decides no order of its own.
+//! The infra stage's side effects on AWS: running what `plan` decided. `apply` runs the typed
+//! plan of `up` as a DAG; `teardown` runs a [`crate::plan::Teardown`] as it is listed; neither
+//! decides what to change.
 
+pub mod apply;
 pub mod teardown;

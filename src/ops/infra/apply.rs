@@ -1,0 +1,351 @@
+//! The infra stage of `up`: discover, diff, then apply the typed plan as a fixed DAG.
+//! Network, key pair, IAM and AMI lookup run concurrently; each role's instances launch in
+//! one RunInstances once their dependencies exist; the critical path does not grow with the
+//! node count.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::aws::{self, Ctx, LaunchTarget};
+use crate::config::Spec;
+use crate::ops::inventory::{Node, inventory};
+use crate::plan::desired::inline_policies;
+use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
+use crate::plan::{Change, InfraPlan, Summary, diff_infra, expiry};
+use crate::reporter::Reporter;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InfraReport {
+    /// False when the environment already matched the config and nothing was called.
+    pub changed: bool,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    /// `tagstack:expires-at` of the environment, if it has one.
+    pub expires_at: Option<String>,
+    pub nodes: Vec<Node>,
+}
+
+/// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
+pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &dyn Reporter) -> Result<InfraReport> {
+    reporter.start("discover", "discovering resources by tag");
+    let observed = aws::discover(aws, spec).await?;
+    let mut spec = spec.clone();
+    spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
+    let spec = &spec;
+    let infra = diff_infra(spec, &observed)?;
+    let plan = infra.to_plan();
+    reporter.finish(
+        "discover",
+        &format!("{} owned resources found", plan.changes.iter().filter(|c| c.id.is_some()).count()),
+    );
+    if plan.is_converged() {
+        return Ok(InfraReport {
+            changed: false,
+            summary: plan.summary(),
+            changes: plan.changes,
+            expires_at: spec.expires_at.clone(),
+            nodes: inventory(&observed.instances),
+        });
+    }
+    let cx = Ctx { aws, spec, reporter };
+    apply(&cx, &infra).await?;
+    if let Some(e) = &plan.expiry {
+        step(reporter, "expiry", &format!("set expiry to {}", e.to), aws::set_expiry(&cx, &observed, &e.to)).await?;
+    }
+    let instances = aws::discover_instances(aws, spec).await?;
+    Ok(InfraReport {
+        changed: true,
+        summary: plan.summary(),
+        changes: plan.changes,
+        expires_at: spec.expires_at.clone(),
+        nodes: inventory(&instances),
+    })
+}
+
+/// Runs `f` between a reporter start and finish/fail for `key`.
+async fn step<T>(
+    r: &dyn Reporter,
+    key: &str,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    r.start(key, what);
+    match f.await {
+        Ok(v) => {
+            r.finish(key, what);
+            Ok(v)
+        }
+        Err(e) => {
+            r.fail(key, &format!("{what}: failed"));
+            Err(e)
+        }
+    }
+}
+
+struct Network {
+    subnets: Vec<String>,
+    sg: String,
+}
+
+async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
+    let r = cx.reporter;
+    let vpc = &plan.vpc;
+    let vpc_id = match &vpc.id {
+        None => step(r, "vpc", &format!("create VPC {}", vpc.name), aws::create_vpc(cx)).await?,
+        Some(id) => {
+            if vpc.fix.enable_dns_hostnames {
+                step(r, "vpc", &format!("enable DNS hostnames on {id}"), aws::enable_dns_hostnames(cx, id)).await?;
+            }
+            id.clone()
+        }
+    };
+    let vpc_id = vpc_id.as_str();
+
+    let subnets = futures_util::future::try_join_all(plan.subnets.iter().map(|s| async move {
+        let (c, want) = (&s.subnet, &s.want);
+        let key = format!("subnet/{}", want.cidr);
+        let id = match &c.id {
+            None => {
+                step(r, &key, &format!("create subnet {}", c.name), aws::create_subnet(cx, &key, vpc_id, want)).await?
+            }
+            Some(id) => {
+                if c.fix.map_public_ip {
+                    step(r, &key, &format!("map public IPs in {id}"), aws::enable_map_public_ip(cx, &key, id)).await?;
+                }
+                id.clone()
+            }
+        };
+        anyhow::Ok((want.cidr, id))
+    }));
+    let igw = async {
+        let c = &plan.gateway;
+        let id = match &c.id {
+            None => {
+                step(r, "igw", &format!("create internet gateway {}", c.name), aws::create_internet_gateway(cx, vpc_id))
+                    .await?
+            }
+            Some(id) => id.clone(),
+        };
+        if c.id.is_none() || c.fix.attach {
+            step(r, "igw", &format!("attach {id} to {vpc_id}"), aws::attach_internet_gateway(cx, &id, vpc_id)).await?;
+        }
+        anyhow::Ok(id)
+    };
+    let sg = async {
+        let c = &plan.security_group;
+        let (add, del) = (&c.fix.authorize, &c.fix.revoke);
+        let id = match &c.id {
+            None => {
+                let id =
+                    step(r, "sg", &format!("create security group {}", c.name), aws::create_security_group(cx, vpc_id))
+                        .await?;
+                step(r, "sg", &format!("allow ingress on {id}"), aws::authorize(cx, &id, add)).await?;
+                id
+            }
+            Some(id) => {
+                if !add.is_empty() {
+                    step(r, "sg", &format!("allow {} rule(s) on {id}", add.len()), aws::authorize(cx, id, add)).await?;
+                }
+                if !del.is_empty() {
+                    step(r, "sg", &format!("revoke {} rule(s) on {id}", del.len()), aws::revoke(cx, id, del)).await?;
+                }
+                id.clone()
+            }
+        };
+        anyhow::Ok(id)
+    };
+    let rtb = async {
+        let c = &plan.route_table;
+        match &c.id {
+            None => {
+                step(r, "rtb", &format!("create route table {}", c.name), aws::create_route_table(cx, vpc_id)).await
+            }
+            Some(id) => Ok(id.clone()),
+        }
+    };
+    let (subnet_ids, igw_id, sg_id, rtb_id) = tokio::try_join!(subnets, igw, sg, rtb)?;
+
+    // Route and associations need the gateway and the subnets; a new table gets both whole.
+    let c = &plan.route_table;
+    let created = c.id.is_none();
+    if created || c.fix.default_route.is_some() {
+        let replace = matches!(c.fix.default_route, Some(DefaultRoute::Replace { .. }));
+        step(r, "rtb", &format!("route 0.0.0.0/0 to {igw_id}"), aws::set_default_route(cx, &rtb_id, &igw_id, replace))
+            .await?;
+    }
+    // By CIDR: the plan names the config subnets to associate, the subnet step their ids.
+    let to_associate =
+        subnet_ids.iter().filter(|(cidr, _)| created || c.fix.associate.contains(cidr)).map(|(_, id)| id);
+    for sid in to_associate {
+        step(r, "rtb", &format!("associate {sid} with {rtb_id}"), aws::associate(cx, &rtb_id, sid)).await?;
+    }
+    Ok(Network { subnets: subnet_ids.into_iter().map(|(_, id)| id).collect(), sg: sg_id })
+}
+
+async fn key_pair(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<String> {
+    let c = &plan.key_pair;
+    let r = cx.reporter;
+    if c.id.is_none() {
+        step(r, "key", &format!("import key pair {}", c.name), aws::import_key_pair(cx)).await?;
+    } else if c.fix.replace {
+        step(r, "key", &format!("re-import key pair {}", c.name), async {
+            aws::delete_key_pair(cx, "key", &c.name).await?;
+            aws::import_key_pair(cx).await
+        })
+        .await?;
+    }
+    Ok(cx.spec.key_pair_name())
+}
+
+async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
+    let (name, role) = (&iam.name, iam.role);
+    let r = cx.reporter;
+    let key = format!("iam/{}", role.as_str());
+    let docs: BTreeMap<&str, &str> = inline_policies(role).into_iter().collect();
+    let c = &iam.iam_role;
+    if c.id.is_none() {
+        step(r, &key, &format!("create role {name}"), aws::create_role(cx, name)).await?;
+    }
+    for p in &c.fix.put_policies {
+        let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
+        step(r, &key, &format!("put policy {p} on {name}"), aws::put_policy(cx, name, p, doc)).await?;
+    }
+    for p in &c.fix.delete_policies {
+        step(r, &key, &format!("delete policy {p} of {name}"), aws::delete_policy(cx, name, p)).await?;
+    }
+    let c = &iam.profile;
+    if c.id.is_none() {
+        step(r, &key, &format!("create instance profile {name}"), aws::create_profile(cx, name)).await?;
+    }
+    for role in &c.fix.remove_roles {
+        step(r, &key, &format!("remove role {role} from {name}"), aws::remove_role_from_profile(cx, name, role))
+            .await?;
+    }
+    if let Some(role) = &c.fix.add_role {
+        step(r, &key, &format!("add role {role} to {name}"), aws::add_role_to_profile(cx, name, role)).await?;
+    }
+    Ok(())
+}
+
+/// What the instance groups launch into and with.
+struct LaunchWith<'a> {
+    subnet: &'a str,
+    sg: &'a str,
+    key_name: &'a str,
+    ami: Option<&'a aws::Ami>,
+}
+
+/// Launch, start, then terminate, as the plan lists them; returns (started, ended) ids.
+async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Result<(Vec<String>, Vec<String>)> {
+    let r = cx.reporter;
+    let role = g.role;
+    let key = format!("nodes/{}", role.as_str());
+    let mut started = Vec::new();
+    if g.launch > 0 {
+        let ami = with.ami.context("AMI was not resolved")?;
+        // The profile `iam_role` made sure of (named, so its name is known without a lookup).
+        let profile = cx.spec.iam_name(role);
+        let target = LaunchTarget {
+            role,
+            count: g.launch,
+            existing: g.kept.len(),
+            subnet_id: with.subnet,
+            security_group_id: with.sg,
+            key_name: with.key_name,
+            profile_name: &profile,
+            ami,
+        };
+        let what = format!("launch {} {} node(s)", g.launch, role.as_str());
+        started.extend(step(r, &key, &what, aws::launch(cx, &key, &target)).await?);
+    }
+    if !g.start.is_empty() {
+        step(r, &key, &format!("start {}", g.start.join(", ")), aws::start(cx, &key, &g.start)).await?;
+        started.extend(g.start.iter().cloned());
+    }
+    if !g.terminate.is_empty() {
+        step(r, &key, &format!("terminate {}", g.terminate.join(", ")), aws::terminate(cx, &key, &g.terminate)).await?;
+    }
+    Ok((started, g.terminate.clone()))
+}
+
+async fn apply(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
+    let r = cx.reporter;
+    let ami = async {
+        if plan.needs_launch() { step(r, "ami", "resolve AMI", aws::resolve_ami(cx)).await.map(Some) } else { Ok(None) }
+    };
+    let iam = futures_util::future::try_join_all(plan.iam.iter().map(|i| iam_role(cx, i)));
+    let (net, key_name, _, ami) = tokio::try_join!(network(cx, plan), key_pair(cx, plan), iam, ami)?;
+    let subnet = net.subnets.first().context("no subnet to launch into")?;
+
+    let with = LaunchWith { subnet, sg: &net.sg, key_name: &key_name, ami: ami.as_ref() };
+    let results = futures_util::future::try_join_all(plan.instances.iter().map(|g| instances(cx, g, &with))).await?;
+    let started: Vec<String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
+    let ended: Vec<String> = results.iter().flat_map(|(_, e)| e.clone()).collect();
+    tokio::try_join!(
+        async {
+            if started.is_empty() {
+                Ok(())
+            } else {
+                step(r, "nodes", &format!("wait for {} node(s) to run", started.len()), aws::wait_running(cx, &started))
+                    .await
+            }
+        },
+        async {
+            if ended.is_empty() {
+                Ok(())
+            } else {
+                step(
+                    r,
+                    "nodes-ended",
+                    &format!("wait for {} node(s) to terminate", ended.len()),
+                    aws::wait_terminated(cx, &ended),
+                )
+                .await
+            }
+        },
+    )?;
+    remove_extras(cx, plan).await
+}
+
+/// Owned resources the config no longer wants, and empty duplicates tagstack made; removed
+/// last, once nothing depends on them.
+async fn remove_extras(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
+    let r = cx.reporter;
+    for c in &plan.removals {
+        let id = c.id.as_str();
+        match c.what {
+            Removable::Subnet => {
+                step(r, "extra", &format!("delete subnet {id} (not in config)"), aws::delete_subnet(cx, "extra", id))
+                    .await?;
+            }
+            Removable::InstanceProfile => {
+                step(r, "extra", &format!("delete instance profile {id}"), aws::delete_profile(cx, id)).await?;
+            }
+            Removable::IamRole => {
+                step(r, "extra", &format!("delete role {id}"), aws::delete_role(cx, id)).await?;
+            }
+            // Empty duplicates tagstack itself made (plan::diff's healing rule): nothing
+            // depends on them, so they go without detaching or disassociating anything.
+            Removable::Vpc => {
+                let what = format!("delete duplicate VPC {id} (empty, made by tagstack)");
+                step(r, "heal", &what, aws::delete_vpc(cx, "heal", id)).await?;
+            }
+            Removable::InternetGateway => {
+                let what = format!("delete duplicate internet gateway {id} (unattached, made by tagstack)");
+                step(r, "heal", &what, aws::delete_internet_gateway(cx, "heal", id, &[])).await?;
+            }
+            Removable::RouteTable => {
+                let what = format!("delete duplicate route table {id} (unassociated, made by tagstack)");
+                step(r, "heal", &what, aws::delete_route_table(cx, "heal", id, &[])).await?;
+            }
+            Removable::SecurityGroup => {
+                let what = format!("delete duplicate security group {id} (unused, made by tagstack)");
+                step(r, "heal", &what, aws::delete_security_group(cx, "heal", id)).await?;
+            }
+        }
+    }
+    Ok(())
+}
