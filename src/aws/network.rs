@@ -69,7 +69,6 @@ pub async fn create_vpc(cx: &Ctx<'_>) -> Result<String> {
         )
         .await?
         .context("CreateVpc returned no VPC id")?;
-    enable_dns_hostnames(cx, &id).await?;
     Ok(id)
 }
 

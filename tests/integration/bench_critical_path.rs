@@ -1,7 +1,9 @@
-//! The round trips on the critical path of `plan`, `up --only infra` and `down` (issue 11): a
-//! benchmark, not a timed test. Every AWS request is answered 1 s late by the fault proxy
-//! (`Rule::delay` on every action); the extra wall time over the same command without the delay,
-//! divided by 1 s, is the number of requests that ran one after another. Run with
+//! The round trips on the critical path of `plan`, `up --only infra`, `status` and `down`
+//! (issue 11): a benchmark, not a timed test. Every AWS request is answered 1 s late by the
+//! fault proxy (`Rule::delay` on every action). Two measures: the extra wall time over the same
+//! command without the delay, divided by 1 s; and, independent of the machine's load, the
+//! longest chain of calls each sent after the one before it was answered (from the proxy's
+//! arrival and answer times). Run with
 //! `cargo test --test integration bench_critical_path -- --ignored --nocapture --test-threads 1`
 //! (numbers in docs/benchmarks.md).
 
@@ -16,8 +18,26 @@ use crate::support::{Counts, Rule, TestEnv};
 const LATENCY: Duration = Duration::from_millis(1000);
 const RUNS: usize = 2;
 
-/// (wall seconds, AWS requests) of one command.
-fn timed(env: &TestEnv, args: &[&str]) -> (f64, usize) {
+/// The longest chain of calls in which each arrived after the previous one was answered.
+fn chain(calls: &[crate::support::fault_proxy::Call]) -> usize {
+    let mut calls: Vec<_> = calls.iter().filter(|c| !c.action.is_empty()).collect();
+    calls.sort_by_key(|c| c.arrived);
+    let mut depth: Vec<usize> = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let before = calls[..i]
+            .iter()
+            .zip(&depth)
+            .filter(|(p, _)| p.answered.is_some_and(|a| a <= c.arrived))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0);
+        depth.push(before + 1);
+    }
+    depth.into_iter().max().unwrap_or(0)
+}
+
+/// (wall seconds, AWS requests, longest chain) of one command.
+fn timed(env: &TestEnv, args: &[&str]) -> (f64, usize, usize) {
     env.proxy.clear_calls();
     let started = Instant::now();
     env.tagstack().args(args).run().success();
@@ -25,11 +45,15 @@ fn timed(env: &TestEnv, args: &[&str]) -> (f64, usize) {
     if std::env::var_os("TAGSTACK_BENCH_CALLS").is_some() {
         eprintln!("{}: {}", args.join(" "), env.proxy.actions().join(" "));
     }
-    (secs, env.proxy.calls().iter().filter(|c| !c.action.is_empty()).count())
+    let calls = env.proxy.calls();
+    (secs, calls.iter().filter(|c| !c.action.is_empty()).count(), chain(&calls))
 }
 
 /// The commands of an environment's life, in order, each timed.
-fn life(env: &TestEnv) -> Vec<(String, (f64, usize))> {
+/// Each command's name and (wall seconds, AWS requests, longest chain).
+type Life = Vec<(String, (f64, usize, usize))>;
+
+fn life(env: &TestEnv) -> Life {
     let commands: [&[&str]; 5] =
         [&["plan"], &["up", "--only", "infra"], &["up", "--only", "infra"], &["status"], &["down", "--yes"]];
     commands.iter().map(|args| (args.join(" "), timed(env, args))).collect()
@@ -49,14 +73,14 @@ fn bench_critical_path() {
         slow.push(life(&env));
     }
     env.proxy.clear_rules();
-    let best =
-        |runs: &[Vec<(String, (f64, usize))>], i: usize| runs.iter().map(|r| r[i].1.0).fold(f64::INFINITY, f64::min);
+    let best = |runs: &[Life], i: usize| runs.iter().map(|r| r[i].1.0).fold(f64::INFINITY, f64::min);
     let mut lines = Vec::new();
-    for (i, (name, (_, n))) in fast[0].iter().enumerate() {
+    for (i, (name, (_, n, _))) in fast[0].iter().enumerate() {
         let (t0, t1) = (best(&fast, i), best(&slow, i));
+        let longest = slow.iter().map(|r| r[i].1.2).max().unwrap_or(0);
         let trips = (t1 - t0) / LATENCY.as_secs_f64();
         lines.push(format!(
-            "{name:>22}: {n:3} requests, {t0:5.2} s -> {t1:5.2} s with {} ms each: {trips:4.1} round trips in sequence",
+            "{name:>22}: {n:3} requests, {t0:5.2} s -> {t1:5.2} s with {} ms each: {trips:4.1} round trips by time, longest chain {longest}",
             LATENCY.as_millis()
         ));
     }

@@ -95,14 +95,18 @@ async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
     let vpc = &plan.vpc;
     let vpc_id = match &vpc.id {
         None => step(r, "vpc", &format!("create VPC {}", vpc.name), aws::create_vpc(cx)).await?,
-        Some(id) => {
-            if vpc.fix.enable_dns_hostnames {
-                step(r, "vpc", &format!("enable DNS hostnames on {id}"), aws::enable_dns_hostnames(cx, id)).await?;
-            }
-            id.clone()
-        }
+        Some(id) => id.clone(),
     };
     let vpc_id = vpc_id.as_str();
+    // Nothing else waits for DNS hostnames (only the instances' names need them, long after),
+    // so the attribute is set beside the subnets; a run killed before it leaves a fix the next
+    // plan shows.
+    let dns = async {
+        if vpc.id.is_none() || vpc.fix.enable_dns_hostnames {
+            step(r, "vpc", &format!("enable DNS hostnames on {vpc_id}"), aws::enable_dns_hostnames(cx, vpc_id)).await?;
+        }
+        anyhow::Ok(())
+    };
 
     let subnets = futures_util::future::try_join_all(plan.subnets.iter().map(|s| async move {
         let (c, want) = (&s.subnet, &s.want);
@@ -166,22 +170,31 @@ async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
             Some(id) => Ok(id.clone()),
         }
     };
-    let (subnet_ids, igw_id, sg_id, rtb_id) = tokio::try_join!(subnets, igw, sg, rtb)?;
+    let ((), subnet_ids, igw_id, sg_id, rtb_id) = tokio::try_join!(dns, subnets, igw, sg, rtb)?;
 
     // Route and associations need the gateway and the subnets; a new table gets both whole.
     let c = &plan.route_table;
     let created = c.id.is_none();
-    if created || c.fix.default_route.is_some() {
-        let replace = matches!(c.fix.default_route, Some(DefaultRoute::Replace { .. }));
-        step(r, "rtb", &format!("route 0.0.0.0/0 to {igw_id}"), aws::set_default_route(cx, &rtb_id, &igw_id, replace))
-            .await?;
-    }
+    let route = async {
+        if created || c.fix.default_route.is_some() {
+            let replace = matches!(c.fix.default_route, Some(DefaultRoute::Replace { .. }));
+            let what = format!("route 0.0.0.0/0 to {igw_id}");
+            step(r, "rtb", &what, aws::set_default_route(cx, &rtb_id, &igw_id, replace)).await?;
+        }
+        anyhow::Ok(())
+    };
     // By CIDR: the plan names the config subnets to associate, the subnet step their ids.
+    // Each association is its own call, independent of the route and of each other.
     let to_associate =
         subnet_ids.iter().filter(|(cidr, _)| created || c.fix.associate.contains(cidr)).map(|(_, id)| id);
-    for sid in to_associate {
-        step(r, "rtb", &format!("associate {sid} with {rtb_id}"), aws::associate(cx, &rtb_id, sid)).await?;
-    }
+    let associations = futures_util::future::try_join_all(to_associate.map(|sid| {
+        let rtb_id = rtb_id.as_str();
+        async move {
+            let key = format!("rtb/{sid}");
+            step(r, &key, &format!("associate {sid} with {rtb_id}"), aws::associate(cx, rtb_id, sid)).await
+        }
+    }));
+    tokio::try_join!(route, associations)?;
     Ok(Network { subnets: subnet_ids.into_iter().map(|(_, id)| id).collect(), sg: sg_id })
 }
 
@@ -200,33 +213,56 @@ async fn key_pair(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<String> {
     Ok(cx.spec.key_pair_name())
 }
 
+/// A role and its profile: the two creates at once, then the policies and the profile's
+/// membership at once (a profile can exist before its role; only the membership needs both).
 async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
     let (name, role) = (&iam.name, iam.role);
     let r = cx.reporter;
     let key = format!("iam/{}", role.as_str());
+    let key = key.as_str();
     let docs: BTreeMap<&str, &str> = inline_policies(role).into_iter().collect();
-    let c = &iam.iam_role;
-    if c.id.is_none() {
-        step(r, &key, &format!("create role {name}"), aws::create_role(cx, name)).await?;
-    }
-    for p in &c.fix.put_policies {
-        let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
-        step(r, &key, &format!("put policy {p} on {name}"), aws::put_policy(cx, name, p, doc)).await?;
-    }
-    for p in &c.fix.delete_policies {
-        step(r, &key, &format!("delete policy {p} of {name}"), aws::delete_policy(cx, name, p)).await?;
-    }
-    let c = &iam.profile;
-    if c.id.is_none() {
-        step(r, &key, &format!("create instance profile {name}"), aws::create_profile(cx, name)).await?;
-    }
-    for role in &c.fix.remove_roles {
-        step(r, &key, &format!("remove role {role} from {name}"), aws::remove_role_from_profile(cx, name, role))
+    let (role_change, profile) = (&iam.iam_role, &iam.profile);
+    let create_role = async {
+        if role_change.id.is_none() {
+            step(r, key, &format!("create role {name}"), aws::create_role(cx, name)).await?;
+        }
+        anyhow::Ok(())
+    };
+    let profile_key = format!("{key}/profile");
+    let create_profile = async {
+        if profile.id.is_none() {
+            step(r, &profile_key, &format!("create instance profile {name}"), aws::create_profile(cx, name)).await?;
+        }
+        for role in &profile.fix.remove_roles {
+            step(
+                r,
+                &profile_key,
+                &format!("remove role {role} from {name}"),
+                aws::remove_role_from_profile(cx, name, role),
+            )
             .await?;
-    }
-    if let Some(role) = &c.fix.add_role {
-        step(r, &key, &format!("add role {role} to {name}"), aws::add_role_to_profile(cx, name, role)).await?;
-    }
+        }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(create_role, create_profile)?;
+    // Each policy under its own key: the progress lines of concurrent steps stay apart.
+    let puts = futures_util::future::try_join_all(role_change.fix.put_policies.iter().map(|p| {
+        let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
+        async move {
+            step(r, &format!("{key}/{p}"), &format!("put policy {p} on {name}"), aws::put_policy(cx, name, p, doc))
+                .await
+        }
+    }));
+    let deletes = futures_util::future::try_join_all(role_change.fix.delete_policies.iter().map(|p| async move {
+        step(r, &format!("{key}/{p}"), &format!("delete policy {p} of {name}"), aws::delete_policy(cx, name, p)).await
+    }));
+    let membership = async {
+        if let Some(role) = &profile.fix.add_role {
+            step(r, key, &format!("add role {role} to {name}"), aws::add_role_to_profile(cx, name, role)).await?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(puts, deletes, membership)?;
     Ok(())
 }
 

@@ -52,6 +52,10 @@ pub struct Call {
     pub forwarded: bool,
     /// moto's own status for a forwarded call (the client may have been told otherwise).
     pub upstream_status: u16,
+    /// When the request arrived, and when its answer left (None while in flight and for
+    /// injected answers): the critical-path benchmark orders calls by these.
+    pub arrived: std::time::Instant,
+    pub answered: Option<std::time::Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -378,6 +382,8 @@ impl Shared {
             replayed: false,
             forwarded: false,
             upstream_status: 0,
+            arrived: std::time::Instant::now(),
+            answered: None,
         };
         state.calls.push(call);
         self.seen.notify_all();
@@ -385,7 +391,10 @@ impl Shared {
     }
 
     fn set_status(&self, idx: usize, status: u16) {
-        self.update(idx, |c| c.status = status);
+        self.update(idx, |c| {
+            c.status = status;
+            c.answered = Some(std::time::Instant::now());
+        });
     }
 
     fn update(&self, idx: usize, f: impl FnOnce(&mut Call)) {
