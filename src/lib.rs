@@ -15,6 +15,7 @@ pub mod base64;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod hint;
 pub mod ops;
 pub mod plan;
 pub mod poll;

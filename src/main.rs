@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tagstack::cli::{self, Cli, Outcome, UsageError};
 use tagstack::config::ConfigError;
-use tagstack::ui;
+use tagstack::{hint, ui};
 
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         (Ok(Outcome::Success), None) => ExitCode::SUCCESS,
         (Ok(Outcome::ChangesPending), None) => ExitCode::from(3),
         (Err(err), _) => {
-            ui::write_stderr(&format!("error: {err:#}\n"));
+            ui::write_stderr(&format!("error: {}\n", hint::render(&err)));
             ExitCode::from(exit_code_for(&err))
         }
     }
