@@ -1,13 +1,13 @@
 //! Advice for the user, kept apart from the facts. Low-level errors (`aws`, `remote`,
-//! `cluster`, `stack`, `plan`) say what happened; the command layer (`ops`, `cli`), which knows
+//! `cluster`, `stack`) say what happened; the command layer (`ops`, `cli`), which knows
 //! which command is running, attaches what to do about it with [`HintExt::hint`] or
 //! [`attach`]. [`render`] is the one way an error reaches a user (`main`, JSON documents,
 //! failure lists): the cause chain as anyhow's `{:#}` prints it without the hint layers, then
 //! one `\n  hint: ...` line per hint, innermost first, each once.
 //!
 //! The error types that carry their own structured hint (`config::ConfigError`,
-//! `cli::UsageError`) are always root causes, so [`write_line`] puts their hint after the chain
-//! as well. This module must not know any other module's errors.
+//! `cli::UsageError`, `plan::PlanError`) are always root causes and end their text with a [`Line`],
+//! so their hint comes after the chain as well. This module must not know any other module's errors.
 
 use std::fmt;
 
@@ -84,12 +84,8 @@ pub fn render(err: &anyhow::Error) -> String {
     out
 }
 
-/// One hint line as every error shows it; for error types that carry their own hint.
-pub fn write_line(f: &mut fmt::Formatter<'_>, hint: &str) -> fmt::Result {
-    write!(f, "{}", Line(hint))
-}
-
-struct Line<'a>(&'a str);
+/// One hint line as every error shows it: for error types that carry their own hint.
+pub struct Line<'a>(pub &'a str);
 
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,8 +146,7 @@ mod tests {
         struct Own;
         impl fmt::Display for Own {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "bad key")?;
-                write_line(f, "fix the key")
+                write!(f, "bad key{}", Line("fix the key"))
             }
         }
         impl std::error::Error for Own {}

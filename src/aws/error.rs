@@ -1,5 +1,6 @@
 //! One classifier for every AWS error: retry (eventual consistency), gone (already deleted),
-//! or fatal. Plus the conversion of SDK errors into [`AwsError`], which keeps the AWS code.
+//! or fatal. Plus the conversion of SDK errors into [`AwsError`], which keeps the AWS code, and
+//! the typed facts (`NoImage`, `NotRunning`, `NoHostKeys`) the command layer recognises to add its advice.
 
 use std::fmt;
 
@@ -103,6 +104,39 @@ impl AwsError {
     pub fn throttled(&self) -> bool {
         self.outcome == Outcome::Throttled
     }
+}
+
+/// No image matches the config's `ami` in the region (facts only: `ops::advice` says what to do).
+#[derive(Debug, thiserror::Error)]
+#[error("no image matches {what} in {region}")]
+pub struct NoImage {
+    pub what: String,
+    pub region: String,
+}
+
+/// Instances that did not reach `running` (the waiter failed or ran out of time); the cause
+/// follows in the chain.
+#[derive(Debug, thiserror::Error)]
+#[error("waiting for {instances} to run (deadline {deadline})")]
+pub struct NotRunning {
+    /// The instance ids, comma-separated.
+    pub instances: String,
+    pub deadline: String,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+/// Instances whose console showed no SSH host keys before the deadline and that carry no
+/// recorded key either.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no SSH host keys in the console output of {instances} after {waited}, and no {tag} tag on them: tagstack will not connect to a node whose key it cannot verify",
+    tag = crate::config::TAG_HOST_KEY
+)]
+pub struct NoHostKeys {
+    /// The instance ids, comma-separated.
+    pub instances: String,
+    pub waited: String,
 }
 
 /// Attaches the operation name to an SDK result.

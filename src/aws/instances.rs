@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::Ctx;
-use super::error::{AwsResultExt, Phase, is_throttling_code};
+use super::error::{AwsResultExt, NoHostKeys, NoImage, NotRunning, Phase, is_throttling_code};
 use super::tags::spec_tags;
 use crate::config::{AmiSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
 use crate::poll::{Check, Look, poll_until};
@@ -43,10 +43,7 @@ pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
     .await?;
     let newest = resp.images().iter().max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
     let Some(img) = newest else {
-        bail!(
-            "no image matches {what} in {}\n  hint: check ami.id / ami.owner / ami.name and the region",
-            cx.spec.region
-        );
+        return Err(NoImage { what, region: cx.spec.region.clone() }.into());
     };
     Ok(Ami {
         id: img.image_id().unwrap_or_default().to_string(),
@@ -197,13 +194,7 @@ pub async fn wait_running(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
         r.map(|_| ()).map_err(|e| (is_throttling_code(e.code().unwrap_or("")), anyhow::anyhow!("{e:?}")))
     })
     .await
-    .with_context(|| {
-            format!(
-                "waiting for {} to run (deadline {})\n  hint: raise timeouts.instances_running, or look at the instances' state in the console",
-                ids.join(", "),
-                format_duration(d)
-            )
-        })?;
+    .map_err(|source| NotRunning { instances: ids.join(", "), deadline: format_duration(d), source })?;
     Ok(())
 }
 
@@ -333,11 +324,7 @@ pub async fn wait_host_keys(
         let still: Vec<&str> =
             instances.iter().filter(|(id, _)| !found.iter().any(|(f, _)| f == id)).map(|(id, _)| id.as_str()).collect();
         cx.reporter.fail("host-keys", "no host keys in the console output");
-        bail!(
-            "no SSH host keys in the console output of {} after {}, and no {TAG_HOST_KEY} tag on them: tagstack will not connect to a node whose key it cannot verify\n  hint: cloud-init prints them at first boot, usually within two minutes (run `tagstack up` again, or raise timeouts.instances_running); a node whose console no longer shows them and that tagstack never saw must be verified by hand (see the README, \"How host keys are trusted\")",
-            still.join(", "),
-            format_duration(timeout.waited())
-        );
+        return Err(NoHostKeys { instances: still.join(", "), waited: format_duration(timeout.waited()) }.into());
     }
     cx.reporter.finish("host-keys", "host keys verified (console, or the tag recorded from it)");
     Ok(found)

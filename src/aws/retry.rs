@@ -15,9 +15,7 @@ use crate::reporter::Reporter;
 
 /// A step that ran out of time while AWS kept answering with a retryable error.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{step}: gave up after {waited} ({attempts} attempts); last AWS error: {last}\n  hint: AWS is eventually consistent and this did not settle within timeouts.aws_consistency; run the command again, or raise that timeout"
-)]
+#[error("{step}: gave up after {waited} ({attempts} attempts); last AWS error: {last}")]
 pub struct DeadlineExceeded {
     pub step: String,
     pub waited: String,

@@ -274,7 +274,8 @@ fn an_exact_patch_is_installed_and_nodes_must_agree() {
     let same = vec![("cp".to_string(), "v1.36.2".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
     assert_eq!(same_kubernetes_version(&same).unwrap(), "v1.36.2");
     let differ = vec![("cp".to_string(), "v1.36.1".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
-    let e = format!("{:#}", same_kubernetes_version(&differ).unwrap_err());
+    // The version to pin is advice, which `up`'s command layer adds to the fact.
+    let e = crate::ops::advice::render(same_kubernetes_version(&differ).unwrap_err(), crate::ops::advice::Command::Up);
     assert!(e.contains("cp v1.36.1, w1 v1.36.2") && e.contains("kubernetes_version"), "{e}");
 }
 

@@ -21,6 +21,8 @@
 //!   `docs/cri/config.md` at v2.1.5, v2.2.5 and v2.3.4); the defaults differ per line
 //!   (`internal/cri/config/config.go` `DefaultSandboxImage`: pause:3.10 in 2.1, 3.10.1 in 2.2,
 //!   3.10.2 in 2.3), which is why the script sets it from kubeadm instead of trusting the default.
+//!
+//! Its errors state facts (`NoContainerd`, `VersionsDiffer`); `ops::advice` says what to do.
 
 use std::time::Duration;
 
@@ -54,13 +56,25 @@ const CONTAINERD: &[ContainerdPin] = &[
 pub fn containerd_for(kube_minor: u32) -> Result<ContainerdPin> {
     match CONTAINERD.iter().find(|p| p.kube_minor == kube_minor) {
         Some(p) => Ok(*p),
-        None => bail!(
-            "tagstack has no containerd version for Kubernetes 1.{kube_minor}: containerd's RELEASES.md \"Kubernetes Support\" table lists 1.{} to 1.{} (checked 2026-11-30)\n  hint: use kubernetes_version = \"1.{}\"",
-            CONTAINERD[0].kube_minor,
-            CONTAINERD[CONTAINERD.len() - 1].kube_minor,
-            CONTAINERD[CONTAINERD.len() - 1].kube_minor,
-        ),
+        None => Err(NoContainerd {
+            kube_minor,
+            oldest: CONTAINERD[0].kube_minor,
+            newest: CONTAINERD[CONTAINERD.len() - 1].kube_minor,
+        }
+        .into()),
     }
+}
+
+/// A Kubernetes minor without a row in containerd's table (facts only: `ops::advice` says what
+/// to do).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tagstack has no containerd version for Kubernetes 1.{kube_minor}: containerd's RELEASES.md \"Kubernetes Support\" table lists 1.{oldest} to 1.{newest} (checked 2026-11-30)"
+)]
+pub struct NoContainerd {
+    pub kube_minor: u32,
+    pub oldest: u32,
+    pub newest: u32,
 }
 
 fn parse(v: &str) -> Option<(u32, u32, u32)> {
@@ -98,9 +112,15 @@ pub fn same_kubernetes_version(reports: &[(String, String)]) -> Result<String> {
         return Ok(first.clone());
     }
     let list: Vec<String> = reports.iter().map(|(n, v)| format!("{n} {v}")).collect();
-    bail!(
-        "the nodes run different Kubernetes versions after prepare: {}\n  hint: set kubernetes_version to the exact patch the control plane runs (e.g. \"{}\") and run `tagstack up` again",
-        list.join(", "),
-        first.trim_start_matches('v')
-    )
+    Err(VersionsDiffer { reports: list.join(", "), first: first.trim_start_matches('v').to_string() }.into())
+}
+
+/// The nodes reported different Kubernetes versions after `prepare`.
+#[derive(Debug, thiserror::Error)]
+#[error("the nodes run different Kubernetes versions after prepare: {reports}")]
+pub struct VersionsDiffer {
+    /// `node version` pairs, comma-separated.
+    pub reports: String,
+    /// The first report's version without the `v`, an example of a patch to pin.
+    pub first: String,
 }

@@ -50,7 +50,7 @@ impl fmt::Display for ConfigError {
         }
         write!(f, ": {}", self.message)?;
         if let Some(hint) = &self.hint {
-            crate::hint::write_line(f, hint)?;
+            write!(f, "{}", crate::hint::Line(hint))?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`).
 
 pub mod access;
+pub mod advice;
 pub mod cluster;
 pub mod down;
 mod env;

@@ -123,7 +123,7 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
         }
     }
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
-        readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref()).map_err(anyhow::Error::msg)?;
+        readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref())?;
     }
     Ok(())
 }

@@ -13,10 +13,13 @@ use super::model::{ExpiryChange, Kind, Plan};
 use super::observed::{IngressRule, Instance, Observed};
 use crate::config::{NodeRole, Spec};
 
+/// A plan that cannot be made. Like `ConfigError`, it carries its own advice (true for every
+/// command, which all plan first), written as the hint line every error ends with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "{count} {kind} resources are tagged for this environment ({ids}); tagstack will not pick one\n  hint: delete the one you do not want, or fix its tagstack:env tag, then run again"
+        "{count} {kind} resources are tagged for this environment ({ids}); tagstack will not pick one{}",
+        crate::hint::Line("delete the one you do not want, or fix its tagstack:env tag, then run again")
     )]
     Duplicate { kind: &'static str, count: usize, ids: String },
 }

@@ -1,5 +1,6 @@
 //! What can go wrong on a node, always naming the node (and the step, exit code and last
-//! output lines when a script failed).
+//! output lines when a script failed). Facts only: what to do about them depends on the
+//! command that ran into them, so `ops::advice` adds it.
 
 use std::fmt;
 
@@ -27,11 +28,11 @@ impl fmt::Display for RemoteError {
         match self {
             RemoteError::Connect { node, address, message } => write!(
                 f,
-                "node {node} ({address}): cannot connect over SSH: {message}\n  hint: check that the node is up and sshd listens, and that admin_cidrs / firewalls let you in; then run `tagstack up` again"
+                "node {node} ({address}): cannot connect over SSH: {message}"
             ),
             RemoteError::HostKey { node, address, expected, presented } => write!(
                 f,
-                "node {node} ({address}): its SSH host key changed: expected {expected}, the server presents {presented}; refusing to connect\n  hint: if the machine was really re-installed, update its host_key (or known_hosts) and run again; otherwise someone may be intercepting the connection"
+                "node {node} ({address}): its SSH host key changed: expected {expected}, the server presents {presented}; refusing to connect"
             ),
             RemoteError::Step { node, step, exit_code, last_lines, message } => {
                 write!(f, "node {node}: step `{step}` failed")?;
@@ -45,7 +46,7 @@ impl fmt::Display for RemoteError {
                         write!(f, "\n    | {l}")?;
                     }
                 }
-                write!(f, "\n  hint: fix the cause and run `tagstack up` again; finished steps are not repeated")
+                Ok(())
             }
             RemoteError::Local { what, message } => write!(f, "{what}: {message}"),
         }

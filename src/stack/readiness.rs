@@ -215,17 +215,28 @@ pub fn volumes_of(json: &str, namespaces: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Why the claims of the stack could not bind (facts only: `ops::advice` says what to do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageClassError {
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("the StorageClass {name:?} (stack.storage_class) does not exist in the cluster (it has: {listed})")]
+    Missing { name: String, listed: String },
+    #[error(
+        "the cluster has no default StorageClass, so the volume claims of Kafka and Cassandra would stay Pending (classes: {listed})"
+    )]
+    NoDefault { listed: String },
+}
+
 /// Whether the claims of the stack can bind: the configured StorageClass exists, or, with none
 /// configured, the cluster has a default one. `Err` says what is missing and what exists.
-pub fn check_storage_class(json: &str, wanted: Option<&str>) -> Result<(), String> {
-    let classes = items(json, "storageclasses").map_err(|e| format!("{e:#}"))?;
+pub fn check_storage_class(json: &str, wanted: Option<&str>) -> Result<(), StorageClassError> {
+    let classes = items(json, "storageclasses").map_err(|e| StorageClassError::Unreadable(format!("{e:#}")))?;
     let names: Vec<&str> = classes.iter().filter_map(|c| s(c, &["metadata", "name"])).collect();
     let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
     match wanted {
         Some(name) if names.contains(&name) => Ok(()),
-        Some(name) => Err(format!(
-            "the StorageClass {name:?} (stack.storage_class) does not exist in the cluster (it has: {listed})\n  hint: on AWS the cluster stage installs \"gp3\" (`tagstack up --only cluster`); elsewhere set stack.storage_class to an existing class"
-        )),
+        Some(name) => Err(StorageClassError::Missing { name: name.to_string(), listed }),
         None => {
             let default = classes.iter().any(|c| {
                 ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
@@ -235,13 +246,7 @@ pub fn check_storage_class(json: &str, wanted: Option<&str>) -> Result<(), Strin
                             == Some("true")
                     })
             });
-            if default {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the cluster has no default StorageClass, so the volume claims of Kafka and Cassandra would stay Pending (classes: {listed})\n  hint: set stack.storage_class to an existing class, or install a provisioner (e.g. local-path-provisioner) and mark its class as the default"
-                ))
-            }
+            if default { Ok(()) } else { Err(StorageClassError::NoDefault { listed }) }
         }
     }
 }

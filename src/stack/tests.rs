@@ -274,14 +274,14 @@ fn storage_class_preflight() {
     assert_eq!(readiness::check_storage_class(&list(gp3), Some("gp3")), Ok(()));
     assert_eq!(readiness::check_storage_class(&list(gp3), None), Ok(()));
     assert_eq!(readiness::check_storage_class(&list(local), Some("local-path")), Ok(()));
-    let missing = readiness::check_storage_class(&list(local), Some("gp3")).unwrap_err();
+    let missing = readiness::check_storage_class(&list(local), Some("gp3")).unwrap_err().to_string();
     assert!(
         missing.contains("\"gp3\" (stack.storage_class) does not exist in the cluster (it has: local-path)"),
         "{missing}"
     );
-    let no_default = readiness::check_storage_class(&list(local), None).unwrap_err();
+    let no_default = readiness::check_storage_class(&list(local), None).unwrap_err().to_string();
     assert!(no_default.contains("no default StorageClass"), "{no_default}");
-    let empty = readiness::check_storage_class(&list(""), None).unwrap_err();
+    let empty = readiness::check_storage_class(&list(""), None).unwrap_err().to_string();
     assert!(empty.contains("(classes: none)"), "{empty}");
 }
 
