@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn only_up_promises_that_finished_steps_are_not_repeated() {
         let up = render(step("cp").into(), Command::Up);
-        assert!(up.ends_with("\n  hint: fix the cause and run `tagstack up` again; finished steps are not repeated"), "{up}");
+        assert!(
+            up.ends_with("\n  hint: fix the cause and run `tagstack up` again; finished steps are not repeated"),
+            "{up}"
+        );
         let smoke = render(step("cp").into(), Command::Smoke);
         assert!(smoke.ends_with("\n  hint: fix the cause and run `tagstack smoke` again"), "{smoke}");
     }
@@ -175,8 +178,8 @@ mod tests {
 
     #[test]
     fn typed_facts_deep_in_a_chain_are_found() {
-        let err = anyhow::Error::new(NoImage { what: "AMI ami-1".into(), region: "eu-west-1".into() })
-            .context("resolve AMI");
+        let err =
+            anyhow::Error::new(NoImage { what: "AMI ami-1".into(), region: "eu-west-1".into() }).context("resolve AMI");
         assert_eq!(
             render(err, Command::Up),
             "resolve AMI: no image matches AMI ami-1 in eu-west-1\n  hint: check ami.id / ami.owner / ami.name and the region"

@@ -8,13 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::cluster::render::{self, InitInput, NODE_DIR};
 use crate::cluster::{ClusterNode, addons, parse, token};
 use crate::config::{NodeRole, Provider, Spec, format_duration};
+use crate::hint;
 use crate::poll::{Check, Look, poll_until};
 use crate::remote::{EnvFiles, Fleet, RemoteError, RemoteErrors, known_hosts, ssh_config};
 use crate::reporter::Reporter;
@@ -71,10 +72,13 @@ pub fn write_env_files(spec: &Spec, nodes: &[ClusterNode]) -> Result<EnvFiles> {
     private_dir(&files.logs)?;
     let unpinned: Vec<&str> = nodes.iter().filter(|n| n.host_key.is_none()).map(|n| n.name.as_str()).collect();
     if !unpinned.is_empty() && spec.ssh.known_hosts.is_none() {
-        bail!(
-            "no SSH host key is known for {}: tagstack never trusts a host key on first use\n  hint: give each [[nodes]] a host_key (its /etc/ssh/ssh_host_ed25519_key.pub), or point ssh.known_hosts at a file that lists them",
-            unpinned.join(", ")
-        );
+        return Err(hint::attach(
+            anyhow!(
+                "no SSH host key is known for {}: tagstack never trusts a host key on first use",
+                unpinned.join(", ")
+            ),
+            "give each [[nodes]] a host_key (its /etc/ssh/ssh_host_ed25519_key.pub), or point ssh.known_hosts at a file that lists them",
+        ));
     }
     write_private(&files.known_hosts, &known_hosts(nodes))?;
     let cfg = ssh_config(
@@ -471,14 +475,18 @@ async fn wait_ready(
         }
         Err(timeout) => {
             r.fail("ready", "cluster not ready");
-            bail!(
-                "the cluster is not ready after {} (cluster.bootstrap_timeout {}): {} not ready:\n    {}\n  hint: look at the node logs in {}/logs, then run `tagstack up` again",
+            // Only `up` runs the cluster stage, so its advice is `up`'s.
+            let err = anyhow!(
+                "the cluster is not ready after {} (cluster.bootstrap_timeout {}): {} not ready:\n    {}",
                 format_duration(timeout.waited()),
                 format_duration(spec.cluster.bootstrap_timeout),
                 timeout.last.len(),
                 timeout.last.join("\n    "),
-                env_dir(spec).display()
             );
+            Err(hint::attach(
+                err,
+                format!("look at the node logs in {}/logs, then run `tagstack up` again", env_dir(spec).display()),
+            ))
         }
     }
 }

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
 use crate::cluster::ClusterNode;
 use crate::cluster::render::{NODE_DIR, addons};
 use crate::config::{Spec, format_duration};
+use crate::hint;
 use crate::poll::{Check, Look, Timeout, poll_until};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
@@ -105,21 +106,31 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
     )?;
     let foreign = readiness::foreign_namespaces(&namespaces, &spec.stack.namespaces(), &spec.cluster_name())?;
     if !foreign.is_empty() {
-        bail!(
-            "namespace(s) {} exist in the cluster without tagstack's labels for {}: refusing to take them over (`tagstack down` deletes the stack's namespaces)\n  hint: set another stack.<component>.namespace, or delete the namespace if it is a leftover",
+        let err = anyhow!(
+            "namespace(s) {} exist in the cluster without tagstack's labels for {}: refusing to take them over (`tagstack down` deletes the stack's namespaces)",
             foreign.join(", "),
             spec.cluster_name()
         );
+        return Err(hint::attach(
+            err,
+            "set another stack.<component>.namespace, or delete the namespace if it is a leftover",
+        ));
     }
     // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
     if let (Some(k), Some(live)) = (&spec.stack.kafka, kafka_sets) {
         let want = crate::stack::kafka::voters(k);
         if let Some((sts, was)) = readiness::kafka_voters_in(&live)?.into_iter().find(|(_, v)| *v != want) {
-            bail!(
-                "the Kafka quorum would change (StatefulSet {}/{sts} runs with voters {was}; the config now gives {want}): Kafka cannot change a static KRaft quorum on a running cluster\n  hint: restore stack.kafka.brokers / stack.kafka.controllers, or start Kafka over: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+            let err = anyhow!(
+                "the Kafka quorum would change (StatefulSet {}/{sts} runs with voters {was}; the config now gives {want}): Kafka cannot change a static KRaft quorum on a running cluster",
                 k.namespace,
-                k.namespace
             );
+            return Err(hint::attach(
+                err,
+                format!(
+                    "restore stack.kafka.brokers / stack.kafka.controllers, or start Kafka over: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+                    k.namespace
+                ),
+            ));
         }
     }
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
@@ -219,14 +230,18 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
     for s in &waiting {
         why.push(diagnose(spec, fleet, cp, s).await);
     }
-    bail!(
-        "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}\n  hint: fix the cause (often resources or storage: see the events) and run `tagstack up` again; what is ready stays",
+    let err = anyhow!(
+        "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}",
         waiting.len(),
         statuses.len(),
         format_duration(started.elapsed()),
         format_duration(spec.stack.ready_timeout),
         why.join("\n")
     );
+    Err(hint::attach(
+        err,
+        "fix the cause (often resources or storage: see the events) and run `tagstack up` again; what is ready stays",
+    ))
 }
 
 /// Why a look at the volumes of `down`'s namespaces was not the end of the wait.

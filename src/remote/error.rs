@@ -26,10 +26,9 @@ impl RemoteError {
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RemoteError::Connect { node, address, message } => write!(
-                f,
-                "node {node} ({address}): cannot connect over SSH: {message}"
-            ),
+            RemoteError::Connect { node, address, message } => {
+                write!(f, "node {node} ({address}): cannot connect over SSH: {message}")
+            }
             RemoteError::HostKey { node, address, expected, presented } => write!(
                 f,
                 "node {node} ({address}): its SSH host key changed: expected {expected}, the server presents {presented}; refusing to connect"
