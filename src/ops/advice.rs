@@ -42,10 +42,18 @@ impl Command {
     }
 }
 
-/// `err` with the hints for every fact in its chain, as true for `cmd`.
+/// `err` with the hints for every fact in its chain, as true for `cmd`. Advising twice adds
+/// nothing: a hint already attached is not attached again.
 pub fn advise(err: anyhow::Error, cmd: Command) -> anyhow::Error {
-    let hints = hints_for(&err, cmd);
-    hints.into_iter().fold(err, hint::attach)
+    let mut seen: Vec<String> = hint::hints(&err).into_iter().map(str::to_string).collect();
+    let mut new = Vec::new();
+    for h in hints_for(&err, cmd) {
+        if !seen.contains(&h) {
+            seen.push(h.clone());
+            new.push(h);
+        }
+    }
+    new.into_iter().fold(err, hint::attach)
 }
 
 /// `err` as the user of `cmd` reads it: the facts, then the advice.
@@ -168,6 +176,14 @@ mod tests {
         let text = render(err, Command::Up);
         assert_eq!(text.matches("hint:").count(), 2, "{text}");
         assert!(text.contains("node w1: step `init` failed") && text.contains("node w2: step `init` failed"), "{text}");
+    }
+
+    #[test]
+    fn advising_twice_adds_nothing() {
+        let once = advise(step("cp").into(), Command::Up);
+        let twice = advise(advise(step("cp").into(), Command::Up), Command::Up);
+        assert_eq!(hint::render(&once), hint::render(&twice));
+        assert_eq!(twice.chain().filter(|e| e.is::<hint::Hinted>()).count(), 1);
     }
 
     #[test]
