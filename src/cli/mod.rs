@@ -57,7 +57,36 @@ pub(crate) fn confirm(common: &Common, question: &str) -> Result<()> {
     }
 }
 
+/// Runs the command; its error carries the advice for that command (`ops::advice`), which
+/// `main` prints after the cause chain.
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    let advised = advised_as(&cli.command);
+    let result = dispatch(cli).await;
+    match advised {
+        Some(cmd) => result.map_err(|e| ops::advice::advise(e, cmd)),
+        None => result,
+    }
+}
+
+/// The command whose advice an error gets; `None` for the local ones, whose errors are all
+/// usage errors with their own hint.
+fn advised_as(command: &Command) -> Option<ops::advice::Command> {
+    use ops::advice::Command as A;
+    match command {
+        Command::Plan { .. } => Some(A::Plan),
+        Command::Up { .. } => Some(A::Up),
+        Command::Status => Some(A::Status),
+        Command::Down => Some(A::Down),
+        Command::Reap { .. } => Some(A::Reap),
+        Command::Smoke => Some(A::Smoke),
+        Command::Kubeconfig { .. } => Some(A::Kubeconfig),
+        Command::Ssh { .. } => Some(A::Ssh),
+        Command::Render { .. } => Some(A::Render),
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<Outcome> {
     let g = &cli.global;
     match cli.command {
         Command::Plan { detailed_exitcode, ttl } => plan_cmd(&resolve(g)?, detailed_exitcode, ttl).await,
@@ -213,10 +242,8 @@ async fn down_static(s: &Settings) -> Result<Outcome> {
         Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
     }
     if !cleanup.errors.is_empty() {
-        anyhow::bail!(
-            "the stack was not removed completely:\n  {}\n  hint: run `tagstack down` again",
-            cleanup.errors.join("\n  ")
-        );
+        let err = anyhow::anyhow!("the stack was not removed completely:\n  {}", cleanup.errors.join("\n  "));
+        return Err(crate::hint::attach(err, "run `tagstack down` again"));
     }
     Ok(Outcome::Success)
 }

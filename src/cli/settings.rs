@@ -10,7 +10,7 @@ use crate::ui::{Mode, Output};
 
 /// A command-line problem (exit code 2).
 #[derive(Debug, thiserror::Error)]
-#[error("{message}\n  hint: {hint}")]
+#[error("{message}{}", crate::hint::Line(.hint))]
 pub struct UsageError {
     pub message: String,
     pub hint: String,

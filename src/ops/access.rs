@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use super::cluster::{env_dir, fetch_kubeconfig, write_env_files};
 use super::env::Env;
 use super::nodes::{nodes, on_control_plane};
 use super::stack::{self, SmokeResult};
+use crate::hint;
 
 /// Fetches the cluster's admin kubeconfig into the environment's directory (0600).
 pub async fn kubeconfig(env: &Env<'_>) -> Result<PathBuf> {
@@ -72,11 +73,8 @@ impl SmokeReport {
                 .filter(|r| !r.ok)
                 .map(|r| format!("{} ({}): {}", r.component.as_str(), r.check, r.detail))
                 .collect();
-            bail!(
-                "{} smoke check(s) failed:\n  {}\n  hint: `tagstack status` shows which workloads are not ready",
-                failed.len(),
-                failed.join("\n  ")
-            );
+            let err = anyhow!("{} smoke check(s) failed:\n  {}", failed.len(), failed.join("\n  "));
+            return Err(hint::attach(err, "`tagstack status` shows which workloads are not ready"));
         }
         Ok(())
     }

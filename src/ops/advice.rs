@@ -25,6 +25,7 @@ pub enum Command {
     Kubeconfig,
     Ssh,
     Smoke,
+    Render,
 }
 
 impl Command {
@@ -38,6 +39,7 @@ impl Command {
             Command::Kubeconfig => "kubeconfig",
             Command::Ssh => "ssh",
             Command::Smoke => "smoke",
+            Command::Render => "render",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! IAM) continue when one fails, so one stuck resource does not leak the others; every
 //! failure is reported.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 use serde::Serialize;
 
 use super::env::Env;
@@ -11,6 +11,7 @@ use super::infra::teardown::{self, Fate, label};
 use super::nodes::on_control_plane;
 use super::stack::{self, ClusterCleanup};
 use crate::aws::{self, Ctx};
+use crate::hint;
 use crate::plan::{Change, Observed, Teardown};
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,11 +149,8 @@ pub fn check(report: &DownReport) -> Result<()> {
         } else {
             format!("\n{} resource(s) not attempted because of it:\n  {}", left.len(), left.join("\n  "))
         };
-        bail!(
-            "{} resource(s) could not be deleted:\n  {}{left}\n  hint: run `tagstack down` again; it only retries what is left",
-            report.failed,
-            names.join("\n  ")
-        );
+        let err = anyhow!("{} resource(s) could not be deleted:\n  {}{left}", report.failed, names.join("\n  "));
+        return Err(hint::attach(err, "run `tagstack down` again; it only retries what is left"));
     }
     Ok(())
 }

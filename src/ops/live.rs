@@ -1,9 +1,10 @@
 //! The live part of `status`: node readiness as the control plane sees it and, with a stack,
 //! its workloads. Read-only; an unreachable cluster is a state to show, never a failure of
-//! `status` on AWS.
+//! `status` on AWS, shown with the advice for `status`.
 
 use anyhow::Result;
 
+use super::advice::{self, Command};
 use super::cluster::{NodeState, node_states};
 use super::env::Env;
 use super::inventory::Node;
@@ -33,7 +34,7 @@ async fn read(env: &Env<'_>, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNo
         if env.spec.stack.is_empty() {
             None
         } else {
-            Some(super::stack::status(env.spec, fleet, cp).await.map_err(|e| format!("{e:#}")))
+            Some(super::stack::status(env.spec, fleet, cp).await.map_err(|e| advice::render(e, Command::Status)))
         }
     };
     let (states, stack) = tokio::join!(node_states(fleet, cp, nodes, env.spec.provider == Provider::Aws), stack);
@@ -51,6 +52,6 @@ pub async fn of_aws(env: &Env<'_>, inventory: &[Node]) -> AwsLive {
     let Some(reach) = nodes::reachable(env, inventory).await else { return AwsLive::NotBootstrapped };
     match on_control_plane(env.spec, &reach.pinned, async |fleet, cp| read(env, fleet, cp, &reach.all).await).await {
         Ok(live) => AwsLive::Reachable(live),
-        Err(e) => AwsLive::Unreachable(format!("{e:#}")),
+        Err(e) => AwsLive::Unreachable(advice::render(e, Command::Status)),
     }
 }

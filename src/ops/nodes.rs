@@ -3,7 +3,7 @@
 //! through the console (or the tag the cluster stage recorded). Also the control-plane session
 //! every live command uses, which closes what it opens on every path.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 
 use super::cluster::write_env_files;
 use super::env::Env;
@@ -11,6 +11,7 @@ use super::inventory::{Node, inventory};
 use crate::aws;
 use crate::cluster::{ClusterNode, static_nodes};
 use crate::config::{NodeAddress, NodeRole, Provider, Spec};
+use crate::hint;
 use crate::remote::{Fleet, RemoteErrors};
 
 /// The nodes the cluster stage works on. On AWS: every running instance, each with the host
@@ -38,11 +39,13 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();
     if inventory.is_empty() || !not_running.is_empty() {
-        bail!(
-            "the cluster stage needs every node running with {}; not ready: {}\n  hint: run `tagstack up` (it creates and starts the nodes first)",
+        let err = anyhow!(
+            "the cluster stage needs every node running with {}; not ready: {}",
             if private { "a private IP" } else { "a public IP (cluster.node_address = \"public\")" },
             if inventory.is_empty() { "no nodes at all".to_string() } else { not_running.join(", ") }
         );
+        // True for every command that needs the nodes: `up` is the one that makes them.
+        return Err(hint::attach(err, "run `tagstack up` (it creates and starts the nodes first)"));
     }
     let ids: Vec<(String, Option<String>)> =
         inventory.iter().map(|n| (n.instance_id.clone(), n.host_key.clone())).collect();

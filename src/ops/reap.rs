@@ -117,7 +117,7 @@ pub async fn reap(
             Ok((n, failed)) => {
                 ("failed", n, Some(format!("{failed} resource(s) could not be deleted; run reap again")))
             }
-            Err(err) => ("failed", 0, Some(format!("{err:#}"))),
+            Err(err) => ("failed", 0, Some(super::advice::render(err, super::advice::Command::Reap))),
         };
         if outcome == "failed" {
             reporter.fail(&key, outcome);

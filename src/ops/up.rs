@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::advice::{Command, advise};
 use super::cluster::{ClusterReport, bootstrap};
 use super::env::Env;
 use super::infra::apply::{self, InfraReport};
 use super::nodes::{nodes, on_control_plane};
 use super::stack::{StackReport, deploy};
 use crate::cluster::ClusterNode;
+use crate::hint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -45,7 +47,7 @@ pub struct UpReport {
     pub cluster: Option<ClusterReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<StackReport>,
-    /// The error that stopped `up`, as text.
+    /// The error that stopped `up`, as text, with `up`'s advice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -60,9 +62,9 @@ pub enum Done<'a> {
 /// Runs the stages `opts` selects; returns the report and how it ended.
 pub async fn run(env: &Env<'_>, opts: UpOpts, on_done: &mut dyn FnMut(Done<'_>)) -> (UpReport, Result<()>) {
     let mut report = UpReport::default();
-    let result = stages(env, opts, &mut report, on_done).await;
+    let result = stages(env, opts, &mut report, on_done).await.map_err(|e| advise(e, Command::Up));
     if let Err(e) = &result {
-        report.error = Some(format!("{e:#}"));
+        report.error = Some(hint::render(e));
     }
     (report, result)
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use futures_util::future::{BoxFuture, FutureExt, Shared, join_all};
 
 use crate::aws::{self, Ctx};
+use crate::ops::advice::{self, Command};
 use crate::plan::{Change, Op, Step, Teardown};
 
 /// What became of one plan entry.
@@ -185,7 +186,8 @@ async fn run_step(cx: &Ctx<'_>, t: &Teardown, index: usize, step: &Step, behind:
         }
         Err(e) => {
             r.fail(&key, &format!("{what}: failed"));
-            Ended::Failed { error: format!("{e:#}"), label: label(c) }
+            // A delete step's only advice (an AWS step out of time) is the same under `reap`.
+            Ended::Failed { error: advice::render(e, Command::Down), label: label(c) }
         }
     }
 }
