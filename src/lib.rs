@@ -7,8 +7,9 @@
 //! `remote`, scripts from `cluster`) -> `ops::stack` (manifests from `stack`). `ops::up` runs
 //! the stages in order; `down` runs `plan::teardown`'s steps (`ops::infra::teardown`).
 //! `cli` resolves flags into settings and calls one `ops` function per command; `ui` is the
-//! only module that prints; libraries report progress through [`reporter::Reporter`]. See
-//! ARCHITECTURE.md.
+//! only module that prints; libraries report progress through [`reporter::Reporter`]. Lower
+//! layers' errors state facts; `ops::advice` adds what to do for the command that ran, and
+//! [`hint::render`] shows both. See ARCHITECTURE.md.
 
 pub mod aws;
 pub mod base64;
