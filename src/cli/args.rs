@@ -136,9 +136,9 @@ pub enum Stage {
 }
 
 fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
-    match crate::config::parse_duration(s) {
-        Some(d) if d >= std::time::Duration::from_secs(60) => Ok(d),
-        Some(_) => Err("a TTL must be at least a minute, e.g. 2h".into()),
-        None => Err(format!("{s:?} is not a duration; write e.g. 90m, 2h or 1d")),
-    }
+    use crate::config::{MIN_TTL, Refused, at_least};
+    at_least(s, MIN_TTL).map_err(|refused| match refused {
+        Refused::TooShort => "a TTL must be at least a minute, e.g. 2h".into(),
+        Refused::Malformed => format!("{s:?} is not a duration; write e.g. 90m, 2h or 1d"),
+    })
 }

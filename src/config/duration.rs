@@ -1,6 +1,27 @@
-//! Human durations in config and flags: `90s`, `5m`, `2h`, `1h30m`, `1d`.
+//! Human durations in config and flags: `90s`, `5m`, `2h`, `1h30m`, `1d`, and the one check
+//! every duration key and flag goes through ([`at_least`]: parses, then meets its floor).
 
 use std::time::Duration;
+
+/// The shortest TTL (config `ttl`, `--ttl`): an environment needs minutes to come up.
+pub const MIN_TTL: Duration = Duration::from_secs(60);
+
+/// Why a duration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Malformed,
+    /// It parses but is shorter than the floor.
+    TooShort,
+}
+
+/// `s` as a duration of at least `min`.
+pub fn at_least(s: &str, min: Duration) -> Result<Duration, Refused> {
+    match parse_duration(s) {
+        Some(d) if d >= min => Ok(d),
+        Some(_) => Err(Refused::TooShort),
+        None => Err(Refused::Malformed),
+    }
+}
 
 /// Parses a sequence of `<number><unit>` with units d, h, m, s, ms. `None` if malformed.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -67,6 +88,15 @@ mod tests {
         assert_eq!(parse_duration("m5"), None);
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn a_floor_refuses_what_is_shorter_and_tells_it_from_garbage() {
+        assert_eq!(at_least("2h", MIN_TTL), Ok(Duration::from_secs(7200)));
+        assert_eq!(at_least("60s", MIN_TTL), Ok(MIN_TTL));
+        assert_eq!(at_least("59s", MIN_TTL), Err(Refused::TooShort));
+        assert_eq!(at_least("soon", MIN_TTL), Err(Refused::Malformed));
+        assert_eq!(at_least("0s", Duration::from_nanos(1)), Err(Refused::TooShort));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! What every section's validation shares (`validate.rs`, `cluster.rs`, `stack.rs`): [`Ctx`],
 //! which points a rejection at the key's place in the file, and the field rules more than one
-//! section uses (deadlines, names). A leaf: it imports no section, so the sections import in
+//! section uses (durations with their floors and texts, names). A leaf: it imports no section, so the sections import in
 //! one direction (`validate` -> `cluster`, `stack` -> `field`).
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::duration::parse_duration;
+use super::duration::{Refused, at_least};
 use super::error::ConfigError;
 use super::raw::S;
 
@@ -34,15 +34,48 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// An optional deadline of at least ten seconds, e.g. `cluster.bootstrap_timeout`.
+/// A kind of duration key: its floor, and for each refusal the message after the quoted value
+/// and the hint.
+pub(super) struct DurationRule {
+    pub(super) min: Duration,
+    pub(super) malformed: (&'static str, &'static str),
+    pub(super) too_short: (&'static str, &'static str),
+}
+
+/// The stages' deadlines, e.g. `cluster.bootstrap_timeout`.
+pub(super) const DEADLINE: DurationRule = DurationRule {
+    min: Duration::from_secs(10),
+    malformed: ("is not a duration of at least 10s", "write e.g. \"15m\""),
+    too_short: ("is not a duration of at least 10s", "write e.g. \"15m\""),
+};
+
+/// `[timeouts]`: any positive duration.
+pub(super) const TIMEOUT: DurationRule = DurationRule {
+    min: Duration::from_nanos(1),
+    malformed: ("is not a duration", "write e.g. \"90s\", \"5m\" or \"1h30m\""),
+    too_short: ("is zero", "a timeout must be positive, e.g. \"90s\""),
+};
+
+/// `ttl`.
+pub(super) const TTL: DurationRule = DurationRule {
+    min: super::duration::MIN_TTL,
+    malformed: ("is not a duration", "write e.g. \"2h\", \"45m\" or \"1d\""),
+    too_short: ("is shorter than a minute", "an environment needs minutes to come up; write e.g. \"2h\""),
+};
+
+/// The one check of a duration key: `v` per `rule`, or a rejection pointing at it.
+pub(super) fn duration(cx: &Ctx, v: &S<String>, key: &str, rule: &DurationRule) -> Result<Duration, ConfigError> {
+    let (what, hint) = match at_least(v.get_ref(), rule.min) {
+        Ok(d) => return Ok(d),
+        Err(Refused::Malformed) => rule.malformed,
+        Err(Refused::TooShort) => rule.too_short,
+    };
+    cx.err(v.span(), key, format!("{:?} {what}", v.get_ref()), hint)
+}
+
+/// An optional deadline, e.g. `cluster.bootstrap_timeout`.
 pub(super) fn deadline(cx: &Ctx, v: Option<&S<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(t) = v else { return Ok(default) };
-    match parse_duration(t.get_ref()) {
-        Some(d) if d >= Duration::from_secs(10) => Ok(d),
-        _ => {
-            cx.err(t.span(), key, format!("{:?} is not a duration of at least 10s", t.get_ref()), "write e.g. \"15m\"")
-        }
-    }
+    v.map_or(Ok(default), |v| duration(cx, v, key, &DEADLINE))
 }
 
 /// Valid as a project or environment name: goes into tags, IAM names and DNS names.

@@ -14,7 +14,7 @@ mod validate;
 use std::path::Path;
 
 pub use cluster::{check_address, is_valid_login};
-pub use duration::{format_duration, parse_duration};
+pub use duration::{MIN_TTL, Refused, at_least, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use field::is_valid_name;
 pub use sizing::{Jvm, JvmMemory, cpu_cores};

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use super::duration::parse_duration;
 use super::error::{ConfigError, line_col};
-use super::field::{Ctx, is_valid_name};
+use super::field::{Ctx, TIMEOUT, TTL, duration, is_valid_name};
 use super::raw::{RawConfig, RawNetwork, RawNodeGroup, S};
 use super::spec::{
     AmiSpec, KubeVersion, NetworkSpec, NodeGroupSpec, NodeRole, Provider, Spec, SshSpec, SubnetSpec, Timeouts,
@@ -112,28 +111,7 @@ pub fn parse(
     }
     let timeouts = timeouts(&cx, &raw)?;
     let stack = super::stack::stack(&cx, raw.stack.as_ref(), &project, &environment, is_aws)?;
-    let ttl = match &raw.ttl {
-        None => None,
-        Some(v) => match parse_duration(v.get_ref()) {
-            Some(d) if d >= Duration::from_secs(60) => Some(d),
-            Some(_) => {
-                return cx.err(
-                    v.span(),
-                    "ttl",
-                    format!("{:?} is shorter than a minute", v.get_ref()),
-                    "an environment needs minutes to come up; write e.g. \"2h\"",
-                );
-            }
-            None => {
-                return cx.err(
-                    v.span(),
-                    "ttl",
-                    format!("{:?} is not a duration", v.get_ref()),
-                    "write e.g. \"2h\", \"45m\" or \"1d\"",
-                );
-            }
-        },
-    };
+    let ttl = raw.ttl.as_ref().map(|v| duration(&cx, v, "ttl", &TTL)).transpose()?;
 
     Ok(Spec {
         file: file.to_path_buf(),
@@ -592,19 +570,7 @@ fn group(
 
 fn timeouts(cx: &Ctx, raw: &RawConfig) -> Result<Timeouts, ConfigError> {
     let get = |v: Option<&S<String>>, key: &str, default: Duration| -> Result<Duration, ConfigError> {
-        let Some(v) = v else { return Ok(default) };
-        match parse_duration(v.get_ref()) {
-            Some(d) if !d.is_zero() => Ok(d),
-            Some(_) => {
-                cx.err(v.span(), key, format!("{:?} is zero", v.get_ref()), "a timeout must be positive, e.g. \"90s\"")
-            }
-            None => cx.err(
-                v.span(),
-                key,
-                format!("{:?} is not a duration", v.get_ref()),
-                "write e.g. \"90s\", \"5m\" or \"1h30m\"",
-            ),
-        }
+        v.map_or(Ok(default), |v| duration(cx, v, key, &TIMEOUT))
     };
     let t = raw.timeouts.as_ref();
     Ok(Timeouts {
