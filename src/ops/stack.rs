@@ -397,7 +397,7 @@ pub struct ClusterCleanup {
 
 /// The label selector of everything tagstack applied for this environment.
 pub fn owned_selector(spec: &Spec) -> String {
-    format!("app.kubernetes.io/managed-by=tagstack,app.kubernetes.io/instance={}", spec.cluster_name())
+    crate::stack::render::owned_selector(&spec.cluster_name())
 }
 
 /// Deletes the namespaces tagstack created for this environment (found by their labels, so a

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::{Component, Workload, WorkloadKind};
+use super::render::is_owned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkloadStatus {
@@ -262,10 +263,7 @@ pub fn foreign_namespaces(json: &str, wanted: &[String], cluster: &str) -> Resul
     Ok(items(json, "namespaces")?
         .iter()
         .filter(|ns| s(ns, &["metadata", "name"]).is_some_and(|n| wanted.iter().any(|w| w == n)))
-        .filter(|ns| {
-            s(ns, &["metadata", "labels", "app.kubernetes.io/instance"]) != Some(cluster)
-                || s(ns, &["metadata", "labels", "app.kubernetes.io/managed-by"]) != Some("tagstack")
-        })
+        .filter(|ns| !is_owned(|key| s(ns, &["metadata", "labels", key]), cluster))
         .filter_map(|ns| s(ns, &["metadata", "name"]).map(str::to_string))
         .collect())
 }

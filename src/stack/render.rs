@@ -44,22 +44,40 @@ pub fn template((name, source): (&'static str, &'static str), ctx: minijinja::Va
         .with_context(|| format!("rendering {name}"))
 }
 
+/// The label keys tagstack sets and selects by, spelled once (the templates' pod labels, which
+/// must match [`pod_selector`], are checked by a snapshot test).
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+/// With the value [`MANAGER`]: tagstack applied the object.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// With the environment's cluster name as its value: which environment the object belongs to.
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const MANAGER: &str = "tagstack";
+
 /// `app.kubernetes.io/name=<app>,app.kubernetes.io/instance=<cluster>[,app.kubernetes.io/component=<c>]`
 pub fn pod_selector(spec: &Spec, app: &str, component: Option<&str>) -> String {
-    let mut sel = format!("app.kubernetes.io/name={app},app.kubernetes.io/instance={}", spec.cluster_name());
+    let mut sel = format!("{LABEL_NAME}={app},{LABEL_INSTANCE}={}", spec.cluster_name());
     if let Some(c) = component {
-        sel.push_str(&format!(",app.kubernetes.io/component={c}"));
+        sel.push_str(&format!(",{LABEL_COMPONENT}={c}"));
     }
     sel
 }
 
-/// The labels on every object tagstack applies; `app.kubernetes.io/managed-by` is how `up`,
-/// `status` and `down` find them again.
+/// The labels on every object tagstack applies; managed-by and instance are how `up`,
+/// `status` and `down` find them again ([`owned_selector`], [`is_owned`]).
 pub fn labels(spec: &Spec) -> String {
-    format!(
-        "app.kubernetes.io/part-of: tagstack\napp.kubernetes.io/managed-by: tagstack\napp.kubernetes.io/instance: {}",
-        spec.cluster_name()
-    )
+    format!("{LABEL_PART_OF}: {MANAGER}\n{LABEL_MANAGED_BY}: {MANAGER}\n{LABEL_INSTANCE}: {}", spec.cluster_name())
+}
+
+/// The label selector of everything tagstack applied for the environment named `cluster`.
+pub fn owned_selector(cluster: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}={cluster}")
+}
+
+/// Whether an object's labels (`label(key)` is its value) say tagstack applied it for `cluster`.
+pub fn is_owned<'a>(label: impl Fn(&str) -> Option<&'a str>, cluster: &str) -> bool {
+    label(LABEL_INSTANCE) == Some(cluster) && label(LABEL_MANAGED_BY) == Some(MANAGER)
 }
 
 /// What both probes start with: C locale, the port, a 4 s deadline, `fail` naming the
