@@ -14,30 +14,7 @@ fn config(source: &str) -> Spec {
 }
 
 fn static_spec() -> Spec {
-    config(
-        r#"project = "lab"
-environment = "bench"
-provider = "static"
-kubernetes_version = "1.36"
-
-[ssh]
-private_key = "/home/u/.ssh/id_ed25519"
-user = "root"
-
-[[nodes]]
-name = "cp"
-address = "10.77.3.10"
-role = "control-plane"
-host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB"
-
-[[nodes]]
-name = "w1"
-address = "10.77.3.11"
-port = 2222
-role = "worker"
-host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB"
-"#,
-    )
+    config(crate::config::testing::STATIC_BASE)
 }
 
 fn aws_spec() -> Spec {

@@ -1,8 +1,6 @@
 //! Pure plan computation: (Spec, Observed) -> Plan and Observed -> teardown, with fixed fake
 //! ids so the snapshots are stable. No AWS, no I/O beyond insta's snapshot files.
 
-use std::path::Path;
-
 use ipnet::Ipv4Net;
 
 use super::desired::{client_token, ingress_rules, inline_policy_values, public_key_sha256};
@@ -16,35 +14,10 @@ use crate::config::{NodeRole, Spec};
 const TITLE: &str = "demo/dev in eu-west-3";
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 me@laptop";
 
-fn source(workers: u32) -> String {
-    format!(
-        r#"project = "demo"
-environment = "dev"
-region = "eu-west-3"
-admin_cidrs = ["203.0.113.0/24"]
-
-[network]
-vpc_cidr = "10.20.0.0/16"
-
-[[network.subnets]]
-cidr = "10.20.1.0/24"
-availability_zone = "eu-west-3a"
-
-[[network.subnets]]
-cidr = "10.20.2.0/24"
-availability_zone = "eu-west-3b"
-
-[workers]
-count = {workers}
-"#
-    )
-}
-
+/// `config::testing`'s AWS environment with two subnets and `workers` workers.
 fn spec_with_workers(workers: u32) -> Spec {
-    crate::config::parse(Path::new("config/t.toml"), &source(workers), Some(Path::new("/home/u")), &|_| {
-        Ok(PUBLIC_KEY.to_string())
-    })
-    .unwrap()
+    use crate::config::testing::{AWS_BASE, SECOND_SUBNET, parse_with_key};
+    parse_with_key(&format!("{AWS_BASE}{SECOND_SUBNET}\n[workers]\ncount = {workers}\n"), PUBLIC_KEY)
 }
 
 fn spec() -> Spec {
