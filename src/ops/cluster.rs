@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::nodes::hosts;
 use crate::cluster::render::{self, InitInput, NODE_DIR};
 use crate::cluster::{ClusterNode, addons, parse, token};
 use crate::config::{NodeRole, Provider, Spec, format_duration};
@@ -80,9 +81,9 @@ pub fn write_env_files(spec: &Spec, nodes: &[ClusterNode]) -> Result<EnvFiles> {
             "give each [[nodes]] a host_key (its /etc/ssh/ssh_host_ed25519_key.pub), or point ssh.known_hosts at a file that lists them",
         ));
     }
-    write_private(&files.known_hosts, &known_hosts(nodes))?;
+    write_private(&files.known_hosts, &known_hosts(&hosts(nodes)))?;
     let cfg = ssh_config(
-        nodes,
+        &hosts(nodes),
         &absolute(&spec.ssh.private_key_path),
         &absolute(&files.known_hosts),
         spec.ssh.known_hosts.as_deref(),
@@ -159,7 +160,7 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
 
     let files = write_env_files(spec, nodes)?;
     let token = token::generate()?;
-    let mut fleet = Fleet::connect(nodes, &files, limit, r).await.map_err(RemoteErrors)?;
+    let mut fleet = Fleet::connect(&hosts(nodes), &files, limit, r).await.map_err(RemoteErrors)?;
     // kubeadm prints the join command with the token: keep it out of logs and progress.
     fleet.redact(&token);
     let fleet = fleet;

@@ -12,7 +12,7 @@ use crate::aws;
 use crate::cluster::{ClusterNode, static_nodes};
 use crate::config::{NodeAddress, NodeRole, Provider, Spec};
 use crate::hint;
-use crate::remote::{Fleet, RemoteErrors};
+use crate::remote::{Fleet, Host, RemoteErrors};
 
 /// The nodes the cluster stage works on. On AWS: every running instance, each with the host
 /// key cloud-init printed to its console (waited for up to `timeouts.instances_running`).
@@ -53,6 +53,21 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     let mut nodes: Vec<ClusterNode> = inventory.iter().filter_map(|n| aws_cluster_node(spec, n, &keys)).collect();
     nodes.sort_by_key(|n| n.role);
     Ok(nodes)
+}
+
+/// How `remote` reaches a node: the node's name is its ssh_config alias.
+pub fn host(n: &ClusterNode) -> Host {
+    Host {
+        alias: n.name.clone(),
+        address: n.address.clone(),
+        port: n.port,
+        user: n.user.clone(),
+        host_key: n.host_key.clone(),
+    }
+}
+
+pub fn hosts(nodes: &[ClusterNode]) -> Vec<Host> {
+    nodes.iter().map(host).collect()
 }
 
 /// The address of an AWS node per `cluster.node_address`.
@@ -113,8 +128,7 @@ pub async fn on_control_plane<T>(
 ) -> Result<T> {
     let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).cloned().context("no control-plane node")?;
     let files = write_env_files(spec, nodes)?;
-    let fleet =
-        Fleet::connect(std::slice::from_ref(&cp), &files, 1, &crate::reporter::Silent).await.map_err(RemoteErrors)?;
+    let fleet = Fleet::connect(&[host(&cp)], &files, 1, &crate::reporter::Silent).await.map_err(RemoteErrors)?;
     let result = work(&fleet, &cp).await;
     fleet.close().await;
     result

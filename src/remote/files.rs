@@ -6,14 +6,14 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::cluster::ClusterNode;
+use super::host::Host;
 
 /// `known_hosts` host field: plain for port 22, `[host]:port` otherwise.
 pub fn host_field(address: &str, port: u16) -> String {
     if port == 22 { address.to_string() } else { format!("[{address}]:{port}") }
 }
 
-pub fn known_hosts(nodes: &[ClusterNode]) -> String {
+pub fn known_hosts(nodes: &[Host]) -> String {
     let mut out = String::new();
     for n in nodes {
         if let Some(key) = &n.host_key {
@@ -38,12 +38,7 @@ pub fn parse_known_hosts(text: &str) -> Vec<(String, String)> {
 }
 
 /// `extra_known_hosts`: a user-supplied file trusted in addition to the pinned keys.
-pub fn ssh_config(
-    nodes: &[ClusterNode],
-    identity: &Path,
-    known_hosts: &Path,
-    extra_known_hosts: Option<&Path>,
-) -> String {
+pub fn ssh_config(nodes: &[Host], identity: &Path, known_hosts: &Path, extra_known_hosts: Option<&Path>) -> String {
     let mut files = format!("\"{}\"", known_hosts.display());
     if let Some(extra) = extra_known_hosts {
         let _ = write!(files, " \"{}\"", extra.display());
@@ -53,7 +48,7 @@ pub fn ssh_config(
         let _ = write!(
             out,
             "\nHost {name}\n  HostName {addr}\n  Port {port}\n  User {user}\n  IdentityFile \"{id}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile {files}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  CheckHostIP no\n  BatchMode yes\n  ConnectTimeout 10\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n",
-            name = n.name,
+            name = n.alias,
             addr = n.address,
             port = n.port,
             user = n.user,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::error::RemoteError;
 use super::files::fingerprint;
-use crate::cluster::ClusterNode;
+use super::host::Host;
 use crate::reporter::Reporter;
 
 const LAST_LINES: usize = 15;
@@ -64,7 +64,7 @@ pub struct Output {
 }
 
 pub struct Fleet {
-    sessions: BTreeMap<String, (ClusterNode, Session)>,
+    sessions: BTreeMap<String, (Host, Session)>,
     logs: PathBuf,
     /// Strings never written to logs or progress (e.g. the bootstrap token kubeadm echoes).
     secrets: Vec<String>,
@@ -96,10 +96,10 @@ pub fn sh_quote(s: &str) -> String {
 /// text) as anything but a plain word: the `openssh` crate passes the destination to `ssh`
 /// without a `--`, so a name starting with `-` would be read as an option. The config checks
 /// static nodes at load; this guards every other source (AWS tags, addresses from the API).
-fn check_node(node: &ClusterNode) -> Result<(), RemoteError> {
-    let name_ok = crate::config::check_address(&node.name).is_ok() && node.name.parse::<std::net::IpAddr>().is_err();
+fn check_node(node: &Host) -> Result<(), RemoteError> {
+    let name_ok = crate::config::check_address(&node.alias).is_ok() && node.alias.parse::<std::net::IpAddr>().is_err();
     let problem = if !name_ok {
-        Some(format!("the node name {:?} is not a plain host alias", node.name))
+        Some(format!("the node name {:?} is not a plain host alias", node.alias))
     } else if let Err(why) = crate::config::check_address(&node.address) {
         Some(format!("the address {:?} is not an IP address or host name: {why}", node.address))
     } else if !crate::config::is_valid_login(&node.user) {
@@ -110,14 +110,14 @@ fn check_node(node: &ClusterNode) -> Result<(), RemoteError> {
     match problem {
         None => Ok(()),
         Some(message) => Err(RemoteError::Connect {
-            node: node.name.clone(),
+            node: node.alias.clone(),
             address: format!("{}:{}", node.address, node.port),
             message: format!("refusing to pass it to ssh: {message}"),
         }),
     }
 }
 
-async fn presented_key(node: &ClusterNode) -> Option<String> {
+async fn presented_key(node: &Host) -> Option<String> {
     // `--`: nothing after it is an option, whatever the address.
     let out = tokio::process::Command::new("ssh-keyscan")
         .args(["-T", "5", "-t", "ed25519", "-p", &node.port.to_string(), "--", &node.address])
@@ -128,7 +128,7 @@ async fn presented_key(node: &ClusterNode) -> Option<String> {
     text.lines().find(|l| !l.starts_with('#')).and_then(|l| l.split_once(' ')).map(|(_, k)| k.to_string())
 }
 
-async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Result<Session, RemoteError> {
+async fn connect_one(node: &Host, files: &EnvFiles, control: &Path) -> Result<Session, RemoteError> {
     check_node(node)?;
     let mut b = SessionBuilder::default();
     b.config_file(&files.ssh_config)
@@ -136,7 +136,7 @@ async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Re
         .control_directory(control)
         .connect_timeout(Duration::from_secs(10))
         .server_alive_interval(Duration::from_secs(15));
-    match b.connect_mux(&node.name).await {
+    match b.connect_mux(&node.alias).await {
         Ok(s) => Ok(s),
         Err(e) => {
             let message = chain(&e);
@@ -145,14 +145,14 @@ async fn connect_one(node: &ClusterNode, files: &EnvFiles, control: &Path) -> Re
                 let presented =
                     presented_key(node).await.as_deref().and_then(fingerprint).unwrap_or_else(|| "(unknown)".into());
                 return Err(RemoteError::HostKey {
-                    node: node.name.clone(),
+                    node: node.alias.clone(),
                     address: node.address.clone(),
                     expected,
                     presented,
                 });
             }
             Err(RemoteError::Connect {
-                node: node.name.clone(),
+                node: node.alias.clone(),
                 address: format!("{}:{}", node.address, node.port),
                 message,
             })
@@ -164,7 +164,7 @@ impl Fleet {
     /// Connects to every node, at most `limit` at a time. All failures are returned, not just
     /// the first, so one unreachable node does not hide another.
     pub async fn connect(
-        nodes: &[ClusterNode],
+        nodes: &[Host],
         files: &EnvFiles,
         limit: usize,
         r: &dyn Reporter,
@@ -173,30 +173,29 @@ impl Fleet {
         let control = tempfile::Builder::new().prefix("ts-").tempdir_in("/tmp").map_err(|e| {
             vec![RemoteError::Local { what: "creating the SSH control directory".into(), message: e.to_string() }]
         })?;
-        let results: Vec<(ClusterNode, Result<Session, RemoteError>)> =
-            futures_util::stream::iter(nodes.iter().cloned())
-                .map(|n| {
-                    let control = control.path().to_path_buf();
-                    async move {
-                        let key = format!("ssh/{}", n.name);
-                        r.start(&key, &format!("connect to {}@{}:{}", n.user, n.address, n.port));
-                        let res = connect_one(&n, files, &control).await;
-                        match &res {
-                            Ok(_) => r.finish(&key, "connected"),
-                            Err(e) => r.fail(&key, &e.to_string()),
-                        }
-                        (n, res)
+        let results: Vec<(Host, Result<Session, RemoteError>)> = futures_util::stream::iter(nodes.iter().cloned())
+            .map(|n| {
+                let control = control.path().to_path_buf();
+                async move {
+                    let key = format!("ssh/{}", n.alias);
+                    r.start(&key, &format!("connect to {}@{}:{}", n.user, n.address, n.port));
+                    let res = connect_one(&n, files, &control).await;
+                    match &res {
+                        Ok(_) => r.finish(&key, "connected"),
+                        Err(e) => r.fail(&key, &e.to_string()),
                     }
-                })
-                .buffer_unordered(limit.max(1))
-                .collect()
-                .await;
+                    (n, res)
+                }
+            })
+            .buffer_unordered(limit.max(1))
+            .collect()
+            .await;
         let mut sessions = BTreeMap::new();
         let mut errors = Vec::new();
         for (n, res) in results {
             match res {
                 Ok(s) => {
-                    sessions.insert(n.name.clone(), (n, s));
+                    sessions.insert(n.alias.clone(), (n, s));
                 }
                 Err(e) => errors.push(e),
             }
@@ -217,14 +216,14 @@ impl Fleet {
         self.secrets.iter().fold(line, |l, s| if s.is_empty() { l } else { l.replace(s.as_str(), "[redacted]") })
     }
 
-    fn get(&self, node: &str) -> Result<&(ClusterNode, Session), RemoteError> {
+    fn get(&self, node: &str) -> Result<&(Host, Session), RemoteError> {
         self.sessions
             .get(node)
             .ok_or_else(|| RemoteError::Local { what: format!("node {node}"), message: "not connected".into() })
     }
 
     /// Runs `sh -c` as root (through `sudo -n` for other users).
-    fn root_command<'a>(node: &ClusterNode, session: &'a Session, script: &str) -> openssh::OwningCommand<&'a Session> {
+    fn root_command<'a>(node: &Host, session: &'a Session, script: &str) -> openssh::OwningCommand<&'a Session> {
         let mut cmd = if node.user == "root" {
             session.command("sh")
         } else {
@@ -413,15 +412,11 @@ mod tests {
 
     #[test]
     fn nodes_that_would_reach_ssh_as_options_are_refused() {
-        let node = |name: &str, address: &str, user: &str| ClusterNode {
-            name: name.into(),
-            node_name: name.into(),
-            role: crate::config::NodeRole::Worker,
+        let node = |name: &str, address: &str, user: &str| Host {
+            alias: name.into(),
             address: address.into(),
             port: 22,
             user: user.into(),
-            private_ip: address.into(),
-            public_address: None,
             host_key: None,
         };
         assert!(check_node(&node("w1", "10.0.0.1", "ubuntu")).is_ok());

@@ -5,7 +5,9 @@
 mod error;
 mod files;
 mod fleet;
+mod host;
 
 pub use error::{RemoteError, RemoteErrors};
 pub use files::{fingerprint, host_field, known_hosts, parse_known_hosts, ssh_config};
 pub use fleet::{EnvFiles, Fleet, Output};
+pub use host::Host;
