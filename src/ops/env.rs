@@ -11,18 +11,24 @@ use crate::reporter::Reporter;
 pub struct Env<'a> {
     pub spec: &'a Spec,
     pub reporter: &'a dyn Reporter,
-    connection: &'a Connection,
+    connection: Option<&'a Connection>,
     aws: OnceCell<Aws>,
 }
 
 impl<'a> Env<'a> {
     pub fn new(spec: &'a Spec, connection: &'a Connection, reporter: &'a dyn Reporter) -> Self {
-        Self { spec, reporter, connection, aws: OnceCell::new() }
+        Self { spec, reporter, connection: Some(connection), aws: OnceCell::new() }
+    }
+
+    /// With clients the caller made (a library user's own, or a test's pointed at an emulator).
+    pub fn with_aws(spec: &'a Spec, aws: Aws, reporter: &'a dyn Reporter) -> Self {
+        Self { spec, reporter, connection: None, aws: OnceCell::new_with(Some(aws)) }
     }
 
     /// The AWS clients, connected on the first call.
     pub async fn aws(&self) -> &Aws {
-        self.aws.get_or_init(|| Aws::connect(self.connection)).await
+        let connection = self.connection.cloned().unwrap_or_default();
+        self.aws.get_or_init(|| async move { Aws::connect(&connection).await }).await
     }
 
     /// What a mutating AWS call needs, reporting to this environment's reporter.
