@@ -21,6 +21,7 @@ mod infra_lifecycle;
 mod infra_lookalike;
 mod infra_random;
 mod infra_safety;
+mod ops_direct;
 mod stack_cleanup;
 mod stack_deploy;
 mod stack_render;
