@@ -80,16 +80,7 @@ fn a_role_of_our_exact_name_without_our_tags_is_not_ours() {
     let name = format!("tagstack-{}-{}-worker", env.project, env.environment);
     let iam = env.iam();
     let p = env.project.clone();
-    env.block(async {
-        iam.create_role()
-            .role_name(&name)
-            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(&p).build().unwrap())
-            .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
-            .send()
-            .await
-            .unwrap();
-    });
+    env.block(crate::support::decoys::foreign_role(&iam, &p, &name));
 
     // Invisible to plan: the role is to be created, so `up` meets it and refuses.
     let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();

@@ -213,8 +213,9 @@ async fn key_pair(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<String> {
     Ok(cx.spec.key_pair_name())
 }
 
-/// A role and its profile: the two creates at once, then the policies and the profile's
-/// membership at once (a profile can exist before its role; only the membership needs both).
+/// A role, then its policies and its profile at once, then the profile's membership. The
+/// profile waits for the role: a role name taken by someone else stops `up` before anything
+/// of that name is made.
 async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
     let (name, role) = (&iam.name, iam.role);
     let r = cx.reporter;
@@ -244,7 +245,7 @@ async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    tokio::try_join!(create_role, create_profile)?;
+    create_role.await?;
     // Each policy under its own key: the progress lines of concurrent steps stay apart.
     let puts = futures_util::future::try_join_all(role_change.fix.put_policies.iter().map(|p| {
         let doc = docs.get(p.as_str()).copied().unwrap_or("{}");
@@ -262,7 +263,11 @@ async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    tokio::try_join!(puts, deletes, membership)?;
+    let profile_then_membership = async {
+        create_profile.await?;
+        membership.await
+    };
+    tokio::try_join!(puts, deletes, profile_then_membership)?;
     Ok(())
 }
 

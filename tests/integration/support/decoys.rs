@@ -51,14 +51,7 @@ impl Decoys {
                 .await
                 .unwrap();
             let role = format!("tagstack-{p}-{}-decoy", env.environment);
-            iam.create_role()
-                .role_name(&role)
-                .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
-                .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(&p).build().unwrap())
-                .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
-                .send()
-                .await
-                .unwrap();
+            foreign_role(&iam, &p, &role).await;
             Decoys {
                 vpcs: vec![untagged.vpc().unwrap().vpc_id().unwrap().to_string(), other_id],
                 sg: sg.group_id().unwrap().to_string(),
@@ -94,4 +87,17 @@ impl Decoys {
             Ok(())
         })
     }
+}
+
+/// A role named `name` with the project's tag but another environment's: tagstack's names,
+/// not its ownership.
+pub async fn foreign_role(iam: &aws_sdk_iam::Client, project: &str, name: &str) {
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:project").value(project).build().unwrap())
+        .tags(aws_sdk_iam::types::Tag::builder().key("tagstack:env").value("other").build().unwrap())
+        .send()
+        .await
+        .unwrap();
 }
