@@ -241,10 +241,7 @@ async fn down_static(s: &Settings) -> Result<Outcome> {
         }
         Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
     }
-    if !cleanup.errors.is_empty() {
-        let err = anyhow::anyhow!("the stack was not removed completely:\n  {}", cleanup.errors.join("\n  "));
-        return Err(crate::hint::attach(err, "run `tagstack down` again"));
-    }
+    ops::down::check_static(&cleanup)?;
     Ok(Outcome::Success)
 }
 

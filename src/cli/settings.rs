@@ -10,7 +10,7 @@ use crate::ui::{Mode, Output};
 
 /// A command-line problem (exit code 2).
 #[derive(Debug, thiserror::Error)]
-#[error("{message}{}", crate::hint::Line(.hint))]
+#[error("{message}{}", crate::ui::HintLine(.hint))]
 pub struct UsageError {
     pub message: String,
     pub hint: String,

@@ -135,6 +135,16 @@ mod tests {
 
     use super::*;
 
+    // Moved from cluster/tests.rs (cluster does not import ops): nodes on different versions
+    // get the advice to pin one.
+    #[test]
+    fn nodes_on_different_versions_are_advised_to_pin_one() {
+        use crate::cluster::versions::same_kubernetes_version;
+        let differ = vec![("cp".to_string(), "v1.36.1".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
+        let e = render(same_kubernetes_version(&differ).unwrap_err(), Command::Up);
+        assert!(e.contains("cp v1.36.1, w1 v1.36.2") && e.contains("kubernetes_version"), "{e}");
+    }
+
     fn connect(node: &str) -> RemoteError {
         RemoteError::Connect { node: node.into(), address: "10.0.0.1".into(), message: "refused".into() }
     }

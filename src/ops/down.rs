@@ -138,6 +138,15 @@ pub async fn down(cx: &Ctx<'_>, plan: &Teardown) -> Result<DownReport> {
     Ok(DownReport { deleted, failed, not_attempted })
 }
 
+/// Error for a static `down` that left something of the stack behind.
+pub fn check_static(cleanup: &ClusterCleanup) -> Result<()> {
+    if !cleanup.errors.is_empty() {
+        let err = anyhow::anyhow!("the stack was not removed completely:\n  {}", cleanup.errors.join("\n  "));
+        return Err(crate::hint::attach(err, "run `tagstack down` again"));
+    }
+    Ok(())
+}
+
 /// Error for a `down` that left something behind.
 pub fn check(report: &DownReport) -> Result<()> {
     if report.failed > 0 {

@@ -10,6 +10,7 @@ pub mod json;
 mod progress;
 pub mod render;
 
+pub use crate::hint::Line as HintLine;
 pub use progress::{Mode, Progress};
 
 use std::io::{BufRead, IsTerminal, Write};
