@@ -164,25 +164,30 @@ pub async fn bootstrap(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> 
     // kubeadm prints the join command with the token: keep it out of logs and progress.
     fleet.redact(&token);
     let fleet = fleet;
-    let result = run_stage(&fleet, spec, nodes, cp, &workers, &token, started, r).await;
+    let run = Run { spec, nodes, cp, workers: &workers, token: &token, started, r };
+    let result = run_stage(&fleet, run).await;
     // Success or not, no SSH master of ours outlives the stage.
     fleet.close().await;
     let (kubernetes_version, states, kubeconfig) = result?;
     Ok(ClusterReport { kubernetes_version, kubeconfig, nodes: states })
 }
 
-/// The stage's steps over connected sessions: (Kubernetes version, node states, kubeconfig).
-#[allow(clippy::too_many_arguments)]
-async fn run_stage(
-    fleet: &Fleet,
-    spec: &Spec,
-    nodes: &[ClusterNode],
-    cp: &ClusterNode,
-    workers: &[ClusterNode],
-    token: &str,
+/// What one bootstrap works on: the nodes by role, its token, when it started (the stage's
+/// deadline counts from there) and where it reports.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    spec: &'a Spec,
+    nodes: &'a [ClusterNode],
+    cp: &'a ClusterNode,
+    workers: &'a [ClusterNode],
+    token: &'a str,
     started: Instant,
-    r: &dyn Reporter,
-) -> Result<(String, Vec<NodeState>, PathBuf)> {
+    r: &'a dyn Reporter,
+}
+
+/// The stage's steps over connected sessions: (Kubernetes version, node states, kubeconfig).
+async fn run_stage(fleet: &Fleet, run: Run<'_>) -> Result<(String, Vec<NodeState>, PathBuf)> {
+    let Run { spec, nodes, cp, workers, token, started, r } = run;
     let deadline = spec.cluster.bootstrap_timeout;
     let limit = spec.cluster.max_parallel_ssh;
 
