@@ -1,5 +1,6 @@
 //! Discovery of everything one (project, environment) owns, read concurrently: EC2 by tag
-//! filters, IAM by the exact names tagstack gives (then its tags). Read-only.
+//! filters, IAM by the exact names tagstack gives (then its tags). Read-only; it takes the
+//! environment's [`EnvId`] and timeouts, never a config (`reap` has none).
 
 use anyhow::{Context, Result};
 use aws_sdk_ec2::types::{Filter, IpPermission};
@@ -10,8 +11,9 @@ use super::Aws;
 use super::error::{AwsError, AwsResultExt};
 use super::tags::{iam_owned, owned, owner_filters, tag_value};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use crate::config::{NodeRole, Spec, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE};
+use crate::config::{EnvId, NodeRole, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE, Timeouts};
 use crate::plan::observed::{
     ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
     SecurityGroup, Subnet, Vpc,
@@ -20,7 +22,7 @@ use crate::plan::observed::{
 /// Discovery is read-only, so one whose reads AWS kept throttling past the SDK's attempts (or
 /// its retry quota) is repeated whole, with backoff, until `timeouts.aws_consistency`: throttling
 /// never ends a command before that deadline. Also used for other reads (the AMI lookup).
-pub(super) async fn while_throttled<T, F, Fut>(spec: &Spec, mut read: F) -> Result<T>
+pub(super) async fn while_throttled<T, F, Fut>(deadline: Duration, mut read: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -32,7 +34,7 @@ where
         match read().await {
             Err(e) if e.chain().any(|c| c.downcast_ref::<AwsError>().is_some_and(AwsError::throttled)) => {
                 let pause = super::retry::backoff(attempt);
-                if started.elapsed() + pause > spec.timeouts.aws_consistency {
+                if started.elapsed() + pause > deadline {
                     return Err(e);
                 }
                 tracing::debug!("discovery throttled ({e:#}); reading again in {pause:?}");
@@ -43,17 +45,19 @@ where
     }
 }
 
-/// Everything the environment owns (see [`while_throttled`]).
-pub async fn discover(aws: &Aws, spec: &Spec) -> Result<Observed> {
-    while_throttled(spec, || discover_once(aws, spec)).await
+/// Everything the environment owns (see [`while_throttled`]). Needs only who the environment
+/// is and its deadlines: `reap` discovers environments it has no config for.
+pub async fn discover(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<Observed> {
+    let deadline = timeouts.aws_consistency;
+    while_throttled(deadline, || discover_once(aws, id, deadline)).await
 }
 
 /// The environment's instances (see [`while_throttled`]).
-pub async fn discover_instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
-    while_throttled(spec, || instances(aws, spec)).await
+pub async fn discover_instances(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<Vec<Instance>> {
+    while_throttled(timeouts.aws_consistency, || instances(aws, id)).await
 }
 
-async fn discover_once(aws: &Aws, spec: &Spec) -> Result<Observed> {
+async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration) -> Result<Observed> {
     let seen = Mutex::new(ExpirySeen::default());
     let seen = &seen;
     let (
@@ -68,16 +72,16 @@ async fn discover_once(aws: &Aws, spec: &Spec) -> Result<Observed> {
         volumes,
         network_interfaces,
     ) = tokio::try_join!(
-        vpcs(aws, spec, seen),
-        subnets(aws, spec, seen),
-        igws(aws, spec, seen),
-        route_tables(aws, spec, seen),
-        security_groups(aws, spec, seen),
-        key_pairs(aws, spec, seen),
-        iam(aws, spec, seen),
-        instances(aws, spec),
-        super::leftovers::volumes(aws, spec),
-        super::leftovers::network_interfaces(aws, spec),
+        vpcs(aws, id, deadline, seen),
+        subnets(aws, id, seen),
+        igws(aws, id, seen),
+        route_tables(aws, id, seen),
+        security_groups(aws, id, seen),
+        key_pairs(aws, id, seen),
+        iam(aws, id, seen),
+        instances(aws, id),
+        super::leftovers::volumes(aws, id),
+        super::leftovers::network_interfaces(aws, id),
     )?;
     let mut expiry = seen.lock().map(|s| s.clone()).unwrap_or_default();
     for i in &instances {
@@ -106,8 +110,8 @@ fn record(seen: &Mutex<ExpirySeen>, value: Option<&str>) {
 }
 
 /// Ownership check that also notes the resource's expiry tag.
-fn owned_seen(spec: &Spec, tags: &[aws_sdk_ec2::types::Tag], seen: &Mutex<ExpirySeen>) -> bool {
-    let mine = owned(spec, tags);
+fn owned_seen(id: &EnvId, tags: &[aws_sdk_ec2::types::Tag], seen: &Mutex<ExpirySeen>) -> bool {
+    let mine = owned(id, tags);
     if mine {
         record(seen, tag_value(tags, TAG_EXPIRES_AT));
     }
@@ -123,7 +127,7 @@ fn made_by_tagstack(tags: &[aws_sdk_ec2::types::Tag], component: &str) -> bool {
 /// DescribeVpcAttribute of a VPC the listing just returned: a VPC created a moment ago may
 /// still answer InvalidVpcID.NotFound (EC2 is eventually consistent, "Eventual consistency in
 /// the Amazon EC2 API"), retried with backoff until timeouts.aws_consistency.
-async fn dns_hostnames(aws: &Aws, spec: &Spec, id: &str) -> Result<bool> {
+async fn dns_hostnames(aws: &Aws, deadline: Duration, id: &str) -> Result<bool> {
     let started = std::time::Instant::now();
     let mut attempt = 0;
     loop {
@@ -140,7 +144,7 @@ async fn dns_hostnames(aws: &Aws, spec: &Spec, id: &str) -> Result<bool> {
             Ok(attr) => return Ok(attr.enable_dns_hostnames().and_then(|a| a.value()).unwrap_or(false)),
             Err(e) if e.code() == "InvalidVpcID.NotFound" => {
                 let pause = super::retry::backoff(attempt);
-                if started.elapsed() + pause > spec.timeouts.aws_consistency {
+                if started.elapsed() + pause > deadline {
                     return Err(e.into());
                 }
                 tokio::time::sleep(pause).await;
@@ -154,24 +158,24 @@ fn cidr(s: Option<&str>) -> Option<Ipv4Net> {
     s.and_then(|s| s.parse().ok())
 }
 
-async fn vpcs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vpc>> {
-    let resp = aws.ec2.describe_vpcs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeVpcs")?;
+async fn vpcs(aws: &Aws, env: &EnvId, deadline: Duration, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vpc>> {
+    let resp = aws.ec2.describe_vpcs().set_filters(Some(owner_filters(env))).send().await.op("DescribeVpcs")?;
     let mut out = Vec::new();
-    for v in resp.vpcs().iter().filter(|v| owned_seen(spec, v.tags(), seen)) {
+    for v in resp.vpcs().iter().filter(|v| owned_seen(env, v.tags(), seen)) {
         let id = v.vpc_id().unwrap_or_default().to_string();
-        let dns_hostnames = dns_hostnames(aws, spec, &id).await?;
+        let dns_hostnames = dns_hostnames(aws, deadline, &id).await?;
         let made_by_tagstack = made_by_tagstack(v.tags(), "vpc");
         out.push(Vpc { id, cidr: cidr(v.cidr_block()), dns_hostnames, made_by_tagstack });
     }
     Ok(out)
 }
 
-async fn subnets(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<Subnet>> {
-    let resp = aws.ec2.describe_subnets().set_filters(Some(owner_filters(spec))).send().await.op("DescribeSubnets")?;
+async fn subnets(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<Vec<Subnet>> {
+    let resp = aws.ec2.describe_subnets().set_filters(Some(owner_filters(id))).send().await.op("DescribeSubnets")?;
     Ok(resp
         .subnets()
         .iter()
-        .filter(|s| owned_seen(spec, s.tags(), seen))
+        .filter(|s| owned_seen(id, s.tags(), seen))
         .map(|s| Subnet {
             id: s.subnet_id().unwrap_or_default().to_string(),
             vpc_id: s.vpc_id().unwrap_or_default().to_string(),
@@ -182,18 +186,18 @@ async fn subnets(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec
         .collect())
 }
 
-async fn igws(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<InternetGateway>> {
+async fn igws(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<Vec<InternetGateway>> {
     let resp = aws
         .ec2
         .describe_internet_gateways()
-        .set_filters(Some(owner_filters(spec)))
+        .set_filters(Some(owner_filters(id)))
         .send()
         .await
         .op("DescribeInternetGateways")?;
     Ok(resp
         .internet_gateways()
         .iter()
-        .filter(|g| owned_seen(spec, g.tags(), seen))
+        .filter(|g| owned_seen(id, g.tags(), seen))
         .map(|g| InternetGateway {
             id: g.internet_gateway_id().unwrap_or_default().to_string(),
             attached_vpcs: g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect(),
@@ -202,18 +206,13 @@ async fn igws(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<In
         .collect())
 }
 
-async fn route_tables(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<RouteTable>> {
-    let resp = aws
-        .ec2
-        .describe_route_tables()
-        .set_filters(Some(owner_filters(spec)))
-        .send()
-        .await
-        .op("DescribeRouteTables")?;
+async fn route_tables(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<Vec<RouteTable>> {
+    let resp =
+        aws.ec2.describe_route_tables().set_filters(Some(owner_filters(id))).send().await.op("DescribeRouteTables")?;
     Ok(resp
         .route_tables()
         .iter()
-        .filter(|r| owned_seen(spec, r.tags(), seen))
+        .filter(|r| owned_seen(id, r.tags(), seen))
         .map(|r| RouteTable {
             id: r.route_table_id().unwrap_or_default().to_string(),
             vpc_id: r.vpc_id().unwrap_or_default().to_string(),
@@ -269,18 +268,18 @@ fn ingress(group_id: &str, perms: &[IpPermission]) -> Vec<IngressRule> {
     out
 }
 
-async fn security_groups(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<SecurityGroup>> {
+async fn security_groups(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<Vec<SecurityGroup>> {
     let resp = aws
         .ec2
         .describe_security_groups()
-        .set_filters(Some(owner_filters(spec)))
+        .set_filters(Some(owner_filters(id)))
         .send()
         .await
         .op("DescribeSecurityGroups")?;
     Ok(resp
         .security_groups()
         .iter()
-        .filter(|g| owned_seen(spec, g.tags(), seen))
+        .filter(|g| owned_seen(id, g.tags(), seen))
         .map(|g| {
             let id = g.group_id().unwrap_or_default().to_string();
             SecurityGroup {
@@ -293,13 +292,12 @@ async fn security_groups(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Re
         .collect())
 }
 
-async fn key_pairs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<Vec<KeyPair>> {
-    let resp =
-        aws.ec2.describe_key_pairs().set_filters(Some(owner_filters(spec))).send().await.op("DescribeKeyPairs")?;
+async fn key_pairs(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<Vec<KeyPair>> {
+    let resp = aws.ec2.describe_key_pairs().set_filters(Some(owner_filters(id))).send().await.op("DescribeKeyPairs")?;
     Ok(resp
         .key_pairs()
         .iter()
-        .filter(|k| owned_seen(spec, k.tags(), seen))
+        .filter(|k| owned_seen(id, k.tags(), seen))
         .map(|k| KeyPair {
             id: k.key_pair_id().unwrap_or_default().to_string(),
             name: k.key_name().unwrap_or_default().to_string(),
@@ -308,8 +306,8 @@ async fn key_pairs(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<V
         .collect())
 }
 
-async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
-    let mut filters = owner_filters(spec);
+async fn instances(aws: &Aws, id: &EnvId) -> Result<Vec<Instance>> {
+    let mut filters = owner_filters(id);
     filters.push(
         Filter::builder()
             .name("instance-state-name")
@@ -328,7 +326,7 @@ async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
             .await
             .op("DescribeInstances")?;
         for i in resp.reservations().iter().flat_map(|r| r.instances()) {
-            if !owned(spec, i.tags()) {
+            if !owned(id, i.tags()) {
                 continue;
             }
             // An instance without a valid role tag is not one we launched; leave it alone.
@@ -369,11 +367,11 @@ async fn instances(aws: &Aws, spec: &Spec) -> Result<Vec<Instance>> {
 /// (`dev` beside `dev-2`) and grow with the account. A role or profile of that name without our
 /// tags is someone else's: not returned, so the plan never touches it (`up` then refuses to
 /// create over it).
-async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
-    let names: Vec<String> = NodeRole::ALL.iter().map(|r| spec.iam_name(*r)).collect();
+async fn iam(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
+    let names: Vec<String> = NodeRole::ALL.iter().map(|r| id.iam_name(*r)).collect();
     let (roles, profiles) = tokio::try_join!(
-        try_join_all(names.iter().map(|name| role(aws, spec, seen, name))),
-        try_join_all(names.iter().map(|name| instance_profile(aws, spec, seen, name))),
+        try_join_all(names.iter().map(|name| role(aws, id, seen, name))),
+        try_join_all(names.iter().map(|name| instance_profile(aws, id, seen, name))),
     )?;
     let mut roles: Vec<Role> = roles.into_iter().flatten().collect();
     let mut profiles: Vec<InstanceProfile> = profiles.into_iter().flatten().collect();
@@ -383,13 +381,13 @@ async fn iam(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Ro
 }
 
 /// The role of that name if it is ours, with its inline policies (read concurrently).
-async fn role(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>, name: &str) -> Result<Option<Role>> {
+async fn role(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>, name: &str) -> Result<Option<Role>> {
     let got = match aws.iam.get_role().role_name(name).send().await.op(format!("GetRole {name}")) {
         Err(e) if e.code() == "NoSuchEntity" => return Ok(None),
         other => other?,
     };
     let Some(role) = got.role() else { return Ok(None) };
-    if !iam_owned(spec, role.tags()) {
+    if !iam_owned(id, role.tags()) {
         return Ok(None);
     }
     record(seen, role.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
@@ -414,7 +412,7 @@ async fn role(aws: &Aws, spec: &Spec, seen: &Mutex<ExpirySeen>, name: &str) -> R
 /// The instance profile of that name if it is ours, with the roles in it.
 async fn instance_profile(
     aws: &Aws,
-    spec: &Spec,
+    id: &EnvId,
     seen: &Mutex<ExpirySeen>,
     name: &str,
 ) -> Result<Option<InstanceProfile>> {
@@ -430,7 +428,7 @@ async fn instance_profile(
         other => other?,
     };
     let Some(profile) = got.instance_profile() else { return Ok(None) };
-    if !iam_owned(spec, profile.tags()) {
+    if !iam_owned(id, profile.tags()) {
         return Ok(None);
     }
     record(seen, profile.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));

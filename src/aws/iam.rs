@@ -16,7 +16,7 @@ use crate::plan::desired::TRUST_POLICY;
 const PATH: &str = "/tagstack/";
 
 fn iam_tags(cx: &Ctx<'_>, component: &str) -> Result<Vec<Tag>> {
-    cx.spec.tags(component).into_iter().map(|(k, v)| Ok(Tag::builder().key(k).value(v).build()?)).collect()
+    cx.tags(component).into_iter().map(|(k, v)| Ok(Tag::builder().key(k).value(v).build()?)).collect()
 }
 
 /// IAM creates take no idempotency token; names are unique (a repeat meets
@@ -35,7 +35,7 @@ pub async fn create_role(cx: &Ctx<'_>, name: &str) -> Result<()> {
                     .role_name(name)
                     .path(PATH)
                     .assume_role_policy_document(TRUST_POLICY)
-                    .description(format!("tagstack nodes of {}", cx.spec.cluster_name()))
+                    .description(format!("tagstack nodes of {}", cx.id.cluster_name()))
                     .set_tags(Some(tags.clone()))
                     .customize()
                     .config_override(no_sdk_retry_iam())
@@ -48,7 +48,7 @@ pub async fn create_role(cx: &Ctx<'_>, name: &str) -> Result<()> {
                 match cx.aws.iam.list_role_tags().role_name(name).send().await.op(format!("ListRoleTags {name}")) {
                     Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
                     Err(e) => Err(e.into()),
-                    Ok(t) if iam_owned(cx.spec, t.tags()) => Ok(Found::Ours(())),
+                    Ok(t) if iam_owned(cx.id, t.tags()) => Ok(Found::Ours(())),
                     Ok(_) => Ok(Found::Foreign(format!("role {name}"))),
                 }
             },
@@ -122,7 +122,7 @@ pub async fn create_profile(cx: &Ctx<'_>, name: &str) -> Result<()> {
                 match got {
                     Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
                     Err(e) => Err(e.into()),
-                    Ok(p) if p.instance_profile().is_some_and(|p| iam_owned(cx.spec, p.tags())) => Ok(Found::Ours(())),
+                    Ok(p) if p.instance_profile().is_some_and(|p| iam_owned(cx.id, p.tags())) => Ok(Found::Ours(())),
                     Ok(_) => Ok(Found::Foreign(format!("instance profile {name}"))),
                 }
             },

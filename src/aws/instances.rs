@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 use super::Ctx;
 use super::error::{AwsResultExt, NoHostKeys, NoImage, NotRunning, Phase, is_throttling_code};
 use super::tags::spec_tags;
-use crate::config::{AmiSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
+use crate::config::{AmiSpec, NodeGroupSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
 use crate::poll::{Check, Look, poll_until};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
@@ -25,9 +25,10 @@ pub struct Ami {
 }
 
 /// Looks the image up (by id, or newest matching owner + name) to learn its root device name.
-pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
+/// `region` is the config's, named when nothing matches.
+pub async fn resolve_ami(cx: &Ctx<'_>, ami: &AmiSpec, region: &str) -> Result<Ami> {
     let req = cx.aws.ec2.describe_images();
-    let (req, what) = match &cx.spec.ami {
+    let (req, what) = match ami {
         AmiSpec::Id(id) => (req.image_ids(id), format!("AMI {id}")),
         AmiSpec::Lookup { owner, name } => (
             req.owners(owner)
@@ -36,14 +37,14 @@ pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
             format!("AMI owner {owner} name {name}"),
         ),
     };
-    let resp = super::discover::while_throttled(cx.spec, || {
+    let resp = super::discover::while_throttled(cx.timeouts.aws_consistency, || {
         let (req, op) = (req.clone(), format!("DescribeImages ({what})"));
         async move { Ok(req.send().await.op(op)?) }
     })
     .await?;
     let newest = resp.images().iter().max_by(|a, b| a.creation_date().cmp(&b.creation_date()));
     let Some(img) = newest else {
-        return Err(NoImage { what, region: cx.spec.region.clone() }.into());
+        return Err(NoImage { what, region: region.to_string() }.into());
     };
     Ok(Ami {
         id: img.image_id().unwrap_or_default().to_string(),
@@ -55,6 +56,8 @@ pub async fn resolve_ami(cx: &Ctx<'_>) -> Result<Ami> {
 #[derive(Debug, Clone)]
 pub struct LaunchTarget<'a> {
     pub role: NodeRole,
+    /// The role's `[control_plane]` or `[workers]`: instance type and root volume.
+    pub group: &'a NodeGroupSpec,
     pub count: usize,
     pub existing: usize,
     pub subnet_id: &'a str,
@@ -65,13 +68,12 @@ pub struct LaunchTarget<'a> {
 }
 
 pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<String>> {
-    let spec = cx.spec;
-    let group = spec.group(t.role);
+    let group = t.group;
     let count = i32::try_from(t.count).context("too many instances")?;
-    let token = crate::plan::desired::client_token(spec, t.role, t.subnet_id, t.existing, t.count);
-    let mut tags = spec.tags(&format!("node-{}", t.role.as_str()));
+    let token = crate::plan::desired::client_token(cx.id, t.role, t.subnet_id, t.existing, t.count);
+    let mut tags = cx.tags(&format!("node-{}", t.role.as_str()));
     tags.push((TAG_ROLE.into(), t.role.as_str().into()));
-    let volume_tags = spec.tags("root-volume");
+    let volume_tags = cx.tags("root-volume");
     let resp = cx
         .retry(format!("launching {} {} instance(s)", t.count, t.role.as_str()), key, Phase::Create)
         // The deterministic ClientToken makes a repeat the same request (EC2 answers it with
@@ -154,7 +156,7 @@ pub async fn terminate(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {
 }
 
 fn deadline(cx: &Ctx<'_>) -> Duration {
-    cx.spec.timeouts.instances_running
+    cx.timeouts.instances_running
 }
 
 /// Runs an SDK waiter (`wait(time left)`, its error tagged with "a throttle") again when one of

@@ -8,16 +8,16 @@ use super::Aws;
 use super::Ctx;
 use super::error::{AwsResultExt, Phase};
 use super::tags::{owned, owner_filters, tag_value};
-use crate::config::{Spec, TAG_COMPONENT};
+use crate::config::{EnvId, TAG_COMPONENT};
 use crate::plan::observed::Leftover;
 
 /// The tag the EBS CSI driver puts on a volume it made for a claim.
 const TAG_PVC_NAMESPACE: &str = "kubernetes.io/created-for/pvc/namespace";
 const TAG_PVC_NAME: &str = "kubernetes.io/created-for/pvc/name";
 
-pub async fn volumes(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
+pub async fn volumes(aws: &Aws, env: &EnvId) -> Result<Vec<Leftover>> {
     let mut out = Vec::new();
-    let mut pages = aws.ec2.describe_volumes().set_filters(Some(owner_filters(spec))).into_paginator().send();
+    let mut pages = aws.ec2.describe_volumes().set_filters(Some(owner_filters(env))).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.op("DescribeVolumes")?;
         // An attached root volume is deleted with its instance; listing it would only be noise.
@@ -28,7 +28,7 @@ pub async fn volumes(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
                 a.delete_on_termination() == Some(true) || tag_value(v.tags(), TAG_COMPONENT) == Some("root-volume")
             })
         };
-        for v in page.volumes().iter().filter(|v| owned(spec, v.tags()) && !goes_with_instance(v)) {
+        for v in page.volumes().iter().filter(|v| owned(env, v.tags()) && !goes_with_instance(v)) {
             let claim = match (tag_value(v.tags(), TAG_PVC_NAMESPACE), tag_value(v.tags(), TAG_PVC_NAME)) {
                 (Some(ns), Some(name)) => Some(format!("pvc {ns}/{name}")),
                 _ => tag_value(v.tags(), "Name").map(str::to_string),
@@ -43,15 +43,15 @@ pub async fn volumes(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
     Ok(out)
 }
 
-pub async fn network_interfaces(aws: &Aws, spec: &Spec) -> Result<Vec<Leftover>> {
+pub async fn network_interfaces(aws: &Aws, env: &EnvId) -> Result<Vec<Leftover>> {
     let mut out = Vec::new();
     // Only detached ones: an attached interface belongs to something still running.
-    let mut filters = owner_filters(spec);
+    let mut filters = owner_filters(env);
     filters.push(aws_sdk_ec2::types::Filter::builder().name("status").values("available").build());
     let mut pages = aws.ec2.describe_network_interfaces().set_filters(Some(filters)).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.op("DescribeNetworkInterfaces")?;
-        for n in page.network_interfaces().iter().filter(|n| owned(spec, n.tag_set())) {
+        for n in page.network_interfaces().iter().filter(|n| owned(env, n.tag_set())) {
             out.push(Leftover {
                 id: n.network_interface_id().unwrap_or_default().to_string(),
                 state: n.status().map(|s| s.as_str().to_string()).unwrap_or_default(),

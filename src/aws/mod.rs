@@ -27,26 +27,49 @@ pub use instances::{
 pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;
 
-use crate::config::Spec;
+use crate::config::{EnvId, TAG_EXPIRES_AT, Timeouts};
 use crate::reporter::Reporter;
 use error::Phase;
 use retry::Retry;
 
-/// What every mutating call needs: the clients, the spec (names, tags, deadlines) and where
-/// to report progress.
+/// What every mutating call needs: the clients, who the environment is (names, ownership
+/// tags), its deadlines, the expiry this run tags new resources with, and where to report
+/// progress. What to create (CIDRs, the key, the image, instance types, tokens) is passed to
+/// each call by the caller: nothing here reads the config.
 pub struct Ctx<'a> {
     pub aws: &'a Aws,
-    pub spec: &'a Spec,
+    pub id: &'a EnvId,
+    pub timeouts: Timeouts,
+    /// `tagstack:expires-at` for the resources this run creates (`None`: no expiry tag).
+    pub expires_at: Option<&'a str>,
     pub reporter: &'a dyn Reporter,
 }
 
 impl<'a> Ctx<'a> {
+    /// A context that creates nothing with an expiry (teardown, host keys, `reap`).
+    pub fn new(aws: &'a Aws, id: &'a EnvId, timeouts: Timeouts, reporter: &'a dyn Reporter) -> Ctx<'a> {
+        Ctx { aws, id, timeouts, expires_at: None, reporter }
+    }
+
+    /// Tags what this context creates with the run's expiry.
+    pub fn expiring(self, expires_at: Option<&'a str>) -> Ctx<'a> {
+        Ctx { expires_at, ..self }
+    }
+
+    /// The tags a new resource of `component` is created with: the environment's, plus the
+    /// run's expiry.
+    pub fn tags(&self, component: &str) -> Vec<(String, String)> {
+        let mut tags = self.id.tags(component);
+        tags.extend(self.expires_at.map(|e| (TAG_EXPIRES_AT.to_string(), e.to_string())));
+        tags
+    }
+
     pub fn retry(&self, step: impl Into<String>, key: &'a str, phase: Phase) -> Retry<'a> {
         Retry {
             step: step.into(),
             key,
             phase,
-            deadline: self.spec.timeouts.aws_consistency,
+            deadline: self.timeouts.aws_consistency,
             reporter: self.reporter,
             idempotent: false,
         }

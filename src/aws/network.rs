@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, ResourceType, UserIdGroupPair};
+use ipnet::Ipv4Net;
 
 use aws_sdk_ec2::types::Filter;
 
@@ -27,15 +28,14 @@ fn filter(name: &str, value: impl Into<String>) -> Filter {
 
 /// Ours and made by tagstack as this component (not only tagged for the environment).
 fn made_as(cx: &Ctx<'_>, tags: &[aws_sdk_ec2::types::Tag], component: &str) -> bool {
-    owned(cx.spec, tags) && tag_value(tags, TAG_COMPONENT) == Some(component)
+    owned(cx.id, tags) && tag_value(tags, TAG_COMPONENT) == Some(component)
 }
 
 /// CreateVpc has no idempotency token (EC2 API reference, CreateVpc request parameters; the
 /// SDK's CreateVpcInput has no client_token): sent once, re-discovered by tags after an
 /// ambiguous failure.
-pub async fn create_vpc(cx: &Ctx<'_>) -> Result<String> {
-    let spec = cx.spec;
-    let cidr = spec.network.vpc_cidr.to_string();
+pub async fn create_vpc(cx: &Ctx<'_>, cidr: Ipv4Net) -> Result<String> {
+    let cidr = cidr.to_string();
     let id = cx
         .retry(format!("creating VPC {cidr}"), "vpc", Phase::Create)
         .create_once(
@@ -46,7 +46,7 @@ pub async fn create_vpc(cx: &Ctx<'_>) -> Result<String> {
                     .ec2
                     .create_vpc()
                     .cidr_block(&cidr)
-                    .tag_specifications(spec_tags(ResourceType::Vpc, &spec.tags("vpc")))
+                    .tag_specifications(spec_tags(ResourceType::Vpc, &cx.tags("vpc")))
                     .customize()
                     .config_override(no_sdk_retry_ec2())
                     .send()
@@ -59,7 +59,7 @@ pub async fn create_vpc(cx: &Ctx<'_>) -> Result<String> {
                     .aws
                     .ec2
                     .describe_vpcs()
-                    .set_filters(Some(owner_filters(spec)))
+                    .set_filters(Some(owner_filters(cx.id)))
                     .send()
                     .await
                     .op("DescribeVpcs")?;
@@ -89,7 +89,7 @@ pub async fn enable_dns_hostnames(cx: &Ctx<'_>, vpc_id: &str) -> Result<()> {
 }
 
 pub async fn create_subnet(cx: &Ctx<'_>, key: &str, vpc_id: &str, want: &SubnetSpec) -> Result<String> {
-    let mut tags = cx.spec.tags("subnet");
+    let mut tags = cx.tags("subnet");
     // The AWS cloud provider puts internet-facing load balancers in subnets with this tag.
     tags.push(("kubernetes.io/role/elb".into(), "1".into()));
     let cidr = want.cidr.to_string();
@@ -166,7 +166,7 @@ pub async fn create_internet_gateway(cx: &Ctx<'_>, vpc_id: &str) -> Result<Strin
                     .aws
                     .ec2
                     .create_internet_gateway()
-                    .tag_specifications(spec_tags(ResourceType::InternetGateway, &cx.spec.tags("igw")))
+                    .tag_specifications(spec_tags(ResourceType::InternetGateway, &cx.tags("igw")))
                     .customize()
                     .config_override(no_sdk_retry_ec2())
                     .send()
@@ -179,7 +179,7 @@ pub async fn create_internet_gateway(cx: &Ctx<'_>, vpc_id: &str) -> Result<Strin
                     .aws
                     .ec2
                     .describe_internet_gateways()
-                    .set_filters(Some(owner_filters(cx.spec)))
+                    .set_filters(Some(owner_filters(cx.id)))
                     .send()
                     .await
                     .op("DescribeInternetGateways")?;
@@ -263,7 +263,7 @@ async fn route_table_state(cx: &Ctx<'_>, rtb_id: &str) -> Result<(Option<String>
 /// deterministic (environment + VPC), so a retry by the SDK, by us, or by the next `up` after
 /// a crash is the same request: EC2 answers it with the first result.
 pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
-    let token = resource_token(cx.spec, "rtb", vpc_id);
+    let token = resource_token(cx.id, "rtb", vpc_id);
     let resp = cx
         .retry(format!("creating route table in {vpc_id}"), "rtb", Phase::Create)
         .idempotent()
@@ -273,7 +273,7 @@ pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
                 .create_route_table()
                 .vpc_id(vpc_id)
                 .client_token(&token)
-                .tag_specifications(spec_tags(ResourceType::RouteTable, &cx.spec.tags("rtb")))
+                .tag_specifications(spec_tags(ResourceType::RouteTable, &cx.tags("rtb")))
                 .send()
                 .await
                 .op("CreateRouteTable")
@@ -356,7 +356,7 @@ pub async fn associate(cx: &Ctx<'_>, rtb_id: &str, subnet_id: &str) -> Result<()
 }
 
 pub async fn create_security_group(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
-    let name = cx.spec.name_of("sg");
+    let name = cx.id.name_of("sg");
     // No idempotency token; the group name is unique per VPC (a repeat meets
     // InvalidGroup.Duplicate), so it is what to look for.
     let id = cx
@@ -371,10 +371,10 @@ pub async fn create_security_group(cx: &Ctx<'_>, vpc_id: &str) -> Result<String>
                     .group_name(&name)
                     .description(format!(
                         "tagstack cluster {}: all traffic between nodes, SSH and API from admin CIDRs",
-                        cx.spec.cluster_name()
+                        cx.id.cluster_name()
                     ))
                     .vpc_id(vpc_id)
-                    .tag_specifications(spec_tags(ResourceType::SecurityGroup, &cx.spec.tags("sg")))
+                    .tag_specifications(spec_tags(ResourceType::SecurityGroup, &cx.tags("sg")))
                     .customize()
                     .config_override(no_sdk_retry_ec2())
                     .send()
@@ -482,12 +482,12 @@ pub async fn revoke(cx: &Ctx<'_>, sg_id: &str, rules: &[IngressRule]) -> Result<
     Ok(())
 }
 
-pub async fn import_key_pair(cx: &Ctx<'_>) -> Result<String> {
-    let spec = cx.spec;
-    let mut tags = spec.tags("key");
-    tags.push((TAG_KEY_SHA256.into(), public_key_sha256(&spec.ssh.public_key)));
-    let name = spec.key_pair_name();
-    let want = public_key_sha256(&spec.ssh.public_key);
+/// `public_key`: the OpenSSH public key line (`ssh.public_key`'s content).
+pub async fn import_key_pair(cx: &Ctx<'_>, public_key: &str) -> Result<String> {
+    let mut tags = cx.tags("key");
+    tags.push((TAG_KEY_SHA256.into(), public_key_sha256(public_key)));
+    let name = cx.id.key_pair_name();
+    let want = public_key_sha256(public_key);
     // No idempotency token; key names are unique per region (a repeat meets
     // InvalidKeyPair.Duplicate): look it up by name, adopt it if its tags say ours and this key.
     let id = cx
@@ -500,7 +500,7 @@ pub async fn import_key_pair(cx: &Ctx<'_>) -> Result<String> {
                     .ec2
                     .import_key_pair()
                     .key_name(&name)
-                    .public_key_material(Blob::new(spec.ssh.public_key.as_bytes()))
+                    .public_key_material(Blob::new(public_key.as_bytes()))
                     .tag_specifications(spec_tags(ResourceType::KeyPair, &tags))
                     .customize()
                     .config_override(no_sdk_retry_ec2())

@@ -1,22 +1,19 @@
-//! Tag plumbing: ownership filters for Describe calls, the exact-match ownership check, and
-//! TagSpecifications for create calls (tags are never added after the fact).
+//! Tag plumbing: ownership filters for Describe calls, the exact-match ownership check (both
+//! from [`EnvId::ownership`]), and TagSpecifications for create calls (tags are never added
+//! after the fact).
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
-use crate::config::{Spec, TAG_ENV, TAG_PROJECT};
+use crate::config::EnvId;
 
 /// Server-side filter on project and environment.
-pub fn owner_filters(spec: &Spec) -> Vec<Filter> {
-    vec![
-        Filter::builder().name(format!("tag:{TAG_PROJECT}")).values(&spec.project).build(),
-        Filter::builder().name(format!("tag:{TAG_ENV}")).values(&spec.environment).build(),
-    ]
+pub fn owner_filters(id: &EnvId) -> Vec<Filter> {
+    id.ownership().iter().map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(*v).build()).collect()
 }
 
 /// Client-side check too: a filter is a query, ownership is a rule.
-pub fn owned(spec: &Spec, tags: &[Tag]) -> bool {
-    let get = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(Tag::value);
-    get(TAG_PROJECT) == Some(spec.project.as_str()) && get(TAG_ENV) == Some(spec.environment.as_str())
+pub fn owned(id: &EnvId, tags: &[Tag]) -> bool {
+    id.owns(|k| tag_value(tags, k))
 }
 
 pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
@@ -30,7 +27,6 @@ pub fn spec_tags(kind: ResourceType, tags: &[(String, String)]) -> TagSpecificat
         .build()
 }
 
-pub fn iam_owned(spec: &Spec, tags: &[aws_sdk_iam::types::Tag]) -> bool {
-    let get = |k: &str| tags.iter().find(|t| t.key() == k).map(|t| t.value());
-    get(TAG_PROJECT) == Some(spec.project.as_str()) && get(TAG_ENV) == Some(spec.environment.as_str())
+pub fn iam_owned(id: &EnvId, tags: &[aws_sdk_iam::types::Tag]) -> bool {
+    id.owns(|k| tags.iter().find(|t| t.key() == k).map(|t| t.value()))
 }

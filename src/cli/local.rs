@@ -74,9 +74,36 @@ mod tests {
             Ok("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me".into())
         })
         .unwrap();
-        assert_eq!((spec.project.as_str(), spec.environment.as_str()), ("acme", "dev"));
+        assert_eq!((spec.id.project.as_str(), spec.id.environment.as_str()), ("acme", "dev"));
         assert_eq!(spec.ttl, Some(std::time::Duration::from_secs(8 * 3600)));
         assert_eq!(spec.workers.count, 3);
         assert!(!text.contains("{{"), "unrendered placeholder");
+    }
+
+    /// The template spells the defaults out for the reader; they must be the ones `config`
+    /// applies (their one home), so the starter config means the same as leaving them out.
+    #[test]
+    fn starter_config_writes_the_defaults() {
+        let parse = |text: &str| {
+            let spec = crate::config::parse(Path::new("config/dev.toml"), text, Some(Path::new("/home/u")), &|_| {
+                Ok("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me".into())
+            })
+            .unwrap();
+            let mut json = serde_json::to_value(&spec).unwrap();
+            // `ttl` has no default: the template sets one on purpose.
+            json.as_object_mut().unwrap().remove("ttl");
+            json
+        };
+        let required = r#"project = "acme"
+environment = "dev"
+region = "eu-west-3"
+admin_cidrs = ["203.0.113.10/32"]
+[network]
+vpc_cidr = "10.20.0.0/16"
+[[network.subnets]]
+cidr = "10.20.1.0/24"
+availability_zone = "eu-west-3a"
+"#;
+        assert_eq!(parse(&starter_config("acme", "dev")), parse(required));
     }
 }

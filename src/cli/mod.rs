@@ -27,16 +27,16 @@ pub enum Outcome {
 
 fn title(s: &Settings) -> String {
     match s.connection.region.as_deref().filter(|r| !r.is_empty()) {
-        Some(region) => format!("{}/{} in {region}", s.spec.project, s.spec.environment),
+        Some(region) => format!("{}/{} in {region}", s.spec.id.project, s.spec.id.environment),
         // A static environment has no region.
-        None => format!("{}/{}", s.spec.project, s.spec.environment),
+        None => format!("{}/{}", s.spec.id.project, s.spec.id.environment),
     }
 }
 
 fn source(s: &Settings) -> Source<'_> {
     Source {
-        project: Some(&s.spec.project),
-        environment: Some(&s.spec.environment),
+        project: Some(&s.spec.id.project),
+        environment: Some(&s.spec.id.environment),
         region: s.connection.region.as_deref(),
     }
 }
@@ -264,7 +264,7 @@ async fn reap_cmd(g: &GlobalArgs, dry_run: bool, project: Option<String>) -> Res
         ui::eprint_text(&format!("Expired environments in {region}:\n  {}\n", names.join("\n  ")));
         confirm(&common, &format!("Delete everything these {} environment(s) own?", due.len()))?;
     }
-    let report = ops::reap(&aws, &region, due, kept, dry_run, &progress).await?;
+    let report = ops::reap(&aws, due, kept, dry_run, &progress).await?;
     match common.output {
         Output::Json => json::print_in_order(
             Source { project: project.as_deref(), environment: None, region: Some(&region) },
@@ -285,7 +285,7 @@ fn render_cmd(g: &GlobalArgs, out: &Path) -> Result<Outcome> {
     let written = ops::stack::write_rendered(&spec, out)?;
     match settings::common(g).output {
         Output::Json => json::print(
-            Source { project: Some(&spec.project), environment: Some(&spec.environment), region: None },
+            Source { project: Some(&spec.id.project), environment: Some(&spec.id.environment), region: None },
             "render",
             &RenderDoc { files: &written },
         )?,

@@ -91,11 +91,11 @@ patches:
         path: /spec/template/spec/containers/0/args/-
         value: --extra-tags={project_tag}={project},{env_tag}={env}
 ",
-        cluster = spec.cluster_name(),
+        cluster = spec.id.cluster_name(),
         project_tag = crate::config::TAG_PROJECT,
-        project = spec.project,
+        project = spec.id.project,
         env_tag = crate::config::TAG_ENV,
-        env = spec.environment,
+        env = spec.id.environment,
     )
 }
 

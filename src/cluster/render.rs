@@ -86,7 +86,7 @@ pub fn init_config(i: &InitInput) -> Result<String> {
     render(
         "kubeadm-init.yaml",
         context! {
-            cluster_name => i.spec.cluster_name(),
+            cluster_name => i.spec.id.cluster_name(),
             token => i.token,
             control_plane => i.control_plane,
             kubernetes_version => i.kubernetes_version,
@@ -119,7 +119,7 @@ pub fn join_config(
     render(
         "kubeadm-join.yaml",
         context! {
-            cluster_name => spec.cluster_name(),
+            cluster_name => spec.id.cluster_name(),
             control_plane => control_plane,
             node => node,
             token => token,

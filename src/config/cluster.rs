@@ -229,15 +229,19 @@ pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
     let mut spec = ClusterSpec::default();
     let Some(c) = &raw.cluster else { return Ok(spec) };
     if let Some(p) = &c.max_parallel_ssh {
+        let default = spec.max_parallel_ssh;
         if !(1..=MAX_PARALLEL_SSH).contains(p.get_ref()) {
             return cx.err(
                 p.span(),
                 "cluster.max_parallel_ssh",
                 format!("{} is out of range", p.get_ref()),
-                &format!("use 1 to {MAX_PARALLEL_SSH} (default 51: a control plane and 50 workers at once)"),
+                &format!(
+                    "use 1 to {MAX_PARALLEL_SSH} (default {default}: a control plane and {} workers at once)",
+                    default - 1
+                ),
             );
         }
-        spec.max_parallel_ssh = usize::try_from(*p.get_ref()).unwrap_or(51);
+        spec.max_parallel_ssh = usize::try_from(*p.get_ref()).unwrap_or(default);
     }
     spec.bootstrap_timeout =
         deadline(cx, c.bootstrap_timeout.as_ref(), "cluster.bootstrap_timeout", spec.bootstrap_timeout)?;

@@ -1,10 +1,12 @@
-//! The environment file: TOML model, defaults and validation into a [`Spec`]. Pure apart from
+//! The environment file: TOML model, defaults and validation into a [`Spec`], and [`EnvId`]
+//! (who an environment is, and every name and tag derived from that). Pure apart from
 //! [`load`], which reads the file and the SSH public key; nothing here talks to AWS.
 
 mod cluster;
 mod duration;
 mod error;
 mod field;
+mod id;
 mod raw;
 mod sizing;
 mod spec;
@@ -17,6 +19,7 @@ pub use cluster::{check_address, is_valid_login};
 pub use duration::{MIN_TTL, Refused, at_least, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use field::is_valid_name;
+pub use id::EnvId;
 pub use sizing::{Jvm, JvmMemory, cpu_cores};
 pub use spec::*;
 pub use stack::{default_kafka_cluster_id, spark_image_version};

@@ -1,10 +1,16 @@
 //! The validated, resolved environment: what every later stage reads. Pure data, no I/O.
+//! Configuration only: who the environment is lives in [`EnvId`] (`Spec::id`), and a run's
+//! state (the expiry it tags with) is passed where it is used, never patched in here. The
+//! defaults that are not a section's own (`Timeouts`, `ClusterSpec`) have their one home in
+//! the `Default` impls below; `tagstack init`'s template is kept in step by a unit test.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
+
+use super::id::EnvId;
 
 /// Prefix of every tagstack tag key.
 pub const TAG_PROJECT: &str = "tagstack:project";
@@ -23,8 +29,9 @@ pub const TAG_EXPIRES_AT: &str = "tagstack:expires-at";
 #[derive(Debug, Clone, Serialize)]
 pub struct Spec {
     pub file: PathBuf,
-    pub project: String,
-    pub environment: String,
+    /// Project and environment: who the environment is (flattened: the JSON keeps both keys).
+    #[serde(flatten)]
+    pub id: EnvId,
     pub region: String,
     pub endpoint_url: Option<String>,
     pub admin_cidrs: Vec<Ipv4Net>,
@@ -38,11 +45,9 @@ pub struct Spec {
     pub provider: Provider,
     pub cluster: ClusterSpec,
     pub stack: StackSpec,
-    /// `ttl` from the config: new environments expire this long after creation.
+    /// `ttl` from the config: new environments expire this long after creation. The expiry
+    /// a run gives the resources is not config: `plan::expiry::resolve` decides it per run.
     pub ttl: Option<Duration>,
-    /// The expiry the resources should carry, resolved by `ops` at run time (never from the
-    /// file): `None` means no expiry tag.
-    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -251,89 +256,18 @@ impl NodeRole {
 }
 
 impl Spec {
-    /// A Spec that identifies an environment found by its tags (for `reap`), with no file
-    /// behind it. Only project, environment, region and timeouts mean anything: enough to
-    /// discover by tags and tear down, never to create.
-    pub fn for_teardown(project: &str, environment: &str, region: &str) -> Spec {
-        Spec {
-            file: PathBuf::from(format!("(tags of {project}/{environment})")),
-            project: project.to_string(),
-            environment: environment.to_string(),
-            region: region.to_string(),
-            endpoint_url: None,
-            admin_cidrs: Vec::new(),
-            kubernetes_version: KubeVersion { major: 1, minor: 36, patch: None },
-            network: NetworkSpec { vpc_cidr: Ipv4Net::default(), subnets: Vec::new() },
-            ssh: SshSpec {
-                public_key_path: PathBuf::new(),
-                private_key_path: PathBuf::new(),
-                known_hosts: None,
-                public_key: String::new(),
-                user: String::new(),
-            },
-            ami: AmiSpec::Id(String::new()),
-            control_plane: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
-            workers: NodeGroupSpec { count: 0, instance_type: String::new(), root_volume_gb: 0 },
-            timeouts: Timeouts {
-                aws_consistency: Duration::from_secs(120),
-                instances_running: Duration::from_secs(600),
-            },
-            provider: Provider::Aws,
-            cluster: ClusterSpec::default(),
-            stack: StackSpec {
-                ready_timeout: Duration::from_secs(900),
-                storage_class: None,
-                kafka: None,
-                cassandra: None,
-                spark: None,
-            },
-            ttl: None,
-            expires_at: None,
-        }
-    }
-
-    /// `<project>-<env>`: the Kubernetes cluster name and the stem of every `Name` tag.
-    pub fn cluster_name(&self) -> String {
-        format!("{}-{}", self.project, self.environment)
-    }
-
-    /// `Name` tag for a component, e.g. `demo-dev-vpc`.
-    pub fn name_of(&self, component: &str) -> String {
-        format!("{}-{}", self.cluster_name(), component)
-    }
-
-    /// Every IAM name this environment owns starts with this.
-    pub fn iam_prefix(&self) -> String {
-        format!("tagstack-{}-{}-", self.project, self.environment)
-    }
-
-    pub fn iam_name(&self, role: NodeRole) -> String {
-        format!("{}{}", self.iam_prefix(), role.as_str())
-    }
-
-    pub fn key_pair_name(&self) -> String {
-        format!("tagstack-{}", self.cluster_name())
-    }
-
     pub fn group(&self, role: NodeRole) -> &NodeGroupSpec {
         match role {
             NodeRole::ControlPlane => &self.control_plane,
             NodeRole::Worker => &self.workers,
         }
     }
+}
 
-    /// The tags every resource carries (ownership + Name), for a component.
-    pub fn tags(&self, component: &str) -> Vec<(String, String)> {
-        vec![
-            (TAG_PROJECT.to_string(), self.project.clone()),
-            (TAG_ENV.to_string(), self.environment.clone()),
-            (TAG_COMPONENT.to_string(), component.to_string()),
-            ("Name".to_string(), self.name_of(component)),
-            (format!("kubernetes.io/cluster/{}", self.cluster_name()), "owned".to_string()),
-        ]
-        .into_iter()
-        .chain(self.expires_at.iter().map(|e| (TAG_EXPIRES_AT.to_string(), e.clone())))
-        .collect()
+/// The `[timeouts]` defaults: also what `reap` waits with, having no config to read.
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { aws_consistency: Duration::from_secs(120), instances_running: Duration::from_secs(600) }
     }
 }
 

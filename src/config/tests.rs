@@ -282,8 +282,8 @@ fn error_fields_point_at_the_value() {
 fn base_parses_with_defaults() {
     let spec = ok(BASE);
     assert_eq!(spec.file, path(FILE));
-    assert_eq!(spec.project, "demo");
-    assert_eq!(spec.environment, "dev");
+    assert_eq!(spec.id.project, "demo");
+    assert_eq!(spec.id.environment, "dev");
     assert_eq!(spec.region, "eu-west-3");
     assert_eq!(spec.endpoint_url, None);
     let admin: Vec<String> = spec.admin_cidrs.iter().map(ToString::to_string).collect();
@@ -312,7 +312,7 @@ fn base_parses_with_defaults() {
     assert_eq!(spec.workers, NodeGroupSpec { count: 3, instance_type: "t3.large".into(), root_volume_gb: 50 });
     assert_eq!(spec.timeouts.aws_consistency, Duration::from_secs(120));
     assert_eq!(spec.timeouts.instances_running, Duration::from_secs(600));
-    assert_eq!(spec.iam_name(super::NodeRole::ControlPlane), "tagstack-demo-dev-control-plane");
+    assert_eq!(spec.id.iam_name(super::NodeRole::ControlPlane), "tagstack-demo-dev-control-plane");
 }
 
 #[test]
@@ -365,8 +365,8 @@ fn limits_are_inclusive() {
         "project = \"demo\"\nenvironment = \"dev\"",
         "project = \"abcdefghijklmnopqrstuvwx\"\nenvironment = \"abcdefghijklmnop\"",
     ));
-    assert_eq!(spec.project.len() + spec.environment.len(), 40);
-    assert_eq!(spec.iam_name(super::NodeRole::ControlPlane).len(), 64);
+    assert_eq!(spec.id.project.len() + spec.id.environment.len(), 40);
+    assert_eq!(spec.id.iam_name(super::NodeRole::ControlPlane).len(), 64);
     assert_eq!(ok(&plus("[workers]\ncount = 200\nroot_volume_gb = 8\n")).workers.count, 200);
     assert_eq!(ok(&top("kubernetes_version = \"1.33\"")).kubernetes_version.minor, 33);
     assert_eq!(ok(&top("kubernetes_version = \"1.36.2\"")).kubernetes_version.patch, Some(2));
@@ -422,7 +422,7 @@ fn shipped_examples_parse() {
             Err(e) => panic!("{file} does not parse:\n{e}"),
         };
         assert_eq!(spec.file, path(file));
-        assert_eq!(Some(spec.environment.as_str()), Path::new(file).file_stem().and_then(|s| s.to_str()));
+        assert_eq!(Some(spec.id.environment.as_str()), Path::new(file).file_stem().and_then(|s| s.to_str()));
         assert_eq!(spec.ssh.public_key, KEY_LINE);
         assert!(!spec.admin_cidrs.is_empty());
     }

@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use super::error::{ConfigError, line_col};
 use super::field::{Ctx, TIMEOUT, TTL, duration, is_valid_name};
+use super::id::EnvId;
 use super::raw::{RawConfig, RawNetwork, RawNodeGroup, S};
 use super::spec::{
     AmiSpec, KubeVersion, NetworkSpec, NodeGroupSpec, NodeRole, Provider, Spec, SshSpec, SubnetSpec, Timeouts,
@@ -69,9 +70,10 @@ pub fn parse(
         (None, true) => return Err(required("admin_cidrs")),
         (None, false) => Vec::new(),
     };
+    // The default is read like a written value: its one home is the text.
     let kubernetes_version = match &raw.kubernetes_version {
-        Some(v) => kube_version(&cx, v)?,
-        None => KubeVersion { major: 1, minor: 36, patch: None },
+        Some(v) => kube_version(&cx, v.get_ref(), v.span())?,
+        None => kube_version(&cx, DEFAULT_KUBE_VERSION, 0..0)?,
     };
     let network = match (&raw.network, is_aws) {
         (Some(n), _) => network(&cx, n, &region)?,
@@ -87,7 +89,10 @@ pub fn parse(
                     span,
                     "network.vpc_cidr",
                     format!("{} overlaps the Kubernetes {what} {net}", network.vpc_cidr),
-                    "pick a VPC block outside 10.244.0.0/16 and 10.96.0.0/12, e.g. \"10.20.0.0/16\"",
+                    &format!(
+                        "pick a VPC block outside {} and {}, e.g. \"10.20.0.0/16\"",
+                        cluster.pod_cidr, cluster.service_cidr
+                    ),
                 );
             }
         }
@@ -115,8 +120,7 @@ pub fn parse(
 
     Ok(Spec {
         file: file.to_path_buf(),
-        project,
-        environment,
+        id: EnvId { project, environment },
         region,
         endpoint_url,
         admin_cidrs,
@@ -131,7 +135,6 @@ pub fn parse(
         cluster,
         stack,
         ttl,
-        expires_at: None,
     })
 }
 
@@ -273,8 +276,7 @@ fn admin_cidrs(cx: &Ctx, v: &S<Vec<S<String>>>) -> Result<Vec<Ipv4Net>, ConfigEr
     Ok(out)
 }
 
-fn kube_version(cx: &Ctx, v: &S<String>) -> Result<KubeVersion, ConfigError> {
-    let s = v.get_ref();
+fn kube_version(cx: &Ctx, s: &str, span: std::ops::Range<usize>) -> Result<KubeVersion, ConfigError> {
     let nums: Vec<Option<u32>> = s.trim_start_matches('v').split('.').map(|p| p.parse().ok()).collect();
     let parsed = match nums.as_slice() {
         [Some(1), Some(minor)] => Some(KubeVersion { major: 1, minor: *minor, patch: None }),
@@ -289,14 +291,14 @@ fn kube_version(cx: &Ctx, v: &S<String>) -> Result<KubeVersion, ConfigError> {
     match parsed {
         Some(kv) if KUBE_MINORS.contains(&kv.minor) => Ok(kv),
         Some(_) => cx.err(
-            v.span(),
+            span,
             "kubernetes_version",
             format!(
                 "Kubernetes {s} is not supported: tagstack pins a containerd release (containerd's RELEASES.md support table) and an AWS cloud-controller-manager release (cloud-provider-aws) per minor, and has none for it"
             ),
             &hint,
         ),
-        None => cx.err(v.span(), "kubernetes_version", format!("{s:?} is not a Kubernetes version"), &hint),
+        None => cx.err(span, "kubernetes_version", format!("{s:?} is not a Kubernetes version"), &hint),
     }
 }
 
@@ -484,7 +486,7 @@ fn ami(cx: &Ctx, raw: &RawConfig) -> Result<AmiSpec, ConfigError> {
                     owner.span(),
                     "ami.owner",
                     "owner and name must not be empty".into(),
-                    "e.g. owner = \"099720109477\", name = \"ubuntu/images/...-server-*\"",
+                    &format!("e.g. owner = \"{DEFAULT_AMI_OWNER}\", name = \"ubuntu/images/...-server-*\""),
                 );
             }
             Ok(AmiSpec::Lookup { owner: owner.get_ref().clone(), name: name.get_ref().clone() })
@@ -499,13 +501,13 @@ fn ami(cx: &Ctx, raw: &RawConfig) -> Result<AmiSpec, ConfigError> {
             o.span(),
             "ami.name",
             "ami.owner needs ami.name".into(),
-            "add a name filter such as \"ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*\"",
+            &format!("add a name filter such as \"{DEFAULT_AMI_NAME}\""),
         ),
         (None, None, Some(n)) => cx.err(
             n.span(),
             "ami.owner",
             "ami.name needs ami.owner".into(),
-            "add the owning account id, e.g. \"099720109477\" for Canonical",
+            &format!("add the owning account id, e.g. \"{DEFAULT_AMI_OWNER}\" for Canonical"),
         ),
         (None, None, None) => Err(ConfigError::new(cx.file, "[ami] is empty")
             .key("ami")
@@ -573,16 +575,17 @@ fn timeouts(cx: &Ctx, raw: &RawConfig) -> Result<Timeouts, ConfigError> {
         v.map_or(Ok(default), |v| duration(cx, v, key, &TIMEOUT))
     };
     let t = raw.timeouts.as_ref();
+    let default = Timeouts::default();
     Ok(Timeouts {
         aws_consistency: get(
             t.and_then(|t| t.aws_consistency.as_ref()),
             "timeouts.aws_consistency",
-            Duration::from_secs(120),
+            default.aws_consistency,
         )?,
         instances_running: get(
             t.and_then(|t| t.instances_running.as_ref()),
             "timeouts.instances_running",
-            Duration::from_secs(600),
+            default.instances_running,
         )?,
     })
 }

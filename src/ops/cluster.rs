@@ -38,7 +38,7 @@ pub struct ClusterReport {
 
 /// The environment's local directory: SSH client files, per-node logs, the kubeconfig.
 pub fn env_dir(spec: &Spec) -> PathBuf {
-    PathBuf::from(".tagstack").join(spec.cluster_name())
+    PathBuf::from(".tagstack").join(spec.id.cluster_name())
 }
 
 fn private_dir(path: &Path) -> Result<()> {

@@ -59,7 +59,7 @@ pub struct Preview {
 }
 
 pub async fn preview(env: &Env<'_>) -> Result<Preview> {
-    let observed = aws::discover(env.aws().await, env.spec).await?;
+    let observed = aws::discover(env.aws().await, &env.spec.id, &env.spec.timeouts).await?;
     let teardown = crate::plan::teardown(&observed);
     Ok(Preview { observed, teardown })
 }

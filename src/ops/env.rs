@@ -33,7 +33,7 @@ impl<'a> Env<'a> {
 
     /// What a mutating AWS call needs, reporting to this environment's reporter.
     pub async fn ctx(&self) -> Ctx<'_> {
-        Ctx { aws: self.aws().await, spec: self.spec, reporter: self.reporter }
+        Ctx::new(self.aws().await, &self.spec.id, self.spec.timeouts, self.reporter)
     }
 
     pub fn is_static(&self) -> bool {

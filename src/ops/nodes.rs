@@ -25,7 +25,7 @@ pub async fn nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
 
 async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     let spec = env.spec;
-    let instances = aws::discover_instances(env.aws().await, spec).await?;
+    let instances = aws::discover_instances(env.aws().await, &spec.id, &spec.timeouts).await?;
     let inventory = inventory(&instances);
     let private = spec.cluster.node_address == NodeAddress::Private;
     let not_running: Vec<String> = inventory
@@ -112,7 +112,7 @@ pub async fn reachable(env: &Env<'_>, inventory: &[Node]) -> Option<Reachable> {
     if tagged.is_empty() {
         return None;
     }
-    let cx = aws::Ctx { aws: env.aws().await, spec: env.spec, reporter: &crate::reporter::Silent };
+    let cx = aws::Ctx::new(env.aws().await, &env.spec.id, env.spec.timeouts, &crate::reporter::Silent);
     let keys = aws::recorded_host_keys(&cx, &tagged).await;
     let all: Vec<ClusterNode> = running.iter().filter_map(|n| aws_cluster_node(env.spec, n, &keys)).collect();
     let pinned: Vec<ClusterNode> = all.iter().filter(|n| n.host_key.is_some()).cloned().collect();

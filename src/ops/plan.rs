@@ -10,9 +10,8 @@ use crate::plan::{Observed, Plan, diff, expiry};
 
 /// `ttl` previews `up --ttl`.
 pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Observed, Plan)> {
-    let observed = discover(aws, spec).await?;
-    let mut spec = spec.clone();
-    spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
-    let plan = diff(&spec, &observed)?;
+    let observed = discover(aws, &spec.id, &spec.timeouts).await?;
+    let expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
+    let plan = diff(spec, &observed, expires_at.as_deref())?;
     Ok((observed, plan))
 }

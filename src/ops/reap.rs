@@ -1,6 +1,7 @@
 //! `tagstack reap`: `down` every environment in the region whose `tagstack:expires-at` has
-//! passed. The environments come from the tags alone; each is torn down with the same
-//! ownership rules as `down` (discovery by its exact project and environment tags).
+//! passed. The environments come from the tags alone: each is an `EnvId` made from its tags,
+//! with the default timeouts, torn down with the same ownership rules as `down` (discovery by
+//! its exact project and environment tags).
 
 use std::time::SystemTime;
 
@@ -8,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::{self, Aws, Ctx, Expiring};
-use crate::config::{Spec, is_valid_name};
+use crate::config::{EnvId, Timeouts, is_valid_name};
 use crate::plan::{expiry, teardown};
 use crate::reporter::Reporter;
 
@@ -79,9 +80,10 @@ pub async fn find(aws: &Aws, project: Option<&str>) -> Result<(Vec<Expiring>, Ve
     Ok(expired(aws::expiring(aws, project).await?, SystemTime::now()))
 }
 
+/// Each environment is known by its tags alone: its [`EnvId`], and the default timeouts (no
+/// config is read).
 pub async fn reap(
     aws: &Aws,
-    region: &str,
     due: Vec<Expiring>,
     kept: Vec<Kept>,
     dry_run: bool,
@@ -89,7 +91,8 @@ pub async fn reap(
 ) -> Result<ReapReport> {
     let mut reaped = Vec::new();
     for e in due {
-        let spec = Spec::for_teardown(&e.project, &e.environment, region);
+        let id = EnvId::new(&e.project, &e.environment);
+        let timeouts = Timeouts::default();
         let key = format!("reap/{}/{}", e.project, e.environment);
         reporter.start(
             &key,
@@ -102,12 +105,12 @@ pub async fn reap(
             ),
         );
         let result = async {
-            let observed = aws::discover(aws, &spec).await?;
+            let observed = aws::discover(aws, &id, &timeouts).await?;
             let plan = teardown(&observed);
             if dry_run {
                 return anyhow::Ok((plan.changes.len(), 0));
             }
-            let cx = Ctx { aws, spec: &spec, reporter };
+            let cx = Ctx::new(aws, &id, timeouts, reporter);
             let report = super::down(&cx, &plan).await?;
             Ok((report.deleted.len(), report.failed))
         }

@@ -46,7 +46,7 @@ pub fn rendered_files(spec: &Spec) -> Result<Vec<(PathBuf, String)>> {
     }
     let kustomization = format!(
         "# The cluster add-ons of {} in the order `tagstack up` applies them: kubectl apply -k addons/\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{}",
-        spec.cluster_name(),
+        spec.id.cluster_name(),
         resources.iter().map(|r| format!("  - {r}\n")).collect::<String>()
     );
     files.insert(0, (PathBuf::from("addons/kustomization.yaml"), kustomization));
@@ -104,12 +104,12 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
         read(format!("{KUBECTL} get storageclasses -o json")),
         kafka_sets
     )?;
-    let foreign = readiness::foreign_namespaces(&namespaces, &spec.stack.namespaces(), &spec.cluster_name())?;
+    let foreign = readiness::foreign_namespaces(&namespaces, &spec.stack.namespaces(), &spec.id.cluster_name())?;
     if !foreign.is_empty() {
         let err = anyhow!(
             "namespace(s) {} exist in the cluster without tagstack's labels for {}: refusing to take them over (`tagstack down` deletes the stack's namespaces)",
             foreign.join(", "),
-            spec.cluster_name()
+            spec.id.cluster_name()
         );
         return Err(hint::attach(
             err,
@@ -397,7 +397,7 @@ pub struct ClusterCleanup {
 
 /// The label selector of everything tagstack applied for this environment.
 pub fn owned_selector(spec: &Spec) -> String {
-    crate::stack::render::owned_selector(&spec.cluster_name())
+    crate::stack::render::owned_selector(&spec.id.cluster_name())
 }
 
 /// Deletes the namespaces tagstack created for this environment (found by their labels, so a

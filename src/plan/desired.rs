@@ -5,7 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::observed::IngressRule;
-use crate::config::{NodeRole, Spec};
+use crate::config::{EnvId, NodeRole, Spec};
 
 pub const TRUST_POLICY: &str = include_str!("../../templates/iam/trust-ec2.json");
 const CCM_CONTROL_PLANE: &str = include_str!("../../templates/iam/cloud-provider-control-plane.json");
@@ -63,8 +63,8 @@ pub fn public_key_sha256(public_key: &str) -> String {
 /// `down` + `up` (new subnet) never replays the old, terminated reservation, and the number of
 /// instances already present so a scale-up is a new request while a retry of a crashed launch
 /// is the same one.
-pub fn client_token(spec: &Spec, role: NodeRole, subnet_id: &str, existing: usize, launch: usize) -> String {
-    let input = format!("{}/{}/{}/{subnet_id}/{existing}/{launch}", spec.project, spec.environment, role.as_str());
+pub fn client_token(id: &EnvId, role: NodeRole, subnet_id: &str, existing: usize, launch: usize) -> String {
+    let input = format!("{}/{}/{}/{subnet_id}/{existing}/{launch}", id.project, id.environment, role.as_str());
     let digest = hex(&Sha256::digest(input.as_bytes()));
     format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
 }
@@ -74,8 +74,8 @@ pub fn client_token(spec: &Spec, role: NodeRole, subnet_id: &str, existing: usiz
 /// `down` + `up` (new VPC) is a new request while a retry, or the `up` after a crash, is the
 /// same one. EC2 tokens are up to 64 ASCII characters ("Ensuring idempotency in Amazon EC2 API
 /// requests", <https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>).
-pub fn resource_token(spec: &Spec, component: &str, scope: &str) -> String {
-    let input = format!("{}/{}/{component}/{scope}", spec.project, spec.environment);
+pub fn resource_token(id: &EnvId, component: &str, scope: &str) -> String {
+    let input = format!("{}/{}/{component}/{scope}", id.project, id.environment);
     let digest = hex(&Sha256::digest(input.as_bytes()));
     format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
 }

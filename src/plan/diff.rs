@@ -1,6 +1,6 @@
-//! (Spec, Observed) -> typed plan, one `diff_<kind>` per kind. Every "what to change" decision
-//! for `up` lives here, including the safety core: two resources claiming one logical resource
-//! is an error naming both, never a silent pick.
+//! (Spec, Observed, this run's expiry) -> typed plan, one `diff_<kind>` per kind. Every "what
+//! to change" decision for `up` lives here, including the safety core: two resources claiming
+//! one logical resource is an error naming both, never a silent pick.
 
 use std::collections::BTreeSet;
 
@@ -93,13 +93,14 @@ pub fn live_instances(observed: &Observed, role: NodeRole) -> Vec<&Instance> {
 }
 
 /// The flat plan `plan`, `status` and the JSON show: [`diff_infra`]'s view.
-pub fn diff(spec: &Spec, o: &Observed) -> Result<Plan, PlanError> {
-    diff_infra(spec, o).map(|p| p.to_plan())
+pub fn diff(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result<Plan, PlanError> {
+    diff_infra(spec, o, expires_at).map(|p| p.to_plan())
 }
 
 /// One diff per kind, in dependency order (a kind's answer may need an earlier one's id).
-/// The first duplicate found, in this order, is the error.
-pub fn diff_infra(spec: &Spec, o: &Observed) -> Result<InfraPlan, PlanError> {
+/// The first duplicate found, in this order, is the error. `expires_at` is the expiry this
+/// run gives the environment (`super::expiry::resolve`; `None`: no expiry tag).
+pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result<InfraPlan, PlanError> {
     let mut removals = Vec::new();
     let vpc = diff_vpc(spec, o, &mut removals)?;
     let vpc_id = vpc.id.as_deref();
@@ -120,7 +121,7 @@ pub fn diff_infra(spec: &Spec, o: &Observed) -> Result<InfraPlan, PlanError> {
         iam,
         instances,
         removals,
-        expiry: diff_expiry(spec, o),
+        expiry: diff_expiry(expires_at, o),
     })
 }
 
@@ -134,7 +135,7 @@ fn diff_vpc(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Result<En
             && !o.internet_gateways.iter().any(|g| g.attached_vpcs.contains(&v.id))
     };
     let (vpc, extra) = heal(Kind::Vpc, &o.vpcs, |v| v.id.clone(), |v| v.made_by_tagstack, vpc_empty)?;
-    let name = spec.name_of("vpc");
+    let name = spec.id.name_of("vpc");
     removals.extend(extra.iter().map(|v| healed(Removable::Vpc, name.clone(), &v.id, vpc.map(|k| k.id.as_str()))));
     Ok(match vpc {
         None => Ensure::create(name, VpcFix::default()),
@@ -202,7 +203,7 @@ fn diff_gateway(
     };
     let (igw, extra) =
         heal(Kind::InternetGateway, &o.internet_gateways, |g| g.id.clone(), |g| g.made_by_tagstack, igw_empty)?;
-    let name = spec.name_of("igw");
+    let name = spec.id.name_of("igw");
     removals.extend(
         extra.iter().map(|g| healed(Removable::InternetGateway, name.clone(), &g.id, igw.map(|k| k.id.as_str()))),
     );
@@ -231,7 +232,7 @@ fn diff_route_table(
         |r| r.made_by_tagstack,
         |r| r.associations.is_empty(),
     )?;
-    let name = spec.name_of("rtb");
+    let name = spec.id.name_of("rtb");
     removals
         .extend(extra.iter().map(|r| healed(Removable::RouteTable, name.clone(), &r.id, rtb.map(|k| k.id.as_str()))));
     Ok(match rtb {
@@ -268,7 +269,7 @@ fn diff_security_group(
     };
     let (sg, extra) =
         heal(Kind::SecurityGroup, &o.security_groups, |g| g.id.clone(), |g| g.made_by_tagstack, sg_unused)?;
-    let name = spec.name_of("sg");
+    let name = spec.id.name_of("sg");
     removals
         .extend(extra.iter().map(|g| healed(Removable::SecurityGroup, name.clone(), &g.id, sg.map(|k| k.id.as_str()))));
     let want_rules = ingress_rules(spec);
@@ -291,7 +292,7 @@ fn diff_key_pair(spec: &Spec, o: &Observed) -> Result<Ensure<KeyPairFix>, PlanEr
     let key = unique(Kind::KeyPair, &o.key_pairs, |k| format!("{} ({})", k.name, k.id))?;
     let want_hash = public_key_sha256(&spec.ssh.public_key);
     Ok(match key {
-        None => Ensure::create(spec.key_pair_name(), KeyPairFix::default()),
+        None => Ensure::create(spec.id.key_pair_name(), KeyPairFix::default()),
         Some(k) => {
             let replace = k.public_key_sha256.as_deref() != Some(want_hash.as_str());
             Ensure::existing(k.name.clone(), &k.id, KeyPairFix { replace })
@@ -302,10 +303,10 @@ fn diff_key_pair(spec: &Spec, o: &Observed) -> Result<Ensure<KeyPairFix>, PlanEr
 /// One role + one instance profile per node role, named, so duplicates cannot exist; roles
 /// and profiles under our prefix with other names are extra.
 fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPlan> {
-    let wanted: Vec<String> = NodeRole::ALL.iter().map(|r| spec.iam_name(*r)).collect();
+    let wanted: Vec<String> = NodeRole::ALL.iter().map(|r| spec.id.iam_name(*r)).collect();
     let mut out = Vec::new();
     for role in NodeRole::ALL {
-        let name = spec.iam_name(role);
+        let name = spec.id.iam_name(role);
         let want_policies = inline_policy_values(role);
         let iam_role = match o.roles.iter().find(|r| r.name == name) {
             None => Ensure::create(
@@ -392,10 +393,10 @@ fn diff_instances(spec: &Spec, o: &Observed) -> Result<Vec<InstanceGroup>, PlanE
 
 /// Existing resources are re-tagged when the wanted expiry differs from any seen (or some have
 /// none); a new environment gets it in its create calls instead.
-fn diff_expiry(spec: &Spec, o: &Observed) -> Option<ExpiryChange> {
-    match &spec.expires_at {
+fn diff_expiry(expires_at: Option<&str>, o: &Observed) -> Option<ExpiryChange> {
+    match expires_at {
         Some(to) if !o.is_empty() && (o.expiry.untagged > 0 || o.expiry.values.iter().any(|v| v != to)) => {
-            Some(ExpiryChange { from: o.expiry.earliest().map(str::to_string), to: to.clone() })
+            Some(ExpiryChange { from: o.expiry.earliest().map(str::to_string), to: to.to_string() })
         }
         _ => None,
     }

@@ -81,7 +81,7 @@ fn sg(ingress: Vec<IngressRule>) -> SecurityGroup {
 }
 
 fn key_pair(spec: &Spec, sha: Option<String>) -> KeyPair {
-    KeyPair { id: "key-0001".into(), name: spec.key_pair_name(), public_key_sha256: sha }
+    KeyPair { id: "key-0001".into(), name: spec.id.key_pair_name(), public_key_sha256: sha }
 }
 
 fn key_pair_converged(spec: &Spec) -> KeyPair {
@@ -92,7 +92,7 @@ fn roles(spec: &Spec, with_policies: bool) -> Vec<Role> {
     NodeRole::ALL
         .iter()
         .map(|r| Role {
-            name: spec.iam_name(*r),
+            name: spec.id.iam_name(*r),
             inline_policies: if with_policies { inline_policy_values(*r) } else { vec![] },
         })
         .collect()
@@ -102,8 +102,8 @@ fn profiles(spec: &Spec, with_role: bool) -> Vec<InstanceProfile> {
     NodeRole::ALL
         .iter()
         .map(|r| InstanceProfile {
-            name: spec.iam_name(*r),
-            roles: if with_role { vec![spec.iam_name(*r)] } else { vec![] },
+            name: spec.id.iam_name(*r),
+            roles: if with_role { vec![spec.id.iam_name(*r)] } else { vec![] },
         })
         .collect()
 }
@@ -157,7 +157,12 @@ fn converged(spec: &Spec) -> Observed {
 }
 
 fn plan_for(spec: &Spec, o: &Observed) -> Plan {
-    diff(spec, o).unwrap()
+    diff(spec, o, None).unwrap()
+}
+
+/// The plan of a run that gives the environment the expiry `expires_at`.
+fn plan_expiring(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Plan {
+    diff(spec, o, expires_at).unwrap()
 }
 
 /// The only change of `kind` named `name`.
@@ -713,7 +718,7 @@ fn two_vpcs_is_an_error_naming_both() {
         dns_hostnames: true,
         made_by_tagstack: false,
     });
-    let err = diff(&spec, &o).unwrap_err();
+    let err = diff(&spec, &o, None).unwrap_err();
     assert_eq!(err, PlanError::Duplicate { kind: "vpc", count: 2, ids: "vpc-0001, vpc-0002".into() });
     assert_eq!(
         err.to_string(),
@@ -727,7 +732,7 @@ fn two_control_planes_is_an_error_naming_both() {
     let spec = spec();
     let mut o = converged(&spec);
     o.instances.push(instance("i-cp1", NodeRole::ControlPlane, "stopped", "2025-01-02T00:00:00Z"));
-    let err = diff(&spec, &o).unwrap_err();
+    let err = diff(&spec, &o, None).unwrap_err();
     assert_eq!(
         err.to_string(),
         "2 control-plane instance resources are tagged for this environment (i-cp0, i-cp1); tagstack will not \
@@ -745,7 +750,7 @@ fn two_security_groups_is_an_error_naming_both() {
         ingress: vec![],
         made_by_tagstack: false,
     });
-    let err = diff(&spec, &o).unwrap_err();
+    let err = diff(&spec, &o, None).unwrap_err();
     assert_eq!(err, PlanError::Duplicate { kind: "security-group", count: 2, ids: "sg-0001, sg-0002".into() });
     assert!(err.to_string().contains("(sg-0001, sg-0002)"));
 }
@@ -756,7 +761,7 @@ fn other_duplicates_are_errors_too() {
     let dup = |f: &dyn Fn(&mut Observed)| {
         let mut o = converged(&spec);
         f(&mut o);
-        diff(&spec, &o).unwrap_err()
+        diff(&spec, &o, None).unwrap_err()
     };
     assert_eq!(
         dup(&|o| o.subnets.push(subnet("subnet-000z", "10.20.1.0/24", "eu-west-3a", true))),
@@ -810,7 +815,7 @@ fn an_empty_duplicate_vpc_made_by_tagstack_is_deleted_and_the_busy_one_kept() {
     let mut o = converged(&spec);
     // Sorts before the busy one: the busy one is kept anyway.
     o.vpcs.insert(0, empty_vpc("vpc-0000"));
-    let plan = diff(&spec, &o).unwrap();
+    let plan = diff(&spec, &o, None).unwrap();
     assert_eq!(deletes(&plan), [(Kind::Vpc, "vpc-0000".into())]);
     assert_eq!(plan.one(Kind::Vpc).unwrap().id.as_deref(), Some("vpc-0001"));
     assert!(!plan.is_converged());
@@ -830,7 +835,7 @@ fn an_empty_duplicate_vpc_made_by_tagstack_is_deleted_and_the_busy_one_kept() {
 fn two_empty_vpcs_made_by_tagstack_keep_the_first_by_id() {
     let spec = spec();
     let o = Observed { vpcs: vec![empty_vpc("vpc-0009"), empty_vpc("vpc-0002")], ..Observed::default() };
-    let plan = diff(&spec, &o).unwrap();
+    let plan = diff(&spec, &o, None).unwrap();
     assert_eq!(deletes(&plan), [(Kind::Vpc, "vpc-0009".into())]);
     assert_eq!(plan.one(Kind::Vpc).unwrap().id.as_deref(), Some("vpc-0002"));
     // The kept VPC gets its subnets etc. as on a partial create.
@@ -845,7 +850,7 @@ fn duplicate_vpcs_with_dependents_are_an_error_naming_both() {
     let mut other = subnet("subnet-0002", "10.20.1.0/24", "eu-west-3a", true);
     other.vpc_id = "vpc-0002".into();
     o.subnets.push(other);
-    let err = diff(&spec, &o).unwrap_err();
+    let err = diff(&spec, &o, None).unwrap_err();
     assert_eq!(err, PlanError::Duplicate { kind: "vpc", count: 2, ids: "vpc-0001, vpc-0002".into() });
 }
 
@@ -867,7 +872,7 @@ fn empty_duplicate_gateway_route_table_and_security_group_are_deleted() {
         ingress: ingress_rules(&spec),
         made_by_tagstack: true,
     });
-    let plan = diff(&spec, &o).unwrap();
+    let plan = diff(&spec, &o, None).unwrap();
     assert_eq!(
         deletes(&plan),
         [
@@ -887,7 +892,7 @@ fn busy_duplicates_of_other_kinds_stay_errors() {
     let dup = |f: &dyn Fn(&mut Observed)| {
         let mut o = converged(&spec);
         f(&mut o);
-        diff(&spec, &o).unwrap_err()
+        diff(&spec, &o, None).unwrap_err()
     };
     // A second gateway that a route points at, a route table with an association, a group
     // an instance uses.
@@ -998,18 +1003,18 @@ fn live_instances_are_oldest_first() {
 #[test]
 fn client_token_is_deterministic_and_short() {
     let spec = spec();
-    let t = client_token(&spec, NodeRole::Worker, "subnet-000a", 1, 2);
-    assert_eq!(t, client_token(&spec, NodeRole::Worker, "subnet-000a", 1, 2));
+    let t = client_token(&spec.id, NodeRole::Worker, "subnet-000a", 1, 2);
+    assert_eq!(t, client_token(&spec.id, NodeRole::Worker, "subnet-000a", 1, 2));
     assert!(t.len() <= 64, "{t} is {} chars", t.len());
     assert!(t.starts_with("tagstack-"), "{t}");
     assert!(t["tagstack-".len()..].chars().all(|c| c.is_ascii_hexdigit()), "{t}");
 
     let others = [
-        client_token(&spec, NodeRole::Worker, "subnet-000b", 1, 2),
-        client_token(&spec, NodeRole::Worker, "subnet-000a", 2, 2),
-        client_token(&spec, NodeRole::Worker, "subnet-000a", 1, 3),
-        client_token(&spec, NodeRole::ControlPlane, "subnet-000a", 1, 2),
-        client_token(&spec_with_workers(5), NodeRole::Worker, "subnet-000a", 1, 2),
+        client_token(&spec.id, NodeRole::Worker, "subnet-000b", 1, 2),
+        client_token(&spec.id, NodeRole::Worker, "subnet-000a", 2, 2),
+        client_token(&spec.id, NodeRole::Worker, "subnet-000a", 1, 3),
+        client_token(&spec.id, NodeRole::ControlPlane, "subnet-000a", 1, 2),
+        client_token(&spec_with_workers(5).id, NodeRole::Worker, "subnet-000a", 1, 2),
     ];
     // Same project/env, so the worker count of the spec does not matter (last one); all other
     // inputs change the token.
@@ -1025,27 +1030,27 @@ fn client_token_is_deterministic_and_short() {
 
 #[test]
 fn expiry_added_extended_or_kept() {
-    let mut spec = spec();
+    let spec = spec();
     let mut o = converged(&spec);
     o.expiry.untagged = 13;
     assert!(plan_for(&spec, &o).expiry.is_none(), "no expiry wanted, none set");
 
-    spec.expires_at = Some("2026-11-22T12:00:00Z".into());
-    let plan = plan_for(&spec, &o);
+    let expires_at = Some("2026-11-22T12:00:00Z");
+    let plan = plan_expiring(&spec, &o, expires_at);
     assert_eq!(plan.expiry, Some(crate::plan::ExpiryChange { from: None, to: "2026-11-22T12:00:00Z".into() }));
     assert!(!plan.is_converged());
     insta::assert_snapshot!("expiry_added", describe(&plan, "demo/dev in eu-west-3"));
 
     o.expiry.untagged = 0;
     o.expiry.values.insert("2026-11-22T12:00:00Z".into());
-    assert!(plan_for(&spec, &o).is_converged(), "same expiry everywhere: nothing to do");
+    assert!(plan_expiring(&spec, &o, expires_at).is_converged(), "same expiry everywhere: nothing to do");
 
-    spec.expires_at = Some("2026-11-22T14:00:00Z".into());
-    let plan = plan_for(&spec, &o);
+    let expires_at = Some("2026-11-22T14:00:00Z");
+    let plan = plan_expiring(&spec, &o, expires_at);
     assert_eq!(plan.expiry.as_ref().and_then(|e| e.from.as_deref()), Some("2026-11-22T12:00:00Z"));
 
     // A new environment gets the expiry in its create calls, not as a separate change.
-    assert!(plan_for(&spec, &Observed::default()).expiry.is_none());
+    assert!(plan_expiring(&spec, &Observed::default(), expires_at).expiry.is_none());
 }
 
 #[test]
@@ -1126,7 +1131,7 @@ fn teardown_steps_wait_only_for_what_holds_them() {
 // ---- the typed plan `up` executes, and subnets matched by CIDR -----------------------------
 
 fn infra_for(spec: &Spec, o: &Observed) -> InfraPlan {
-    diff_infra(spec, o).unwrap()
+    diff_infra(spec, o, None).unwrap()
 }
 
 #[test]

@@ -115,7 +115,7 @@ impl Part for Kafka<'_> {
         let content = template(
             TEMPLATE,
             context! {
-                cluster_name => spec.cluster_name(),
+                cluster_name => spec.id.cluster_name(),
                 labels => labels(spec),
                 storage_class => spec.stack.storage_class,
                 k => k,

@@ -57,7 +57,7 @@ pub const MANAGER: &str = "tagstack";
 
 /// `app.kubernetes.io/name=<app>,app.kubernetes.io/instance=<cluster>[,app.kubernetes.io/component=<c>]`
 pub fn pod_selector(spec: &Spec, app: &str, component: Option<&str>) -> String {
-    let mut sel = format!("{LABEL_NAME}={app},{LABEL_INSTANCE}={}", spec.cluster_name());
+    let mut sel = format!("{LABEL_NAME}={app},{LABEL_INSTANCE}={}", spec.id.cluster_name());
     if let Some(c) = component {
         sel.push_str(&format!(",{LABEL_COMPONENT}={c}"));
     }
@@ -67,7 +67,7 @@ pub fn pod_selector(spec: &Spec, app: &str, component: Option<&str>) -> String {
 /// The labels on every object tagstack applies; managed-by and instance are how `up`,
 /// `status` and `down` find them again ([`owned_selector`], [`is_owned`]).
 pub fn labels(spec: &Spec) -> String {
-    format!("{LABEL_PART_OF}: {MANAGER}\n{LABEL_MANAGED_BY}: {MANAGER}\n{LABEL_INSTANCE}: {}", spec.cluster_name())
+    format!("{LABEL_PART_OF}: {MANAGER}\n{LABEL_MANAGED_BY}: {MANAGER}\n{LABEL_INSTANCE}: {}", spec.id.cluster_name())
 }
 
 /// The label selector of everything tagstack applied for the environment named `cluster`.

@@ -34,7 +34,7 @@ impl<'a> Spark<'a> {
         template(
             PI_TEMPLATE,
             context! {
-                cluster_name => spec.cluster_name(),
+                cluster_name => spec.id.cluster_name(),
                 labels => labels(spec),
                 s => s,
                 executors => 2,
@@ -138,7 +138,7 @@ impl Part for Spark<'_> {
         let content = template(
             TEMPLATE,
             context! {
-                cluster_name => spec.cluster_name(),
+                cluster_name => spec.id.cluster_name(),
                 labels => labels(spec),
                 s => s,
                 deployments => deployments(s),

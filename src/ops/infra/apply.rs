@@ -31,11 +31,10 @@ pub struct InfraReport {
 /// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
 pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &dyn Reporter) -> Result<InfraReport> {
     reporter.start("discover", "discovering resources by tag");
-    let observed = aws::discover(aws, spec).await?;
-    let mut spec = spec.clone();
-    spec.expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
-    let spec = &spec;
-    let infra = diff_infra(spec, &observed)?;
+    let observed = aws::discover(aws, &spec.id, &spec.timeouts).await?;
+    // This run's expiry: in the plan (re-tag what exists) and in every create call.
+    let expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
+    let infra = diff_infra(spec, &observed, expires_at.as_deref())?;
     let plan = infra.to_plan();
     reporter.finish(
         "discover",
@@ -46,21 +45,21 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
             changed: false,
             summary: plan.summary(),
             changes: plan.changes,
-            expires_at: spec.expires_at.clone(),
+            expires_at,
             nodes: inventory(&observed.instances),
         });
     }
-    let cx = Ctx { aws, spec, reporter };
-    apply(&cx, &infra).await?;
+    let cx = Ctx::new(aws, &spec.id, spec.timeouts, reporter).expiring(expires_at.as_deref());
+    apply(&cx, spec, &infra).await?;
     if let Some(e) = &plan.expiry {
         step(reporter, "expiry", &format!("set expiry to {}", e.to), aws::set_expiry(&cx, &observed, &e.to)).await?;
     }
-    let instances = aws::discover_instances(aws, spec).await?;
+    let instances = aws::discover_instances(aws, &spec.id, &spec.timeouts).await?;
     Ok(InfraReport {
         changed: true,
         summary: plan.summary(),
         changes: plan.changes,
-        expires_at: spec.expires_at.clone(),
+        expires_at,
         nodes: inventory(&instances),
     })
 }
@@ -90,11 +89,11 @@ struct Network {
     sg: String,
 }
 
-async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
+async fn network(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<Network> {
     let r = cx.reporter;
     let vpc = &plan.vpc;
     let vpc_id = match &vpc.id {
-        None => step(r, "vpc", &format!("create VPC {}", vpc.name), aws::create_vpc(cx)).await?,
+        None => step(r, "vpc", &format!("create VPC {}", vpc.name), aws::create_vpc(cx, spec.network.vpc_cidr)).await?,
         Some(id) => id.clone(),
     };
     let vpc_id = vpc_id.as_str();
@@ -198,19 +197,19 @@ async fn network(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<Network> {
     Ok(Network { subnets: subnet_ids.into_iter().map(|(_, id)| id).collect(), sg: sg_id })
 }
 
-async fn key_pair(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<String> {
+async fn key_pair(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<String> {
     let c = &plan.key_pair;
     let r = cx.reporter;
     if c.id.is_none() {
-        step(r, "key", &format!("import key pair {}", c.name), aws::import_key_pair(cx)).await?;
+        step(r, "key", &format!("import key pair {}", c.name), aws::import_key_pair(cx, &spec.ssh.public_key)).await?;
     } else if c.fix.replace {
         step(r, "key", &format!("re-import key pair {}", c.name), async {
             aws::delete_key_pair(cx, "key", &c.name).await?;
-            aws::import_key_pair(cx).await
+            aws::import_key_pair(cx, &spec.ssh.public_key).await
         })
         .await?;
     }
-    Ok(cx.spec.key_pair_name())
+    Ok(cx.id.key_pair_name())
 }
 
 /// A role, then its policies and its profile at once, then the profile's membership. The
@@ -273,6 +272,7 @@ async fn iam_role(cx: &Ctx<'_>, iam: &IamPlan) -> Result<()> {
 
 /// What the instance groups launch into and with.
 struct LaunchWith<'a> {
+    spec: &'a Spec,
     subnet: &'a str,
     sg: &'a str,
     key_name: &'a str,
@@ -288,9 +288,10 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
     if g.launch > 0 {
         let ami = with.ami.context("AMI was not resolved")?;
         // The profile `iam_role` made sure of (named, so its name is known without a lookup).
-        let profile = cx.spec.iam_name(role);
+        let profile = cx.id.iam_name(role);
         let target = LaunchTarget {
             role,
+            group: with.spec.group(role),
             count: g.launch,
             existing: g.kept.len(),
             subnet_id: with.subnet,
@@ -312,16 +313,20 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
     Ok((started, g.terminate.clone()))
 }
 
-async fn apply(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
+async fn apply(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {
     let r = cx.reporter;
     let ami = async {
-        if plan.needs_launch() { step(r, "ami", "resolve AMI", aws::resolve_ami(cx)).await.map(Some) } else { Ok(None) }
+        if plan.needs_launch() {
+            step(r, "ami", "resolve AMI", aws::resolve_ami(cx, &spec.ami, &spec.region)).await.map(Some)
+        } else {
+            Ok(None)
+        }
     };
     let iam = futures_util::future::try_join_all(plan.iam.iter().map(|i| iam_role(cx, i)));
-    let (net, key_name, _, ami) = tokio::try_join!(network(cx, plan), key_pair(cx, plan), iam, ami)?;
+    let (net, key_name, _, ami) = tokio::try_join!(network(cx, spec, plan), key_pair(cx, spec, plan), iam, ami)?;
     let subnet = net.subnets.first().context("no subnet to launch into")?;
 
-    let with = LaunchWith { subnet, sg: &net.sg, key_name: &key_name, ami: ami.as_ref() };
+    let with = LaunchWith { spec, subnet, sg: &net.sg, key_name: &key_name, ami: ami.as_ref() };
     let results = futures_util::future::try_join_all(plan.instances.iter().map(|g| instances(cx, g, &with))).await?;
     let started: Vec<String> = results.iter().flat_map(|(s, _)| s.clone()).collect();
     let ended: Vec<String> = results.iter().flat_map(|(_, e)| e.clone()).collect();

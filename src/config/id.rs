@@ -1,0 +1,124 @@
+//! Who an environment is: its project and environment names, and every name and tag that
+//! derives from them (the ownership tags discovery filters and checks, the `Name` tags, IAM
+//! names, the key pair, the cluster name). All that discovery, `down` and `reap` need to find
+//! and delete what an environment owns, so `reap` builds one from tags alone. Pure; it holds
+//! no configuration (that is [`super::Spec`]) and no run-time state (the expiry is the run's).
+
+use serde::Serialize;
+
+use super::spec::{NodeRole, TAG_COMPONENT, TAG_ENV, TAG_PROJECT};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct EnvId {
+    pub project: String,
+    pub environment: String,
+}
+
+impl EnvId {
+    pub fn new(project: &str, environment: &str) -> EnvId {
+        EnvId { project: project.to_string(), environment: environment.to_string() }
+    }
+
+    /// `<project>-<env>`: the Kubernetes cluster name and the stem of every `Name` tag.
+    pub fn cluster_name(&self) -> String {
+        format!("{}-{}", self.project, self.environment)
+    }
+
+    /// `Name` tag for a component, e.g. `demo-dev-vpc`.
+    pub fn name_of(&self, component: &str) -> String {
+        format!("{}-{}", self.cluster_name(), component)
+    }
+
+    /// Every IAM name this environment owns starts with this.
+    pub fn iam_prefix(&self) -> String {
+        format!("tagstack-{}-{}-", self.project, self.environment)
+    }
+
+    /// The role and the instance profile of a node role share this name.
+    pub fn iam_name(&self, role: NodeRole) -> String {
+        format!("{}{}", self.iam_prefix(), role.as_str())
+    }
+
+    pub fn key_pair_name(&self) -> String {
+        format!("tagstack-{}", self.cluster_name())
+    }
+
+    /// The two tags that make a resource this environment's: filtered on by discovery and
+    /// checked again on every answer (a filter is a query, ownership is a rule).
+    pub fn ownership(&self) -> [(&'static str, &str); 2] {
+        [(TAG_PROJECT, self.project.as_str()), (TAG_ENV, self.environment.as_str())]
+    }
+
+    /// Whether a resource's tags (read with `get`) carry exactly this environment's ownership.
+    pub fn owns<'t>(&self, get: impl Fn(&str) -> Option<&'t str>) -> bool {
+        self.ownership().iter().all(|(k, v)| get(k) == Some(*v))
+    }
+
+    /// The tags every resource of a component is created with: ownership, component, `Name`
+    /// and the Kubernetes cluster tag the cloud provider looks for. Without the run's expiry,
+    /// which the caller adds (`aws::Ctx::tags`).
+    pub fn tags(&self, component: &str) -> Vec<(String, String)> {
+        let owner = self.ownership().map(|(k, v)| (k.to_string(), v.to_string()));
+        owner
+            .into_iter()
+            .chain([
+                (TAG_COMPONENT.to_string(), component.to_string()),
+                ("Name".to_string(), self.name_of(component)),
+                (format!("kubernetes.io/cluster/{}", self.cluster_name()), "owned".to_string()),
+            ])
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> EnvId {
+        EnvId::new("demo", "dev")
+    }
+
+    #[test]
+    fn names_derive_from_project_and_environment() {
+        let id = id();
+        assert_eq!(id.cluster_name(), "demo-dev");
+        assert_eq!(id.name_of("vpc"), "demo-dev-vpc");
+        assert_eq!(id.iam_prefix(), "tagstack-demo-dev-");
+        assert_eq!(id.iam_name(NodeRole::ControlPlane), "tagstack-demo-dev-control-plane");
+        assert_eq!(id.iam_name(NodeRole::Worker), "tagstack-demo-dev-worker");
+        assert_eq!(id.key_pair_name(), "tagstack-demo-dev");
+    }
+
+    #[test]
+    fn create_tags_carry_ownership_component_name_and_cluster() {
+        let tags = id().tags("sg");
+        let want: Vec<(String, String)> = [
+            ("tagstack:project", "demo"),
+            ("tagstack:env", "dev"),
+            ("tagstack:component", "sg"),
+            ("Name", "demo-dev-sg"),
+            ("kubernetes.io/cluster/demo-dev", "owned"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(tags, want);
+    }
+
+    #[test]
+    fn ownership_is_both_tags_exactly() {
+        let id = id();
+        assert_eq!(id.ownership(), [("tagstack:project", "demo"), ("tagstack:env", "dev")]);
+        let tags = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
+        };
+        assert!(id.owns(tags(&[("tagstack:project", "demo"), ("tagstack:env", "dev")])));
+        // A look-alike environment, a missing tag and another project are not ours.
+        assert!(!id.owns(tags(&[("tagstack:project", "demo"), ("tagstack:env", "dev-2")])));
+        assert!(!id.owns(tags(&[("tagstack:project", "demo")])));
+        assert!(!id.owns(tags(&[("tagstack:project", "demo2"), ("tagstack:env", "dev")])));
+        // The ownership tags of every create are the ones `owns` checks.
+        let created = id.tags("vpc");
+        assert!(id.owns(|k| created.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())));
+    }
+}
