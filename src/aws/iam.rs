@@ -2,15 +2,17 @@
 //! `tagstack-<project>-<env>-` prefix and tags carry ownership; deletes check neither again
 //! (the caller only passes what discovery proved we own).
 
+use std::future::Future;
+
 use anyhow::Result;
 use aws_sdk_iam::types::Tag;
 use futures_util::future::join_all;
 
-use super::Ctx;
 use super::client::no_sdk_retry_iam;
-use super::error::{AwsResultExt, Phase};
+use super::error::{AwsError, AwsResultExt, Phase};
 use super::retry::Found;
 use super::tags::iam_owned;
+use super::{Ctx, all};
 use crate::plan::desired::TRUST_POLICY;
 
 const PATH: &str = "/tagstack/";
@@ -21,39 +23,52 @@ fn iam_tags(cx: &Ctx<'_>, component: &str) -> Result<Vec<Tag>> {
 
 /// IAM creates take no idempotency token; names are unique (a repeat meets
 /// EntityAlreadyExists, IAM API reference, CreateRole / CreateInstanceProfile errors). Sent
-/// once; after an ambiguous failure or EntityAlreadyExists the role is looked up by name and
-/// adopted if its tags say it is this environment's.
+/// once; after an ambiguous failure or EntityAlreadyExists the entity of that name is looked
+/// up (`tags_of`: its tags, `None` when the answer has no entity) and adopted if its tags say
+/// it is this environment's; one of that name with other tags fails the create, naming `what`.
+async fn create_named<C, CFut, T, TFut>(cx: &Ctx<'_>, what: &str, create: C, tags_of: T) -> Result<()>
+where
+    C: FnMut() -> CFut,
+    CFut: Future<Output = Result<(), AwsError>>,
+    T: Fn() -> TFut,
+    TFut: Future<Output = Result<Option<Vec<Tag>>, AwsError>>,
+{
+    cx.retry(format!("creating {what}"), "iam", Phase::Create)
+        .create_once(&["EntityAlreadyExists"], create, || async {
+            match tags_of().await {
+                Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
+                Err(e) => Err(e.into()),
+                Ok(Some(tags)) if iam_owned(cx.id, &tags) => Ok(Found::Ours(())),
+                Ok(_) => Ok(Found::Foreign(what.to_string())),
+            }
+        })
+        .await
+}
+
+/// See [`create_named`]; the role's tags are read with ListRoleTags.
 pub async fn create_role(cx: &Ctx<'_>, name: &str) -> Result<()> {
     let tags = iam_tags(cx, "iam-role")?;
-    cx.retry(format!("creating role {name}"), "iam", Phase::Create)
-        .create_once(
-            &["EntityAlreadyExists"],
-            || async {
-                cx.aws
-                    .iam
-                    .create_role()
-                    .role_name(name)
-                    .path(PATH)
-                    .assume_role_policy_document(TRUST_POLICY)
-                    .description(format!("tagstack nodes of {}", cx.id.cluster_name()))
-                    .set_tags(Some(tags.clone()))
-                    .customize()
-                    .config_override(no_sdk_retry_iam())
-                    .send()
-                    .await
-                    .op(format!("CreateRole {name}"))
-                    .map(|_| ())
-            },
-            || async {
-                match cx.aws.iam.list_role_tags().role_name(name).send().await.op(format!("ListRoleTags {name}")) {
-                    Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
-                    Err(e) => Err(e.into()),
-                    Ok(t) if iam_owned(cx.id, t.tags()) => Ok(Found::Ours(())),
-                    Ok(_) => Ok(Found::Foreign(format!("role {name}"))),
-                }
-            },
-        )
-        .await
+    let create = || async {
+        cx.aws
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(PATH)
+            .assume_role_policy_document(TRUST_POLICY)
+            .description(format!("tagstack nodes of {}", cx.id.cluster_name()))
+            .set_tags(Some(tags.clone()))
+            .customize()
+            .config_override(no_sdk_retry_iam())
+            .send()
+            .await
+            .op(format!("CreateRole {name}"))
+            .map(|_| ())
+    };
+    let tags_of = || async {
+        let got = cx.aws.iam.list_role_tags().role_name(name).send().await.op(format!("ListRoleTags {name}"))?;
+        Ok(Some(got.tags().to_vec()))
+    };
+    create_named(cx, &format!("role {name}"), create, tags_of).await
 }
 
 pub async fn put_policy(cx: &Ctx<'_>, role: &str, policy: &str, document: &str) -> Result<()> {
@@ -74,60 +89,50 @@ pub async fn put_policy(cx: &Ctx<'_>, role: &str, policy: &str, document: &str) 
 }
 
 pub async fn delete_policy(cx: &Ctx<'_>, role: &str, policy: &str) -> Result<()> {
-    cx.retry(format!("deleting policy {policy} of role {role}"), "iam", Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .iam
-                .delete_role_policy()
-                .role_name(role)
-                .policy_name(policy)
-                .send()
-                .await
-                .op("DeleteRolePolicy")
-                .map(|_| ())
-        })
-        .await?;
+    cx.delete(format!("deleting policy {policy} of role {role}"), "iam", || async {
+        cx.aws
+            .iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .op("DeleteRolePolicy")
+            .map(|_| ())
+    })
+    .await?;
     Ok(())
 }
 
-/// Like [`create_role`]: name-unique, no token.
+/// See [`create_named`]; the profile's tags are read with GetInstanceProfile.
 pub async fn create_profile(cx: &Ctx<'_>, name: &str) -> Result<()> {
     let tags = iam_tags(cx, "instance-profile")?;
-    cx.retry(format!("creating instance profile {name}"), "iam", Phase::Create)
-        .create_once(
-            &["EntityAlreadyExists"],
-            || async {
-                cx.aws
-                    .iam
-                    .create_instance_profile()
-                    .instance_profile_name(name)
-                    .path(PATH)
-                    .set_tags(Some(tags.clone()))
-                    .customize()
-                    .config_override(no_sdk_retry_iam())
-                    .send()
-                    .await
-                    .op(format!("CreateInstanceProfile {name}"))
-                    .map(|_| ())
-            },
-            || async {
-                let got = cx
-                    .aws
-                    .iam
-                    .get_instance_profile()
-                    .instance_profile_name(name)
-                    .send()
-                    .await
-                    .op(format!("GetInstanceProfile {name}"));
-                match got {
-                    Err(e) if e.code() == "NoSuchEntity" => Ok(Found::Nothing),
-                    Err(e) => Err(e.into()),
-                    Ok(p) if p.instance_profile().is_some_and(|p| iam_owned(cx.id, p.tags())) => Ok(Found::Ours(())),
-                    Ok(_) => Ok(Found::Foreign(format!("instance profile {name}"))),
-                }
-            },
-        )
-        .await
+    let create = || async {
+        cx.aws
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .path(PATH)
+            .set_tags(Some(tags.clone()))
+            .customize()
+            .config_override(no_sdk_retry_iam())
+            .send()
+            .await
+            .op(format!("CreateInstanceProfile {name}"))
+            .map(|_| ())
+    };
+    let tags_of = || async {
+        let got = cx
+            .aws
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .op(format!("GetInstanceProfile {name}"))?;
+        Ok(got.instance_profile().map(|p| p.tags().to_vec()))
+    };
+    create_named(cx, &format!("instance profile {name}"), create, tags_of).await
 }
 
 /// Role names in the instance profile, read now.
@@ -175,19 +180,18 @@ pub async fn add_role_to_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Res
 }
 
 pub async fn remove_role_from_profile(cx: &Ctx<'_>, profile: &str, role: &str) -> Result<()> {
-    cx.retry(format!("removing role {role} from instance profile {profile}"), "iam", Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(profile)
-                .role_name(role)
-                .send()
-                .await
-                .op("RemoveRoleFromInstanceProfile")
-                .map(|_| ())
-        })
-        .await?;
+    cx.delete(format!("removing role {role} from instance profile {profile}"), "iam", || async {
+        cx.aws
+            .iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .op("RemoveRoleFromInstanceProfile")
+            .map(|_| ())
+    })
+    .await?;
     Ok(())
 }
 
@@ -215,27 +219,22 @@ pub async fn delete_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
 
 /// Removes the given roles from a profile, all at once.
 pub async fn empty_profile(cx: &Ctx<'_>, name: &str, roles: &[String]) -> Result<&'static str> {
-    for r in join_all(roles.iter().map(|role| remove_role_from_profile(cx, name, role))).await {
-        r?;
-    }
+    all(roles.iter().map(|role| remove_role_from_profile(cx, name, role))).await?;
     Ok("emptied")
 }
 
 pub async fn delete_empty_profile(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting instance profile {name}"), "iam", Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .iam
-                .delete_instance_profile()
-                .instance_profile_name(name)
-                .send()
-                .await
-                .op("DeleteInstanceProfile")
-                .map(|_| ())
-        })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting instance profile {name}"), "iam", || async {
+        cx.aws
+            .iam
+            .delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .op("DeleteInstanceProfile")
+            .map(|_| ())
+    })
+    .await
 }
 
 /// Deletes a role with everything that blocks it: inline policies, attached managed policies
@@ -296,9 +295,8 @@ pub async fn strip_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
 }
 
 pub async fn delete_stripped_role(cx: &Ctx<'_>, name: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting role {name}"), "iam", Phase::Delete)
-        .delete(|| async { cx.aws.iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ()) })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting role {name}"), "iam", || async {
+        cx.aws.iam.delete_role().role_name(name).send().await.op("DeleteRole").map(|_| ())
+    })
+    .await
 }

@@ -1,5 +1,7 @@
-//! EC2 instances: AMI resolution, one RunInstances per role (MinCount = MaxCount, deterministic
-//! ClientToken, IMDSv2, encrypted gp3, tags in the call), start, terminate and the SDK waiters.
+//! EC2 instances: AMI resolution, one RunInstances per role (MinCount = MaxCount, the
+//! ClientToken the caller computed, IMDSv2, encrypted gp3, tags in the call), start, terminate
+//! and the SDK waiters; console output and the host keys read from it (the parsing is
+//! `cluster::console`'s, passed in by the caller).
 
 use std::time::Duration;
 
@@ -59,7 +61,9 @@ pub struct LaunchTarget<'a> {
     /// The role's `[control_plane]` or `[workers]`: instance type and root volume.
     pub group: &'a NodeGroupSpec,
     pub count: usize,
-    pub existing: usize,
+    /// RunInstances' ClientToken (`plan::desired::client_token`, computed by `ops::up`): the
+    /// same launch always sends the same one, so EC2 answers a repeat with the first result.
+    pub token: &'a str,
     pub subnet_id: &'a str,
     pub security_group_id: &'a str,
     pub key_name: &'a str,
@@ -70,14 +74,13 @@ pub struct LaunchTarget<'a> {
 pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<String>> {
     let group = t.group;
     let count = i32::try_from(t.count).context("too many instances")?;
-    let token = crate::plan::desired::client_token(cx.id, t.role, t.subnet_id, t.existing, t.count);
     let mut tags = cx.tags(&format!("node-{}", t.role.as_str()));
     tags.push((TAG_ROLE.into(), t.role.as_str().into()));
     let volume_tags = cx.tags("root-volume");
     let resp = cx
         .retry(format!("launching {} {} instance(s)", t.count, t.role.as_str()), key, Phase::Create)
-        // The deterministic ClientToken makes a repeat the same request (EC2 answers it with
-        // the first reservation), so an ambiguous failure may be retried as is.
+        // The caller's deterministic ClientToken makes a repeat the same request (EC2 answers
+        // it with the first reservation), so an ambiguous failure may be retried as is.
         .idempotent()
         .run(|| async {
             cx.aws
@@ -87,7 +90,7 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
                 .instance_type(InstanceType::from(group.instance_type.as_str()))
                 .min_count(count)
                 .max_count(count)
-                .client_token(&token)
+                .client_token(t.token)
                 .key_name(t.key_name)
                 .iam_instance_profile(IamInstanceProfileSpecification::builder().name(t.profile_name).build())
                 .metadata_options(
@@ -140,18 +143,17 @@ pub async fn start(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {
 }
 
 pub async fn terminate(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {
-    cx.retry(format!("terminating {}", ids.join(", ")), key, Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .ec2
-                .terminate_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send()
-                .await
-                .op("TerminateInstances")
-                .map(|_| ())
-        })
-        .await?;
+    cx.delete(format!("terminating {}", ids.join(", ")), key, || async {
+        cx.aws
+            .ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .op("TerminateInstances")
+            .map(|_| ())
+    })
+    .await?;
     Ok(())
 }
 
@@ -214,8 +216,12 @@ pub async fn wait_terminated(cx: &Ctx<'_>, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The SSH host key cloud-init printed to an instance's console, once it has (None before).
-pub async fn console_host_key(cx: &Ctx<'_>, instance_id: &str) -> Result<Option<String>> {
+/// What reads a node's host key out of its console text (`cluster::console::host_key`): the
+/// parsing is the cluster's, the reading and recording are AWS calls.
+pub type HostKeyReader = fn(&str) -> Option<String>;
+
+/// An instance's latest console output, decoded (empty before it has any).
+pub async fn console_output(cx: &Ctx<'_>, instance_id: &str) -> Result<String> {
     let resp = cx
         .aws
         .ec2
@@ -225,12 +231,16 @@ pub async fn console_host_key(cx: &Ctx<'_>, instance_id: &str) -> Result<Option<
         .send()
         .await
         .op(format!("GetConsoleOutput {instance_id}"))?;
-    let text = resp
+    Ok(resp
         .output()
         .and_then(crate::base64::decode)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    Ok(crate::cluster::console::preferred(&crate::cluster::console::host_keys(&text)))
+        .unwrap_or_default())
+}
+
+/// The host key `read` finds in an instance's console, once it shows one (None before).
+async fn console_host_key(cx: &Ctx<'_>, read: HostKeyReader, instance_id: &str) -> Result<Option<String>> {
+    Ok(read(&console_output(cx, instance_id).await?))
 }
 
 /// EC2 tag values are at most 256 characters: an ed25519 or ECDSA key fits, RSA does not.
@@ -262,8 +272,12 @@ async fn record_host_key(cx: &Ctx<'_>, instance_id: &str, key: &str) {
 /// `status` and `down` from any machine: the console's key when it still shows one, else the
 /// tag. Read-only (the cluster stage is what records keys) and never waits; a console that
 /// cannot be read (denied, throttled) counts as one that shows no key.
-pub async fn recorded_host_keys(cx: &Ctx<'_>, instances: &[(String, String)]) -> Vec<(String, String)> {
-    let consoles = futures_util::future::join_all(instances.iter().map(|(id, _)| console_host_key(cx, id))).await;
+pub async fn recorded_host_keys(
+    cx: &Ctx<'_>,
+    read: HostKeyReader,
+    instances: &[(String, String)],
+) -> Vec<(String, String)> {
+    let consoles = futures_util::future::join_all(instances.iter().map(|(id, _)| console_host_key(cx, read, id))).await;
     instances
         .iter()
         .zip(consoles)
@@ -281,6 +295,7 @@ pub async fn recorded_host_keys(cx: &Ctx<'_>, instances: &[(String, String)]) ->
 /// `instances`: (instance id, the host key tag it carries).
 pub async fn wait_host_keys(
     cx: &Ctx<'_>,
+    read: HostKeyReader,
     instances: &[(String, Option<String>)],
     deadline: Duration,
 ) -> Result<Vec<(String, String)>> {
@@ -298,7 +313,7 @@ pub async fn wait_host_keys(
                 return Ok(Look::Done(()));
             }
             let results =
-                futures_util::future::join_all(missing.iter().map(|(id, _)| console_host_key(cx, id))).await;
+                futures_util::future::join_all(missing.iter().map(|(id, _)| console_host_key(cx, read, id))).await;
             for ((id, tagged), r) in missing.iter().zip(results) {
                 match (r?, tagged) {
                     (Some(key), tagged) => {

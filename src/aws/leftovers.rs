@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::Aws;
 use super::Ctx;
-use super::error::{AwsResultExt, Phase};
+use super::error::AwsResultExt;
 use super::tags::{owned, owner_filters, tag_value};
 use crate::config::{EnvId, TAG_COMPONENT};
 use crate::plan::observed::Leftover;
@@ -64,26 +64,22 @@ pub async fn network_interfaces(aws: &Aws, env: &EnvId) -> Result<Vec<Leftover>>
 
 /// A volume still attached to a terminating instance is `in-use` for a while: retried.
 pub async fn delete_volume(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting volume {id}"), key, Phase::Delete)
-        .delete(|| async { cx.aws.ec2.delete_volume().volume_id(id).send().await.op("DeleteVolume").map(|_| ()) })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting volume {id}"), key, || async {
+        cx.aws.ec2.delete_volume().volume_id(id).send().await.op("DeleteVolume").map(|_| ())
+    })
+    .await
 }
 
 pub async fn delete_network_interface(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting network interface {id}"), key, Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .ec2
-                .delete_network_interface()
-                .network_interface_id(id)
-                .send()
-                .await
-                .op("DeleteNetworkInterface")
-                .map(|_| ())
-        })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting network interface {id}"), key, || async {
+        cx.aws
+            .ec2
+            .delete_network_interface()
+            .network_interface_id(id)
+            .send()
+            .await
+            .op("DeleteNetworkInterface")
+            .map(|_| ())
+    })
+    .await
 }

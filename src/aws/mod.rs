@@ -21,13 +21,13 @@ pub use iam::{
     delete_stripped_role, empty_profile, put_policy, remove_role_from_profile, strip_role,
 };
 pub use instances::{
-    Ami, LaunchTarget, console_host_key, launch, recorded_host_keys, resolve_ami, start, terminate, wait_host_keys,
-    wait_running, wait_terminated,
+    Ami, HostKeyReader, LaunchTarget, console_output, launch, recorded_host_keys, resolve_ami, start, terminate,
+    wait_host_keys, wait_running, wait_terminated,
 };
 pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;
 
-use crate::config::{EnvId, TAG_EXPIRES_AT, Timeouts};
+use crate::config::{EnvId, Timeouts};
 use crate::reporter::Reporter;
 use error::Phase;
 use retry::Retry;
@@ -59,9 +59,17 @@ impl<'a> Ctx<'a> {
     /// The tags a new resource of `component` is created with: the environment's, plus the
     /// run's expiry.
     pub fn tags(&self, component: &str) -> Vec<(String, String)> {
-        let mut tags = self.id.tags(component);
-        tags.extend(self.expires_at.map(|e| (TAG_EXPIRES_AT.to_string(), e.to_string())));
-        tags
+        tags::create_tags(self.id, self.expires_at, component)
+    }
+
+    /// A delete retried until `timeouts.aws_consistency` ([`Retry::delete`]); answers the
+    /// outcome word `down` reports: "deleted", or "already gone".
+    pub async fn delete<F, Fut>(&self, step: impl Into<String>, key: &'a str, call: F) -> anyhow::Result<&'static str>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), error::AwsError>>,
+    {
+        Ok(self.retry(step, key, Phase::Delete).delete(call).await?.as_str())
     }
 
     pub fn retry(&self, step: impl Into<String>, key: &'a str, phase: Phase) -> Retry<'a> {
@@ -73,5 +81,50 @@ impl<'a> Ctx<'a> {
             reporter: self.reporter,
             idempotent: false,
         }
+    }
+}
+
+/// Runs `calls` at once; once every one has ended, fails with the first error (in order), so
+/// one failure never stops the others half-way.
+pub(crate) async fn all<T, F>(calls: impl IntoIterator<Item = F>) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(f)
+    }
+
+    #[test]
+    fn all_runs_every_call_and_answers_the_first_error_in_order() {
+        let ran = std::sync::Mutex::new(Vec::new());
+        let calls = [Ok(1), Err("second"), Err("third"), Ok(4)].map(|r| {
+            let ran = &ran;
+            async move {
+                let n = match r {
+                    Ok(n) => n,
+                    Err("second") => 2,
+                    Err(_) => 3,
+                };
+                ran.lock().expect("lock").push(n);
+                r.map_err(anyhow::Error::msg)
+            }
+        });
+        let err = block_on(all(calls)).expect_err("two calls failed");
+        assert_eq!(err.to_string(), "second");
+        let mut ran = ran.into_inner().expect("lock");
+        ran.sort_unstable();
+        assert_eq!(ran, [1, 2, 3, 4], "a failure stops none of the others");
+        assert!(block_on(all([async { anyhow::Ok(()) }])).is_ok());
+        assert!(block_on(all(Vec::<std::future::Ready<anyhow::Result<()>>>::new())).is_ok());
     }
 }

@@ -9,13 +9,13 @@ use ipnet::Ipv4Net;
 
 use aws_sdk_ec2::types::Filter;
 
-use super::Ctx;
 use super::client::no_sdk_retry_ec2;
 use super::error::{AwsResultExt, Phase};
 use super::retry::Found;
 use super::tags::{owned, owner_filters, spec_tags, tag_value};
+use super::{Ctx, all};
 use crate::config::{SubnetSpec, TAG_COMPONENT, TAG_KEY_SHA256};
-use crate::plan::desired::{public_key_sha256, resource_token};
+use crate::plan::desired::public_key_sha256;
 use crate::plan::observed::IngressRule;
 
 fn yes() -> AttributeBooleanValue {
@@ -259,11 +259,11 @@ async fn route_table_state(cx: &Ctx<'_>, rtb_id: &str) -> Result<(Option<String>
 /// <https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>; aws-sdk-ec2
 /// 1.274's CreateRouteTableInput has `client_token` and fills a random one when none is given,
 /// as it does for RunInstances; CreateVpcInput, CreateSubnetInput, CreateInternetGatewayInput,
-/// CreateSecurityGroupInput and ImportKeyPairInput have none). Ours is
-/// deterministic (environment + VPC), so a retry by the SDK, by us, or by the next `up` after
-/// a crash is the same request: EC2 answers it with the first result.
-pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
-    let token = resource_token(cx.id, "rtb", vpc_id);
+/// CreateSecurityGroupInput and ImportKeyPairInput have none). The caller's `token`
+/// (`plan::desired::resource_token`) is deterministic (environment + VPC), so a retry by the
+/// SDK, by us, or by the next `up` after a crash is the same request: EC2 answers it with the
+/// first result.
+pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str, token: &str) -> Result<String> {
     let resp = cx
         .retry(format!("creating route table in {vpc_id}"), "rtb", Phase::Create)
         .idempotent()
@@ -272,7 +272,7 @@ pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
                 .ec2
                 .create_route_table()
                 .vpc_id(vpc_id)
-                .client_token(&token)
+                .client_token(token)
                 .tag_specifications(spec_tags(ResourceType::RouteTable, &cx.tags("rtb")))
                 .send()
                 .await
@@ -533,21 +533,17 @@ pub async fn import_key_pair(cx: &Ctx<'_>, public_key: &str) -> Result<String> {
 
 /// By name: every EC2 implementation accepts it (moto ignores KeyPairId on delete).
 pub async fn delete_key_pair(cx: &Ctx<'_>, key: &str, name: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting key pair {name}"), key, Phase::Delete)
-        .delete(|| async { cx.aws.ec2.delete_key_pair().key_name(name).send().await.op("DeleteKeyPair").map(|_| ()) })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting key pair {name}"), key, || async {
+        cx.aws.ec2.delete_key_pair().key_name(name).send().await.op("DeleteKeyPair").map(|_| ())
+    })
+    .await
 }
 
 pub async fn delete_security_group(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting security group {id}"), key, Phase::Delete)
-        .delete(|| async {
-            cx.aws.ec2.delete_security_group().group_id(id).send().await.op("DeleteSecurityGroup").map(|_| ())
-        })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting security group {id}"), key, || async {
+        cx.aws.ec2.delete_security_group().group_id(id).send().await.op("DeleteSecurityGroup").map(|_| ())
+    })
+    .await
 }
 
 /// Disassociates, then deletes (the heal path of `up`; `down` runs the two as separate stages).
@@ -569,34 +565,27 @@ pub async fn disassociate_route_table(
     id: &str,
     associations: &[String],
 ) -> Result<&'static str> {
-    let each = associations.iter().map(|assoc| async move {
-        cx.retry(format!("disassociating {assoc} from {id}"), key, Phase::Delete)
-            .delete(|| async {
-                cx.aws
-                    .ec2
-                    .disassociate_route_table()
-                    .association_id(assoc)
-                    .send()
-                    .await
-                    .op("DisassociateRouteTable")
-                    .map(|_| ())
-            })
-            .await
+    let each = associations.iter().map(|assoc| {
+        cx.delete(format!("disassociating {assoc} from {id}"), key, move || async move {
+            cx.aws
+                .ec2
+                .disassociate_route_table()
+                .association_id(assoc)
+                .send()
+                .await
+                .op("DisassociateRouteTable")
+                .map(|_| ())
+        })
     });
-    for d in futures_util::future::join_all(each).await {
-        d?;
-    }
+    all(each).await?;
     Ok("disassociated")
 }
 
 pub async fn delete_unassociated_route_table(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting route table {id}"), key, Phase::Delete)
-        .delete(|| async {
-            cx.aws.ec2.delete_route_table().route_table_id(id).send().await.op("DeleteRouteTable").map(|_| ())
-        })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting route table {id}"), key, || async {
+        cx.aws.ec2.delete_route_table().route_table_id(id).send().await.op("DeleteRouteTable").map(|_| ())
+    })
+    .await
 }
 
 /// Detaches, then deletes (the heal path of `up`; `down` runs the two as separate stages).
@@ -606,59 +595,50 @@ pub async fn delete_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[
 }
 
 pub async fn detach_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str, vpcs: &[String]) -> Result<&'static str> {
-    let each = vpcs.iter().map(|vpc| async move {
-        // Detaching fails with DependencyViolation while instances still hold public IPs.
-        cx.retry(format!("detaching {id} from {vpc}"), key, Phase::Delete)
-            .delete(|| async {
-                cx.aws
-                    .ec2
-                    .detach_internet_gateway()
-                    .internet_gateway_id(id)
-                    .vpc_id(vpc)
-                    .send()
-                    .await
-                    .op("DetachInternetGateway")
-                    .map(|_| ())
-            })
-            .await
+    // Detaching fails with DependencyViolation while instances still hold public IPs.
+    let each = vpcs.iter().map(|vpc| {
+        cx.delete(format!("detaching {id} from {vpc}"), key, move || async move {
+            cx.aws
+                .ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .op("DetachInternetGateway")
+                .map(|_| ())
+        })
     });
-    for d in futures_util::future::join_all(each).await {
-        d?;
-    }
+    all(each).await?;
     Ok("detached")
 }
 
 pub async fn delete_detached_internet_gateway(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting internet gateway {id}"), key, Phase::Delete)
-        .delete(|| async {
-            cx.aws
-                .ec2
-                .delete_internet_gateway()
-                .internet_gateway_id(id)
-                .send()
-                .await
-                .op("DeleteInternetGateway")
-                .map(|_| ())
-        })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting internet gateway {id}"), key, || async {
+        cx.aws
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(id)
+            .send()
+            .await
+            .op("DeleteInternetGateway")
+            .map(|_| ())
+    })
+    .await
 }
 
 pub async fn delete_subnet(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting subnet {id}"), key, Phase::Delete)
-        .delete(|| async { cx.aws.ec2.delete_subnet().subnet_id(id).send().await.op("DeleteSubnet").map(|_| ()) })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting subnet {id}"), key, || async {
+        cx.aws.ec2.delete_subnet().subnet_id(id).send().await.op("DeleteSubnet").map(|_| ())
+    })
+    .await
 }
 
 pub async fn delete_vpc(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static str> {
-    let d = cx
-        .retry(format!("deleting VPC {id}"), key, Phase::Delete)
-        .delete(|| async { cx.aws.ec2.delete_vpc().vpc_id(id).send().await.op("DeleteVpc").map(|_| ()) })
-        .await?;
-    Ok(d.as_str())
+    cx.delete(format!("deleting VPC {id}"), key, || async {
+        cx.aws.ec2.delete_vpc().vpc_id(id).send().await.op("DeleteVpc").map(|_| ())
+    })
+    .await
 }
 
 /// Re-tags every owned resource with a new expiry: EC2 resources in one CreateTags call per

@@ -1,7 +1,8 @@
 //! SSH host keys from an EC2 instance's console output: cloud-init prints them between
 //! `-----BEGIN SSH HOST KEY KEYS-----` and `-----END SSH HOST KEY KEYS-----` at first boot.
 //! Reading them there (through the EC2 API, authenticated) is how tagstack verifies a new
-//! node's host key without trusting the first connection. Pure.
+//! node's host key without trusting the first connection. Pure: `aws` reads the console and
+//! is handed [`host_key`] to decide what in it is the node's key.
 
 const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
 const END: &str = "-----END SSH HOST KEY KEYS-----";
@@ -35,6 +36,11 @@ pub fn preferred(keys: &[String]) -> Option<String> {
     KINDS.iter().find_map(|k| keys.iter().find(|key| key.split_whitespace().next() == Some(k)).cloned())
 }
 
+/// The host key tagstack pins from a console's text, once cloud-init has printed it.
+pub fn host_key(console: &str) -> Option<String> {
+    preferred(&host_keys(console))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +61,16 @@ ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB
 -----END SSH HOST KEY KEYS-----
 [   13.000000] cloud-init[812]: Cloud-init v. 24.1 finished at Sat, 22 Nov 2026 10:00:01 +0000.
 ";
+
+    #[test]
+    fn host_key_is_the_preferred_key_of_the_last_block() {
+        assert_eq!(host_key(CONSOLE), preferred(&host_keys(CONSOLE)));
+        assert_eq!(
+            host_key(CONSOLE).as_deref(),
+            Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB")
+        );
+        assert_eq!(host_key("[    1.0] booting\n"), None);
+    }
 
     #[test]
     fn finds_the_keys_and_prefers_ed25519() {

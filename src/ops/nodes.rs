@@ -1,7 +1,8 @@
 //! The cluster's nodes per provider, built in one place: static nodes from the config; AWS
 //! nodes from discovery, at the address `cluster.node_address` picks, with host keys verified
-//! through the console (or the tag the cluster stage recorded). Also the control-plane session
-//! every live command uses, which closes what it opens on every path.
+//! through the console (read by `aws`, parsed by `cluster::console::host_key`) or the tag the
+//! cluster stage recorded. Also the control-plane session every live command uses, which
+//! closes what it opens on every path.
 
 use anyhow::{Context, Result, anyhow};
 
@@ -9,7 +10,7 @@ use super::cluster::write_env_files;
 use super::env::Env;
 use super::inventory::{Node, inventory};
 use crate::aws;
-use crate::cluster::{ClusterNode, static_nodes};
+use crate::cluster::{ClusterNode, console, static_nodes};
 use crate::config::{NodeAddress, NodeRole, Provider, Spec};
 use crate::hint;
 use crate::remote::{Fleet, Host, RemoteErrors};
@@ -49,7 +50,7 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     }
     let ids: Vec<(String, Option<String>)> =
         inventory.iter().map(|n| (n.instance_id.clone(), n.host_key.clone())).collect();
-    let keys = aws::wait_host_keys(&env.ctx().await, &ids, spec.timeouts.instances_running).await?;
+    let keys = aws::wait_host_keys(&env.ctx().await, console::host_key, &ids, spec.timeouts.instances_running).await?;
     let mut nodes: Vec<ClusterNode> = inventory.iter().filter_map(|n| aws_cluster_node(spec, n, &keys)).collect();
     nodes.sort_by_key(|n| n.role);
     Ok(nodes)
@@ -113,7 +114,7 @@ pub async fn reachable(env: &Env<'_>, inventory: &[Node]) -> Option<Reachable> {
         return None;
     }
     let cx = aws::Ctx::new(env.aws().await, &env.spec.id, env.spec.timeouts, &crate::reporter::Silent);
-    let keys = aws::recorded_host_keys(&cx, &tagged).await;
+    let keys = aws::recorded_host_keys(&cx, console::host_key, &tagged).await;
     let all: Vec<ClusterNode> = running.iter().filter_map(|n| aws_cluster_node(env.spec, n, &keys)).collect();
     let pinned: Vec<ClusterNode> = all.iter().filter(|n| n.host_key.is_some()).cloned().collect();
     Some(Reachable { all, pinned })

@@ -1,7 +1,8 @@
 //! The infra stage of `up`: discover, diff, then apply the typed plan as a fixed DAG.
 //! Network, key pair, IAM and AMI lookup run concurrently; each role's instances launch in
 //! one RunInstances once their dependencies exist; the critical path does not grow with the
-//! node count.
+//! node count. The ClientTokens (RunInstances, CreateRouteTable) are computed here, with
+//! `plan::desired`, when the subnet or VPC they name is known: it may be created in this run.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -12,7 +13,7 @@ use serde::Serialize;
 use crate::aws::{self, Ctx, LaunchTarget};
 use crate::config::Spec;
 use crate::ops::inventory::{Node, inventory};
-use crate::plan::desired::inline_policies;
+use crate::plan::desired::{client_token, inline_policies, resource_token};
 use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
 use crate::plan::{Change, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
@@ -164,7 +165,9 @@ async fn network(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<Network>
         let c = &plan.route_table;
         match &c.id {
             None => {
-                step(r, "rtb", &format!("create route table {}", c.name), aws::create_route_table(cx, vpc_id)).await
+                let token = resource_token(cx.id, "rtb", vpc_id);
+                let create = aws::create_route_table(cx, vpc_id, &token);
+                step(r, "rtb", &format!("create route table {}", c.name), create).await
             }
             Some(id) => Ok(id.clone()),
         }
@@ -289,11 +292,13 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
         let ami = with.ami.context("AMI was not resolved")?;
         // The profile `iam_role` made sure of (named, so its name is known without a lookup).
         let profile = cx.id.iam_name(role);
+        // Known only now: the subnet may have been created in this run.
+        let token = client_token(cx.id, role, with.subnet, g.kept.len(), g.launch);
         let target = LaunchTarget {
             role,
             group: with.spec.group(role),
             count: g.launch,
-            existing: g.kept.len(),
+            token: &token,
             subnet_id: with.subnet,
             security_group_id: with.sg,
             key_name: with.key_name,
