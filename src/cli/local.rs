@@ -84,26 +84,18 @@ mod tests {
     /// applies (their one home), so the starter config means the same as leaving them out.
     #[test]
     fn starter_config_writes_the_defaults() {
+        use crate::config::testing;
         let parse = |text: &str| {
-            let spec = crate::config::parse(Path::new("config/dev.toml"), text, Some(Path::new("/home/u")), &|_| {
-                Ok("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB me".into())
-            })
-            .unwrap();
-            let mut json = serde_json::to_value(&spec).unwrap();
-            // `ttl` has no default: the template sets one on purpose.
-            json.as_object_mut().unwrap().remove("ttl");
+            let mut json = serde_json::to_value(testing::parse(text)).unwrap();
+            // No default: the template sets a `ttl` on purpose, and an example admin network.
+            for key in ["ttl", "admin_cidrs"] {
+                json.as_object_mut().unwrap().remove(key);
+            }
             json
         };
-        let required = r#"project = "acme"
-environment = "dev"
-region = "eu-west-3"
-admin_cidrs = ["203.0.113.10/32"]
-[network]
-vpc_cidr = "10.20.0.0/16"
-[[network.subnets]]
-cidr = "10.20.1.0/24"
-availability_zone = "eu-west-3a"
-"#;
-        assert_eq!(parse(&starter_config("acme", "dev")), parse(required));
+        // The required keys alone (the same environment, network and subnet as the template).
+        let required = testing::AWS_BASE.replace("kubernetes_version = \"1.36\"\n", "");
+        assert_ne!(required, testing::AWS_BASE, "the test environment no longer sets the version");
+        assert_eq!(parse(&starter_config("demo", "dev")), parse(&required));
     }
 }
