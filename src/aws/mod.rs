@@ -1,6 +1,8 @@
 //! The only code that talks to AWS: discovery by tags, create/modify/delete per resource kind,
 //! the error classifier and eventual-consistency retries. Reports progress through
-//! [`Reporter`]; never prints.
+//! [`Reporter`]; never prints. It is told who the environment is ([`EnvId`]) and what to
+//! create; it reads no config and decides no ClientToken and no host key (the caller passes
+//! both: `plan::desired`'s tokens, `cluster::console`'s parser).
 
 mod client;
 mod discover;

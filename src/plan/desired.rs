@@ -1,5 +1,7 @@
 //! What the config asks for, as resources: names, tags, security-group rules and IAM policy
-//! documents. Pure functions of the [`Spec`].
+//! documents, pure functions of the [`Spec`]; and the deterministic ClientTokens, pure
+//! functions of the [`EnvId`] and the parent's id, which `ops::infra::apply` computes when it
+//! sends the create and `aws` only passes on.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
