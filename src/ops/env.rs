@@ -27,8 +27,9 @@ impl<'a> Env<'a> {
 
     /// The AWS clients, connected on the first call.
     pub async fn aws(&self) -> &Aws {
-        let connection = self.connection.cloned().unwrap_or_default();
-        self.aws.get_or_init(|| async move { Aws::connect(&connection).await }).await
+        // Only `new` leaves the cell empty, and it always has a connection: the default is
+        // never used, and the clone happens once, not on every call.
+        self.aws.get_or_init(|| async { Aws::connect(&self.connection.cloned().unwrap_or_default()).await }).await
     }
 
     /// What a mutating AWS call needs, reporting to this environment's reporter.

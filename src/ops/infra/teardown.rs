@@ -109,8 +109,14 @@ async fn terminate(cx: &Ctx<'_>, first: &Step) -> Result<()> {
 async fn run_steps(cx: &Ctx<'_>, t: &Teardown) -> Vec<Ended> {
     let mut futures: Vec<Shared<BoxFuture<'_, Ended>>> = Vec::with_capacity(t.steps.len());
     for (i, step) in t.steps.iter().enumerate() {
-        let deps: Vec<_> = step.after.iter().filter_map(|&d| futures.get(d).cloned()).collect();
+        // A step may wait only for earlier ones (plan::teardown builds them so, its tests check
+        // it); one naming a later step is a broken plan and is not run, rather than run early.
+        let deps: Option<Vec<_>> = step.after.iter().map(|&d| futures.get(d).cloned()).collect();
         let f = async move {
+            let Some(deps) = deps else {
+                let label = step.changes.first().and_then(|&c| t.changes.get(c)).map(label).unwrap_or_default();
+                return Ended::Failed { error: format!("step {i} waits for a later step"), label };
+            };
             let mut behind: Vec<String> = Vec::new();
             for end in join_all(deps).await {
                 match end {
