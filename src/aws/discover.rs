@@ -1,5 +1,6 @@
 //! Discovery of everything one (project, environment) owns, read concurrently: EC2 by tag
-//! filters, IAM by the exact names tagstack gives (then its tags). Read-only; it takes the
+//! filters, IAM by the exact names tagstack gives (then its tags), to the [`Depth`] the caller
+//! asks for (a teardown skips what only the diff compares). Read-only; it takes the
 //! environment's [`EnvId`] and timeouts, never a config (`reap` has none).
 
 use anyhow::{Context, Result};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::{EnvId, NodeRole, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE, Timeouts};
 use crate::plan::observed::{
-    ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
+    Depth, ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
     SecurityGroup, Subnet, Vpc,
 };
 
@@ -45,11 +46,12 @@ where
     }
 }
 
-/// Everything the environment owns (see [`while_throttled`]). Needs only who the environment
-/// is and its deadlines: `reap` discovers environments it has no config for.
-pub async fn discover(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<Observed> {
+/// Everything the environment owns (see [`while_throttled`]), read to `depth`: the diff's
+/// [`Depth::Full`] or the teardown's [`Depth::Teardown`] (two round trips shorter). Needs only
+/// who the environment is and its deadlines: `reap` discovers environments it has no config for.
+pub async fn discover(aws: &Aws, id: &EnvId, timeouts: &Timeouts, depth: Depth) -> Result<Observed> {
     let deadline = timeouts.aws_consistency;
-    while_throttled(deadline, || discover_once(aws, id, deadline)).await
+    while_throttled(deadline, || discover_once(aws, id, deadline, depth)).await
 }
 
 /// The environment's instances (see [`while_throttled`]).
@@ -57,7 +59,7 @@ pub async fn discover_instances(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> R
     while_throttled(timeouts.aws_consistency, || instances(aws, id)).await
 }
 
-async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration) -> Result<Observed> {
+async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration, depth: Depth) -> Result<Observed> {
     let seen = Mutex::new(ExpirySeen::default());
     let seen = &seen;
     let (
@@ -72,13 +74,13 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration) -> Result<Obse
         volumes,
         network_interfaces,
     ) = tokio::try_join!(
-        vpcs(aws, id, deadline, seen),
+        vpcs(aws, id, deadline, depth, seen),
         subnets(aws, id, seen),
         igws(aws, id, seen),
         route_tables(aws, id, seen),
         security_groups(aws, id, seen),
         key_pairs(aws, id, seen),
-        iam(aws, id, seen),
+        iam(aws, id, depth, seen),
         instances(aws, id),
         super::leftovers::volumes(aws, id),
         super::leftovers::network_interfaces(aws, id),
@@ -88,6 +90,7 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration) -> Result<Obse
         expiry.record(i.expires_at.as_deref());
     }
     Ok(Observed {
+        depth,
         vpcs,
         subnets,
         internet_gateways,
@@ -158,12 +161,16 @@ fn cidr(s: Option<&str>) -> Option<Ipv4Net> {
     s.and_then(|s| s.parse().ok())
 }
 
-async fn vpcs(aws: &Aws, env: &EnvId, deadline: Duration, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vpc>> {
+/// At [`Depth::Teardown`] without the DNS attribute (a second round trip only the diff needs).
+async fn vpcs(aws: &Aws, env: &EnvId, deadline: Duration, depth: Depth, seen: &Mutex<ExpirySeen>) -> Result<Vec<Vpc>> {
     let resp = aws.ec2.describe_vpcs().set_filters(Some(owner_filters(env))).send().await.op("DescribeVpcs")?;
     let mut out = Vec::new();
     for v in resp.vpcs().iter().filter(|v| owned_seen(env, v.tags(), seen)) {
         let id = v.vpc_id().unwrap_or_default().to_string();
-        let dns_hostnames = dns_hostnames(aws, deadline, &id).await?;
+        let dns_hostnames = match depth {
+            Depth::Full => dns_hostnames(aws, deadline, &id).await?,
+            Depth::Teardown => false,
+        };
         let made_by_tagstack = made_by_tagstack(v.tags(), "vpc");
         out.push(Vpc { id, cidr: cidr(v.cidr_block()), dns_hostnames, made_by_tagstack });
     }
@@ -367,10 +374,15 @@ async fn instances(aws: &Aws, id: &EnvId) -> Result<Vec<Instance>> {
 /// (`dev` beside `dev-2`) and grow with the account. A role or profile of that name without our
 /// tags is someone else's: not returned, so the plan never touches it (`up` then refuses to
 /// create over it).
-async fn iam(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
+async fn iam(
+    aws: &Aws,
+    id: &EnvId,
+    depth: Depth,
+    seen: &Mutex<ExpirySeen>,
+) -> Result<(Vec<Role>, Vec<InstanceProfile>)> {
     let names: Vec<String> = NodeRole::ALL.iter().map(|r| id.iam_name(*r)).collect();
     let (roles, profiles) = tokio::try_join!(
-        try_join_all(names.iter().map(|name| role(aws, id, seen, name))),
+        try_join_all(names.iter().map(|name| role(aws, id, depth, seen, name))),
         try_join_all(names.iter().map(|name| instance_profile(aws, id, seen, name))),
     )?;
     let mut roles: Vec<Role> = roles.into_iter().flatten().collect();
@@ -380,8 +392,10 @@ async fn iam(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>) -> Result<(Vec<Rol
     Ok((roles, profiles))
 }
 
-/// The role of that name if it is ours, with its inline policies (read concurrently).
-async fn role(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>, name: &str) -> Result<Option<Role>> {
+/// The role of that name if it is ours, with its inline policies (read concurrently) at
+/// [`Depth::Full`]; a teardown strips the role by listing its policies itself
+/// (`aws::strip_role`), so it does not wait for the documents here.
+async fn role(aws: &Aws, id: &EnvId, depth: Depth, seen: &Mutex<ExpirySeen>, name: &str) -> Result<Option<Role>> {
     let got = match aws.iam.get_role().role_name(name).send().await.op(format!("GetRole {name}")) {
         Err(e) if e.code() == "NoSuchEntity" => return Ok(None),
         other => other?,
@@ -391,6 +405,9 @@ async fn role(aws: &Aws, id: &EnvId, seen: &Mutex<ExpirySeen>, name: &str) -> Re
         return Ok(None);
     }
     record(seen, role.tags().iter().find(|t| t.key() == TAG_EXPIRES_AT).map(|t| t.value()));
+    if depth == Depth::Teardown {
+        return Ok(Some(Role { name: name.to_string(), inline_policies: Vec::new() }));
+    }
     let names = aws.iam.list_role_policies().role_name(name).send().await.op(format!("ListRolePolicies {name}"))?;
     let inline_policies = try_join_all(names.policy_names().iter().map(|p| async move {
         let doc = aws

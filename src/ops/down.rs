@@ -12,7 +12,7 @@ use super::nodes::on_control_plane;
 use super::stack::{self, ClusterCleanup};
 use crate::aws::{self, Ctx};
 use crate::hint;
-use crate::plan::{Change, Observed, Teardown};
+use crate::plan::{Change, Depth, Observed, Teardown};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Deletion {
@@ -59,7 +59,8 @@ pub struct Preview {
 }
 
 pub async fn preview(env: &Env<'_>) -> Result<Preview> {
-    let observed = aws::discover(env.aws().await, &env.spec.id, &env.spec.timeouts).await?;
+    // Deletes by ids and ownership: no DNS attribute or policy document is waited for.
+    let observed = aws::discover(env.aws().await, &env.spec.id, &env.spec.timeouts, Depth::Teardown).await?;
     let teardown = crate::plan::teardown(&observed);
     Ok(Preview { observed, teardown })
 }

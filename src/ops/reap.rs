@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::aws::{self, Aws, Ctx, Expiring};
 use crate::config::{EnvId, Timeouts, is_valid_name};
-use crate::plan::{expiry, teardown};
+use crate::plan::{Depth, expiry, teardown};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +105,7 @@ pub async fn reap(
             ),
         );
         let result = async {
-            let observed = aws::discover(aws, &id, &timeouts).await?;
+            let observed = aws::discover(aws, &id, &timeouts, Depth::Teardown).await?;
             let plan = teardown(&observed);
             if dry_run {
                 return anyhow::Ok((plan.changes.len(), 0));

@@ -10,7 +10,7 @@ use super::infra::{
     RoleFix, RouteTableFix, SecurityGroupFix, SubnetFix, SubnetPlan, VpcFix,
 };
 use super::model::{ExpiryChange, Kind, Plan};
-use super::observed::{IngressRule, Instance, Observed};
+use super::observed::{Depth, IngressRule, Instance, Observed};
 use crate::config::{NodeRole, Spec};
 
 /// A plan that cannot be made. Like `ConfigError`, it carries its own advice (true for every
@@ -22,6 +22,10 @@ pub enum PlanError {
         crate::hint::Line("delete the one you do not want, or fix its tagstack:env tag, then run again")
     )]
     Duplicate { kind: &'static str, count: usize, ids: String },
+    /// A caller's mistake, not the account's: a teardown's discovery does not read what the
+    /// diff compares, and a plan from it would show drift that is not there.
+    #[error("internal: the plan needs a full discovery (this one did not read DNS attributes and role policies)")]
+    Shallow,
 }
 
 fn unique<'a, T>(
@@ -101,6 +105,9 @@ pub fn diff(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result<Plan,
 /// The first duplicate found, in this order, is the error. `expires_at` is the expiry this
 /// run gives the environment (`super::expiry::resolve`; `None`: no expiry tag).
 pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result<InfraPlan, PlanError> {
+    if o.depth != Depth::Full {
+        return Err(PlanError::Shallow);
+    }
     let mut removals = Vec::new();
     let vpc = diff_vpc(spec, o, &mut removals)?;
     let vpc_id = vpc.id.as_deref();

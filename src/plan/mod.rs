@@ -15,7 +15,7 @@ pub use describe::describe;
 pub use diff::{PlanError, diff, diff_infra, live_instances};
 pub use infra::InfraPlan;
 pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
-pub use observed::Observed;
+pub use observed::{Depth, Observed};
 pub use teardown::{Op, Step, Teardown, teardown};
 
 #[cfg(test)]

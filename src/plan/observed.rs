@@ -8,8 +8,26 @@ use serde::{Serialize, Serializer};
 
 use crate::config::NodeRole;
 
+/// How much discovery reads. Only the diff (`plan`, `status`, `up`) compares what exists with
+/// what the config wants, so only it needs the VPC's DNS attribute and the roles' policy
+/// documents (DescribeVpcAttribute after DescribeVpcs, ListRolePolicies then GetRolePolicy after
+/// GetRole: two round trips on the critical path); `down` and `reap` delete by ids, attachments
+/// and ownership, and read nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Depth {
+    /// Everything the diff compares.
+    #[default]
+    Full,
+    /// Ids, attachments and ownership: what `plan::teardown` needs. Each `Vpc::dns_hostnames`
+    /// is false and each `Role::inline_policies` empty (not read), so `plan::diff` refuses it.
+    Teardown,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observed {
+    /// What was read; `plan::diff` needs [`Depth::Full`].
+    #[serde(skip)]
+    pub depth: Depth,
     pub vpcs: Vec<Vpc>,
     pub subnets: Vec<Subnet>,
     pub internet_gateways: Vec<InternetGateway>,

@@ -8,7 +8,7 @@ use super::infra::{DefaultRoute, Removable};
 use super::observed::{IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Role, RouteTable};
 use super::observed::{SecurityGroup, Subnet, Vpc};
 use super::{Action, Change, Fix, Kind, Observed, Plan, PlanError, Summary, describe, diff, live_instances, teardown};
-use super::{InfraPlan, diff_infra};
+use super::{Depth, InfraPlan, diff_infra};
 use crate::config::{NodeRole, Spec};
 
 const TITLE: &str = "demo/dev in eu-west-3";
@@ -141,6 +141,7 @@ fn converged(spec: &Spec) -> Observed {
     let mut instances = vec![control_plane()];
     instances.extend(workers(spec.workers.count as usize));
     Observed {
+        depth: Depth::Full,
         vpcs: vec![vpc(true)],
         subnets: subnets(true),
         internet_gateways: vec![igw(true)],
@@ -154,6 +155,27 @@ fn converged(spec: &Spec) -> Observed {
         network_interfaces: Vec::new(),
         expiry: Default::default(),
     }
+}
+
+/// A teardown's discovery reads neither DNS attributes nor policy documents: a plan from it
+/// would show drift that is not there, so the diff refuses it; the teardown needs neither.
+#[test]
+fn the_diff_refuses_a_teardown_discovery_and_the_teardown_does_not_need_more() {
+    let spec = spec();
+    let full = converged(&spec);
+    let mut shallow = full.clone();
+    shallow.depth = Depth::Teardown;
+    for v in &mut shallow.vpcs {
+        v.dns_hostnames = false;
+    }
+    for r in &mut shallow.roles {
+        r.inline_policies.clear();
+    }
+    assert!(matches!(diff(&spec, &shallow, None), Err(PlanError::Shallow)));
+    let (a, b) = (teardown(&full), teardown(&shallow));
+    assert_eq!(a.changes, b.changes);
+    assert_eq!(a.first, b.first);
+    assert_eq!(a.steps, b.steps);
 }
 
 fn plan_for(spec: &Spec, o: &Observed) -> Plan {

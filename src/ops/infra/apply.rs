@@ -15,7 +15,7 @@ use crate::config::Spec;
 use crate::ops::inventory::{Node, inventory};
 use crate::plan::desired::{client_token, inline_policies, resource_token};
 use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
-use crate::plan::{Change, InfraPlan, Summary, diff_infra, expiry};
+use crate::plan::{Change, Depth, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +32,7 @@ pub struct InfraReport {
 /// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
 pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &dyn Reporter) -> Result<InfraReport> {
     reporter.start("discover", "discovering resources by tag");
-    let observed = aws::discover(aws, &spec.id, &spec.timeouts).await?;
+    let observed = aws::discover(aws, &spec.id, &spec.timeouts, Depth::Full).await?;
     // This run's expiry: in the plan (re-tag what exists) and in every create call.
     let expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
     let infra = diff_infra(spec, &observed, expires_at.as_deref())?;
