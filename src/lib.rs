@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod hint;
+pub mod known_hosts;
 pub mod ops;
 pub mod plan;
 pub mod poll;

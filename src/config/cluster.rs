@@ -2,11 +2,13 @@
 //! already exist, `[cluster]`, and the SSH client side. Same error shape as `validate.rs`.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use super::error::ConfigError;
 use super::field::{Ctx, deadline, is_valid_name};
 use super::raw::{RawConfig, RawNode};
 use super::spec::{ClusterSpec, NodeAddress, NodeRole, Provider, StaticNode};
+use crate::known_hosts::{self, host_field};
 
 pub const MAX_PARALLEL_SSH: i64 = 500;
 
@@ -176,6 +178,43 @@ fn static_node(cx: &Ctx, i: usize, n: &RawNode, raw_known_hosts: Option<&str>) -
         );
     }
     Ok(StaticNode { name: name.clone(), address: address.clone(), port, user, role, host_key })
+}
+
+/// Without a `host_key`, a static node is trusted only through `ssh.known_hosts` (`text`, read
+/// from `file`): it must list the node by the name ssh looks it up by (`[address]:port` off
+/// port 22; plain, wildcard or hashed), checked here so that a node ssh would refuse stops the
+/// load (exit 2) before anything connects.
+pub fn listed_in_known_hosts(
+    cx: &Ctx,
+    raw: &RawConfig,
+    nodes: &[StaticNode],
+    file: &Path,
+    text: &str,
+) -> Result<(), ConfigError> {
+    let raw_nodes = raw.nodes.as_ref().map_or(&[][..], |n| n.get_ref().as_slice());
+    // `static_nodes` made one node per table, in order.
+    for (i, (n, r)) in nodes.iter().zip(raw_nodes).enumerate() {
+        let host = host_field(&n.address, n.port);
+        if n.host_key.is_some() || known_hosts::listing_line(text, &host).is_some() {
+            continue;
+        }
+        return cx.err(
+            r.name.span(),
+            &format!("nodes[{i}].host_key"),
+            format!(
+                "node {} has no host_key and {} does not list {host}: tagstack never trusts a host key on first use",
+                n.name,
+                file.display()
+            ),
+            &format!(
+                "add host_key = \"ssh-ed25519 AAAA...\" (the node's /etc/ssh/ssh_host_ed25519_key.pub), or run `ssh-keyscan -p {port} {address} >> {file}` and check the fingerprint it added (`ssh-keygen -lF '{host}' -f {file}`) against the node's own, read out of band",
+                port = n.port,
+                address = n.address,
+                file = file.display(),
+            ),
+        );
+    }
+    Ok(())
 }
 
 pub(super) const LOGIN_HINT: &str =

@@ -11,6 +11,7 @@ use super::{AmiSpec, ConfigError, KubeVersion, NodeGroupSpec, Spec, SubnetSpec};
 const FILE: &str = "config/test.toml";
 const HOME: &str = "/home/u";
 const KEY_LINE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 me@laptop";
+const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5";
 const PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n";
 
 /// A valid environment that leaves every optional table out, so it also exercises the defaults.
@@ -51,6 +52,11 @@ fn reader(p: &Path) -> io::Result<String> {
         }
         Some("/home/u/.ssh/id_ed25519") => Ok(PRIVATE_KEY.to_string()),
         Some("/home/u/.ssh/notes.txt") => Ok("# my keys\n\nremember to rotate\n".to_string()),
+        Some("/etc/ssh/lab_known_hosts") => Ok(format!("[10.0.0.11]:2222 {HOST_KEY}\n")),
+        // w1 on port 22 and a hashed `ssh-keygen -H` line for 10.0.0.12: neither is w1 on 2222.
+        Some("/home/u/.ssh/known_hosts" | "config/known_hosts") => Ok(format!(
+            "# lab machines\n10.0.0.11 {HOST_KEY}\n|1|CZ3Jw2eVTv4v7maimRDdMmT5yCI=|370EOQaV5Qa06PstX4cyM35ecdM= {HOST_KEY}\n"
+        )),
         _ => Err(io::Error::new(io::ErrorKind::NotFound, "No such file or directory (os error 2)")),
     }
 }
@@ -569,6 +575,48 @@ fn static_node_addresses_accepted() {
         .replace("host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1\"\n", "")
         .replace("[ssh]\n", "[ssh]\nknown_hosts = \"/etc/ssh/lab_known_hosts\"\n");
     assert!(parse(&source).is_ok());
+}
+
+/// A static node without a host_key must be listed in ssh.known_hosts (by the name ssh looks
+/// it up by: `[address]:port` off port 22), and that file must exist: both checked at load.
+#[test]
+fn static_node_known_hosts() {
+    let without_w1_key =
+        STATIC.replace("host_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 root@w1\"\n", "");
+    let known_hosts = |path: &str| without_w1_key.replace("[ssh]\n", &format!("[ssh]\nknown_hosts = {path:?}\n"));
+    let cases: &[(&str, String)] = &[
+        ("static_node_not_in_known_hosts", known_hosts("~/.ssh/known_hosts")),
+        ("static_node_not_in_relative_known_hosts", known_hosts("known_hosts")),
+        ("known_hosts_missing", known_hosts("~/.ssh/lab_known_hosts")),
+        ("known_hosts_missing_aws", plus("[ssh]\nknown_hosts = \"/etc/ssh/none\"\n")),
+    ];
+    for (name, source) in cases {
+        insta::assert_snapshot!(*name, reject(source).to_string());
+    }
+    let err = reject(&cases[0].1);
+    assert_eq!((err.key.as_deref(), err.location), (Some("nodes[1].host_key"), Some((16, 8))));
+
+    // Listed: plainly at [address]:port, or hashed (`ssh-keygen -H` of `10.0.0.12 KEY`).
+    assert!(parse(&known_hosts("/etc/ssh/lab_known_hosts")).is_ok());
+    let hashed = known_hosts("~/.ssh/known_hosts")
+        .replace("address = \"10.0.0.11\"\nport = 2222\n", "address = \"10.0.0.12\"\n");
+    assert_ne!(hashed, known_hosts("~/.ssh/known_hosts"));
+    assert!(parse(&hashed).is_ok());
+    // Port 22 is looked up without brackets.
+    let port_22 = known_hosts("~/.ssh/known_hosts").replace("port = 2222\n", "");
+    assert!(parse(&port_22).is_ok());
+
+    // `tagstack render` reads no host keys: neither the missing file nor the unlisted node stops it.
+    for source in [known_hosts("~/.ssh/lab_known_hosts"), known_hosts("~/.ssh/known_hosts")] {
+        let render = super::validate::parse_for(
+            Path::new(FILE),
+            &source,
+            Some(Path::new(HOME)),
+            &reader,
+            super::validate::Purpose::Render,
+        );
+        assert!(render.is_ok(), "{render:?}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Turns the raw file into a [`Spec`]: defaults, names, CIDRs, ranges. Every rejection is a
 //! [`ConfigError`] that points at the offending key. The only I/O is the injected reader for
-//! the SSH public key file, so all of this runs in unit tests.
+//! the files the config names (the SSH public key, `ssh.known_hosts`), so all of this runs in
+//! unit tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,12 +28,33 @@ pub const MAX_WORKERS: i64 = 200;
 pub const DEFAULT_AMI_OWNER: &str = "099720109477";
 pub const DEFAULT_AMI_NAME: &str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 
-/// Parses and validates an environment file. `read` loads the SSH public key file.
+/// What a [`Spec`] is loaded for, which decides the local files it must find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// Every command that may connect to the nodes: `ssh.known_hosts` must be readable and
+    /// list every static node without a `host_key`.
+    Connect,
+    /// `tagstack render`: nothing rendered uses the nodes' host keys, so no file is read for them.
+    Render,
+}
+
+/// Parses and validates an environment file. `read` loads the files it names: the SSH public
+/// key and `ssh.known_hosts`.
 pub fn parse(
     file: &Path,
     source: &str,
     home: Option<&Path>,
     read: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<Spec, ConfigError> {
+    parse_for(file, source, home, read, Purpose::Connect)
+}
+
+pub(super) fn parse_for(
+    file: &Path,
+    source: &str,
+    home: Option<&Path>,
+    read: &dyn Fn(&Path) -> io::Result<String>,
+    purpose: Purpose,
 ) -> Result<Spec, ConfigError> {
     let raw: RawConfig = toml::from_str(source).map_err(|e| toml_error(file, source, &e))?;
     let cx = Ctx::new(file, source);
@@ -98,6 +120,14 @@ pub fn parse(
         }
     }
     let ssh = ssh(&cx, &raw, home, read, is_aws)?;
+    if purpose == Purpose::Connect
+        && let Some(path) = &ssh.known_hosts
+    {
+        let text = known_hosts_text(&cx, &raw, path, read)?;
+        if let Provider::Static { nodes } = &provider {
+            super::cluster::listed_in_known_hosts(&cx, &raw, nodes, path, &text)?;
+        }
+    }
     let ami = ami(&cx, &raw)?;
     if let Some(c) = raw.control_plane.as_ref().and_then(|g| g.count.as_ref())
         && *c.get_ref() != 1
@@ -460,6 +490,25 @@ fn ssh(
         );
     }
     Ok(SshSpec { public_key_path: path, private_key_path, known_hosts, public_key: line, user: user_name })
+}
+
+/// The text of `ssh.known_hosts`: a file tagstack is told to trust must exist, or ssh would
+/// quietly trust nothing from it and fail at the first connection instead of here.
+fn known_hosts_text(
+    cx: &Ctx,
+    raw: &RawConfig,
+    path: &Path,
+    read: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<String, ConfigError> {
+    read(path).or_else(|e| {
+        let span = raw.ssh.as_ref().and_then(|s| s.known_hosts.as_ref()).map_or(0..0, |k| k.span());
+        cx.err(
+            span,
+            "ssh.known_hosts",
+            format!("cannot read {}: {e}", path.display()),
+            "point ssh.known_hosts at an existing known_hosts file, or remove it and give every [[nodes]] a host_key",
+        )
+    })
 }
 
 fn ami(cx: &Ctx, raw: &RawConfig) -> Result<AmiSpec, ConfigError> {

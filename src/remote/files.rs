@@ -7,11 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::host::Host;
-
-/// `known_hosts` host field: plain for port 22, `[host]:port` otherwise.
-pub fn host_field(address: &str, port: u16) -> String {
-    if port == 22 { address.to_string() } else { format!("[{address}]:{port}") }
-}
+use crate::known_hosts::host_field;
 
 pub fn known_hosts(nodes: &[Host]) -> String {
     let mut out = String::new();
@@ -91,11 +87,5 @@ mod tests {
                 ("[10.0.0.1]:2222".to_string(), "ssh-rsa AAAAB3".to_string()),
             ]
         );
-    }
-
-    #[test]
-    fn known_hosts_uses_brackets_for_other_ports() {
-        assert_eq!(host_field("10.0.0.1", 22), "10.0.0.1");
-        assert_eq!(host_field("10.0.0.1", 2222), "[10.0.0.1]:2222");
     }
 }

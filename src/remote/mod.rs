@@ -8,6 +8,6 @@ mod fleet;
 mod host;
 
 pub use error::{RemoteError, RemoteErrors};
-pub use files::{fingerprint, host_field, known_hosts, parse_known_hosts, ssh_config};
+pub use files::{fingerprint, known_hosts, parse_known_hosts, ssh_config};
 pub use fleet::{EnvFiles, Fleet, Output};
 pub use host::Host;

@@ -1,6 +1,7 @@
 //! A reader that goes away is not a crash (`tagstack ... | head -1`), and bad input never
-//! reaches a command line as an option: bad node addresses stop at config load (exit 2) with
-//! no connection attempted, and command words after `tagstack ssh NODE --` never configure
+//! reaches a command line as an option: bad node addresses, and nodes ssh could not verify
+//! (no host_key, not in `ssh.known_hosts`), stop at config load (exit 2) with no connection
+//! attempted, and command words after `tagstack ssh NODE --` never configure
 //! the local ssh.
 
 use std::io::PipeWriter;
@@ -134,6 +135,56 @@ fn bad_node_addresses_stop_at_config_load_without_connecting() {
     }
     assert!(!marker.exists(), "a ProxyCommand ran");
     assert!(!env.path(".tagstack").exists(), "no environment files were written");
+}
+
+/// A static node trusted only through `ssh.known_hosts` must be listed there (as
+/// `[127.0.0.1]:PORT`, the name ssh looks it up by off port 22), and the file must exist:
+/// otherwise every command stops at config load (exit 2), naming file:line, the key, the node
+/// and the file, with no connection attempted.
+#[test]
+fn a_node_missing_from_known_hosts_stops_at_config_load() {
+    let env = TestEnv::new("knownhosts");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let known_hosts = env.path("lab_known_hosts");
+    let config = static_config(&env, port, "127.0.0.2", false)
+        .replace("[ssh]\n", &format!("[ssh]\nknown_hosts = {:?}\n", known_hosts.display().to_string()));
+    std::fs::write(env.config_path(), &config).unwrap();
+    let refused = |why: &str, expected: &[&str]| {
+        for args in [&["up"][..], &["status"], &["ssh", "cp", "--", "true"], &["smoke"]] {
+            let run = env.tagstack().args(args).run();
+            assert_eq!(run.code, 2, "{why} {args:?}: expected a config error\n{}", run.stderr);
+            let place = format!("{}:", env.config_path().display());
+            assert!(run.stderr.contains(&place), "{why} {args:?}: names file:line\n{}", run.stderr);
+            for text in expected {
+                assert!(run.stderr.contains(text), "{why} {args:?}: names {text:?}\n{}", run.stderr);
+            }
+        }
+    };
+    let file = known_hosts.display().to_string();
+    refused("no file", &["`ssh.known_hosts`", "cannot read", &file, "hint:"]);
+    // Listed on port 22 only, and another machine hashed: neither is cp on its port.
+    std::fs::write(
+        &known_hosts,
+        format!("127.0.0.1 {HOST_KEY}\n|1|CZ3Jw2eVTv4v7maimRDdMmT5yCI=|370EOQaV5Qa06PstX4cyM35ecdM= {HOST_KEY}\n"),
+    )
+    .unwrap();
+    let host = format!("[127.0.0.1]:{port}");
+    refused("not listed", &["`nodes[0].host_key`", "node cp", &file, &host, "hint:", "ssh-keyscan -p"]);
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok((_, peer)) => panic!("something connected to the node's port from {peer}"),
+        Err(e) => panic!("{e}"),
+    }
+    assert!(!env.path(".tagstack").exists(), "no environment files were written");
+
+    // Listed: the config loads, and `ssh` gets as far as connecting (nobody answers there).
+    drop(listener);
+    std::fs::write(&known_hosts, format!("{host} {HOST_KEY}\n")).unwrap();
+    let run = env.tagstack().args(&["ssh", "cp", "--", "true"]).run();
+    assert_eq!(run.code, 1, "past config load, ssh fails to connect\n{}", run.stderr);
+    assert!(run.stderr.contains("ssh to cp exited with 255"), "{}", run.stderr);
 }
 
 /// Words after `tagstack ssh NODE --` are the remote command, never options of the local
