@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::config::{EnvId, NodeRole, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE, Timeouts};
 use crate::plan::observed::{
-    Depth, ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role, RouteTable,
-    SecurityGroup, Subnet, Vpc,
+    Addresses, Depth, ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role,
+    RouteTable, SecurityGroup, Subnet, Vpc,
 };
 
 /// Discovery is read-only, so one whose reads AWS kept throttling past the SDK's attempts (or
@@ -346,9 +346,11 @@ async fn instances(aws: &Aws, id: &EnvId) -> Result<Vec<Instance>> {
                 ),
                 instance_type: i.instance_type().map_or_else(String::new, |t| t.as_str().to_string()),
                 subnet_id: i.subnet_id().map(str::to_string),
-                private_ip: i.private_ip_address().map(str::to_string),
-                public_ip: i.public_ip_address().map(str::to_string),
-                private_dns: i.private_dns_name().filter(|s| !s.is_empty()).map(str::to_string),
+                addresses: Addresses {
+                    private_ip: i.private_ip_address().map(str::to_string),
+                    public_ip: i.public_ip_address().map(str::to_string),
+                    private_dns: i.private_dns_name().filter(|s| !s.is_empty()).map(str::to_string),
+                },
                 launch_time: i.launch_time().map(ToString::to_string),
                 expires_at: tag_value(i.tags(), TAG_EXPIRES_AT).map(str::to_string),
                 host_key: tag_value(i.tags(), TAG_HOST_KEY).map(str::to_string),

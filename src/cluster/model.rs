@@ -1,4 +1,7 @@
-//! The nodes the cluster stage works on, whatever provider they came from.
+//! The nodes the cluster stage works on, whatever provider they came from: resolved values,
+//! each required where kubeadm needs it. An AWS node's come from the inventory row's
+//! `plan::observed::Addresses` (optional until EC2 assigns them), resolved once in
+//! `ops::nodes`; a static node's from its config, here. Must not do I/O or know SSH.
 
 use serde::Serialize;
 

@@ -1,9 +1,10 @@
-//! The node inventory `up` and `status` print: stable node names from role and launch order.
+//! The node inventory `up` and `status` print: stable node names from role and launch order,
+//! each row the instance's own observed values (its [`Addresses`] as discovery found them).
 
 use serde::Serialize;
 
 use crate::config::NodeRole;
-use crate::plan::observed::{Instance, InstanceState};
+use crate::plan::observed::{Addresses, Instance, InstanceState};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
@@ -13,9 +14,9 @@ pub struct Node {
     pub instance_id: String,
     pub state: InstanceState,
     pub instance_type: String,
-    pub private_dns: Option<String>,
-    pub private_ip: Option<String>,
-    pub public_ip: Option<String>,
+    /// `private_dns`, `private_ip`, `public_ip` in the JSON row, as they always were.
+    #[serde(flatten)]
+    pub addresses: Addresses,
     /// The verified host key recorded on the instance by the cluster stage (a tag), if any.
     #[serde(skip)]
     pub host_key: Option<String>,
@@ -38,9 +39,7 @@ pub fn inventory(instances: &[Instance]) -> Vec<Node> {
                 instance_id: i.id.clone(),
                 state: i.state.clone(),
                 instance_type: i.instance_type.clone(),
-                private_dns: i.private_dns.clone(),
-                private_ip: i.private_ip.clone(),
-                public_ip: i.public_ip.clone(),
+                addresses: i.addresses.clone(),
                 host_key: i.host_key.clone(),
             });
         }

@@ -32,10 +32,11 @@ async fn aws_nodes(env: &Env<'_>) -> Result<Vec<ClusterNode>> {
     let not_running: Vec<String> = inventory
         .iter()
         .filter(|n| {
+            let a = &n.addresses;
             !n.state.is_running()
-                || node_address(spec, n).is_none()
-                || n.private_dns.is_none()
-                || n.private_ip.is_none()
+                || a.ssh(spec.cluster.node_address).is_none()
+                || a.private_dns.is_none()
+                || a.private_ip.is_none()
         })
         .map(|n| format!("{} ({} {})", n.name, n.instance_id, n.state))
         .collect();
@@ -71,27 +72,20 @@ pub fn hosts(nodes: &[ClusterNode]) -> Vec<Host> {
     nodes.iter().map(host).collect()
 }
 
-/// The address of an AWS node per `cluster.node_address`.
-fn node_address(spec: &Spec, n: &Node) -> Option<String> {
-    match spec.cluster.node_address {
-        NodeAddress::Public => n.public_ip.clone(),
-        NodeAddress::Private => n.private_ip.clone(),
-    }
-}
-
 /// An AWS node as the cluster stage sees it: at the address `cluster.node_address` picks, with
 /// its verified host key from `keys` (instance id, key) if there is one.
 fn aws_cluster_node(spec: &Spec, n: &Node, keys: &[(String, String)]) -> Option<ClusterNode> {
+    let a = &n.addresses;
     Some(ClusterNode {
         host_key: keys.iter().find(|(id, _)| *id == n.instance_id).map(|(_, k)| k.clone()),
         name: n.name.clone(),
-        node_name: n.private_dns.clone().unwrap_or_default(),
+        node_name: a.private_dns.clone().unwrap_or_default(),
         role: n.role,
-        address: node_address(spec, n)?,
+        address: a.ssh(spec.cluster.node_address)?.clone(),
         port: 22,
         user: spec.ssh.user.clone(),
-        private_ip: n.private_ip.clone().unwrap_or_default(),
-        public_address: n.public_ip.clone(),
+        private_ip: a.private_ip.clone().unwrap_or_default(),
+        public_address: a.public_ip.clone(),
     })
 }
 

@@ -1,12 +1,13 @@
 //! What discovery found in the account for one (project, environment): already filtered by
-//! ownership tags, not yet interpreted. Filled by `aws::discover`, read by the diff.
+//! ownership tags, not yet interpreted. Filled by `aws::discover`, read by the diff. Also the
+//! one shape of a node's network addresses ([`Addresses`]), which the inventory row carries on.
 
 use std::fmt;
 
 use ipnet::Ipv4Net;
 use serde::{Serialize, Serializer};
 
-use crate::config::NodeRole;
+use crate::config::{NodeAddress, NodeRole};
 
 /// How much discovery reads. Only the diff (`plan`, `status`, `up`) compares what exists with
 /// what the config wants, so only it needs the VPC's DNS attribute and the roles' policy
@@ -160,9 +161,8 @@ pub struct Instance {
     pub state: InstanceState,
     pub instance_type: String,
     pub subnet_id: Option<String>,
-    pub private_ip: Option<String>,
-    pub public_ip: Option<String>,
-    pub private_dns: Option<String>,
+    #[serde(flatten)]
+    pub addresses: Addresses,
     /// RFC 3339, as EC2 reports it; orders scale-down (newest go first).
     pub launch_time: Option<String>,
     pub expires_at: Option<String>,
@@ -172,6 +172,27 @@ pub struct Instance {
     /// Security group ids of its network interfaces (a group in use is not an empty duplicate).
     #[serde(skip)]
     pub security_groups: Vec<String>,
+}
+
+/// Where an instance is on the network, as EC2 reports it: each absent until assigned (a
+/// pending instance may have no public IP yet). Discovery fills it once; the inventory row
+/// (`ops::Node`, flattened into its JSON) carries the same value, and `ops::nodes` resolves it
+/// into the cluster stage's required addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Addresses {
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub private_dns: Option<String>,
+}
+
+impl Addresses {
+    /// The address SSH connects to, per `cluster.node_address`.
+    pub fn ssh(&self, which: NodeAddress) -> Option<&String> {
+        match which {
+            NodeAddress::Public => self.public_ip.as_ref(),
+            NodeAddress::Private => self.private_ip.as_ref(),
+        }
+    }
 }
 
 /// An instance's EC2 state, parsed once at discovery. The two questions asked of it have

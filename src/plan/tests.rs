@@ -5,7 +5,7 @@ use ipnet::Ipv4Net;
 
 use super::desired::{client_token, ingress_rules, inline_policy_values, public_key_sha256};
 use super::infra::{DefaultRoute, Removable};
-use super::observed::{IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Role, RouteTable};
+use super::observed::{Addresses, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Role, RouteTable};
 use super::observed::{SecurityGroup, Subnet, Vpc};
 use super::{Action, Change, Fix, Kind, Observed, Plan, PlanError, Summary, describe, diff, live_instances, teardown};
 use super::{Depth, InfraPlan, diff_infra};
@@ -115,9 +115,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         state: state.into(),
         instance_type: "t3.large".into(),
         subnet_id: Some("subnet-000a".into()),
-        private_ip: None,
-        public_ip: None,
-        private_dns: None,
+        addresses: Addresses::default(),
         launch_time: Some(launch_time.into()),
         expires_at: None,
         host_key: None,

@@ -26,9 +26,9 @@ pub fn nodes_table(nodes: &[Node]) -> String {
             n.role.as_str(),
             n.instance_id,
             n.state,
-            n.private_dns.as_deref().unwrap_or("-"),
-            n.private_ip.as_deref().unwrap_or("-"),
-            n.public_ip.as_deref().unwrap_or("-"),
+            n.addresses.private_dns.as_deref().unwrap_or("-"),
+            n.addresses.private_ip.as_deref().unwrap_or("-"),
+            n.addresses.public_ip.as_deref().unwrap_or("-"),
         );
     }
     out
