@@ -1,5 +1,6 @@
 //! The cluster's nodes per provider, built in one place: static nodes from the config; AWS
-//! nodes from discovery, at the address `cluster.node_address` picks, with host keys verified
+//! nodes from the inventory, whose observed `Addresses` become the `ClusterNode`'s here and
+//! nowhere else (at the address `cluster.node_address` picks), with host keys verified
 //! through the console (read by `aws`, parsed by `cluster::console::host_key`) or the tag the
 //! cluster stage recorded. Also the control-plane session every live command uses, which
 //! closes what it opens on every path.

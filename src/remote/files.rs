@@ -1,5 +1,6 @@
 //! The per-environment SSH client files: `ssh_config` (one Host alias per node, strict host
-//! key checking) and `known_hosts`. Pure text builders plus the fingerprint of a host key.
+//! key checking) and `known_hosts` (its syntax is `crate::known_hosts`'s). Pure text builders
+//! plus the fingerprint of a host key.
 
 use std::fmt::Write;
 use std::path::Path;
