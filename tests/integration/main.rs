@@ -24,4 +24,5 @@ mod infra_safety;
 mod ops_direct;
 mod stack_cleanup;
 mod stack_deploy;
+mod stack_drain;
 mod stack_render;
