@@ -142,6 +142,49 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
     // A budget that cannot allow an eviction (a Kafka broker off w2 never Ready) blocks the
     // drain of w2 until its deadline, with kubectl's texts; the Kafka pods stay on w2.
     let (_, outside, _) = after.iter().find(|(ns, _, node)| ns == "kafka" && node == "w3").unwrap().clone();
+    let created = kubectl(
+        &env,
+        &[
+            "exec",
+            "-n",
+            "kafka",
+            "kafka-0",
+            "-c",
+            "kafka",
+            "--",
+            "/opt/kafka/bin/kafka-topics.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--create",
+            "--topic",
+            "drain-check",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+        ],
+    )
+    .success();
+    assert!(created.stdout.contains("Created topic drain-check."), "{}", created.stdout);
+    let healthy = kubectl(
+        &env,
+        &[
+            "exec",
+            "-n",
+            "kafka",
+            "kafka-0",
+            "-c",
+            "kafka",
+            "--",
+            "/opt/kafka/bin/kafka-topics.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--describe",
+            "--under-replicated-partitions",
+        ],
+    )
+    .success();
+    assert_eq!(healthy.stdout, "", "under-replicated partitions on a healthy cluster");
     let knob = bed.cluster_state("stack/pod-not-ready");
     std::fs::create_dir_all(&knob).unwrap();
     std::fs::write(knob.join(format!("kafka.{outside}")), "").unwrap();
@@ -164,11 +207,29 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
     }
     let pdb = json(&env, &["get", "pdb", "-n", "kafka", "kafka"]);
     assert_eq!(pdb["status"]["disruptionsAllowed"], 0, "{pdb}");
+    // Meanwhile Kafka reports the partitions that broker holds as under-replicated (the ISR
+    // lacks it), but none below min.insync.replicas (2 of 3 in sync).
+    let kafka = |pod: &str, args: &[&str]| {
+        let mut all = vec!["exec", "-n", "kafka", pod, "-c", "kafka", "--", "/opt/kafka/bin/kafka-topics.sh"];
+        all.extend_from_slice(&["--bootstrap-server", "localhost:9092"]);
+        all.extend_from_slice(args);
+        kubectl(&env, &all)
+    };
+    let under = kafka(pod, &["--describe", "--under-replicated-partitions"]).success();
+    let lines: Vec<&str> = under.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", under.stdout);
+    assert!(
+        lines.iter().all(|l| l.starts_with("\tTopic: drain-check\tPartition: ") && l.contains("\tReplicas: ")),
+        "{}",
+        under.stdout
+    );
+    assert!(kafka(pod, &["--describe", "--under-min-isr-partitions"]).success().stdout.is_empty());
     let still = placement(&env);
     for pod in &kafka_on_w2 {
         assert!(still.iter().any(|(ns, p, n)| ns == "kafka" && p == pod && n == "w2"), "{pod} moved: {still:?}");
     }
     std::fs::remove_file(knob.join(format!("kafka.{outside}"))).unwrap();
+    assert_eq!(kafka(pod, &["--describe", "--under-replicated-partitions"]).success().stdout, "");
     kubectl(&env, &["uncordon", "w2"]).success();
 
     // delete node: the Node object goes, and the deletion is logged.
@@ -182,4 +243,30 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
             assert!(deleted.contains(&format!(" Pod {ns}/{pod}\n")), "{pod} not evicted: {deleted}");
         }
     }
+
+    // Cassandra: a member whose pod is not Ready is DN; decommission leaves the ring, refused
+    // without --force while a keyspace would lose a replica (system_distributed has RF 3).
+    let nodetool = |pod: &str, args: &[&str]| {
+        let mut all = vec!["exec", "-n", "cassandra", pod, "-c", "cassandra", "--", "nodetool"];
+        all.extend_from_slice(args);
+        kubectl(&env, &all)
+    };
+    let rows = |out: &str| out.lines().filter(|l| l.starts_with("UN ") || l.starts_with("DN ")).count();
+    assert_eq!(rows(&nodetool("cassandra-0", &["status"]).success().stdout), 3);
+    std::fs::write(knob.join("cassandra.cassandra-1"), "").unwrap();
+    let status = nodetool("cassandra-0", &["status"]).success().stdout;
+    assert_eq!(status.lines().filter(|l| l.starts_with("DN ")).count(), 1, "{status}");
+    std::fs::remove_file(knob.join("cassandra.cassandra-1")).unwrap();
+    let refused = nodetool("cassandra-2", &["decommission"]).code(1);
+    assert!(
+        refused.stdout.contains("nodetool: Unsupported operation: Not enough live nodes to maintain replication factor in keyspace system_distributed (RF = 3, N = 3). Perform a forceful decommission to ignore."),
+        "{}",
+        refused.stdout
+    );
+    nodetool("cassandra-2", &["decommission", "--force"]).success();
+    let status = nodetool("cassandra-0", &["status"]).success().stdout;
+    assert_eq!(rows(&status), 2, "{status}");
+    // A second decommission of the node is a no-op (Cassandra 5.0 logs and returns).
+    let again = nodetool("cassandra-2", &["decommission", "--force"]).success();
+    assert_eq!(again.stdout, "");
 }
