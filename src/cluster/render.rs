@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use minijinja::{Environment, context};
 
 pub use super::addons::{Addon, addons};
+use super::endpoint::{self, Endpoint};
 use super::model::ClusterNode;
 use crate::config::{KubeVersion, NodeRole, Provider, Spec};
 
@@ -38,8 +39,14 @@ pub fn kube_minor(v: KubeVersion) -> String {
 /// (`1.36.2`): the configured one, or the one the control plane already runs; `None` installs
 /// the newest patch of the minor (a new cluster, every node at once).
 /// The preparation of one node; the control plane also gets `git` when an add-on is a remote
-/// kustomize base (its kubectl clones them).
-pub fn prepare_script(spec: &Spec, kube_version: Option<&str>, role: NodeRole) -> Result<String> {
+/// kustomize base (its kubectl clones them). Every node gets the /etc/hosts line that resolves
+/// the control plane's endpoint name to `control_plane_ip` (its private address).
+pub fn prepare_script(
+    spec: &Spec,
+    kube_version: Option<&str>,
+    role: NodeRole,
+    control_plane_ip: &str,
+) -> Result<String> {
     let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
     let install_git = role == NodeRole::ControlPlane && addons(spec).iter().any(|a| a.remote_base);
     render(
@@ -52,6 +59,8 @@ pub fn prepare_script(spec: &Spec, kube_version: Option<&str>, role: NodeRole) -
             containerd_supported => containerd.supported.join(" "),
             lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
             install_git => install_git,
+            hosts_line => endpoint::hosts_line(&spec.id, control_plane_ip),
+            hosts_marker => endpoint::HOSTS_MARKER,
         },
     )
 }
@@ -67,10 +76,17 @@ pub struct InitInput<'a> {
     pub token: &'a str,
     /// `v1.36.1`: what the installed kubeadm reports (`kubeadm version -o short`).
     pub kubernetes_version: &'a str,
+    /// The cluster's `controlPlaneEndpoint` (`cluster::endpoint::decide`).
+    pub endpoint: &'a Endpoint,
 }
 
-fn cert_sans(cp: &ClusterNode) -> Vec<String> {
-    let mut sans = vec![cp.private_ip.clone(), cp.node_name.clone(), cp.address.clone()];
+/// The API server certificate's extra names: the endpoint's stable name (kubeadm also adds
+/// the controlPlaneEndpoint host itself; listed so that the file says it), the private IP,
+/// the node name and every address tagstack or a user connects to, among them the `server`
+/// of the kubeconfig tagstack writes (`cp.address`).
+fn cert_sans(spec: &Spec, cp: &ClusterNode) -> Vec<String> {
+    let mut sans =
+        vec![spec.id.control_plane_endpoint_name(), cp.private_ip.clone(), cp.node_name.clone(), cp.address.clone()];
     sans.extend(cp.public_address.clone());
     // Keep the first of each (order matters for the snapshot, so no sort + dedup).
     let mut unique: Vec<String> = Vec::new();
@@ -89,10 +105,11 @@ pub fn init_config(i: &InitInput) -> Result<String> {
             cluster_name => i.spec.id.cluster_name(),
             token => i.token,
             control_plane => i.control_plane,
+            control_plane_endpoint => i.endpoint.host_port(),
             kubernetes_version => i.kubernetes_version,
             pod_cidr => i.spec.cluster.pod_cidr.to_string(),
             service_cidr => i.spec.cluster.service_cidr.to_string(),
-            cert_sans => cert_sans(i.control_plane),
+            cert_sans => cert_sans(i.spec, i.control_plane),
             external_cloud => i.spec.provider == Provider::Aws,
         },
     )
@@ -109,9 +126,11 @@ pub fn init_script(i: &InitInput) -> Result<String> {
     )
 }
 
+/// A worker's JoinConfiguration: discovery through the cluster's endpoint (`endpoint`), which
+/// the worker resolves itself when it is the stable name.
 pub fn join_config(
     spec: &Spec,
-    control_plane: &ClusterNode,
+    endpoint: &Endpoint,
     node: &ClusterNode,
     token: &str,
     ca_cert_hash: &str,
@@ -120,7 +139,7 @@ pub fn join_config(
         "kubeadm-join.yaml",
         context! {
             cluster_name => spec.id.cluster_name(),
-            control_plane => control_plane,
+            api_server_endpoint => endpoint.host_port(),
             node => node,
             token => token,
             ca_cert_hash => ca_cert_hash,

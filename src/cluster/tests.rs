@@ -1,6 +1,7 @@
 //! Snapshot tests of everything the cluster stage sends to nodes, and shellcheck on every
 //! rendered script (shellcheck is installed by scripts/test).
 
+use super::endpoint::{self, Endpoint};
 use super::model::ClusterNode;
 use super::render::{self, InitInput};
 use super::{parse, static_nodes};
@@ -19,6 +20,11 @@ fn static_spec() -> Spec {
 
 fn aws_spec() -> Spec {
     crate::config::testing::parse(crate::config::testing::AWS_BASE)
+}
+
+/// A new cluster's endpoint: the environment's stable name.
+fn named(spec: &Spec) -> Endpoint {
+    endpoint::decide(&spec.id, "").unwrap()
 }
 
 fn aws_nodes() -> (ClusterNode, ClusterNode) {
@@ -59,12 +65,11 @@ fn static_nodes_come_control_plane_first() {
 fn kubeadm_configs_static() {
     let spec = static_spec();
     let nodes = static_nodes(&spec);
-    let input = InitInput { spec: &spec, control_plane: &nodes[0], token: TOKEN, kubernetes_version: "v1.36.1" };
+    let ep = named(&spec);
+    let input =
+        InitInput { spec: &spec, control_plane: &nodes[0], token: TOKEN, kubernetes_version: "v1.36.1", endpoint: &ep };
     insta::assert_snapshot!("init_config_static", render::init_config(&input).unwrap());
-    insta::assert_snapshot!(
-        "join_config_static",
-        render::join_config(&spec, &nodes[0], &nodes[1], TOKEN, HASH).unwrap()
-    );
+    insta::assert_snapshot!("join_config_static", render::join_config(&spec, &ep, &nodes[1], TOKEN, HASH).unwrap());
     insta::assert_snapshot!("init_script_static", render::init_script(&input).unwrap());
 }
 
@@ -72,12 +77,14 @@ fn kubeadm_configs_static() {
 fn kubeadm_configs_aws_use_the_external_cloud_provider() {
     let spec = aws_spec();
     let (cp, w) = aws_nodes();
-    let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
+    let ep = named(&spec);
+    let input =
+        InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1", endpoint: &ep };
     let init = render::init_config(&input).unwrap();
     assert!(init.contains("name: cloud-provider\n      value: external"), "{init}");
     assert!(init.contains("- \"203.0.113.50\""), "public IP is a certSAN: {init}");
     insta::assert_snapshot!("init_config_aws", init);
-    insta::assert_snapshot!("join_config_aws", render::join_config(&spec, &cp, &w, TOKEN, HASH).unwrap());
+    insta::assert_snapshot!("join_config_aws", render::join_config(&spec, &named(&spec), &w, TOKEN, HASH).unwrap());
     let script = render::init_script(&input).unwrap();
     for addon in ["kube-flannel.yml", "addons/cloud-controller-manager", "addons/ebs-csi", "storageclass-gp3.yaml"] {
         assert!(script.contains(addon), "{addon} missing from:\n{script}");
@@ -85,9 +92,9 @@ fn kubeadm_configs_aws_use_the_external_cloud_provider() {
     // kustomize clones the remote bases with git (UPSTREAM-AUDIT #14): prepare installs it on
     // the control plane (through the package-lock rules), not on workers, not on static clusters.
     let git = "apt_run apt-get install -y -qq git";
-    assert!(render::prepare_script(&spec, None, NodeRole::ControlPlane).unwrap().contains(git));
-    assert!(!render::prepare_script(&spec, None, NodeRole::Worker).unwrap().contains(git));
-    assert!(!render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap().contains(git));
+    assert!(render::prepare_script(&spec, None, NodeRole::ControlPlane, "10.20.1.4").unwrap().contains(git));
+    assert!(!render::prepare_script(&spec, None, NodeRole::Worker, "10.20.1.4").unwrap().contains(git));
+    assert!(!render::prepare_script(&static_spec(), None, NodeRole::ControlPlane, "10.20.1.4").unwrap().contains(git));
     assert!(!script.contains("apt-get"), "{script}");
 }
 
@@ -130,7 +137,7 @@ fn addons_are_pinned_to_tags_and_the_ccm_matches_the_minor() {
 fn join_discovery_waits_as_long_as_the_bootstrap_timeout() {
     let spec = config(&format!("{}\n[cluster]\nbootstrap_timeout = \"25m\"\n", crate::config::testing::AWS_BASE));
     let (cp, w) = aws_nodes();
-    let join = render::join_config(&spec, &cp, &w, TOKEN, HASH).unwrap();
+    let join = render::join_config(&spec, &named(&spec), &w, TOKEN, HASH).unwrap();
     assert!(join.contains("\n  discovery: 1500s\n"), "{join}");
 }
 
@@ -138,10 +145,15 @@ fn join_discovery_waits_as_long_as_the_bootstrap_timeout() {
 fn scripts_render_and_pass_shellcheck() {
     let spec = aws_spec();
     let (cp, w) = aws_nodes();
-    let input = InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1" };
+    let ep = named(&spec);
+    let input =
+        InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1", endpoint: &ep };
     let scripts = [
-        ("prepare-node.sh", render::prepare_script(&spec, None, NodeRole::Worker).unwrap()),
-        ("prepare-node-exact-patch.sh", render::prepare_script(&spec, Some("1.36.2"), NodeRole::Worker).unwrap()),
+        ("prepare-node.sh", render::prepare_script(&spec, None, NodeRole::Worker, "10.20.1.4").unwrap()),
+        (
+            "prepare-node-exact-patch.sh",
+            render::prepare_script(&spec, Some("1.36.2"), NodeRole::Worker, "10.20.1.4").unwrap(),
+        ),
         ("control-plane-ca.sh", render::ca_script().unwrap()),
         ("init-control-plane.sh", render::init_script(&input).unwrap()),
         ("join-worker.sh", render::join_script(&w, HASH).unwrap()),
@@ -153,6 +165,7 @@ fn scripts_render_and_pass_shellcheck() {
                 control_plane: &n[0],
                 token: TOKEN,
                 kubernetes_version: "v1.36.1",
+                endpoint: &named(&s),
             })
             .unwrap()
         }),
@@ -231,9 +244,9 @@ fn containerd_is_pinned_per_minor_from_the_release_table() {
     assert!(e.contains("no containerd version for Kubernetes 1.37"), "{e}");
     let mut spec = static_spec();
     spec.kubernetes_version.minor = 37;
-    assert!(render::prepare_script(&spec, None, NodeRole::Worker).is_err());
+    assert!(render::prepare_script(&spec, None, NodeRole::Worker, "10.20.1.4").is_err());
 
-    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
+    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane, "10.20.1.4").unwrap();
     assert!(script.contains("\"containerd.io=2.3.4-*\""), "{script}");
     assert!(script.contains("for min in 2.3.0 2.2.0; do"), "{script}");
     assert!(script.contains("kubeadm config images list"), "the sandbox image comes from kubeadm: {script}");
@@ -244,9 +257,9 @@ fn containerd_is_pinned_per_minor_from_the_release_table() {
 #[test]
 fn an_exact_patch_is_installed_and_nodes_must_agree() {
     use super::versions::same_kubernetes_version;
-    let script = render::prepare_script(&static_spec(), Some("1.36.2"), NodeRole::ControlPlane).unwrap();
+    let script = render::prepare_script(&static_spec(), Some("1.36.2"), NodeRole::ControlPlane, "10.20.1.4").unwrap();
     assert!(script.contains("spec='=1.36.2-*'") && script.contains("want='^1\\.36\\.2-'"), "{script}");
-    let newest = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
+    let newest = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane, "10.20.1.4").unwrap();
     assert!(newest.contains("spec=''") && newest.contains("want='^1\\.36\\.'"), "{newest}");
     let same = vec![("cp".to_string(), "v1.36.2".to_string()), ("w1".to_string(), "v1.36.2".to_string())];
     assert_eq!(same_kubernetes_version(&same).unwrap(), "v1.36.2");
@@ -265,7 +278,7 @@ fn the_package_lock_wait_is_bounded() {
     assert_eq!(package_lock_timeout(Duration::from_secs(900)), Duration::from_secs(450));
     assert_eq!(package_lock_timeout(Duration::from_secs(3600)), Duration::from_secs(600));
     assert_eq!(package_lock_timeout(Duration::from_secs(12)), Duration::from_secs(10));
-    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane).unwrap();
+    let script = render::prepare_script(&static_spec(), None, NodeRole::ControlPlane, "10.20.1.4").unwrap();
     assert!(script.contains("lock_budget=450") && script.contains("cloud-init status --wait"), "{script}");
     assert!(script.contains("\"$tool\" -o DPkg::Lock::Timeout=\"$(lock_left)\""), "{script}");
     assert!(
@@ -360,4 +373,40 @@ fn join_script_checks_the_ca_resets_leftovers_and_can_stop_a_running_join() {
     // Only the recorded kubeadm join is stopped, never anything found by name.
     assert!(script.contains("\"--stop\""), "{script}");
     assert!(!script.contains("pkill") && !script.contains("killall"), "{script}");
+}
+
+/// Issue 12 item 5: a new cluster's endpoint is the environment's stable name, in the certSANs
+/// next to every address kept from before; an initialised cluster keeps the endpoint its
+/// admin.conf names, in init and join alike; every node gets the /etc/hosts line.
+#[test]
+fn the_control_plane_endpoint_is_a_stable_name_and_an_old_cluster_keeps_its_own() {
+    let spec = aws_spec();
+    let (cp, w) = aws_nodes();
+    let name = "control-plane.demo-dev.tagstack.internal";
+    let ep = named(&spec);
+    let input =
+        InitInput { spec: &spec, control_plane: &cp, token: TOKEN, kubernetes_version: "v1.36.1", endpoint: &ep };
+    let init = render::init_config(&input).unwrap();
+    assert!(init.contains(&format!("\ncontrolPlaneEndpoint: \"{name}:6443\"\n")), "{init}");
+    // The kubeconfig tagstack writes points at cp.address (ops::cluster::fetch_kubeconfig): the
+    // certificate must be valid for it, and for every address that was there before.
+    for san in [name, &cp.address, &cp.private_ip, &cp.node_name, "203.0.113.50"] {
+        assert!(init.contains(&format!("    - \"{san}\"\n")), "{san} is not a certSAN: {init}");
+    }
+    let join = render::join_config(&spec, &ep, &w, TOKEN, HASH).unwrap();
+    assert!(join.contains(&format!("apiServerEndpoint: \"{name}:6443\"")), "{join}");
+
+    let old = endpoint::decide(&spec.id, "https://10.20.1.4:6443\n").unwrap();
+    let input = InitInput { endpoint: &old, ..input };
+    let init = render::init_config(&input).unwrap();
+    assert!(init.contains("\ncontrolPlaneEndpoint: \"10.20.1.4:6443\"\n"), "{init}");
+    let join = render::join_config(&spec, &old, &w, TOKEN, HASH).unwrap();
+    assert!(join.contains("apiServerEndpoint: \"10.20.1.4:6443\""), "{join}");
+
+    for role in [NodeRole::ControlPlane, NodeRole::Worker] {
+        let script = render::prepare_script(&spec, None, role, &cp.private_ip).unwrap();
+        let line = format!("{} {name} # tagstack: control-plane endpoint", cp.private_ip);
+        assert!(script.contains(&format!("awk -v line='{line}'")), "{script}");
+        assert!(script.contains("cat \"$hosts_new\" >/etc/hosts"), "written in place: {script}");
+    }
 }

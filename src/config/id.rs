@@ -1,6 +1,6 @@
 //! Who an environment is: its project and environment names, and every name and tag that
 //! derives from them (the ownership tags discovery filters and checks, the `Name` tags, IAM
-//! names, the key pair, the cluster name). All that discovery, `down` and `reap` need to find
+//! names, the key pair, the cluster name, the control plane's endpoint name). All that discovery, `down` and `reap` need to find
 //! and delete what an environment owns, so `reap` builds one from tags alone. Pure; it holds
 //! no configuration (that is [`super::Spec`]) and no run-time state (the expiry is the run's).
 
@@ -37,6 +37,19 @@ impl EnvId {
     /// The role and the instance profile of a node role share this name.
     pub fn iam_name(&self, role: NodeRole) -> String {
         format!("{}{}", self.iam_prefix(), role.as_str())
+    }
+
+    /// The stable name of the control plane's endpoint (kubeadm `controlPlaneEndpoint` of a
+    /// cluster created since issue 12), `control-plane.<project>-<env>.tagstack.internal`: every
+    /// node resolves it to the control plane through /etc/hosts (`cluster::endpoint`,
+    /// docs/control-plane-endpoint.md). Under `.internal`, which ICANN reserved from delegation
+    /// for private use (Board resolution 2024.07.29.06), so no public name can shadow it; the
+    /// `tagstack` label keeps it clear of AWS's own `.internal` names (`<region>.compute.internal`,
+    /// `ec2.internal`), and `<project>-<env>.tagstack.internal` is the zone a Route 53 private
+    /// zone would hold if one replaces /etc/hosts later. A valid DNS name: the project and
+    /// environment are DNS labels (config validation) and together at most 40 characters.
+    pub fn control_plane_endpoint_name(&self) -> String {
+        format!("control-plane.{}.tagstack.internal", self.cluster_name())
     }
 
     pub fn key_pair_name(&self) -> String {
@@ -87,6 +100,7 @@ mod tests {
         assert_eq!(id.iam_name(NodeRole::ControlPlane), "tagstack-demo-dev-control-plane");
         assert_eq!(id.iam_name(NodeRole::Worker), "tagstack-demo-dev-worker");
         assert_eq!(id.key_pair_name(), "tagstack-demo-dev");
+        assert_eq!(id.control_plane_endpoint_name(), "control-plane.demo-dev.tagstack.internal");
     }
 
     #[test]

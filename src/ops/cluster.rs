@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::nodes::hosts;
 use crate::cluster::render::{self, InitInput, NODE_DIR};
-use crate::cluster::{ClusterNode, addons, parse, token};
+use crate::cluster::{ClusterNode, addons, endpoint, parse, token};
 use crate::config::{NodeRole, Provider, Spec, format_duration};
 use crate::hint;
 use crate::poll::{Check, Look, poll_until};
@@ -197,8 +197,8 @@ async fn run_stage(fleet: &Fleet, run: Run<'_>) -> Result<(String, Vec<NodeState
         Some(p) => Some(format!("{}.{}.{p}", spec.kubernetes_version.major, spec.kubernetes_version.minor)),
         None => control_plane_patch(fleet, spec, cp).await?,
     };
-    let prepare_cp = render::prepare_script(spec, pinned.as_deref(), NodeRole::ControlPlane)?;
-    let prepare_worker = render::prepare_script(spec, pinned.as_deref(), NodeRole::Worker)?;
+    let prepare_cp = render::prepare_script(spec, pinned.as_deref(), NodeRole::ControlPlane, &cp.private_ip)?;
+    let prepare_worker = render::prepare_script(spec, pinned.as_deref(), NodeRole::Worker, &cp.private_ip)?;
     let versions = on_all(nodes, limit, |n| {
         let script = if n.role == NodeRole::ControlPlane { &prepare_cp } else { &prepare_worker };
         upload_and_run(fleet, &n.name, "prepare", "prepare-node.sh", script, r)
@@ -220,8 +220,22 @@ async fn run_stage(fleet: &Fleet, run: Run<'_>) -> Result<(String, Vec<NodeState
         .context("the control plane printed no valid CA hash")?
         .to_string();
 
+    // The endpoint init writes and workers join through: the stable name for a new cluster;
+    // a cluster initialised before keeps its own (read after control-plane-ca.sh, which resets
+    // an init of ours that did not finish).
+    let existing = fleet.read(&cp.name, "endpoint", endpoint::EXISTING_ENDPOINT_COMMAND).await?;
+    let endpoint = endpoint::decide(&spec.id, &existing)?;
+    if !endpoint.stable_name {
+        r.note(&format!(
+            "the cluster keeps the control-plane endpoint {} it was initialised with (kubeadm cannot change it; \
+             docs/control-plane-endpoint.md)",
+            endpoint.host_port()
+        ));
+    }
+
     // 3. Init and all joins concurrently.
-    let input = InitInput { spec, control_plane: cp, token, kubernetes_version: &kubernetes_version };
+    let input =
+        InitInput { spec, control_plane: cp, token, kubernetes_version: &kubernetes_version, endpoint: &endpoint };
     let init = async {
         fleet
             .upload(&cp.name, "init", &format!("{NODE_DIR}/kubeadm-init.yaml"), &render::init_config(&input)?, false)
@@ -234,7 +248,7 @@ async fn run_stage(fleet: &Fleet, run: Run<'_>) -> Result<(String, Vec<NodeState
             .map_err(anyhow::Error::from)
     };
     let joins = on_all(workers, limit, |n| {
-        let config = render::join_config(spec, cp, n, token, &ca_hash);
+        let config = render::join_config(spec, &endpoint, n, token, &ca_hash);
         let script = render::join_script(n, &ca_hash);
         async move {
             let local = |e: anyhow::Error| RemoteError::Local {
