@@ -136,7 +136,7 @@ fn addons_are_pinned_to_tags_and_the_ccm_matches_the_minor() {
 #[test]
 fn join_discovery_waits_as_long_as_the_bootstrap_timeout() {
     let spec = config(&format!("{}\n[cluster]\nbootstrap_timeout = \"25m\"\n", crate::config::testing::AWS_BASE));
-    let (cp, w) = aws_nodes();
+    let (_, w) = aws_nodes();
     let join = render::join_config(&spec, &named(&spec), &w, TOKEN, HASH).unwrap();
     assert!(join.contains("\n  discovery: 1500s\n"), "{join}");
 }

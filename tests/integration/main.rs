@@ -12,6 +12,7 @@ mod bench_throttle;
 mod cli_conventions;
 mod cli_pipes;
 mod cluster_bootstrap;
+mod cluster_endpoint;
 mod cluster_prepare;
 mod cluster_recovery;
 mod expiry_reap;

@@ -141,6 +141,23 @@ impl Bed {
         std::fs::read_to_string(self.fs(k, "var/lib/standin/dpkg").join(package)).ok().map(|s| s.trim().to_string())
     }
 
+    /// Runs `command` as root on node `k` over the bed's own SSH client files: (exit code,
+    /// stdout, stderr).
+    pub fn ssh(&self, k: usize, command: &str) -> (i32, String, String) {
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(self.path().join("ssh_config"))
+            .arg(format!("node-{k}"))
+            .arg(command)
+            .output()
+            .expect("running ssh");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The name tagstack's config gives node `k`.
     pub fn name(k: usize) -> String {
         if k == 0 { "cp".into() } else { format!("w{k}") }
