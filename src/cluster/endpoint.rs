@@ -9,7 +9,6 @@
 //! Why a name: docs/control-plane-endpoint.md.
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 
 use crate::config::EnvId;
 
@@ -25,7 +24,7 @@ pub const API_SERVER_PORT: u16 = 6443;
 pub const EXISTING_ENDPOINT_COMMAND: &str =
     "if [ -f /var/lib/tagstack/init-done ]; then sed -n 's/^ *server: *//p' /etc/kubernetes/admin.conf; fi";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,

@@ -81,7 +81,8 @@ pub struct InitInput<'a> {
 }
 
 /// The API server certificate's extra names: the endpoint's stable name (kubeadm also adds
-/// the controlPlaneEndpoint host itself; listed so that the file says it), the private IP,
+/// the controlPlaneEndpoint host itself, pkiutil/pki_helpers.go `GetAPIServerAltNames`; listed
+/// so that the file says it, and kept when an older cluster's endpoint is an IP), the private IP,
 /// the node name and every address tagstack or a user connects to, among them the `server`
 /// of the kubeconfig tagstack writes (`cp.address`).
 fn cert_sans(spec: &Spec, cp: &ClusterNode) -> Vec<String> {

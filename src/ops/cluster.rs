@@ -530,10 +530,12 @@ pub fn rewrite_server(admin_conf: &str, server: &str) -> String {
 
 pub async fn fetch_kubeconfig(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Result<PathBuf> {
     let admin = fleet.read(&cp.name, "kubeconfig", "cat /etc/kubernetes/admin.conf").await?;
-    // The address this machine reaches the control plane on (public, private or static).
+    // The address this machine reaches the control plane on (public, private or static), not
+    // the endpoint name, which only the nodes resolve; the API server's certificate carries it
+    // (cluster::render's certSANs).
     let host = cp.address.clone();
     let path = env_dir(spec).join("kubeconfig");
-    write_private(&path, &rewrite_server(&admin, &format!("https://{host}:6443")))?;
+    write_private(&path, &rewrite_server(&admin, &format!("https://{host}:{}", endpoint::API_SERVER_PORT)))?;
     Ok(path)
 }
 

@@ -214,6 +214,22 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     }
     // The verified host keys are recorded on the instances.
     assert_eq!(host_key_tags(&env), expected_keys);
+    // Issue 12 item 5: the cluster's endpoint is its stable name, which every node maps to the
+    // control plane's private address (where the API server listens) in its /etc/hosts, and
+    // the workers joined through it.
+    let name = format!("control-plane.{}-{}.tagstack.internal", env.project, env.environment);
+    let cluster: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bed.cluster_state("cluster.json")).unwrap()).unwrap();
+    assert_eq!(cluster["controlPlaneEndpoint"], format!("{name}:6443"));
+    let listen = std::fs::read_to_string(bed.cluster_state("listen")).unwrap();
+    let cp_ip = listen.trim().trim_end_matches(":6443");
+    for k in 0..4 {
+        let hosts = std::fs::read_to_string(bed.fs(k, "etc/hosts")).unwrap();
+        let managed: Vec<&str> = hosts.lines().filter(|l| l.contains("# tagstack: control-plane endpoint")).collect();
+        assert_eq!(managed, [format!("{cp_ip} {name} # tagstack: control-plane endpoint")], "node {k}");
+        let kubelet = std::fs::read_to_string(bed.fs(k, "etc/kubernetes/kubelet.conf")).unwrap();
+        assert!(kubelet.contains(&format!("server: https://{name}:6443")), "node {k}: {kubelet}");
+    }
 
     // The console wins over a tag that differs from it: status still verifies the node by the
     // console (and writes nothing), the next cluster stage re-records the console's key.
