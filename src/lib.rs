@@ -23,6 +23,7 @@ pub mod plan;
 pub mod poll;
 pub mod remote;
 pub mod reporter;
+pub mod shell;
 pub mod stack;
 pub mod templates;
 pub mod ui;

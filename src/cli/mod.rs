@@ -138,6 +138,7 @@ async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Res
             ui::print_text(&match done {
                 ops::up::Done::Infra(r) => ui::render::up(r, &title),
                 ops::up::Done::Cluster(r) => ui::render::cluster(r, &title),
+                ops::up::Done::Retire(r) => ui::render::retired(r, &title),
                 ops::up::Done::Stack(r) => ui::render::stack(r, &title),
             });
         }

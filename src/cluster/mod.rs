@@ -4,6 +4,7 @@
 
 pub mod addons;
 pub mod console;
+pub mod drain;
 pub mod endpoint;
 pub mod model;
 pub mod parse;

@@ -410,3 +410,111 @@ fn the_control_plane_endpoint_is_a_stable_name_and_an_old_cluster_keeps_its_own(
         assert!(script.contains("cat \"$hosts_new\" >/etc/hosts"), "written in place: {script}");
     }
 }
+
+// ---- scale-down (drain.rs) -----------------------------------------------------------------
+
+mod drain {
+    use std::time::Duration;
+
+    use crate::cluster::drain::*;
+
+    const K: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    const NODE: &str = "ip-10-20-1-7.eu-west-3.compute.internal";
+
+    #[test]
+    fn command_lines() {
+        insta::assert_snapshot!(
+            [cordon(K, NODE), drain(K, NODE, Duration::from_secs(2700)), delete_node(K, NODE), uncordon(K, NODE)].join("\n"),
+            @r"
+        kubectl --kubeconfig /etc/kubernetes/admin.conf cordon 'ip-10-20-1-7.eu-west-3.compute.internal'
+        kubectl --kubeconfig /etc/kubernetes/admin.conf drain 'ip-10-20-1-7.eu-west-3.compute.internal' --ignore-daemonsets --delete-emptydir-data --timeout=2700s
+        kubectl --kubeconfig /etc/kubernetes/admin.conf delete node 'ip-10-20-1-7.eu-west-3.compute.internal'
+        kubectl --kubeconfig /etc/kubernetes/admin.conf uncordon 'ip-10-20-1-7.eu-west-3.compute.internal'
+        "
+        );
+    }
+
+    /// kubectl's retry lines and its final error (k8s.io/kubectl/pkg/drain/drain.go).
+    const DRAIN_STUCK: &str = "node/ip-10-20-1-7.eu-west-3.compute.internal cordoned
+Warning: ignoring DaemonSet-managed Pods: kube-flannel/kube-flannel-ds-7xk2p, kube-system/kube-proxy-9qz4d
+evicting pod kafka/kafka-2
+evicting pod spark/spark-worker-5d8f7c9b6-x2x9k
+error when evicting pods/\"kafka-2\" -n \"kafka\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.
+pod/spark-worker-5d8f7c9b6-x2x9k evicted
+error when evicting pods/\"kafka-2\" -n \"kafka\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.
+There are pending pods in node \"ip-10-20-1-7.eu-west-3.compute.internal\" when an error occurred: error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s
+error: unable to drain node \"ip-10-20-1-7.eu-west-3.compute.internal\" due to error: error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s, continuing command...
+";
+
+    fn pod(ns: &str, name: &str) -> PodRef {
+        PodRef { namespace: ns.into(), name: name.into() }
+    }
+
+    #[test]
+    fn unevicted_pods_are_read_from_the_drain_output_once_each() {
+        assert_eq!(unevicted(DRAIN_STUCK), [pod("kafka", "kafka-2")]);
+        assert_eq!(unevicted("node/x cordoned\nnode/x drained\n"), []);
+    }
+
+    #[test]
+    fn the_budget_guarding_a_stuck_pod_is_named_with_its_counts() {
+        let pdbs = r#"{"items":[
+          {"metadata":{"name":"cassandra","namespace":"cassandra"},"spec":{"maxUnavailable":1,"selector":{"matchLabels":{"app.kubernetes.io/name":"cassandra"}}},
+           "status":{"currentHealthy":3,"desiredHealthy":2,"disruptionsAllowed":1,"expectedPods":3}},
+          {"metadata":{"name":"kafka-broker","namespace":"kafka"},"spec":{"maxUnavailable":1,"selector":{"matchLabels":{"app.kubernetes.io/name":"kafka","app.kubernetes.io/component":"broker"}}},
+           "status":{"currentHealthy":2,"desiredHealthy":2,"disruptionsAllowed":0,"expectedPods":3}}]}"#;
+        let pods = r#"{"items":[
+          {"metadata":{"name":"kafka-2","namespace":"kafka","labels":{"app.kubernetes.io/name":"kafka","app.kubernetes.io/component":"broker"}},"spec":{"nodeName":"ip-10-20-1-7.eu-west-3.compute.internal"}},
+          {"metadata":{"name":"cassandra-0","namespace":"cassandra","labels":{"app.kubernetes.io/name":"cassandra"}},"spec":{"nodeName":"ip-10-20-1-5.eu-west-3.compute.internal"}},
+          {"metadata":{"name":"orphan","namespace":"default","labels":{}},"spec":{"nodeName":"ip-10-20-1-7.eu-west-3.compute.internal"}}]}"#;
+        let budgets = budgets(pdbs).unwrap();
+        let labels = pod_labels(pods).unwrap();
+        assert_eq!(
+            blocked_by(&[pod("kafka", "kafka-2"), pod("default", "orphan")], &budgets, &labels),
+            [
+                "pod kafka/kafka-2 is protected by PodDisruptionBudget kafka/kafka-broker (0 disruption(s) allowed: 2 healthy, 2 needed)",
+                "pod default/orphan could not be evicted",
+            ]
+        );
+        assert_eq!(pods_on(pods, &[NODE.to_string()]).unwrap(), [pod("kafka", "kafka-2"), pod("default", "orphan")]);
+    }
+
+    fn sts(name: &str, replicas: u32, required: bool) -> String {
+        let kind = if required {
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        } else {
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        };
+        let term = r#"{"topologyKey":"kubernetes.io/hostname","labelSelector":{"matchLabels":{"app":"NAME"}}}"#
+            .replace("NAME", name);
+        let term = if required { term } else { format!(r#"{{"weight":100,"podAffinityTerm":{term}}}"#) };
+        format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"data"}},"spec":{{"replicas":{replicas},"template":{{"metadata":{{"labels":{{"app":"{name}"}}}},"spec":{{"affinity":{{"podAntiAffinity":{{"{kind}":[{term}]}}}}}}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_statefulset_with_one_node_per_replica_refuses_a_scale_down_below_its_replicas() {
+        let list =
+            format!(r#"{{"items":[{},{},{}]}}"#, sts("zk", 3, true), sts("soft", 5, false), sts("single", 1, true));
+        let spreads = spreads(&list).unwrap();
+        assert_eq!(spreads, [Spread { namespace: "data".into(), name: "zk".into(), replicas: 3 }]);
+        let nodes = sched_nodes(
+            r#"{"items":[
+              {"metadata":{"name":"cp"},"spec":{"taints":[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]}},
+              {"metadata":{"name":"w0"},"spec":{}},
+              {"metadata":{"name":"w1"},"spec":{}},
+              {"metadata":{"name":"w2"},"spec":{}},
+              {"metadata":{"name":"w3"},"spec":{"unschedulable":true}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(nodes.iter().filter(|n| n.closed).map(|n| n.name.as_str()).collect::<Vec<_>>(), ["cp", "w3"]);
+        assert_eq!(unplaceable(&spreads, &nodes, &["w3".into()]), Vec::<String>::new());
+        assert_eq!(
+            unplaceable(&spreads, &nodes, &["w2".into()]),
+            [
+                "StatefulSet data/zk needs 3 nodes (one per replica: required pod anti-affinity on kubernetes.io/hostname) and 2 would stay schedulable"
+            ]
+        );
+    }
+}

@@ -284,6 +284,7 @@ pub fn cluster(cx: &Ctx, raw: &RawConfig) -> Result<ClusterSpec, ConfigError> {
     }
     spec.bootstrap_timeout =
         deadline(cx, c.bootstrap_timeout.as_ref(), "cluster.bootstrap_timeout", spec.bootstrap_timeout)?;
+    spec.drain_timeout = deadline(cx, c.drain_timeout.as_ref(), "cluster.drain_timeout", spec.drain_timeout)?;
     if let Some(a) = &c.node_address {
         spec.node_address = match a.get_ref().as_str() {
             "public" => NodeAddress::Public,

@@ -57,6 +57,7 @@ pub struct RawSsh {
 pub struct RawCluster {
     pub max_parallel_ssh: Option<S<i64>>,
     pub bootstrap_timeout: Option<S<String>>,
+    pub drain_timeout: Option<S<String>>,
     pub node_address: Option<S<String>>,
 }
 

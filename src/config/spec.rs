@@ -99,6 +99,11 @@ pub struct ClusterSpec {
     /// Deadline for the whole bootstrap, and for all nodes to be Ready.
     #[serde(with = "secs")]
     pub bootstrap_timeout: Duration,
+    /// How long a scale-down waits for one node's pods to be evicted (`kubectl drain
+    /// --timeout`), honouring PodDisruptionBudgets. The default, 45 minutes, outlasts the
+    /// 1800 s termination grace period the Cassandra template gives `nodetool drain`.
+    #[serde(with = "secs")]
+    pub drain_timeout: Duration,
     /// Which address of an AWS instance tagstack connects to (SSH, and the kubeconfig's server).
     pub node_address: NodeAddress,
 }
@@ -278,6 +283,7 @@ impl Default for ClusterSpec {
             service_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
             max_parallel_ssh: 51,
             bootstrap_timeout: Duration::from_secs(900),
+            drain_timeout: Duration::from_secs(2700),
             node_address: NodeAddress::Public,
         }
     }

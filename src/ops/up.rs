@@ -13,6 +13,7 @@ use super::cluster::{ClusterReport, bootstrap};
 use super::env::Env;
 use super::infra::apply::{self, InfraReport};
 use super::nodes::{nodes, on_control_plane};
+use super::retire::{RetireReport, leaving, retire, staying};
 use super::stack::{StackReport, deploy};
 use crate::cluster::ClusterNode;
 use crate::hint;
@@ -45,6 +46,9 @@ pub struct UpReport {
     pub infra: Option<InfraReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterReport>,
+    /// Workers removed by a scale-down (drained, deleted from the cluster, terminated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired: Option<RetireReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<StackReport>,
     /// The error that stopped `up`, as text, with `up`'s advice.
@@ -56,6 +60,7 @@ pub struct UpReport {
 pub enum Done<'a> {
     Infra(&'a InfraReport),
     Cluster(&'a ClusterReport),
+    Retire(&'a RetireReport),
     Stack(&'a StackReport),
 }
 
@@ -77,16 +82,30 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
     if !env.is_static() && runs(Stage::Infra) {
         let infra = apply::run(env.aws().await, env.spec, opts.ttl, env.reporter).await?;
         on_done(Done::Infra(&infra));
+        if !infra.retire.is_empty() && !runs(Stage::Cluster) {
+            env.reporter.note(&format!(
+                "{} worker(s) beyond workers.count joined the cluster: they are drained and removed by `tagstack up` with the cluster stage, not by `--only infra`",
+                infra.retire.len()
+            ));
+        }
         report.infra = Some(infra);
     }
     if !runs(Stage::Cluster) && !runs(Stage::Stack) {
         return Ok(());
     }
-    let nodes = nodes(env).await?;
+    // Workers the plan retires are left out of the bootstrap (they are leaving; one that is
+    // broken must not stop its own removal) and removed once the nodes that stay are Ready.
+    let leaving = report.infra.as_ref().map(|i| leaving(&i.retire, &i.nodes)).unwrap_or_default();
+    let nodes = staying(&nodes(env).await?, &leaving);
     if runs(Stage::Cluster) {
         let cluster = bootstrap(env.spec, &nodes, env.reporter).await?;
         on_done(Done::Cluster(&cluster));
         report.cluster = Some(cluster);
+        let retired = retire(env, &nodes, &leaving).await?;
+        if !retired.nodes.is_empty() {
+            on_done(Done::Retire(&retired));
+            report.retired = Some(retired);
+        }
     }
     if runs(Stage::Stack) {
         let stack = stack_stage(env, &nodes).await?;

@@ -366,7 +366,8 @@ fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPl
     out
 }
 
-/// Count-based per role over live instances, oldest kept; scale-down terminates the newest.
+/// Count-based per role over live instances, oldest kept; scale-down removes the newest:
+/// workers that joined the cluster are retired (drained first), the others terminated.
 /// A role neither wanted nor present has no group.
 fn diff_instances(spec: &Spec, o: &Observed) -> Result<Vec<InstanceGroup>, PlanError> {
     let mut out = Vec::new();
@@ -385,13 +386,18 @@ fn diff_instances(spec: &Spec, o: &Observed) -> Result<Vec<InstanceGroup>, PlanE
             continue;
         }
         let kept = &live[..live.len().min(want)];
+        let extra = live.get(want..).unwrap_or_default();
+        let joined = |i: &&Instance| role == NodeRole::Worker && i.host_key.is_some();
         out.push(InstanceGroup {
             role,
             create: live.is_empty(),
             kept: ids(kept),
             launch: want.saturating_sub(live.len()),
             start: kept.iter().filter(|i| i.state.is_stopped()).map(|i| i.id.clone()).collect(),
-            terminate: live.get(want..).map(ids).unwrap_or_default(),
+            // A worker the cluster stage ran on (it recorded the host key) holds pods: it is
+            // drained and removed from the cluster before it is terminated (`ops::retire`).
+            retire: extra.iter().filter(|i| joined(i)).map(|i| i.id.clone()).collect(),
+            terminate: extra.iter().filter(|i| !joined(i)).map(|i| i.id.clone()).collect(),
             note: format!("{want} wanted, {} running or stopped", live.len()),
         });
     }

@@ -188,7 +188,10 @@ pub struct InstanceGroup {
     pub launch: usize,
     /// Kept instances that are stopped or stopping.
     pub start: Vec<String>,
-    /// The newest live instances beyond the wanted count.
+    /// The newest live workers beyond the wanted count that joined the cluster: `up` drains
+    /// each, deletes its Node, then terminates it, after the cluster stage.
+    pub retire: Vec<String>,
+    /// The other newest live instances beyond the wanted count: terminated by the infra stage.
     pub terminate: Vec<String>,
     pub note: String,
 }
@@ -204,6 +207,9 @@ impl InstanceGroup {
         }
         if !self.start.is_empty() {
             fixes.push(Fix::Start { ids: self.start.clone() });
+        }
+        if !self.retire.is_empty() {
+            fixes.push(Fix::Retire { ids: self.retire.clone() });
         }
         if !self.terminate.is_empty() {
             fixes.push(Fix::Terminate { ids: self.terminate.clone() });

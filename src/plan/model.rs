@@ -61,18 +61,40 @@ pub enum Fix {
     EnableDnsHostnames,
     EnableMapPublicIp,
     AttachGateway,
-    SetDefaultRoute { current: Option<String> },
-    Associate { subnet: String },
+    SetDefaultRoute {
+        current: Option<String>,
+    },
+    Associate {
+        subnet: String,
+    },
     Authorize(IngressRule),
     Revoke(IngressRule),
     ReplaceKey,
-    PutPolicy { name: String },
-    DeletePolicy { name: String },
-    AddRole { role: String },
-    RemoveRole { role: String },
-    Launch { count: usize },
-    Start { ids: Vec<String> },
-    Terminate { ids: Vec<String> },
+    PutPolicy {
+        name: String,
+    },
+    DeletePolicy {
+        name: String,
+    },
+    AddRole {
+        role: String,
+    },
+    RemoveRole {
+        role: String,
+    },
+    Launch {
+        count: usize,
+    },
+    Start {
+        ids: Vec<String>,
+    },
+    /// Drain, delete the Node, then terminate (a worker that joined the cluster).
+    Retire {
+        ids: Vec<String>,
+    },
+    Terminate {
+        ids: Vec<String>,
+    },
 }
 
 impl fmt::Display for IngressRule {
@@ -105,6 +127,7 @@ impl fmt::Display for Fix {
             Fix::RemoveRole { role } => write!(f, "remove role {role}"),
             Fix::Launch { count } => write!(f, "launch {count}"),
             Fix::Start { ids } => write!(f, "start {}", ids.join(", ")),
+            Fix::Retire { ids } => write!(f, "drain, remove from the cluster, then terminate {}", ids.join(", ")),
             Fix::Terminate { ids } => write!(f, "terminate {}", ids.join(", ")),
         }
     }

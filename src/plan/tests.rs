@@ -1274,3 +1274,25 @@ fn typed_fixes_per_kind() {
     assert!(empty.needs_launch());
     assert!(!infra_for(&spec, &converged(&spec)).needs_launch());
 }
+
+#[test]
+fn drift_scale_down_retires_joined_workers_and_terminates_the_others() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    // Two extra workers, both newer than the three kept: i-w3 joined the cluster (its host key
+    // was recorded), i-w4 never did.
+    let mut joined = instance("i-w3", NodeRole::Worker, "running", "2025-01-02T10:00:00Z");
+    joined.host_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZ".into());
+    o.instances.push(joined);
+    o.instances.push(instance("i-w4", NodeRole::Worker, "running", "2025-01-02T11:00:00Z"));
+    let plan = plan_for(&spec, &o);
+    let w = instances(&plan, NodeRole::Worker);
+    assert_eq!(w.fixes, [Fix::Retire { ids: vec!["i-w3".into()] }, Fix::Terminate { ids: vec!["i-w4".into()] }]);
+    assert_eq!(
+        w.fixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["drain, remove from the cluster, then terminate i-w3", "terminate i-w4"]
+    );
+    let infra = crate::plan::diff_infra(&spec, &o, None).unwrap();
+    let g = infra.instances.iter().find(|g| g.role == NodeRole::Worker).unwrap();
+    assert_eq!((g.retire.as_slice(), g.terminate.as_slice()), (&["i-w3".to_string()][..], &["i-w4".to_string()][..]));
+}

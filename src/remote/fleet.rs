@@ -15,6 +15,7 @@ use super::error::RemoteError;
 use super::files::fingerprint;
 use super::host::Host;
 use crate::reporter::Reporter;
+use crate::shell::sh_quote;
 
 const LAST_LINES: usize = 15;
 
@@ -85,11 +86,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         src = s.source();
     }
     out
-}
-
-/// `s` quoted for a POSIX shell: one word, taken literally.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Refuses a node whose name, address or user could reach a command line (or the ssh_config

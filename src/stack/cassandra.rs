@@ -5,7 +5,7 @@
 use anyhow::Result;
 use minijinja::context;
 
-use super::model::{Component, Endpoint, Manifest, Workload, WorkloadKind};
+use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
 use super::render::{CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
 use super::smoke::{Check, Step, exec};
 use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
@@ -75,6 +75,27 @@ impl Part for Cassandra<'_> {
         }
     }
 
+    /// A Cassandra node is about to stop: every other node must be Up and Normal (`UN` in
+    /// `nodetool status`), or a replica set loses a second member and QUORUM reads and writes
+    /// fail for its token ranges. The JVM of nodetool is kept small as in the preStop hook.
+    fn disruption_check(&self, kubectl: &str) -> Option<DisruptionCheck> {
+        let c = self.c;
+        Some(DisruptionCheck {
+            component: Component::Cassandra,
+            namespace: c.namespace.clone(),
+            what: "every node Up and Normal",
+            command: exec(
+                kubectl,
+                &c.namespace,
+                "cassandra-0",
+                "cassandra",
+                false,
+                &["env", "MAX_HEAP_SIZE=128M", "nodetool", "status"],
+            ),
+            failing: not_up_normal,
+        })
+    }
+
     fn smoke(&self, kubectl: &str, _stack_dir: &str, nonce: &str) -> Check {
         let c = self.c;
         let value = format!("tagstack-{nonce}");
@@ -97,4 +118,22 @@ impl Part for Cassandra<'_> {
             cleanup: None,
         }
     }
+}
+
+/// The node lines of `nodetool status` whose state is not `UN` (Up/Normal): the first column
+/// is U(p)/D(own) then N(ormal)/L(eaving)/J(oining)/M(oving), as its legend says.
+pub fn not_up_normal(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let mut c = l.chars();
+            let (a, b, sep) = (c.next(), c.next(), c.next());
+            matches!(a, Some('U' | 'D'))
+                && matches!(b, Some('N' | 'L' | 'J' | 'M'))
+                && sep.is_some_and(char::is_whitespace)
+        })
+        .filter(|l| !l.starts_with("UN"))
+        .map(str::to_string)
+        .collect()
 }

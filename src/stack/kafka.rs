@@ -7,7 +7,7 @@ use anyhow::Result;
 use minijinja::context;
 use serde::Serialize;
 
-use super::model::{Component, Endpoint, Manifest, Workload, WorkloadKind};
+use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
 use super::render::{KAFKA_PROBE, Part, labels, pod_selector, probe_script, template};
 use super::smoke::{Check, Step, exec, sh_quote};
 use crate::config::{Jvm, JvmMemory, KafkaSpec, Spec};
@@ -153,6 +153,37 @@ impl Part for Kafka<'_> {
         }
     }
 
+    /// A broker is about to stop: every partition must have its full replica set in sync first,
+    /// or the partitions it leads or follows drop below their replication (below
+    /// `min.insync.replicas`, producers with `acks=all` stop). `--under-replicated-partitions`
+    /// prints one line per partition whose ISR is smaller than its replica set, nothing when
+    /// all are in sync (apache/kafka TopicCommand, `kafka-topics.sh --help`).
+    fn disruption_check(&self, kubectl: &str) -> Option<DisruptionCheck> {
+        let k = self.k;
+        Some(DisruptionCheck {
+            component: Component::Kafka,
+            namespace: k.namespace.clone(),
+            what: "no under-replicated partitions",
+            command: exec(
+                kubectl,
+                &k.namespace,
+                "kafka-0",
+                "kafka",
+                false,
+                &[
+                    "env",
+                    "KAFKA_HEAP_OPTS=-Xmx256m",
+                    "/opt/kafka/bin/kafka-topics.sh",
+                    "--bootstrap-server",
+                    "localhost:9092",
+                    "--describe",
+                    "--under-replicated-partitions",
+                ],
+            ),
+            failing: under_replicated,
+        })
+    }
+
     fn smoke(&self, kubectl: &str, _stack_dir: &str, nonce: &str) -> Check {
         let k = self.k;
         let topic = format!("tagstack-smoke-{nonce}");
@@ -234,4 +265,9 @@ impl Part for Kafka<'_> {
             )),
         }
     }
+}
+
+/// The partition lines of `kafka-topics.sh --describe --under-replicated-partitions`.
+pub fn under_replicated(output: &str) -> Vec<String> {
+    output.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }

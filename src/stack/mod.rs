@@ -15,7 +15,7 @@ pub mod spark;
 
 use anyhow::Result;
 
-pub use model::{Component, Endpoint, Manifest, Workload, WorkloadKind};
+pub use model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
 pub use render::{APPLY, Part};
 
 use crate::config::Spec;
@@ -60,6 +60,11 @@ pub fn smoke_manifests(spec: &Spec) -> Result<Vec<Manifest>> {
 /// run, so a message or row left by an earlier run can never pass for this one.
 pub fn smoke_checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) -> Vec<smoke::Check> {
     components(spec).iter().map(|c| c.smoke(kubectl, stack_dir, nonce)).collect()
+}
+
+/// Each enabled component's check before one of its pods' nodes is drained.
+pub fn disruption_checks(spec: &Spec, kubectl: &str) -> Vec<DisruptionCheck> {
+    components(spec).iter().filter_map(|c| c.disruption_check(kubectl)).collect()
 }
 
 #[cfg(test)]

@@ -57,3 +57,16 @@ pub struct Endpoint {
     pub what: &'static str,
     pub address: String,
 }
+
+/// What must hold before a node running one of the component's pods is drained: a command
+/// for the control plane, and the lines of its output that say it does not hold (none: safe).
+#[derive(Debug, Clone)]
+pub struct DisruptionCheck {
+    pub component: Component,
+    /// Where its pods run: the check applies when one of them is on a leaving node.
+    pub namespace: String,
+    /// What is checked, for messages: "no under-replicated partitions".
+    pub what: &'static str,
+    pub command: String,
+    pub failing: fn(&str) -> Vec<String>,
+}

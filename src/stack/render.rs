@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 
-use super::model::{Component, Endpoint, Manifest, Workload};
+use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload};
 use super::smoke::Check;
 use crate::config::Spec;
 
@@ -34,6 +34,11 @@ pub trait Part {
     /// Its smoke check as command lines for the control plane; `nonce` makes names and
     /// payloads unique per run, so what an earlier run left can never pass for this one.
     fn smoke(&self, kubectl: &str, stack_dir: &str, nonce: &str) -> Check;
+    /// What must hold before a node running one of its pods is drained (its PodDisruptionBudget
+    /// only counts Ready pods; this asks the component itself). None: nothing beyond the budget.
+    fn disruption_check(&self, _kubectl: &str) -> Option<DisruptionCheck> {
+        None
+    }
 }
 
 /// Renders one component's template (`name`, `source`) in tagstack's strict environment.

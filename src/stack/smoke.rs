@@ -7,10 +7,7 @@ use serde::Serialize;
 
 use super::model::Component;
 
-/// Quotes one argument for `sh -c`.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::shell::sh_quote;
 
 /// One step of a check: a shell command line on the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

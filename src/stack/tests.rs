@@ -611,3 +611,36 @@ fn one_walk_over_the_enabled_components_in_apply_order() {
     let files: Vec<String> = super::smoke_manifests(&s).unwrap().into_iter().map(|m| m.file).collect();
     assert_eq!(files, ["spark-pi.yaml"]);
 }
+
+#[test]
+fn disruption_checks_ask_kafka_and_cassandra_and_judge_their_output() {
+    let spec = crate::config::testing::parse(&format!(
+        "{}\n[stack.kafka]\n[stack.cassandra]\n[stack.spark]\n",
+        crate::config::testing::AWS_BASE
+    ));
+    let checks = super::disruption_checks(&spec, "kubectl --kubeconfig /etc/kubernetes/admin.conf");
+    insta::assert_snapshot!(
+        checks.iter().map(|c| format!("{} in {} ({}): {}", c.component.as_str(), c.namespace, c.what, c.command)).collect::<Vec<_>>().join("\n"),
+        @r"
+    kafka in kafka (no under-replicated partitions): kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n kafka kafka-0 -c kafka -- 'env' 'KAFKA_HEAP_OPTS=-Xmx256m' '/opt/kafka/bin/kafka-topics.sh' '--bootstrap-server' 'localhost:9092' '--describe' '--under-replicated-partitions'
+    cassandra in cassandra (every node Up and Normal): kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n cassandra cassandra-0 -c cassandra -- 'env' 'MAX_HEAP_SIZE=128M' 'nodetool' 'status'
+    "
+    );
+    // kafka-topics.sh prints nothing when every partition's ISR is its full replica set.
+    assert_eq!((checks[0].failing)("\n"), Vec::<String>::new());
+    assert_eq!(
+        (checks[0].failing)(
+            "\tTopic: orders\tTopicId: 3q1\tPartition: 2\tLeader: 1\tReplicas: 2,1,0\tIsr: 1,0\tElr: \tLastKnownElr: \n"
+        ),
+        ["Topic: orders\tTopicId: 3q1\tPartition: 2\tLeader: 1\tReplicas: 2,1,0\tIsr: 1,0\tElr: \tLastKnownElr:"]
+    );
+    let status = "Datacenter: dc1\n===============\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n--  Address      Load       Tokens  Owns (effective)  Host ID                               Rack \nUN  10.244.1.5   104.2 KiB  16      100.0%            2f0c6b1e-7d7a-4a57-9c1e-2b8d9d7f9a10  rack1\nDN  10.244.2.7   98.1 KiB   16      100.0%            7a1d2c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5f  rack1\nUL  10.244.3.2   99.0 KiB   16      100.0%            0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e  rack1\n";
+    assert_eq!(
+        (checks[1].failing)(status),
+        [
+            "DN  10.244.2.7   98.1 KiB   16      100.0%            7a1d2c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5f  rack1",
+            "UL  10.244.3.2   99.0 KiB   16      100.0%            0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e  rack1"
+        ]
+    );
+    assert_eq!(checks.len(), 2, "Spark keeps no data a drain could lose");
+}

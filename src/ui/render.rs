@@ -195,6 +195,16 @@ pub fn cluster(report: &ClusterReport, title: &str) -> String {
     out
 }
 
+/// The workers a scale-down removed.
+pub fn retired(report: &crate::ops::retire::RetireReport, title: &str) -> String {
+    let mut out = format!("Scale-down of {title}:\n");
+    for n in &report.nodes {
+        let how = if n.drained { "drained, deleted from the cluster, terminated" } else { "never joined; terminated" };
+        let _ = writeln!(out, "  {:<12} {:<20} {how}", n.node.name, n.node.instance_id);
+    }
+    out
+}
+
 pub fn stack(report: &crate::ops::stack::StackReport, title: &str) -> String {
     let mut out = format!("Stack of {title}:\n");
     if report.workloads.is_empty() && report.endpoints.is_empty() {

@@ -55,6 +55,7 @@ fn aws_life() {
         done.push(match d {
             ops::up::Done::Infra(_) => "infra",
             ops::up::Done::Cluster(_) => "cluster",
+            ops::up::Done::Retire(_) => "retire",
             ops::up::Done::Stack(_) => "stack",
         });
     }));

@@ -27,6 +27,10 @@ pub struct InfraReport {
     /// `tagstack:expires-at` of the environment, if it has one.
     pub expires_at: Option<String>,
     pub nodes: Vec<Node>,
+    /// Workers the plan retires: drained and removed by `ops::retire` after the cluster stage,
+    /// not by this stage.
+    #[serde(skip)]
+    pub retire: Vec<String>,
 }
 
 /// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
@@ -37,6 +41,7 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
     let expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
     let infra = diff_infra(spec, &observed, expires_at.as_deref())?;
     let plan = infra.to_plan();
+    let retire: Vec<String> = infra.instances.iter().flat_map(|g| g.retire.iter().cloned()).collect();
     reporter.finish(
         "discover",
         &format!("{} owned resources found", plan.changes.iter().filter(|c| c.id.is_some()).count()),
@@ -48,6 +53,7 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
             changes: plan.changes,
             expires_at,
             nodes: inventory(&observed.instances),
+            retire,
         });
     }
     let cx = Ctx::new(aws, &spec.id, spec.timeouts, reporter).expiring(expires_at.as_deref());
@@ -62,6 +68,7 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
         changes: plan.changes,
         expires_at,
         nodes: inventory(&instances),
+        retire,
     })
 }
 
