@@ -14,7 +14,9 @@ use super::tags::{iam_owned, owned, owner_filters, tag_value};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::{EnvId, NodeRole, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_ROLE, Timeouts};
+use crate::config::{
+    EnvId, NodeRole, TAG_COMPONENT, TAG_EXPIRES_AT, TAG_HOST_KEY, TAG_KEY_SHA256, TAG_RETIRE, TAG_ROLE, Timeouts,
+};
 use crate::plan::observed::{
     Addresses, Depth, ExpirySeen, IngressRule, Instance, InstanceProfile, InternetGateway, KeyPair, Observed, Role,
     RouteTable, SecurityGroup, Subnet, Vpc,
@@ -354,6 +356,7 @@ async fn instances(aws: &Aws, id: &EnvId) -> Result<Vec<Instance>> {
                 launch_time: i.launch_time().map(ToString::to_string),
                 expires_at: tag_value(i.tags(), TAG_EXPIRES_AT).map(str::to_string),
                 host_key: tag_value(i.tags(), TAG_HOST_KEY).map(str::to_string),
+                retiring: tag_value(i.tags(), TAG_RETIRE).is_some(),
                 security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
             });
         }

@@ -346,3 +346,15 @@ pub async fn wait_host_keys(
     cx.reporter.finish("host-keys", "host keys verified (console, or the tag recorded from it)");
     Ok(found)
 }
+
+/// Marks an instance for `tagstack replace` (`tagstack:retire` = when): from now on the plan
+/// launches its replacement and retires it. Idempotent: marking it again changes nothing.
+pub async fn mark_retiring(cx: &Ctx<'_>, instance_id: &str, when: &str) -> Result<()> {
+    let tag = aws_sdk_ec2::types::Tag::builder().key(crate::config::TAG_RETIRE).value(when).build();
+    cx.retry(format!("tagging {instance_id} for replacement"), "replace", Phase::Create)
+        .run(|| async {
+            cx.aws.ec2.create_tags().resources(instance_id).tags(tag.clone()).send().await.op("CreateTags")
+        })
+        .await?;
+    Ok(())
+}

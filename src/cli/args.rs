@@ -76,6 +76,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: Option<std::time::Duration>,
     },
+    /// Replace one worker: launch and join a new one, then drain, delete and terminate the old
+    /// (AWS). A replacement stopped half-way is finished by the next `up`.
+    Replace {
+        /// The worker: its name (`tagstack status`), Kubernetes node name or instance id.
+        node: String,
+    },
     /// Delete everything the environment owns.
     Down,
     /// What exists, node states, expiry, and drift against the config.

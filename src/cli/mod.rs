@@ -81,6 +81,8 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Smoke => Some(A::Smoke),
         Command::Kubeconfig { .. } => Some(A::Kubeconfig),
         Command::Ssh { .. } => Some(A::Ssh),
+        // What a replacement leaves half-done, `up` finishes (the mark is on the instance).
+        Command::Replace { .. } => Some(A::Up),
         Command::Render { .. } => Some(A::Render),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
@@ -101,6 +103,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Smoke => smoke_cmd(&resolve(g)?).await,
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
+        Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
     }
 }
 
@@ -129,21 +132,8 @@ async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Res
         Stage::Cluster => ops::up::Stage::Cluster,
         Stage::Stack => ops::up::Stage::Stack,
     });
-    let human = s.common.output == Output::Human;
-    let title = title(s);
-    // Each stage is printed as soon as it is done: the inventory first, so that a person
-    // still sees the nodes if a later stage fails.
-    let mut show = |done: ops::up::Done<'_>| {
-        if human {
-            ui::print_text(&match done {
-                ops::up::Done::Infra(r) => ui::render::up(r, &title),
-                ops::up::Done::Cluster(r) => ui::render::cluster(r, &title),
-                ops::up::Done::Retire(r) => ui::render::retired(r, &title),
-                ops::up::Done::Stack(r) => ui::render::stack(r, &title),
-            });
-        }
-    };
     let opts = ops::up::UpOpts { ttl, only };
+    let mut show = show_stages(s);
     let (report, result) = with_env!(s, |env| ops::up::run(&env, opts, &mut show).await);
     if let Err(e) = &result
         && e.is::<ops::up::NoInfraStage>()
@@ -154,12 +144,45 @@ async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Res
         }
         .into());
     }
-    if !human {
-        // What finished is still reported when a later stage fails (a CI job keeps the
-        // inventory and the kubeconfig path); the error itself also goes to stderr.
-        json::print(source(s), "up", &report)?;
+    finish_up(s, "up", &report, result)
+}
+
+/// Prints each stage of `up` as soon as it is done (human output): the inventory first, so that
+/// a person still sees the nodes if a later stage fails.
+fn show_stages(s: &Settings) -> impl FnMut(ops::up::Done<'_>) {
+    let human = s.common.output == Output::Human;
+    let title = title(s);
+    move |done| {
+        if human {
+            ui::print_text(&match done {
+                ops::up::Done::Infra(r) => ui::render::up(r, &title),
+                ops::up::Done::Cluster(r) => ui::render::cluster(r, &title),
+                ops::up::Done::Retire(r) => ui::render::retired(r, &title),
+                ops::up::Done::Stack(r) => ui::render::stack(r, &title),
+            });
+        }
+    }
+}
+
+/// What finished is still reported when a later stage fails (a CI job keeps the inventory and
+/// the kubeconfig path); the error itself also goes to stderr.
+fn finish_up(s: &Settings, command: &str, report: &ops::up::UpReport, result: Result<()>) -> Result<Outcome> {
+    if s.common.output != Output::Human {
+        json::print(source(s), command, report)?;
     }
     result.map(|()| Outcome::Success)
+}
+
+async fn replace_cmd(s: &Settings, node: &str) -> Result<Outcome> {
+    refuse_static(s, "replace")?;
+    let mut show = show_stages(s);
+    let (report, result) = with_env!(s, |env| ops::replace::run(&env, node, &mut show).await);
+    if let Err(e) = &result
+        && let Some(none) = e.downcast_ref::<ops::access::NoSuchNode>()
+    {
+        return Err(UsageError { message: none.to_string(), hint: format!("nodes: {}", none.names.join(", ")) }.into());
+    }
+    finish_up(s, "replace", &report, result)
 }
 
 fn refuse_static(s: &Settings, command: &str) -> Result<()> {

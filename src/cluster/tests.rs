@@ -443,7 +443,11 @@ error when evicting pods/\"kafka-2\" -n \"kafka\" (will retry after 5s): Cannot 
 pod/spark-worker-5d8f7c9b6-x2x9k evicted
 error when evicting pods/\"kafka-2\" -n \"kafka\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.
 There are pending pods in node \"ip-10-20-1-7.eu-west-3.compute.internal\" when an error occurred: error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s
+pod/kafka-2
 error: unable to drain node \"ip-10-20-1-7.eu-west-3.compute.internal\" due to error: error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s, continuing command...
+There are pending nodes to be drained:
+ ip-10-20-1-7.eu-west-3.compute.internal
+error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s
 ";
 
     fn pod(ns: &str, name: &str) -> PodRef {

@@ -23,6 +23,9 @@ pub const TAG_KEY_SHA256: &str = "tagstack:public-key-sha256";
 /// The SSH host key (`type base64`) tagstack read from an instance's console at first boot
 /// and verified there: how any machine verifies the node once the console no longer shows it.
 pub const TAG_HOST_KEY: &str = "tagstack:ssh-host-key";
+/// Set by `tagstack replace` (RFC 3339 UTC, when): the instance is leaving. The plan no longer
+/// counts it, so `up` launches its replacement, then retires it (drain, delete, terminate).
+pub const TAG_RETIRE: &str = "tagstack:retire";
 /// RFC 3339 UTC time after which `tagstack reap` may delete the environment.
 pub const TAG_EXPIRES_AT: &str = "tagstack:expires-at";
 

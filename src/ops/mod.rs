@@ -16,6 +16,7 @@ pub mod live;
 pub mod nodes;
 mod plan;
 pub mod reap;
+pub mod replace;
 pub mod retire;
 pub mod stack;
 pub mod status;

@@ -385,20 +385,28 @@ fn diff_instances(spec: &Spec, o: &Observed) -> Result<Vec<InstanceGroup>, PlanE
         if want == 0 && live.is_empty() {
             continue;
         }
-        let kept = &live[..live.len().min(want)];
-        let extra = live.get(want..).unwrap_or_default();
+        // Workers `tagstack replace` marked are not counted: their replacements launch now.
+        let (leaving, counted): (Vec<&Instance>, Vec<&Instance>) =
+            live.iter().partition(|i| role == NodeRole::Worker && i.retiring);
+        let kept = &counted[..counted.len().min(want)];
+        let extra: Vec<&Instance> = counted.get(want..).unwrap_or_default().iter().chain(&leaving).copied().collect();
         let joined = |i: &&Instance| role == NodeRole::Worker && i.host_key.is_some();
+        let mut note = format!("{want} wanted, {} running or stopped", live.len());
+        if !leaving.is_empty() {
+            note.push_str(&format!(", {} being replaced", leaving.len()));
+        }
         out.push(InstanceGroup {
             role,
             create: live.is_empty(),
             kept: ids(kept),
-            launch: want.saturating_sub(live.len()),
+            launch: want.saturating_sub(counted.len()),
             start: kept.iter().filter(|i| i.state.is_stopped()).map(|i| i.id.clone()).collect(),
             // A worker the cluster stage ran on (it recorded the host key) holds pods: it is
             // drained and removed from the cluster before it is terminated (`ops::retire`).
             retire: extra.iter().filter(|i| joined(i)).map(|i| i.id.clone()).collect(),
             terminate: extra.iter().filter(|i| !joined(i)).map(|i| i.id.clone()).collect(),
-            note: format!("{want} wanted, {} running or stopped", live.len()),
+            replacing: ids(&leaving),
+            note,
         });
     }
     Ok(out)

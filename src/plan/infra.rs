@@ -193,6 +193,9 @@ pub struct InstanceGroup {
     pub retire: Vec<String>,
     /// The other newest live instances beyond the wanted count: terminated by the infra stage.
     pub terminate: Vec<String>,
+    /// Workers `tagstack replace` marked (among `retire`/`terminate`): the launch replacing
+    /// them is a request of its own (its ClientToken names them).
+    pub replacing: Vec<String>,
     pub note: String,
 }
 

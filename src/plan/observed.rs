@@ -169,6 +169,9 @@ pub struct Instance {
     /// The verified SSH host key recorded on the instance (`tagstack:ssh-host-key`), if any.
     #[serde(skip)]
     pub host_key: Option<String>,
+    /// `tagstack replace` marked it (`tagstack:retire`): not counted, replaced, then retired.
+    #[serde(skip)]
+    pub retiring: bool,
     /// Security group ids of its network interfaces (a group in use is not an empty duplicate).
     #[serde(skip)]
     pub security_groups: Vec<String>,

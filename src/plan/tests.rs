@@ -119,6 +119,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         launch_time: Some(launch_time.into()),
         expires_at: None,
         host_key: None,
+        retiring: false,
         security_groups: vec!["sg-0001".into()],
     }
 }
@@ -1295,4 +1296,26 @@ fn drift_scale_down_retires_joined_workers_and_terminates_the_others() {
     let infra = crate::plan::diff_infra(&spec, &o, None).unwrap();
     let g = infra.instances.iter().find(|g| g.role == NodeRole::Worker).unwrap();
     assert_eq!((g.retire.as_slice(), g.terminate.as_slice()), (&["i-w3".to_string()][..], &["i-w4".to_string()][..]));
+}
+
+#[test]
+fn drift_a_worker_marked_for_replacement_is_replaced_then_retired() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    // i-w1 (joined) is marked by `tagstack replace`: not counted, so one launch, and retired.
+    let w1 = o.instances.iter_mut().find(|i| i.id == "i-w1").unwrap();
+    w1.retiring = true;
+    w1.host_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZ".into());
+    let plan = plan_for(&spec, &o);
+    let w = instances(&plan, NodeRole::Worker);
+    assert_eq!(w.fixes, [Fix::Launch { count: 1 }, Fix::Retire { ids: vec!["i-w1".into()] }]);
+    assert_eq!(w.note.as_deref(), Some("3 wanted, 3 running or stopped, 1 being replaced"));
+    assert_eq!(w.id.as_deref(), Some("i-w0,i-w2"));
+    let infra = crate::plan::diff_infra(&spec, &o, None).unwrap();
+    let g = infra.instances.iter().find(|g| g.role == NodeRole::Worker).unwrap();
+    assert_eq!(g.replacing, ["i-w1"]);
+    // A control plane is never replaced this way: the mark is ignored on it.
+    let mut o = converged(&spec);
+    o.instances.iter_mut().find(|i| i.role == NodeRole::ControlPlane).unwrap().retiring = true;
+    assert!(plan_for(&spec, &o).is_converged());
 }

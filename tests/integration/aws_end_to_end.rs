@@ -274,11 +274,214 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     assert!(err.contains("host key"), "{st}");
     set_host_key_tag(&env, victim, &expected_keys[victim]);
 
+    scale_down_one_worker(&env, &bed, &instances);
+    replace_one_worker(&env, &bed);
+
     // down: the stack's namespaces inside the reachable cluster, then everything on AWS.
     let down = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
     assert!(!down["cluster_cleanup"].is_null(), "{down}");
     assert_eq!(down["failed"], 0, "{down}");
     assert_eq!(env.owned_counts(), crate::support::Counts::default(), "{down}");
+}
+
+/// `kubectl ARGS -o json` on the control plane, through `tagstack ssh`.
+fn kubectl_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+    let mut argv = vec!["ssh", "control-plane", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&env.tagstack().args(&argv).run().success().stdout).unwrap()
+}
+
+/// (namespace/name of every pod on `node`, whether `node` is cordoned), from the API server.
+fn on_node(env: &TestEnv, node: &str) -> (Vec<String>, bool) {
+    let pods = kubectl_json(env, &["get", "pods", "-A", "--field-selector", &format!("spec.nodeName={node}")]);
+    let names = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!("{}/{}", p["metadata"]["namespace"].as_str().unwrap(), p["metadata"]["name"].as_str().unwrap())
+        })
+        .collect();
+    let nodes = kubectl_json(env, &["get", "nodes"]);
+    let n = nodes["items"].as_array().unwrap().iter().find(|n| n["metadata"]["name"] == node);
+    (names, n.is_some_and(|n| n["spec"]["unschedulable"] == true))
+}
+
+fn running_instances(env: &TestEnv) -> Vec<String> {
+    host_key_tags(env).into_keys().collect()
+}
+
+/// Issue 12, safe scale-down, 1+3 -> 1+2 with the stack deployed: the plan retires the newest
+/// worker; a Kafka that is already short of a replica refuses it before anything is touched; a
+/// PodDisruptionBudget that allows no disruption stops the drain (named, node uncordoned,
+/// nothing terminated); then the node is drained, deleted, terminated, and the stack is Ready
+/// on the workers left.
+fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, (String, String)>) {
+    let stack = "\n[stack]\nready_timeout = \"2m\"\n";
+    let two = config(env, bed, 2, stack)
+        .replace("bootstrap_timeout = \"3m\"", "bootstrap_timeout = \"3m\"\ndrain_timeout = \"10s\"");
+    std::fs::write(env.config_path(), two).unwrap();
+    let before = running_instances(env);
+    assert_eq!(before.len(), 4);
+
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    let workers =
+        plan["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "instances" && c["name"] == "worker").unwrap();
+    let fix = workers["fixes"][0].as_str().unwrap();
+    let leaving =
+        fix.strip_prefix("drain, remove from the cluster, then terminate ").unwrap_or_else(|| panic!("{plan}"));
+    let node = instances[leaving].0.clone();
+    let (pods, _) = on_node(env, &node);
+    let kafka_here =
+        pods.iter().find(|p| p.starts_with("kafka/")).unwrap_or_else(|| panic!("no Kafka pod on {node}: {pods:?}"));
+
+    // A broker elsewhere that is not Ready: its partitions are under-replicated.
+    let other = ["kafka/kafka-0", "kafka/kafka-1", "kafka/kafka-2"]
+        .into_iter()
+        .find(|p| p != kafka_here && *p != "kafka/kafka-0")
+        .unwrap();
+    let knob = bed.cluster_state(&format!("stack/pod-not-ready/{}", other.replace('/', ".")));
+    std::fs::create_dir_all(knob.parent().unwrap()).unwrap();
+    std::fs::write(&knob, "").unwrap();
+    env.proxy.clear_calls();
+    let refused = env.tagstack().arg("up").run().code(1);
+    assert!(refused.stderr.contains("refusing to remove"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("kafka must have no under-replicated partitions"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("nothing was drained or terminated"), "{}", refused.stderr);
+    assert_eq!(on_node(env, &node), (pods.clone(), false), "the node was touched");
+    assert_eq!(env.proxy.count("TerminateInstances"), 0);
+    std::fs::remove_file(&knob).unwrap();
+
+    // A budget of the user's that allows no disruption, on a pod pinned to the leaving node.
+    let guarded = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: guarded\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: guarded\n  template:\n    metadata:\n      labels:\n        app: guarded\n    spec:\n      nodeSelector:\n        kubernetes.io/hostname: {node}\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: guarded\n  namespace: default\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: guarded\n"
+    );
+    env.tagstack().args(&["ssh", "control-plane", "--", "mkdir", "-p", "/var/lib/tagstack/test"]).run().success();
+    let up_file = format!("cat > /var/lib/tagstack/test/guarded.yaml <<'EOF'\n{}EOF", guarded);
+    env.tagstack().args(&["ssh", "control-plane", "--", &up_file]).run().success();
+    env.tagstack()
+        .args(&[
+            "ssh",
+            "control-plane",
+            "--",
+            "kubectl",
+            "--kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            "apply",
+            "-f",
+            "/var/lib/tagstack/test/guarded.yaml",
+        ])
+        .run()
+        .success();
+    env.proxy.clear_calls();
+    let stopped = env.tagstack().arg("up").run().code(1);
+    assert!(
+        stopped.stderr.contains("pod default/guarded-")
+            && stopped.stderr.contains(
+                "is protected by PodDisruptionBudget default/guarded (0 disruption(s) allowed: 1 healthy, 1 needed)"
+            ),
+        "{}",
+        stopped.stderr
+    );
+    assert!(stopped.stderr.contains("it was uncordoned and nothing was terminated"), "{}", stopped.stderr);
+    assert!(!on_node(env, &node).1, "left cordoned");
+    assert_eq!(env.proxy.count("TerminateInstances"), 0);
+    assert_eq!(running_instances(env), before);
+    env.tagstack()
+        .args(&[
+            "ssh",
+            "control-plane",
+            "--",
+            "kubectl",
+            "--kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            "delete",
+            "-f",
+            "/var/lib/tagstack/test/guarded.yaml",
+        ])
+        .run()
+        .success();
+
+    // Now it goes: drained, deleted from the cluster, terminated; the stack is Ready without it.
+    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    assert_eq!(up["retired"]["nodes"][0]["instance_id"], leaving, "{up}");
+    assert_eq!(up["retired"]["nodes"][0]["drained"], true, "{up}");
+    assert!(up["stack"]["workloads"].as_array().unwrap().iter().all(|w| w["done"] == true), "{up}");
+    let after = running_instances(env);
+    assert_eq!(after.len(), 3);
+    assert!(!after.contains(&leaving.to_string()));
+    let nodes = kubectl_json(env, &["get", "nodes"]);
+    let names: Vec<&str> =
+        nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(!names.contains(&node.as_str()), "{names:?}");
+    // The order, from the API server's deletions: the node's pods were evicted before the Node went.
+    let deleted = std::fs::read_to_string(bed.cluster_state("stack/deleted.log")).unwrap();
+    let node_at =
+        deleted.lines().position(|l| l.ends_with(&format!("Node /{node}"))).unwrap_or_else(|| panic!("{deleted}"));
+    let kafka_at =
+        deleted.lines().position(|l| l.ends_with(&format!("Pod {kafka_here}"))).unwrap_or_else(|| panic!("{deleted}"));
+    assert!(kafka_at < node_at, "{deleted}");
+    // The broker that was there runs on a worker that stays.
+    let (left_pods, _) = on_node(env, &node);
+    assert!(left_pods.is_empty(), "{left_pods:?}");
+
+    // The plan is converged again.
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert_eq!(plan["converged"], true, "{plan}");
+}
+
+/// Issue 12, `tagstack replace worker-0`: the worker is marked, a new one launches (moto, like
+/// EC2, hands it the address the scale-down freed: that bed node becomes a new machine) and
+/// joins, then the old one is drained, deleted and terminated; the stack is Ready again.
+fn replace_one_worker(env: &TestEnv, bed: &Bed) {
+    let before = running_instances(env);
+    assert_eq!(before.len(), 3);
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    let old = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "worker-0").unwrap().clone();
+    let old_id = old["instance_id"].as_str().unwrap().to_string();
+    let old_node = old["private_dns"].as_str().unwrap().to_string();
+
+    let child = env.tagstack().args(&["replace", "worker-0", "--output", "json"]).spawn();
+    // The replacement: a running instance that was not there; its bed node is made new and its
+    // console shows the new host key.
+    let new_id = loop {
+        if let Some(id) = running_instances(env).into_iter().find(|id| !before.contains(id)) {
+            break id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let ip = env.block(async {
+        let r = env.ec2().describe_instances().instance_ids(&new_id).send().await.unwrap();
+        r.reservations()[0].instances()[0].private_ip_address().unwrap().to_string()
+    });
+    let k = bed.nodes.iter().position(|n| n.address == ip).unwrap_or_else(|| panic!("{ip} is not a bed address"));
+    let key = bed.reprovision(k);
+    let name = env.block(async {
+        let r = env.ec2().describe_instances().instance_ids(&new_id).send().await.unwrap();
+        r.reservations()[0].instances()[0].private_dns_name().unwrap().to_string()
+    });
+    env.proxy.add_rule(
+        Rule::respond("GetConsoleOutput", &console_output(&new_id, &key, &name)).when_body_contains(&new_id).forever(),
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["command"], "replace", "{report}");
+    assert_eq!(report["retired"]["nodes"][0]["instance_id"], old_id.as_str(), "{report}");
+    assert!(report["stack"]["workloads"].as_array().unwrap().iter().all(|w| w["done"] == true), "{report}");
+
+    let after = running_instances(env);
+    assert_eq!(after.len(), 3);
+    assert!(after.contains(&new_id) && !after.contains(&old_id), "{after:?}");
+    let nodes = kubectl_json(env, &["get", "nodes"]);
+    let names: Vec<&str> =
+        nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&name.as_str()) && !names.contains(&old_node.as_str()), "{names:?}");
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert_eq!(plan["converged"], true, "{plan}");
 }
 
 /// UPSTREAM-AUDIT #46 / issue 9 item 4: with `cloud-provider=external` every node stays tainted

@@ -300,7 +300,17 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
         // The profile `iam_role` made sure of (named, so its name is known without a lookup).
         let profile = cx.id.iam_name(role);
         // Known only now: the subnet may have been created in this run.
-        let token = client_token(cx.id, role, with.subnet, g.kept.len(), g.launch);
+        // A replacement names the instances it replaces: the same counts as an earlier
+        // scale-up would otherwise replay that launch's reservation.
+        let token = if g.replacing.is_empty() {
+            client_token(cx.id, role, with.subnet, g.kept.len(), g.launch)
+        } else {
+            resource_token(
+                cx.id,
+                &format!("replace/{}", role.as_str()),
+                &format!("{}/{}", with.subnet, g.replacing.join(",")),
+            )
+        };
         let target = LaunchTarget {
             role,
             group: with.spec.group(role),

@@ -109,6 +109,37 @@ impl Bed {
         testbed(&[cmd, "--bed", &self.bed.to_string(), "--node", &node.to_string(), "--dir", &d]);
     }
 
+    /// Node `k` becomes a new machine at the same address (as when EC2 hands a terminated
+    /// instance's private IP to the next launch): its files are emptied and it gets a new host
+    /// key, which is returned.
+    pub fn reprovision(&self, k: usize) -> String {
+        for rel in [
+            "tmp",
+            "etc/kubernetes",
+            "var/lib/kubelet",
+            "var/lib/tagstack",
+            "etc/containerd",
+            "etc/modules-load.d",
+            "etc/sysctl.d",
+            "etc/apt/sources.list.d",
+            "etc/apt/keyrings",
+            "var/lib/standin",
+        ] {
+            for entry in std::fs::read_dir(self.fs(k, rel)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path).unwrap();
+                } else {
+                    std::fs::remove_file(&path).unwrap();
+                }
+            }
+        }
+        self.rekey(k);
+        let public = std::fs::read_to_string(self.path().join(format!("nodes/{k}/ssh_host_ed25519_key.pub"))).unwrap();
+        let f: Vec<&str> = public.split_whitespace().collect();
+        format!("{} {}", f[0], f[1])
+    }
+
     /// First boot on node `k`, counted from now: cloud-init runs for `cloud_init_secs` (its
     /// package modules hold the dpkg lock meanwhile) and unattended-upgrades holds the dpkg lock
     /// for `unattended_upgrades_secs` (0: not at all). Read by the cloud-init and apt-get
