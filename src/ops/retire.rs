@@ -130,7 +130,8 @@ async fn preflight(env: &Env<'_>, fleet: &Fleet, cp: &ClusterNode, leaving: &[Le
             let why = if out.code == Some(0) {
                 failing.join("; ")
             } else {
-                format!("the check itself failed (exit {:?}): {}", out.code, out.stderr.trim())
+                let code = out.code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                format!("the check itself failed (exit {code}): {}", out.stderr.trim())
             };
             let err = anyhow!(
                 "refusing to remove {}: {} must have {} before one of its pods is moved, and it has not: {why}; nothing was drained or terminated",
