@@ -54,7 +54,7 @@ pub fn leaving(retire: &[String], inventory: &[Node]) -> Vec<Leaving> {
         .map(|n| Leaving {
             name: n.name.clone(),
             instance_id: n.instance_id.clone(),
-            node_name: n.private_dns.clone().unwrap_or_default(),
+            node_name: n.addresses.private_dns.clone().unwrap_or_default(),
         })
         .collect()
 }
