@@ -33,8 +33,9 @@ async fn mark(env: &Env<'_>, node: &str) -> Result<()> {
     let instances = aws::discover_instances(env.aws().await, &spec.id, &spec.timeouts).await?;
     let nodes = inventory(&instances);
     let live: Vec<_> = nodes.iter().filter(|n| n.state.is_live()).collect();
-    let Some(n) =
-        live.iter().find(|n| n.name == node || n.instance_id == node || n.addresses.private_dns.as_deref() == Some(node))
+    let Some(n) = live
+        .iter()
+        .find(|n| n.name == node || n.instance_id == node || n.addresses.private_dns.as_deref() == Some(node))
     else {
         let names = live.iter().map(|n| n.name.clone()).collect();
         return Err(NoSuchNode { node: node.to_string(), names }.into());

@@ -388,20 +388,23 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     assert!(!on_node(env, &node).1, "left cordoned");
     assert_eq!(env.proxy.count("TerminateInstances"), 0);
     assert_eq!(running_instances(env), before);
-    env.tagstack()
-        .args(&[
-            "ssh",
-            "control-plane",
-            "--",
-            "kubectl",
-            "--kubeconfig",
-            "/etc/kubernetes/admin.conf",
-            "delete",
-            "-f",
-            "/var/lib/tagstack/test/guarded.yaml",
-        ])
-        .run()
-        .success();
+    for what in [["poddisruptionbudget", "guarded"], ["deployment", "guarded"]] {
+        env.tagstack()
+            .args(&[
+                "ssh",
+                "control-plane",
+                "--",
+                "kubectl",
+                "--kubeconfig",
+                "/etc/kubernetes/admin.conf",
+                "delete",
+                "-n",
+                "default",
+            ])
+            .args(&what)
+            .run()
+            .success();
+    }
 
     // Now it goes: drained, deleted from the cluster, terminated; the stack is Ready without it.
     let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
