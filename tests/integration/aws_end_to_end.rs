@@ -284,12 +284,15 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     assert_eq!(env.owned_counts(), crate::support::Counts::default(), "{down}");
 }
 
-/// `kubectl ARGS -o json` on the control plane, through `tagstack ssh`.
-fn kubectl_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+/// `kubectl ARGS` on the control plane, through `tagstack ssh`: its stdout, once it succeeded.
+fn kubectl(env: &TestEnv, args: &[&str]) -> String {
     let mut argv = vec!["ssh", "control-plane", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
     argv.extend_from_slice(args);
-    argv.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&env.tagstack().args(&argv).run().success().stdout).unwrap()
+    env.tagstack().args(&argv).run().success().stdout
+}
+
+fn kubectl_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&kubectl(env, &[args, &["-o", "json"]].concat())).unwrap()
 }
 
 /// (namespace/name of every pod on `node`, whether `node` is cordoned), from the API server.
@@ -360,20 +363,7 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     env.tagstack().args(&["ssh", "control-plane", "--", "mkdir", "-p", "/var/lib/tagstack/test"]).run().success();
     let up_file = format!("cat > /var/lib/tagstack/test/guarded.yaml <<'EOF'\n{}EOF", guarded);
     env.tagstack().args(&["ssh", "control-plane", "--", &up_file]).run().success();
-    env.tagstack()
-        .args(&[
-            "ssh",
-            "control-plane",
-            "--",
-            "kubectl",
-            "--kubeconfig",
-            "/etc/kubernetes/admin.conf",
-            "apply",
-            "-f",
-            "/var/lib/tagstack/test/guarded.yaml",
-        ])
-        .run()
-        .success();
+    kubectl(env, &["apply", "-f", "/var/lib/tagstack/test/guarded.yaml"]);
     env.proxy.clear_calls();
     let stopped = env.tagstack().arg("up").run().code(1);
     assert!(
@@ -388,22 +378,8 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     assert!(!on_node(env, &node).1, "left cordoned");
     assert_eq!(env.proxy.count("TerminateInstances"), 0);
     assert_eq!(running_instances(env), before);
-    for what in [["poddisruptionbudget", "guarded"], ["deployment", "guarded"]] {
-        env.tagstack()
-            .args(&[
-                "ssh",
-                "control-plane",
-                "--",
-                "kubectl",
-                "--kubeconfig",
-                "/etc/kubernetes/admin.conf",
-                "delete",
-                "-n",
-                "default",
-            ])
-            .args(&what)
-            .run()
-            .success();
+    for kind in ["poddisruptionbudget", "deployment"] {
+        kubectl(env, &["delete", "-n", "default", kind, "guarded"]);
     }
 
     // Now it goes: drained, deleted from the cluster, terminated; the stack is Ready without it.
