@@ -17,6 +17,7 @@ use crate::hint;
 use crate::poll::{Check, Look, Timeout, poll_until};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
+use crate::stack::cassandra;
 use crate::stack::readiness::{self, WorkloadStatus};
 use crate::stack::smoke::StepOutput;
 use crate::stack::{APPLY, Component, Endpoint, endpoints, manifests, smoke_checks, smoke_manifests, workloads};
@@ -139,10 +140,83 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
     Ok(())
 }
 
+/// Before a Cassandra StatefulSet shrinks (`stack.cassandra.replicas` lowered), each node that
+/// goes leaves the ring with `nodetool decommission`, highest ordinal first, so its token ranges
+/// stream to the nodes that stay; a StatefulSet that just deleted the pods would take their
+/// replicas with them. Only with every member Up/Normal; a node already gone from the ring (a
+/// run stopped after its decommission) is skipped. Returns the ordinals that left.
+async fn shrink_cassandra(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<u32>> {
+    let Some(c) = &spec.stack.cassandra else { return Ok(Vec::new()) };
+    let read = async |cmd: String| fleet.read(&cp.name, "stack", &cmd).await.map_err(anyhow::Error::from);
+    let sets =
+        read(format!("{KUBECTL} get statefulsets -n {} -l {} -o json", c.namespace, owned_selector(spec))).await?;
+    let Some(live) = readiness::statefulset_replicas(&sets, "cassandra")? else { return Ok(Vec::new()) };
+    if c.replicas >= live {
+        return Ok(Vec::new());
+    }
+    let leaving: Vec<u32> = (c.replicas..live).rev().collect();
+    let ring =
+        read(cassandra::status(KUBECTL, c)).await.context("reading `nodetool status` before Cassandra shrinks")?;
+    let down = cassandra::not_up_normal(&ring);
+    if !down.is_empty() {
+        let err = anyhow!(
+            "Cassandra would shrink from {live} to {} nodes, but not every node is Up/Normal: {}; nothing was decommissioned",
+            c.replicas,
+            down.join("; ")
+        );
+        return Err(hint::attach(err, "let the ring recover (`tagstack status`), then run `tagstack up` again"));
+    }
+    let members = cassandra::ring_addresses(&ring);
+    // The namespace is the environment's (preflight refused a foreign one of that name).
+    let pods = read(format!("{KUBECTL} get pods -n {} -o json", c.namespace)).await?;
+    let ips = readiness::pod_ips(&pods)?;
+    let key = "stack/cassandra";
+    for &o in &leaving {
+        let pod = format!("cassandra-{o}");
+        let Some((_, ip)) = ips.iter().find(|(name, _)| *name == pod) else { continue };
+        if !members.contains(ip) {
+            continue;
+        }
+        r.start(key, &format!("decommission {pod}: its data streams to the nodes that stay"));
+        let out = fleet.exec(&cp.name, "stack", &cassandra::decommission(KUBECTL, c, o)).await?;
+        if out.code != Some(0) {
+            r.fail(key, &format!("decommission {pod}: refused"));
+            let said = format!("{}\n{}", out.stdout.trim(), out.stderr.trim());
+            let err = anyhow!(
+                "Cassandra refused to decommission {pod} (shrinking from {live} to {} nodes): {}; the StatefulSet was not changed",
+                c.replicas,
+                said.trim()
+            );
+            return Err(hint::attach(
+                err,
+                format!(
+                    "every keyspace's replication factor must fit in {} nodes first (ALTER KEYSPACE ... WITH replication, including system_auth, system_distributed and system_traces), or restore stack.cassandra.replicas = {live}",
+                    c.replicas
+                ),
+            ));
+        }
+        r.finish(key, &format!("{pod} decommissioned"));
+    }
+    Ok(leaving)
+}
+
+/// The claims of the pods a shrink removed: a StatefulSet keeps them (and their EBS volumes,
+/// which cost money), and a later scale-up would start a pod on a decommissioned node's data,
+/// which Cassandra refuses to rejoin.
+async fn forget_claims(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, left: &[u32]) -> Result<()> {
+    let Some(c) = &spec.stack.cassandra else { return Ok(()) };
+    for &o in left {
+        let cmd = format!("{KUBECTL} delete pvc -n {} {} --ignore-not-found", c.namespace, cassandra::claim(o));
+        fleet.read(&cp.name, "stack", &cmd).await?;
+    }
+    Ok(())
+}
+
 /// Uploads and applies every component's manifest (each file holds its own namespace, so the
 /// components go concurrently), then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
     preflight(spec, fleet, cp).await?;
+    let left = shrink_cassandra(spec, fleet, cp, r).await?;
     let dir = stack_dir();
     let applies = manifests(spec)?.into_iter().map(|m| {
         let dir = &dir;
@@ -171,6 +245,7 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         result?;
     }
     let workloads = wait_ready(spec, fleet, cp, r).await?;
+    forget_claims(spec, fleet, cp, &left).await?;
     Ok(StackReport { workloads, endpoints: endpoints(spec) })
 }
 /// Polls until every workload has rolled out, reporting each component once it is ready.

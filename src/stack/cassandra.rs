@@ -84,14 +84,7 @@ impl Part for Cassandra<'_> {
             component: Component::Cassandra,
             namespace: c.namespace.clone(),
             what: "every node Up and Normal",
-            command: exec(
-                kubectl,
-                &c.namespace,
-                "cassandra-0",
-                "cassandra",
-                false,
-                &["env", "MAX_HEAP_SIZE=128M", "nodetool", "status"],
-            ),
+            command: status(kubectl, c),
             failing: not_up_normal,
         })
     }
@@ -120,20 +113,50 @@ impl Part for Cassandra<'_> {
     }
 }
 
-/// The node lines of `nodetool status` whose state is not `UN` (Up/Normal): the first column
-/// is U(p)/D(own) then N(ormal)/L(eaving)/J(oining)/M(oving), as its legend says.
+/// The node lines of `nodetool status`: the first column is U(p)/D(own) then
+/// N(ormal)/L(eaving)/J(oining)/M(oving), as its legend says.
+fn node_lines(status: &str) -> impl Iterator<Item = &str> {
+    status.lines().map(str::trim).filter(|l| {
+        let mut c = l.chars();
+        matches!(c.next(), Some('U' | 'D'))
+            && matches!(c.next(), Some('N' | 'L' | 'J' | 'M'))
+            && c.next().is_some_and(char::is_whitespace)
+    })
+}
+
+/// The node lines of `nodetool status` whose state is not `UN` (Up/Normal).
 pub fn not_up_normal(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            let mut c = l.chars();
-            let (a, b, sep) = (c.next(), c.next(), c.next());
-            matches!(a, Some('U' | 'D'))
-                && matches!(b, Some('N' | 'L' | 'J' | 'M'))
-                && sep.is_some_and(char::is_whitespace)
-        })
-        .filter(|l| !l.starts_with("UN"))
-        .map(str::to_string)
-        .collect()
+    node_lines(output).filter(|l| !l.starts_with("UN")).map(str::to_string).collect()
+}
+
+/// `nodetool status` as seen from `cassandra-0`.
+pub fn status(kubectl: &str, c: &CassandraSpec) -> String {
+    exec(kubectl, &c.namespace, "cassandra-0", "cassandra", false, &["env", "MAX_HEAP_SIZE=128M", "nodetool", "status"])
+}
+
+/// `nodetool decommission` in the pod of `ordinal`: the node streams its token ranges to the
+/// others and leaves the ring (Cassandra's "Removing nodes" docs). Cassandra itself refuses
+/// while a keyspace's replication factor exceeds the nodes that would be left (5.0's
+/// `StorageService.decommission`, unless `--force`, which tagstack never passes). A node that
+/// already left answers a second decommission with exit 0.
+pub fn decommission(kubectl: &str, c: &CassandraSpec, ordinal: u32) -> String {
+    exec(
+        kubectl,
+        &c.namespace,
+        &format!("cassandra-{ordinal}"),
+        "cassandra",
+        false,
+        &["env", "MAX_HEAP_SIZE=128M", "nodetool", "decommission"],
+    )
+}
+
+/// The claim of the pod `ordinal` (the StatefulSet's `data` volumeClaimTemplate): a StatefulSet
+/// that shrinks keeps it, and with it an EBS volume and a decommissioned node's data.
+pub fn claim(ordinal: u32) -> String {
+    format!("data-cassandra-{ordinal}")
+}
+
+/// The addresses in `nodetool status`'s node lines: the ring's members.
+pub fn ring_addresses(status: &str) -> Vec<String> {
+    node_lines(status).filter_map(|l| l.split_whitespace().nth(1).map(str::to_string)).collect()
 }

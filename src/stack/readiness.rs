@@ -288,3 +288,19 @@ pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// `.spec.replicas` of the StatefulSet `name` in a `kubectl get statefulsets -o json` list.
+pub fn statefulset_replicas(json: &str, name: &str) -> Result<Option<u32>> {
+    Ok(items(json, "statefulsets")?.iter().find(|o| s(o, &["metadata", "name"]) == Some(name)).map(|o| {
+        let n = o.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }))
+}
+
+/// Pod name -> pod IP, from `kubectl get pods -o json` (pods without an IP are left out).
+pub fn pod_ips(json: &str) -> Result<Vec<(String, String)>> {
+    Ok(items(json, "pods")?
+        .iter()
+        .filter_map(|p| Some((s(p, &["metadata", "name"])?.to_string(), s(p, &["status", "podIP"])?.to_string())))
+        .collect())
+}

@@ -644,3 +644,24 @@ fn disruption_checks_ask_kafka_and_cassandra_and_judge_their_output() {
     );
     assert_eq!(checks.len(), 2, "Spark keeps no data a drain could lose");
 }
+
+#[test]
+fn a_cassandra_shrink_reads_the_ring_and_decommissions_by_ordinal() {
+    let spec = crate::config::testing::parse(&format!(
+        "{}\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nreplicas = 4\n",
+        crate::config::testing::AWS_BASE
+    ));
+    let c = spec.stack.cassandra.as_ref().unwrap();
+    assert_eq!(
+        super::cassandra::decommission("kubectl --kubeconfig /etc/kubernetes/admin.conf", c, 3),
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n cassandra cassandra-3 -c cassandra -- 'env' 'MAX_HEAP_SIZE=128M' 'nodetool' 'decommission'"
+    );
+    assert_eq!(super::cassandra::claim(3), "data-cassandra-3");
+    let status = "Datacenter: dc1\n===============\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n--  Address     Load       Tokens  Owns (effective)  Host ID                               Rack\nUN  10.244.1.5  104.2 KiB  16      75.0%             2f0c6b1e-7d7a-4a57-9c1e-2b8d9d7f9a10  rack1\nUL  10.244.2.7  98.1 KiB   16      75.0%             7a1d2c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5f  rack1\n";
+    assert_eq!(super::cassandra::ring_addresses(status), ["10.244.1.5", "10.244.2.7"]);
+    let sets = r#"{"kind":"List","items":[{"kind":"StatefulSet","metadata":{"name":"cassandra"},"spec":{"replicas":4}}]}"#;
+    assert_eq!(super::readiness::statefulset_replicas(sets, "cassandra").unwrap(), Some(4));
+    assert_eq!(super::readiness::statefulset_replicas(sets, "kafka").unwrap(), None);
+    let pods = r#"{"kind":"List","items":[{"metadata":{"name":"cassandra-0"},"status":{"podIP":"10.244.1.5"}},{"metadata":{"name":"cassandra-3"},"status":{}}]}"#;
+    assert_eq!(super::readiness::pod_ips(pods).unwrap(), [("cassandra-0".to_string(), "10.244.1.5".to_string())]);
+}

@@ -27,3 +27,4 @@ mod stack_cleanup;
 mod stack_deploy;
 mod stack_drain;
 mod stack_render;
+mod stack_shrink;

@@ -6,22 +6,12 @@
 //! its model; knob files under the bed's cluster state make a workload or a check fail.
 
 use crate::support::TestEnv;
-use crate::support::bed::Bed;
+use crate::support::bed::{Bed, add_storage_class};
 
 fn env_for(bed: &Bed, name: &str, extra: &str) -> TestEnv {
     let env = TestEnv::new(name);
     std::fs::write(env.config_path(), format!("{}\n{extra}", bed.config(&env.project))).unwrap();
     env
-}
-
-/// A default StorageClass, as a user of a static cluster installs with their provisioner.
-fn add_storage_class(env: &TestEnv, bed: &Bed) {
-    std::fs::write(
-        bed.fs(0, "var/lib/tagstack/local-path.yaml"),
-        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local-path\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n",
-    )
-    .unwrap();
-    kubectl(env, &["apply", "-f", "/var/lib/tagstack/local-path.yaml"]);
 }
 
 fn kubectl(env: &TestEnv, args: &[&str]) {

@@ -5,7 +5,7 @@
 //! the stand-in's contract (tests/fixtures/node-bin/README.md, "kubectl"), which tagstack's
 //! scale-down is written against; it runs through `tagstack ssh`, as a user would.
 
-use crate::support::bed::Bed;
+use crate::support::bed::{Bed, add_storage_class};
 use crate::support::{Run, TestEnv};
 
 const DRAIN: &[&str] = &["--ignore-daemonsets", "--delete-emptydir-data"];
@@ -58,13 +58,8 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
     let env = TestEnv::new("drain");
     std::fs::write(env.config_path(), format!("{}\n[stack]\nready_timeout = \"2m\"\n", bed.config(&env.project)))
         .unwrap();
-    std::fs::write(
-        bed.fs(0, "var/lib/tagstack/local-path.yaml"),
-        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local-path\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n",
-    )
-    .unwrap();
     env.tagstack().args(&["up", "--only", "cluster"]).run().success();
-    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/local-path.yaml"]).success();
+    add_storage_class(&env, &bed);
     env.tagstack().arg("up").run().success();
 
     // The budgets as the disruption controller computes them (maxUnavailable: 1 of 3).

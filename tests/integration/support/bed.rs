@@ -239,3 +239,25 @@ impl Drop for Bed {
             .output();
     }
 }
+
+/// A default StorageClass on the bed's cluster (kubeadm installs none), as a user of a static
+/// cluster installs with their provisioner. The cluster stage must have run.
+pub fn add_storage_class(env: &crate::support::TestEnv, bed: &Bed) {
+    std::fs::write(
+        bed.fs(0, "var/lib/tagstack/local-path.yaml"),
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local-path\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n",
+    )
+    .unwrap();
+    let apply = [
+        "ssh",
+        "cp",
+        "--",
+        "kubectl",
+        "--kubeconfig",
+        "/etc/kubernetes/admin.conf",
+        "apply",
+        "-f",
+        "/var/lib/tagstack/local-path.yaml",
+    ];
+    env.tagstack().args(&apply).run().success();
+}
