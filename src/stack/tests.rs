@@ -659,7 +659,8 @@ fn a_cassandra_shrink_reads_the_ring_and_decommissions_by_ordinal() {
     assert_eq!(super::cassandra::claim(3), "data-cassandra-3");
     let status = "Datacenter: dc1\n===============\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n--  Address     Load       Tokens  Owns (effective)  Host ID                               Rack\nUN  10.244.1.5  104.2 KiB  16      75.0%             2f0c6b1e-7d7a-4a57-9c1e-2b8d9d7f9a10  rack1\nUL  10.244.2.7  98.1 KiB   16      75.0%             7a1d2c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5f  rack1\n";
     assert_eq!(super::cassandra::ring_addresses(status), ["10.244.1.5", "10.244.2.7"]);
-    let sets = r#"{"kind":"List","items":[{"kind":"StatefulSet","metadata":{"name":"cassandra"},"spec":{"replicas":4}}]}"#;
+    let sets =
+        r#"{"kind":"List","items":[{"kind":"StatefulSet","metadata":{"name":"cassandra"},"spec":{"replicas":4}}]}"#;
     assert_eq!(super::readiness::statefulset_replicas(sets, "cassandra").unwrap(), Some(4));
     assert_eq!(super::readiness::statefulset_replicas(sets, "kafka").unwrap(), None);
     let pods = r#"{"kind":"List","items":[{"metadata":{"name":"cassandra-0"},"status":{"podIP":"10.244.1.5"}},{"metadata":{"name":"cassandra-3"},"status":{}}]}"#;
