@@ -291,6 +291,12 @@ fn kubectl(env: &TestEnv, args: &[&str]) -> String {
     env.tagstack().args(&argv).run().success().stdout
 }
 
+/// Writes `text` to /var/lib/tagstack/test/NAME on the control plane.
+fn put(env: &TestEnv, name: &str, text: &str) {
+    let write = format!("mkdir -p /var/lib/tagstack/test && cat > /var/lib/tagstack/test/{name} <<'EOF'\n{text}EOF");
+    env.tagstack().args(&["ssh", "control-plane", "--", &write]).run().success();
+}
+
 fn kubectl_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&kubectl(env, &[args, &["-o", "json"]].concat())).unwrap()
 }
@@ -339,6 +345,24 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     let kafka_here =
         pods.iter().find(|p| p.starts_with("kafka/")).unwrap_or_else(|| panic!("no Kafka pod on {node}: {pods:?}"));
 
+    // A StatefulSet of the user's with one pod per node (required anti-affinity) and 3
+    // replicas: 2 workers could not hold it, so the scale-down is refused before anything.
+    let spread = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: spread\n  namespace: default\nspec:\n  replicas: 3\n  serviceName: spread\n  selector:\n    matchLabels:\n      app: spread\n  template:\n    metadata:\n      labels:\n        app: spread\n    spec:\n      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            - topologyKey: kubernetes.io/hostname\n              labelSelector:\n                matchLabels:\n                  app: spread\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n";
+    put(env, "spread.yaml", spread);
+    kubectl(env, &["apply", "-f", "/var/lib/tagstack/test/spread.yaml"]);
+    env.proxy.clear_calls();
+    let refused = env.tagstack().arg("up").run().code(1);
+    assert!(
+        refused.stderr.contains("StatefulSet default/spread needs 3 nodes (one per replica: required pod anti-affinity on kubernetes.io/hostname) and 2 would stay schedulable"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("hint: keep workers.count high enough"), "{}", refused.stderr);
+    let (now, cordoned) = on_node(env, &node);
+    assert!(!cordoned && pods.iter().all(|p| now.contains(p)), "the node was touched: {now:?}");
+    assert_eq!(env.proxy.count("TerminateInstances"), 0);
+    kubectl(env, &["delete", "-n", "default", "statefulset", "spread"]);
+
     // A broker elsewhere that is not Ready: its partitions are under-replicated.
     let other = ["kafka/kafka-0", "kafka/kafka-1", "kafka/kafka-2"]
         .into_iter()
@@ -360,9 +384,7 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     let guarded = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: guarded\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: guarded\n  template:\n    metadata:\n      labels:\n        app: guarded\n    spec:\n      nodeSelector:\n        kubernetes.io/hostname: {node}\n      containers:\n        - name: app\n          image: registry.k8s.io/pause:3.10\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: guarded\n  namespace: default\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: guarded\n"
     );
-    env.tagstack().args(&["ssh", "control-plane", "--", "mkdir", "-p", "/var/lib/tagstack/test"]).run().success();
-    let up_file = format!("cat > /var/lib/tagstack/test/guarded.yaml <<'EOF'\n{}EOF", guarded);
-    env.tagstack().args(&["ssh", "control-plane", "--", &up_file]).run().success();
+    put(env, "guarded.yaml", &guarded);
     kubectl(env, &["apply", "-f", "/var/lib/tagstack/test/guarded.yaml"]);
     env.proxy.clear_calls();
     let stopped = env.tagstack().arg("up").run().code(1);
