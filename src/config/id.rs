@@ -52,6 +52,33 @@ impl EnvId {
         format!("control-plane.{}.tagstack.internal", self.cluster_name())
     }
 
+    /// The S3 bucket of the environment's etcd snapshots (`[backup]`):
+    /// `tagstack-<project>-<env>-<account id>`. Bucket names are global across every AWS
+    /// account, so the name carries the account's 12-digit id: another account can only take
+    /// it by squatting, which discovery sees (`ExpectedBucketOwner`) and refuses, never a
+    /// clash between two honest users of the same environment name. No random suffix: a
+    /// stateless tool must find its bucket again from the config alone. S3's rules ("General
+    /// purpose bucket naming rules", Amazon S3 User Guide): 3-63 characters, lowercase letters,
+    /// digits, hyphens, a letter or digit at both ends, no `xn--`/`sthree-` prefix and no
+    /// `-s3alias`/`--ol-s3` suffix. Project and environment are lowercase, digits and single
+    /// dashes, together at most 40 characters (`config::validate`), so this is at most
+    /// 9 + 40 + 2 + 12 = 63, starts with `tagstack-` and ends with digits. The same stem as
+    /// the IAM names ([`Self::iam_prefix`]).
+    pub fn backup_bucket(&self, account_id: &str) -> String {
+        format!("{}{account_id}", self.iam_prefix())
+    }
+
+    /// Where the environment's snapshots go in its bucket: `<cluster name>/`.
+    pub fn backup_prefix(&self) -> String {
+        format!("{}/", self.cluster_name())
+    }
+
+    /// The key of a snapshot taken at `at` (RFC 3339 UTC, e.g. `2026-11-30T13:45:00Z`), which
+    /// sorts the keys in time order: `<cluster name>/etcd-<at>.db`.
+    pub fn backup_key(&self, at: &str) -> String {
+        format!("{}etcd-{at}.db", self.backup_prefix())
+    }
+
     pub fn key_pair_name(&self) -> String {
         format!("tagstack-{}", self.cluster_name())
     }
@@ -101,6 +128,17 @@ mod tests {
         assert_eq!(id.iam_name(NodeRole::Worker), "tagstack-demo-dev-worker");
         assert_eq!(id.key_pair_name(), "tagstack-demo-dev");
         assert_eq!(id.control_plane_endpoint_name(), "control-plane.demo-dev.tagstack.internal");
+        assert_eq!(id.backup_bucket("123456789012"), "tagstack-demo-dev-123456789012");
+        assert_eq!(id.backup_key("2026-11-30T13:45:00Z"), "demo-dev/etcd-2026-11-30T13:45:00Z.db");
+    }
+
+    #[test]
+    fn the_longest_backup_bucket_name_fits_s3s_limit() {
+        // 40 characters of project and environment, the most validation allows.
+        let id = EnvId::new("p23456789012345678901234", "e234567890123456");
+        let name = id.backup_bucket("123456789012");
+        assert_eq!(name.len(), 63);
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
     }
 
     #[test]

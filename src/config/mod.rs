@@ -3,6 +3,7 @@
 //! [`load`], which reads the file, the SSH public key and `ssh.known_hosts`; nothing here
 //! talks to AWS.
 
+mod backup;
 mod cluster;
 mod duration;
 mod error;
@@ -16,6 +17,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use backup::{BackupSpec, DEFAULT_RETENTION_DAYS};
 pub use cluster::{check_address, is_valid_login};
 pub use duration::{MIN_TTL, Refused, at_least, format_duration, parse_duration};
 pub use error::ConfigError;

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub workers: Option<RawNodeGroup>,
     pub timeouts: Option<RawTimeouts>,
     pub stack: Option<RawStack>,
+    pub backup: Option<S<RawBackup>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,4 +149,11 @@ pub struct RawSpark {
     pub workers: Option<S<i64>>,
     pub worker_cpu: Option<S<String>>,
     pub worker_memory: Option<S<String>>,
+}
+
+/// `[backup]`: etcd snapshots in the environment's S3 bucket; `backup.rs` has the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    pub retention_days: Option<S<i64>>,
 }

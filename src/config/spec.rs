@@ -51,6 +51,9 @@ pub struct Spec {
     /// `ttl` from the config: new environments expire this long after creation. The expiry
     /// a run gives the resources is not config: `plan::expiry::resolve` decides it per run.
     pub ttl: Option<Duration>,
+    /// `[backup]`: `None` when absent (no bucket, no `tagstack backup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

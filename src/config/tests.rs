@@ -670,3 +670,24 @@ fn stack_defaults_and_overrides() {
     assert_eq!(spec.stack.namespaces(), ["data"], "a shared namespace is listed once");
     assert_eq!(spec.stack.cassandra.as_ref().unwrap().heap_mib, 1536);
 }
+
+#[test]
+fn backup_is_optional_with_a_documented_default_and_refused_where_it_cannot_be() {
+    use super::{BackupSpec, DEFAULT_RETENTION_DAYS};
+    assert_eq!(ok(BASE).backup, None);
+    assert_eq!(ok(&format!("{BASE}\n[backup]\n")).backup, Some(BackupSpec { retention_days: DEFAULT_RETENTION_DAYS }));
+    assert_eq!(ok(&format!("{BASE}\n[backup]\nretention_days = 30\n")).backup, Some(BackupSpec { retention_days: 30 }));
+    // BASE has 16 lines; after the blank line, [backup] is line 18 and its key line 19.
+    let e = parse(&format!("{BASE}\n[backup]\nretention_days = 0\n")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("config/test.toml:19:18: `backup.retention_days`: 0 is not a number of days from 1 to 3650"),
+        "{e}"
+    );
+    assert!(e.contains("hint: S3 expires snapshots after whole days; the default is 14"), "{e}");
+    let e = parse(&format!("{BASE}\n[backup]\nkeep = true\n")).unwrap_err().to_string();
+    assert!(e.contains("unknown field `keep`"), "{e}");
+    let statics = format!("{}\n[backup]\n", crate::config::testing::STATIC_BASE);
+    let e = super::parse(Path::new(FILE), &statics, Some(Path::new(HOME)), &reader).unwrap_err().to_string();
+    assert!(e.contains("`backup`: [backup] keeps etcd snapshots in an S3 bucket"), "{e}");
+    assert!(e.contains("hint: remove [backup], or use provider = \"aws\""), "{e}");
+}

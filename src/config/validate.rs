@@ -147,6 +147,7 @@ pub(super) fn parse_for(
     let timeouts = timeouts(&cx, &raw)?;
     let stack = super::stack::stack(&cx, raw.stack.as_ref(), &project, &environment, is_aws)?;
     let ttl = raw.ttl.as_ref().map(|v| duration(&cx, v, "ttl", &TTL)).transpose()?;
+    let backup = super::backup::backup(&cx, raw.backup.as_ref(), is_aws)?;
 
     Ok(Spec {
         file: file.to_path_buf(),
@@ -165,6 +166,7 @@ pub(super) fn parse_for(
         cluster,
         stack,
         ttl,
+        backup,
     })
 }
 
