@@ -19,6 +19,10 @@ pub struct Aws {
     pub region: Option<String>,
     pub ec2: aws_sdk_ec2::Client,
     pub iam: aws_sdk_iam::Client,
+    /// The backup bucket and its snapshots (`aws::s3`).
+    pub s3: aws_sdk_s3::Client,
+    /// GetCallerIdentity only: the account id in the backup bucket's name.
+    pub sts: aws_sdk_sts::Client,
 }
 
 impl Aws {
@@ -46,14 +50,26 @@ impl Aws {
                 .operation_attempt_timeout(std::time::Duration::from_secs(60))
                 .build(),
         );
-        if std::env::var_os("AWS_ENDPOINT_URL").is_none()
-            && let Some(url) = &conn.endpoint_url
-        {
+        let env_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        if !env_endpoint && let Some(url) = &conn.endpoint_url {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
         let region = shared.region().map(ToString::to_string);
-        Aws { region, ec2: aws_sdk_ec2::Client::new(&shared), iam: aws_sdk_iam::Client::new(&shared) }
+        // A custom endpoint (moto, LocalStack, a VPC endpoint URL) is one host name: the
+        // bucket goes in the path. AWS itself gets virtual-hosted-style requests (the SDK's
+        // default), which path-style is deprecated for.
+        let path_style = env_endpoint || conn.endpoint_url.is_some();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build(),
+        );
+        Aws {
+            region,
+            ec2: aws_sdk_ec2::Client::new(&shared),
+            iam: aws_sdk_iam::Client::new(&shared),
+            s3,
+            sts: aws_sdk_sts::Client::new(&shared),
+        }
     }
 }
 

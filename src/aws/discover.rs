@@ -1,5 +1,5 @@
 //! Discovery of everything one (project, environment) owns, read concurrently: EC2 by tag
-//! filters, IAM by the exact names tagstack gives (then its tags), to the [`Depth`] the caller
+//! filters, IAM and the S3 backup bucket by the exact names tagstack gives (then their tags), to the [`Depth`] the caller
 //! asks for (a teardown skips what only the diff compares). Read-only; it takes the
 //! environment's [`EnvId`] and timeouts, never a config (`reap` has none).
 
@@ -56,6 +56,13 @@ pub async fn discover(aws: &Aws, id: &EnvId, timeouts: &Timeouts, depth: Depth) 
     while_throttled(deadline, || discover_once(aws, id, deadline, depth)).await
 }
 
+/// Only the environment's backup bucket, as a teardown reads it (see [`while_throttled`]):
+/// for `backup` and `restore`, which need nothing else.
+pub async fn backup_bucket(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<crate::plan::observed::BackupBucket> {
+    let seen = Mutex::new(ExpirySeen::default());
+    while_throttled(timeouts.aws_consistency, || super::s3::discover(aws, id, Depth::Teardown, &seen)).await
+}
+
 /// The environment's instances (see [`while_throttled`]).
 pub async fn discover_instances(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<Vec<Instance>> {
     while_throttled(timeouts.aws_consistency, || instances(aws, id)).await
@@ -75,6 +82,7 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration, depth: Depth) 
         instances,
         volumes,
         network_interfaces,
+        backup,
     ) = tokio::try_join!(
         vpcs(aws, id, deadline, depth, seen),
         subnets(aws, id, seen),
@@ -86,6 +94,7 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration, depth: Depth) 
         instances(aws, id),
         super::leftovers::volumes(aws, id),
         super::leftovers::network_interfaces(aws, id),
+        super::s3::discover(aws, id, depth, seen),
     )?;
     let mut expiry = seen.lock().map(|s| s.clone()).unwrap_or_default();
     for i in &instances {
@@ -105,6 +114,7 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration, depth: Depth) 
         volumes,
         network_interfaces,
         expiry,
+        backup,
     })
 }
 

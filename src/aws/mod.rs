@@ -13,10 +13,11 @@ mod instances;
 mod leftovers;
 mod network;
 pub mod retry;
+mod s3;
 mod tags;
 
 pub use client::{Aws, Connection};
-pub use discover::{discover, discover_instances};
+pub use discover::{backup_bucket, discover, discover_instances};
 pub use expiring::{Expiring, expiring};
 pub use iam::{
     add_role_to_profile, create_profile, create_role, delete_empty_profile, delete_policy, delete_profile, delete_role,
@@ -28,6 +29,10 @@ pub use instances::{
 };
 pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;
+pub use s3::{
+    RETENTION_RULE, SnapshotObject, account_id, configure_bucket, create_bucket, delete_bucket, get_snapshot,
+    list_snapshots, put_snapshot, set_bucket_expiry,
+};
 
 use crate::config::{EnvId, Timeouts};
 use crate::reporter::Reporter;

@@ -690,5 +690,8 @@ pub async fn set_expiry(cx: &Ctx<'_>, observed: &crate::plan::Observed, expires_
             .await
             .op(format!("TagInstanceProfile {}", p.name))?;
     }
+    if o.backup.ours().is_some() {
+        super::s3::set_bucket_expiry(cx, &o.backup.name, expires_at).await?;
+    }
     Ok(())
 }

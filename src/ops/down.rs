@@ -12,7 +12,7 @@ use super::nodes::on_control_plane;
 use super::stack::{self, ClusterCleanup};
 use crate::aws::{self, Ctx};
 use crate::hint;
-use crate::plan::{Change, Depth, Observed, Teardown};
+use crate::plan::{Backups, Change, Depth, Observed, Teardown};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Deletion {
@@ -46,6 +46,9 @@ pub struct DownReport {
     /// outcome starting "not attempted").
     #[serde(skip_serializing_if = "is_zero")]
     pub not_attempted: usize,
+    /// The backup bucket `down` kept (the default; `--delete-backups` deletes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_backups: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -58,10 +61,16 @@ pub struct Preview {
     pub teardown: Teardown,
 }
 
+/// [`preview_with`] that keeps the backup bucket (`down` without `--delete-backups`).
 pub async fn preview(env: &Env<'_>) -> Result<Preview> {
+    preview_with(env, Backups::Keep).await
+}
+
+/// `backups`: whether the backup bucket goes too (`down --delete-backups`).
+pub async fn preview_with(env: &Env<'_>, backups: Backups) -> Result<Preview> {
     // Deletes by ids and ownership: no DNS attribute or policy document is waited for.
     let observed = aws::discover(env.aws().await, &env.spec.id, &env.spec.timeouts, Depth::Teardown).await?;
-    let teardown = crate::plan::teardown(&observed);
+    let teardown = crate::plan::teardown_with(&observed, backups);
     Ok(Preview { observed, teardown })
 }
 
@@ -136,7 +145,7 @@ pub async fn down(cx: &Ctx<'_>, plan: &Teardown) -> Result<DownReport> {
         .collect();
     let failed = deleted.iter().filter(|d| d.failed()).count();
     let not_attempted = deleted.iter().filter(|d| d.not_attempted()).count();
-    Ok(DownReport { deleted, failed, not_attempted })
+    Ok(DownReport { deleted, failed, not_attempted, kept_backups: plan.kept_bucket.clone() })
 }
 
 /// Error for a static `down` that left something of the stack behind.

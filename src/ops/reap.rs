@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::aws::{self, Aws, Ctx, Expiring};
 use crate::config::{EnvId, Timeouts, is_valid_name};
-use crate::plan::{Depth, expiry, teardown};
+use crate::plan::{Backups, Depth, expiry, teardown_with};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,7 +106,11 @@ pub async fn reap(
         );
         let result = async {
             let observed = aws::discover(aws, &id, &timeouts, Depth::Teardown).await?;
-            let plan = teardown(&observed);
+            // An expired environment takes its backups with it: reap runs unattended, mostly
+            // for CI environments, and a kept bucket would outlive every trace `reap` finds
+            // environments by (their EC2 tags). Keep snapshots of an environment that should
+            // outlive its expiry by copying them first, or by not giving it a ttl.
+            let plan = teardown_with(&observed, Backups::Delete);
             if dry_run {
                 return anyhow::Ok((plan.changes.len(), 0));
             }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use super::desired::{ingress_rules, inline_policy_values, public_key_sha256};
 use super::infra::{
-    DefaultRoute, Ensure, GatewayFix, IamPlan, InfraPlan, InstanceGroup, KeyPairFix, ProfileFix, Removable, Removal,
-    RoleFix, RouteTableFix, SecurityGroupFix, SubnetFix, SubnetPlan, VpcFix,
+    BucketFix, DefaultRoute, Ensure, GatewayFix, IamPlan, InfraPlan, InstanceGroup, KeyPairFix, ProfileFix, Removable,
+    Removal, RoleFix, RouteTableFix, SecurityGroupFix, SubnetFix, SubnetPlan, VpcFix,
 };
 use super::model::{ExpiryChange, Kind, Plan};
 use super::observed::{Depth, IngressRule, Instance, Observed};
@@ -26,6 +26,16 @@ pub enum PlanError {
     /// diff compares, and a plan from it would show drift that is not there.
     #[error("internal: the plan needs a full discovery (this one did not read DNS attributes and role policies)")]
     Shallow,
+    /// `[backup]` is configured and a bucket of the environment's backup name exists without
+    /// its ownership tags (or in another account, or unreadable): tagstack neither uses nor
+    /// changes it.
+    #[error(
+        "S3 bucket {name} exists but is not provably this environment's ({why}); tagstack will not use or change it{}",
+        crate::hint::Line(
+            "if an interrupted `tagstack up` created it (it tags right after creating), add the tags tagstack:project and tagstack:env of this environment to it; otherwise delete or rename it, or remove [backup] from the config"
+        )
+    )]
+    ForeignBucket { name: String, why: String },
 }
 
 fn unique<'a, T>(
@@ -118,6 +128,7 @@ pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result
     let key_pair = diff_key_pair(spec, o)?;
     let iam = diff_iam(spec, o, &mut removals);
     let instances = diff_instances(spec, o)?;
+    let backup_bucket = diff_backup_bucket(spec, o)?;
     Ok(InfraPlan {
         vpc,
         subnets,
@@ -128,8 +139,37 @@ pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result
         iam,
         instances,
         removals,
+        backup_bucket,
         expiry: diff_expiry(expires_at, o),
     })
+}
+
+/// The backup bucket: created and configured when `[backup]` wants it; an existing one
+/// without `[backup]` is kept as it is (its snapshots are data: only `down --delete-backups`
+/// deletes them); a foreign one stops the plan only when backups are wanted.
+fn diff_backup_bucket(spec: &Spec, o: &Observed) -> Result<Option<Ensure<BucketFix>>, PlanError> {
+    use super::observed::BucketSeen;
+    let name = o.backup.name.as_str();
+    match (&spec.backup, &o.backup.seen) {
+        (None, BucketSeen::Absent | BucketSeen::Foreign { .. }) => Ok(None),
+        (None, BucketSeen::Ours(_)) => Ok(Some(Ensure {
+            note: Some("kept: [backup] is not configured; `tagstack down --delete-backups` deletes it".into()),
+            ..Ensure::existing(name, name, BucketFix::default())
+        })),
+        (Some(_), BucketSeen::Foreign { why }) => {
+            Err(PlanError::ForeignBucket { name: name.to_string(), why: why.clone() })
+        }
+        (Some(want), BucketSeen::Absent) => Ok(Some(Ensure::create(name, BucketFix::all(want.retention_days)))),
+        (Some(want), BucketSeen::Ours(b)) => {
+            let fix = BucketFix {
+                encrypt: !b.encrypted,
+                block_public_access: !b.public_access_blocked,
+                expire_after: (b.retention_days != Some(want.retention_days)).then_some(want.retention_days),
+                enforce_owner: !b.owner_enforced,
+            };
+            Ok(Some(Ensure::existing(name, name, fix)))
+        }
+    }
 }
 
 /// An empty duplicate VPC has no subnet, route table or security group of ours in it and no

@@ -104,6 +104,37 @@ pub struct ProfileFix {
     pub add_role: Option<String>,
 }
 
+/// What the backup bucket lacks (a new one gets all of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketFix {
+    pub encrypt: bool,
+    pub block_public_access: bool,
+    /// The lifecycle rule's days, when the bucket lacks the rule or has other days.
+    pub expire_after: Option<u32>,
+    pub enforce_owner: bool,
+}
+
+impl BucketFix {
+    /// Everything, for a new bucket.
+    pub fn all(retention_days: u32) -> BucketFix {
+        BucketFix { encrypt: true, block_public_access: true, expire_after: Some(retention_days), enforce_owner: true }
+    }
+}
+
+impl Fixes for BucketFix {
+    fn fixes(&self) -> Vec<Fix> {
+        [
+            self.enforce_owner.then_some(Fix::EnforceBucketOwner),
+            self.block_public_access.then_some(Fix::BlockPublicAccess),
+            self.encrypt.then_some(Fix::EncryptByDefault),
+            self.expire_after.map(|days| Fix::ExpireAfter { days }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 impl Fixes for VpcFix {
     fn fixes(&self) -> Vec<Fix> {
         self.enable_dns_hostnames.then_some(Fix::EnableDnsHostnames).into_iter().collect()
@@ -283,6 +314,9 @@ pub struct InfraPlan {
     pub instances: Vec<InstanceGroup>,
     /// Deleted last, once nothing depends on them; in the flat plan's order.
     pub removals: Vec<Removal>,
+    /// The etcd snapshots' bucket: wanted (`[backup]`), or kept because it exists (`up`
+    /// never deletes backups). `None`: neither.
+    pub backup_bucket: Option<Ensure<BucketFix>>,
     pub expiry: Option<ExpiryChange>,
 }
 
@@ -309,6 +343,7 @@ impl InfraPlan {
         changes.extend(self.iam.iter().map(|i| i.profile.change(Kind::InstanceProfile)));
         removals(&mut changes, Removable::InstanceProfile);
         changes.extend(self.instances.iter().map(InstanceGroup::change));
+        changes.extend(self.backup_bucket.iter().map(|b| b.change(Kind::BackupBucket)));
         Plan { changes, expiry: self.expiry.clone() }
     }
 

@@ -16,7 +16,7 @@ pub use diff::{PlanError, diff, diff_infra, live_instances};
 pub use infra::InfraPlan;
 pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
 pub use observed::{Depth, Observed};
-pub use teardown::{Op, Step, Teardown, teardown};
+pub use teardown::{Backups, Op, Step, Teardown, teardown, teardown_with};
 
 #[cfg(test)]
 mod tests;

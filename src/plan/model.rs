@@ -26,6 +26,9 @@ pub enum Kind {
     Volume,
     /// Detached network interfaces left in the VPC (only ever deleted).
     NetworkInterface,
+    /// The S3 bucket of the etcd snapshots (`[backup]`); `down` deletes it only with
+    /// `--delete-backups`.
+    BackupBucket,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Instances => "instances",
             Kind::Volume => "volume",
             Kind::NetworkInterface => "network-interface",
+            Kind::BackupBucket => "backup-bucket",
         }
     }
 }
@@ -95,6 +99,13 @@ pub enum Fix {
     Terminate {
         ids: Vec<String>,
     },
+    /// The backup bucket's default encryption (SSE-S3).
+    EncryptByDefault,
+    BlockPublicAccess,
+    ExpireAfter {
+        days: u32,
+    },
+    EnforceBucketOwner,
 }
 
 impl fmt::Display for IngressRule {
@@ -129,6 +140,10 @@ impl fmt::Display for Fix {
             Fix::Start { ids } => write!(f, "start {}", ids.join(", ")),
             Fix::Retire { ids } => write!(f, "drain, remove from the cluster, then terminate {}", ids.join(", ")),
             Fix::Terminate { ids } => write!(f, "terminate {}", ids.join(", ")),
+            Fix::EncryptByDefault => write!(f, "encrypt objects by default (SSE-S3)"),
+            Fix::BlockPublicAccess => write!(f, "block all public access"),
+            Fix::ExpireAfter { days } => write!(f, "expire snapshots after {days} days"),
+            Fix::EnforceBucketOwner => write!(f, "disable ACLs (bucket owner enforced)"),
         }
     }
 }

@@ -44,6 +44,54 @@ pub struct Observed {
     pub network_interfaces: Vec<Leftover>,
     /// The `tagstack:expires-at` values seen on owned resources, and how many had none.
     pub expiry: ExpirySeen,
+    /// The S3 bucket of the environment's etcd snapshots, looked up by its exact name
+    /// (`config::EnvId::backup_bucket`) whether or not `[backup]` is configured: `down` and
+    /// `reap` must see it either way.
+    #[serde(skip)]
+    pub backup: BackupBucket,
+}
+
+/// The environment's backup bucket: its name (empty when discovery did not look, e.g. in
+/// the pure tests) and what was found under it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupBucket {
+    pub name: String,
+    pub seen: BucketSeen,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BucketSeen {
+    #[default]
+    Absent,
+    /// Carries this environment's ownership tags (read in this account:
+    /// `ExpectedBucketOwner`).
+    Ours(Bucket),
+    /// A bucket of that name that is not provably ours: never used, changed or deleted.
+    Foreign { why: String },
+}
+
+/// What the diff compares on our bucket ([`Depth::Full`]; at [`Depth::Teardown`] nothing
+/// is read: every field is false/`None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Some default server-side encryption (SSE-S3 or SSE-KMS: both encrypt; tagstack sets
+    /// SSE-S3 and never downgrades a KMS default someone chose).
+    pub encrypted: bool,
+    /// All four PublicAccessBlock settings are true.
+    pub public_access_blocked: bool,
+    /// `Expiration.Days` of tagstack's enabled lifecycle rule, if the bucket has it.
+    pub retention_days: Option<u32>,
+    /// Object ownership is `BucketOwnerEnforced` (ACLs disabled).
+    pub owner_enforced: bool,
+}
+
+impl BackupBucket {
+    pub fn ours(&self) -> Option<&Bucket> {
+        match &self.seen {
+            BucketSeen::Ours(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

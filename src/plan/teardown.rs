@@ -67,6 +67,21 @@ pub enum Op {
     DeleteRole {
         name: String,
     },
+    /// Every object version and delete marker, then the bucket (`down --delete-backups`).
+    DeleteBucket {
+        name: String,
+    },
+}
+
+/// What `down` does with the environment's backup bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backups {
+    /// The default: snapshots outlive the environment (restoring into a new one is their
+    /// point); `down` says it kept them.
+    #[default]
+    Keep,
+    /// `down --delete-backups` (and `reap`): emptied and deleted.
+    Delete,
 }
 
 /// One operation, the plan entries (indices into the plan's changes) whose fate it decides,
@@ -91,6 +106,8 @@ pub struct Teardown {
     /// The entries in the order `down`'s report lists them: each branch together (instances,
     /// what the cluster left, the network from the outside in, the key pair, IAM).
     report: Vec<usize>,
+    /// The environment's backup bucket when it exists and is kept ([`Backups::Keep`]).
+    pub kept_bucket: Option<String>,
 }
 
 impl Deref for Teardown {
@@ -127,7 +144,12 @@ impl Teardown {
     }
 }
 
+/// The teardown that keeps the backup bucket ([`Backups::Keep`]).
 pub fn teardown(o: &Observed) -> Teardown {
+    teardown_with(o, Backups::Keep)
+}
+
+pub fn teardown_with(o: &Observed, backups: Backups) -> Teardown {
     let mut t = Builder::default();
     let mut instances = Vec::new();
     let mut ids = Vec::new();
@@ -241,6 +263,17 @@ pub fn teardown(o: &Observed) -> Teardown {
     for ((r, &c), s) in o.roles.iter().zip(&roles).zip(stripped) {
         t.step(c, Op::DeleteRole { name: r.name.clone() }, vec![s]);
     }
+    // The bucket depends on nothing and nothing on it: no instance writes to it (the
+    // operator's machine uploads), so it may go at once.
+    let bucket = o.backup.ours().map(|_| o.backup.name.clone());
+    let (buckets, kept_bucket) = match (bucket, backups) {
+        (Some(name), Backups::Delete) => {
+            let c = t.delete(Kind::BackupBucket, &name, &name);
+            t.step(c, Op::DeleteBucket { name }, Vec::new());
+            (vec![c], None)
+        }
+        (kept, _) => (Vec::new(), kept),
+    };
     let report = [
         first.as_ref().map(|s| s.changes.clone()).unwrap_or_default(),
         volumes,
@@ -253,9 +286,10 @@ pub fn teardown(o: &Observed) -> Teardown {
         keys,
         profiles,
         roles,
+        buckets,
     ]
     .concat();
-    Teardown { plan: Plan { changes: t.changes, expiry: None }, first, steps: t.steps, report }
+    Teardown { plan: Plan { changes: t.changes, expiry: None }, first, steps: t.steps, report, kept_bucket }
 }
 
 #[derive(Default)]

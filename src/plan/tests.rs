@@ -153,6 +153,7 @@ fn converged(spec: &Spec) -> Observed {
         volumes: Vec::new(),
         network_interfaces: Vec::new(),
         expiry: Default::default(),
+        backup: Default::default(),
     }
 }
 
@@ -1318,4 +1319,96 @@ fn drift_a_worker_marked_for_replacement_is_replaced_then_retired() {
     let mut o = converged(&spec);
     o.instances.iter_mut().find(|i| i.role == NodeRole::ControlPlane).unwrap().retiring = true;
     assert!(plan_for(&spec, &o).is_converged());
+}
+
+// ---- backup bucket (issue 12) --------------------------------------------------------------
+
+fn spec_with_backup(days: u32) -> Spec {
+    use crate::config::testing::{AWS_BASE, SECOND_SUBNET, parse_with_key};
+    parse_with_key(
+        &format!("{AWS_BASE}{SECOND_SUBNET}\n[workers]\ncount = 3\n[backup]\nretention_days = {days}\n"),
+        PUBLIC_KEY,
+    )
+}
+
+fn with_bucket(seen: super::observed::BucketSeen) -> Observed {
+    let mut o = converged(&spec());
+    o.backup = super::observed::BackupBucket { name: "tagstack-demo-dev-123456789012".into(), seen };
+    o
+}
+
+fn bucket_change(plan: &Plan) -> Option<&Change> {
+    plan.changes.iter().find(|c| c.kind == Kind::BackupBucket)
+}
+
+#[test]
+fn backups_wanted_create_a_configured_bucket_and_converge_on_one() {
+    use super::observed::{Bucket, BucketSeen};
+    let spec = spec_with_backup(7);
+    let plan = diff(&spec, &with_bucket(BucketSeen::Absent), None).unwrap();
+    let c = bucket_change(&plan).unwrap();
+    assert_eq!((c.action, c.name.as_str(), c.id.as_deref()), (Action::Create, "tagstack-demo-dev-123456789012", None));
+    assert_eq!(
+        c.fixes,
+        [Fix::EnforceBucketOwner, Fix::BlockPublicAccess, Fix::EncryptByDefault, Fix::ExpireAfter { days: 7 }]
+    );
+    // The bucket is the last entry: every plan without one is unchanged.
+    assert_eq!(plan.changes.last().map(|c| c.kind), Some(Kind::BackupBucket));
+
+    let good = Bucket { encrypted: true, public_access_blocked: true, retention_days: Some(7), owner_enforced: true };
+    let plan = diff(&spec, &with_bucket(BucketSeen::Ours(good.clone())), None).unwrap();
+    assert!(plan.is_converged(), "{:?}", bucket_change(&plan));
+
+    let drift = Bucket { public_access_blocked: false, retention_days: Some(30), ..good };
+    let plan = diff(&spec, &with_bucket(BucketSeen::Ours(drift)), None).unwrap();
+    let c = bucket_change(&plan).unwrap();
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(c.fixes, [Fix::BlockPublicAccess, Fix::ExpireAfter { days: 7 }]);
+}
+
+#[test]
+fn an_unconfigured_bucket_is_kept_and_a_foreign_one_refused_only_when_wanted() {
+    use super::observed::{Bucket, BucketSeen};
+    // Without [backup]: nothing, a kept bucket of ours (never deleted by `up`), a foreign one ignored.
+    let plan = diff(&spec(), &with_bucket(BucketSeen::Absent), None).unwrap();
+    assert!(bucket_change(&plan).is_none());
+    let plan = diff(&spec(), &with_bucket(BucketSeen::Ours(Bucket::default())), None).unwrap();
+    let c = bucket_change(&plan).unwrap();
+    assert_eq!((c.action, c.fixes.len()), (Action::Keep, 0));
+    assert!(c.note.as_deref().unwrap().contains("--delete-backups"));
+    assert!(plan.is_converged());
+    let foreign = BucketSeen::Foreign { why: "it has no tags".into() };
+    let plan = diff(&spec(), &with_bucket(foreign.clone()), None).unwrap();
+    assert!(bucket_change(&plan).is_none());
+    // With [backup]: a foreign bucket stops the plan, naming it.
+    let err = diff(&spec_with_backup(7), &with_bucket(foreign), None).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::ForeignBucket { name: "tagstack-demo-dev-123456789012".into(), why: "it has no tags".into() }
+    );
+    assert!(err.to_string().contains("tagstack will not use or change it"));
+}
+
+#[test]
+fn down_keeps_the_bucket_unless_told_and_deletes_it_independently() {
+    use super::observed::{Bucket, BucketSeen};
+    use super::{Backups, Op, teardown_with};
+    let o = with_bucket(BucketSeen::Ours(Bucket::default()));
+    let kept = teardown(&o);
+    assert_eq!(kept.kept_bucket.as_deref(), Some("tagstack-demo-dev-123456789012"));
+    assert!(kept.changes.iter().all(|c| c.kind != Kind::BackupBucket));
+    assert_eq!(kept.changes, teardown(&converged(&spec())).changes);
+
+    let gone = teardown_with(&o, Backups::Delete);
+    assert_eq!(gone.kept_bucket, None);
+    let step = gone.steps.iter().find(|s| matches!(s.op, Op::DeleteBucket { .. })).unwrap();
+    assert_eq!(step.op, Op::DeleteBucket { name: "tagstack-demo-dev-123456789012".into() });
+    assert!(step.after.is_empty(), "nothing holds the bucket");
+    assert_eq!(gone.report_order().last().map(|&i| gone.changes[i].kind), Some(Kind::BackupBucket));
+
+    // A foreign bucket is neither kept (not ours to mention) nor deleted.
+    let foreign = with_bucket(BucketSeen::Foreign { why: "x".into() });
+    let t = teardown_with(&foreign, Backups::Delete);
+    assert!(t.changes.iter().all(|c| c.kind != Kind::BackupBucket));
+    assert_eq!(t.kept_bucket, None);
 }

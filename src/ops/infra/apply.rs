@@ -345,7 +345,8 @@ async fn apply(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {
         }
     };
     let iam = futures_util::future::try_join_all(plan.iam.iter().map(|i| iam_role(cx, i)));
-    let (net, key_name, _, ami) = tokio::try_join!(network(cx, spec, plan), key_pair(cx, spec, plan), iam, ami)?;
+    let (net, key_name, _, ami, ()) =
+        tokio::try_join!(network(cx, spec, plan), key_pair(cx, spec, plan), iam, ami, backup_bucket(cx, spec, plan))?;
     let subnet = net.subnets.first().context("no subnet to launch into")?;
 
     let with = LaunchWith { spec, subnet, sg: &net.sg, key_name: &key_name, ami: ami.as_ref() };
@@ -376,6 +377,21 @@ async fn apply(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {
         },
     )?;
     remove_extras(cx, plan).await
+}
+
+/// The backup bucket: its own branch of the DAG (nothing waits for it, it waits for
+/// nothing). Created, tagged, then every missing setting at once.
+async fn backup_bucket(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {
+    let Some(b) = &plan.backup_bucket else { return Ok(()) };
+    let r = cx.reporter;
+    let name = b.name.as_str();
+    if b.id.is_none() {
+        step(r, "backups", &format!("create bucket {name}"), aws::create_bucket(cx, name, &spec.region)).await?;
+    }
+    if b.fix != crate::plan::infra::BucketFix::default() {
+        step(r, "backups", &format!("configure bucket {name}"), aws::configure_bucket(cx, name, &b.fix)).await?;
+    }
+    Ok(())
 }
 
 /// Owned resources the config no longer wants, and empty duplicates tagstack made; removed

@@ -180,6 +180,7 @@ async fn run_step(cx: &Ctx<'_>, t: &Teardown, index: usize, step: &Step, behind:
         Op::DeleteInstanceProfile { name } => aws::delete_empty_profile(cx, name).await,
         Op::StripRole { name } => aws::strip_role(cx, name).await,
         Op::DeleteRole { name } => aws::delete_stripped_role(cx, name).await,
+        Op::DeleteBucket { name } => aws::delete_bucket(cx, name).await,
     };
     match res {
         Ok(o) if last => {
