@@ -82,8 +82,12 @@ pub enum Command {
         /// The worker: its name (`tagstack status`), Kubernetes node name or instance id.
         node: String,
     },
-    /// Delete everything the environment owns.
-    Down,
+    /// Delete everything the environment owns (its backup bucket only with --delete-backups).
+    Down {
+        /// Also empty and delete the backup bucket with every etcd snapshot in it.
+        #[arg(long)]
+        delete_backups: bool,
+    },
     /// What exists, node states, expiry, and drift against the config.
     Status,
     /// `down` every environment in the region whose tagstack:expires-at has passed. No config needed.
@@ -117,6 +121,9 @@ pub enum Command {
     },
     /// Check the live stack end to end: one Kafka message, one CQL round trip, SparkPi.
     Smoke,
+    /// Take an etcd snapshot on the control plane and upload it to the environment's backup
+    /// bucket ([backup] in the config).
+    Backup,
     /// Write the cluster's admin kubeconfig (0600) and print its path.
     Kubeconfig {
         /// Print the kubeconfig itself instead of its path.

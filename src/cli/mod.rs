@@ -76,7 +76,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Plan { .. } => Some(A::Plan),
         Command::Up { .. } => Some(A::Up),
         Command::Status => Some(A::Status),
-        Command::Down => Some(A::Down),
+        Command::Down { .. } => Some(A::Down),
         Command::Reap { .. } => Some(A::Reap),
         Command::Smoke => Some(A::Smoke),
         Command::Kubeconfig { .. } => Some(A::Kubeconfig),
@@ -84,6 +84,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         // What a replacement leaves half-done, `up` finishes (the mark is on the instance).
         Command::Replace { .. } => Some(A::Up),
         Command::Render { .. } => Some(A::Render),
+        Command::Backup => Some(A::Backup),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
 }
@@ -94,13 +95,14 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Plan { detailed_exitcode, ttl } => plan_cmd(&resolve(g)?, detailed_exitcode, ttl).await,
         Command::Up { ttl, only } => up_cmd(&resolve(g)?, ttl, only).await,
         Command::Status => status_cmd(&resolve(g)?).await,
-        Command::Down => down_cmd(&resolve(g)?).await,
+        Command::Down { delete_backups } => down_cmd(&resolve(g)?, delete_backups).await,
         Command::Reap { dry_run, project } => reap_cmd(g, dry_run, project).await,
         Command::Init { force } => local::init(g, force),
         Command::Completions { shell } => local::completions(shell),
         Command::Man => local::man(),
         Command::Render { out } => render_cmd(g, &out),
         Command::Smoke => smoke_cmd(&resolve(g)?).await,
+        Command::Backup => backup_cmd(&resolve(g)?).await,
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
         Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
@@ -216,13 +218,14 @@ async fn status_cmd(s: &Settings) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn down_cmd(s: &Settings) -> Result<Outcome> {
+async fn down_cmd(s: &Settings, delete_backups: bool) -> Result<Outcome> {
     if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
         return down_static(s).await;
     }
     let progress = Progress::new(s.common.progress);
     let env = Env::new(&s.spec, &s.connection, &progress);
-    let preview = ops::down::preview(&env).await?;
+    let backups = if delete_backups { crate::plan::Backups::Delete } else { crate::plan::Backups::Keep };
+    let preview = ops::down::preview_with(&env, backups).await?;
     let t = &preview.teardown;
     if !t.changes.is_empty() && !s.common.yes {
         ui::eprint_text(&ui::render::plan(t, &format!("down {}", title(s))));
@@ -334,6 +337,30 @@ async fn smoke_cmd(s: &Settings) -> Result<Outcome> {
         Output::Human => ui::print_text(&ui::render::smoke(&report.checks, &title(s))),
     }
     report.check()?;
+    Ok(Outcome::Success)
+}
+
+async fn backup_cmd(s: &Settings) -> Result<Outcome> {
+    refuse_static(s, "backup")?;
+    let res = with_env!(s, |env| ops::backup::run(&env).await);
+    if let Err(e) = &res
+        && let Some(none) = e.downcast_ref::<ops::backup::NotConfigured>()
+    {
+        return Err(UsageError {
+            message: none.to_string(),
+            hint: "add a [backup] section (e.g. retention_days = 14) and run `tagstack up`, which creates the bucket"
+                .into(),
+        }
+        .into());
+    }
+    let report = res?;
+    match s.common.output {
+        Output::Json => json::print(source(s), "backup", &report)?,
+        Output::Human => ui::print_text(&format!(
+            "s3://{}/{}\n  {} bytes, sha256 {}\n",
+            report.bucket, report.key, report.size, report.sha256
+        )),
+    }
     Ok(Outcome::Success)
 }
 

@@ -6,6 +6,7 @@ pub mod addons;
 pub mod console;
 pub mod drain;
 pub mod endpoint;
+pub mod etcd;
 pub mod model;
 pub mod parse;
 pub mod render;

@@ -26,6 +26,7 @@ pub enum Command {
     Ssh,
     Smoke,
     Render,
+    Backup,
 }
 
 impl Command {
@@ -40,6 +41,7 @@ impl Command {
             Command::Ssh => "ssh",
             Command::Smoke => "smoke",
             Command::Render => "render",
+            Command::Backup => "backup",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod advice;
+pub mod backup;
 pub mod cluster;
 pub mod down;
 mod env;

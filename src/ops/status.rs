@@ -25,6 +25,22 @@ pub struct Status {
     /// `tagstack:expires-at` (earliest, if resources disagree) and the time left.
     pub expires_at: Option<String>,
     pub expires_in: Option<String>,
+    /// The backup bucket and its newest snapshot, when the environment has a bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<Box<BackupStatus>>,
+}
+
+/// `status`'s view of the etcd backups.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupStatus {
+    pub bucket: String,
+    /// `None` when the bucket holds no snapshot yet.
+    pub newest: Option<crate::aws::SnapshotObject>,
+    /// How long ago the newest snapshot was taken (`3h`, `2d`).
+    pub newest_age: Option<String>,
+    /// Why the snapshots could not be listed (the rest of `status` stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub fn status_of(plan: &Plan, nodes: Vec<Node>, expires_at: Option<&str>, now: SystemTime) -> Status {
@@ -38,12 +54,34 @@ pub fn status_of(plan: &Plan, nodes: Vec<Node>, expires_at: Option<&str>, now: S
         nodes,
         expires_at: expires_at.map(str::to_string),
         expires_in: expires_at.and_then(|e| expiry::time_left(e, now)),
+        backups: None,
     }
 }
 
 pub async fn status(aws: &Aws, spec: &Spec) -> Result<Status> {
     let (observed, plan) = super::plan::plan(aws, spec, None).await?;
-    Ok(status_of(&plan, inventory(&observed.instances), observed.expiry.earliest(), SystemTime::now()))
+    let now = SystemTime::now();
+    let mut st = status_of(&plan, inventory(&observed.instances), observed.expiry.earliest(), now);
+    st.backups = match super::backup::newest(aws, spec, &observed.backup).await {
+        Ok(None) => None,
+        Ok(Some(n)) => Some(Box::new(BackupStatus {
+            bucket: n.bucket,
+            newest_age: n
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.last_modified.as_deref())
+                .and_then(|t| super::backup::age(t, now)),
+            newest: n.snapshot,
+            error: None,
+        })),
+        Err(e) => Some(Box::new(BackupStatus {
+            bucket: observed.backup.name.clone(),
+            newest: None,
+            newest_age: None,
+            error: Some(format!("{e:#}")),
+        })),
+    };
+    Ok(st)
 }
 
 /// `tagstack status` whole: on AWS the resources, drift and nodes, plus the live cluster when

@@ -1,5 +1,6 @@
 //! SSH sessions to every node (system ssh through the `openssh` crate, one multiplexed master
-//! per node, strict host-key checking against the environment's known_hosts), file upload,
+//! per node, strict host-key checking against the environment's known_hosts), file upload and
+//! download (binary files 0600 on both ends),
 //! and script runs whose every output line is prefixed with the node, reported, and kept in
 //! the node's log file. Concurrency is bounded by the caller's limit.
 
@@ -283,6 +284,107 @@ impl Fleet {
                 last_lines: stderr.lines().map(str::to_string).collect(),
                 message: format!("uploading {path} failed"),
             });
+        }
+        Ok(())
+    }
+
+    /// Copies the node's file `path` (read as root) to the local `dest`, created 0600 (an
+    /// etcd snapshot holds every Secret of the cluster), byte for byte; answers its size.
+    pub async fn download(&self, node: &str, step: &str, path: &str, dest: &Path) -> Result<u64, RemoteError> {
+        let (n, session) = self.get(node)?;
+        let fail = |exit_code: Option<i32>, last_lines: Vec<String>, message: String| RemoteError::Step {
+            node: node.into(),
+            step: step.into(),
+            exit_code,
+            last_lines,
+            message,
+        };
+        let local = |what: &str, e: std::io::Error| RemoteError::Local {
+            what: format!("{what} {}", dest.display()),
+            message: e.to_string(),
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dest)
+            .await
+            .map_err(|e| local("creating", e))?;
+        let mut child = Self::root_command(n, session, &format!("exec cat -- {}", sh_quote(path)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(None, vec![], format!("downloading {path}: {}", chain(&e))))?;
+        let copied = match child.stdout().take() {
+            Some(mut out) => tokio::io::copy(&mut out, &mut file).await.map_err(|e| local("writing", e))?,
+            None => 0,
+        };
+        file.flush().await.map_err(|e| local("writing", e))?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| fail(None, vec![], format!("downloading {path}: {}", chain(&e))))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(
+                out.status.code(),
+                stderr.lines().map(str::to_string).collect(),
+                format!("downloading {path} failed"),
+            ));
+        }
+        Ok(copied)
+    }
+
+    /// Copies the local file `src` to `path` on the node (root-owned, 0600), atomically, byte
+    /// for byte (the text [`Fleet::upload`] is for scripts and configs).
+    pub async fn upload_file(&self, node: &str, step: &str, path: &str, src: &Path) -> Result<(), RemoteError> {
+        let (n, session) = self.get(node)?;
+        let dir = sh_quote(&Path::new(path).parent().map_or("/".into(), |d| d.display().to_string()));
+        let (tmp, dest) = (sh_quote(&format!("{path}.tmp")), sh_quote(path));
+        let script =
+            format!("umask 077 && mkdir -p -- {dir} && cat > {tmp} && chmod 0600 -- {tmp} && mv -- {tmp} {dest}");
+        let fail = |exit_code: Option<i32>, last_lines: Vec<String>, message: String| RemoteError::Step {
+            node: node.into(),
+            step: step.into(),
+            exit_code,
+            last_lines,
+            message,
+        };
+        let mut file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| RemoteError::Local { what: format!("opening {}", src.display()), message: e.to_string() })?;
+        let mut child = Self::root_command(n, session, &script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(None, vec![], format!("uploading {path}: {}", chain(&e))))?;
+        if let Some(mut stdin) = child.stdin().take() {
+            let written = async {
+                tokio::io::copy(&mut file, &mut stdin).await?;
+                stdin.shutdown().await
+            }
+            .await;
+            drop(stdin);
+            if let Err(e) = written {
+                return Err(fail(None, vec![], format!("uploading {path}: {e}")));
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| fail(None, vec![], format!("uploading {path}: {}", chain(&e))))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(
+                out.status.code(),
+                stderr.lines().map(str::to_string).collect(),
+                format!("uploading {path} failed"),
+            ));
         }
         Ok(())
     }

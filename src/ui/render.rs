@@ -87,6 +87,20 @@ pub fn status(st: &Status, title: &str) -> String {
         out.push_str("Extra (owned, no longer in the config):\n");
         st.extra.iter().for_each(|c| change_line(&mut out, c));
     }
+    if let Some(b) = &st.backups {
+        let _ = match (&b.newest, &b.error) {
+            (_, Some(e)) => writeln!(out, "Backups: s3://{}: could not list the snapshots: {e}", b.bucket),
+            (None, None) => writeln!(out, "Backups: s3://{}: no snapshot yet (`tagstack backup` takes one)", b.bucket),
+            (Some(n), None) => writeln!(
+                out,
+                "Backups: s3://{}: newest {} ({} bytes, {} old)",
+                b.bucket,
+                n.key,
+                n.size,
+                b.newest_age.as_deref().unwrap_or("?")
+            ),
+        };
+    }
     out.push_str(&nodes_table(&st.nodes));
     out
 }
@@ -95,12 +109,18 @@ pub fn down(report: &DownReport, title: &str) -> String {
     let mut out = String::new();
     if report.deleted.is_empty() {
         let _ = writeln!(out, "{title}: nothing to delete.");
-        return out;
+    } else {
+        let _ = writeln!(out, "{title}: {} resource(s) processed, {} failed", report.deleted.len(), report.failed);
+        for d in &report.deleted {
+            let c = &d.change;
+            let _ = writeln!(out, "  {:<17} {:<44} {}", c.kind.as_str(), c.id.as_deref().unwrap_or(&c.name), d.outcome);
+        }
     }
-    let _ = writeln!(out, "{title}: {} resource(s) processed, {} failed", report.deleted.len(), report.failed);
-    for d in &report.deleted {
-        let c = &d.change;
-        let _ = writeln!(out, "  {:<17} {:<44} {}", c.kind.as_str(), c.id.as_deref().unwrap_or(&c.name), d.outcome);
+    if let Some(bucket) = &report.kept_backups {
+        let _ = writeln!(
+            out,
+            "  kept: backup bucket {bucket} and its etcd snapshots (`tagstack down --delete-backups` deletes them)"
+        );
     }
     out
 }

@@ -24,10 +24,25 @@ fn aws(env: &TestEnv) -> ops::Aws {
         .endpoint_url(env.proxy.url())
         .credentials_provider(creds())
         .build();
+    let s3 = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(REGION))
+        .endpoint_url(env.proxy.url())
+        .force_path_style(true)
+        .credentials_provider(creds())
+        .build();
+    let sts = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new(REGION))
+        .endpoint_url(env.proxy.url())
+        .credentials_provider(creds())
+        .build();
     ops::Aws {
         region: Some(REGION.into()),
         ec2: aws_sdk_ec2::Client::from_conf(ec2),
         iam: aws_sdk_iam::Client::from_conf(iam),
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        sts: aws_sdk_sts::Client::from_conf(sts),
     }
 }
 
