@@ -523,3 +523,89 @@ fn up_on_aws_waits_for_the_ccm_to_initialise_every_node() {
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), crate::support::Counts::default());
 }
+
+/// Issue 12, backups: `tagstack backup` takes the snapshot through the etcd static pod on the
+/// control plane (the kubectl stand-in models etcdctl there), fetches it, checks it and
+/// uploads it to moto's S3 with SSE-S3 and its SHA-256; nothing of it stays on the node or on
+/// this machine. A snapshot that does not match etcd's own hash, and an etcd that is down, fail
+/// the backup and upload nothing. `status` shows the newest; `down` keeps the bucket.
+#[test]
+fn backup_on_aws_over_moto_and_the_bed() {
+    use sha2::Digest;
+    let bed = Bed::up_from(2, FIRST_HOST);
+    let env = TestEnv::new("bk");
+    std::fs::write(env.config_path(), config(&env, &bed, 1, &format!("{NO_STACK}\n[backup]\nretention_days = 3\n")))
+        .unwrap();
+    infra_with_consoles(&env, &bed);
+    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    let cp = up["cluster"]["nodes"].as_array().unwrap().iter().find(|n| n["role"] == "control-plane").unwrap();
+    let cp_ip = up["nodes"].as_array().unwrap().iter().find(|n| n["role"] == "control-plane").unwrap()["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k = usize::try_from(cp_ip.rsplit('.').next().unwrap().parse::<u32>().unwrap() - FIRST_HOST).unwrap();
+    assert!(cp["ready"] == true, "{up}");
+    let bucket = env.backup_bucket();
+    let s3 = env.s3();
+    let objects = |env: &TestEnv| -> Vec<String> {
+        env.block(async {
+            let out = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+            out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+        })
+    };
+
+    let done = env.tagstack().args(&["backup", "--output", "json"]).run().success().json();
+    let key = done["key"].as_str().unwrap().to_string();
+    assert_eq!(done["bucket"], bucket.as_str());
+    assert!(key.starts_with(&format!("{}-{}/etcd-20", env.project, env.environment)), "{done}");
+    assert!(key.ends_with("Z.db"), "{done}");
+    let size = done["size"].as_u64().unwrap();
+    assert_eq!(size % 512, 32, "{done}");
+    let (body, sse, meta) = env.block(async {
+        let o = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+        let sse = o.server_side_encryption().map(|s| s.as_str().to_string());
+        let meta = o.metadata().and_then(|m| m.get("sha256")).cloned();
+        (o.body.collect().await.unwrap().into_bytes().to_vec(), sse, meta)
+    });
+    assert_eq!(body.len() as u64, size);
+    let sha: String = sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(done["sha256"], sha.as_str());
+    assert_eq!(meta.as_deref(), Some(sha.as_str()));
+    assert_eq!(sse.as_deref(), Some("AES256"));
+    // The snapshot is etcd's state (the stand-in's cluster state) and its hash.
+    let db = &body[..body.len() - 32];
+    assert_eq!(&body[body.len() - 32..], sha2::Sha256::digest(db).as_slice());
+    assert!(String::from_utf8_lossy(db).contains("objects.json"));
+    // No copy is left behind: not on the node, not in etcd's data directory, not here.
+    assert!(!bed.fs(k, "var/lib/tagstack/backup/etcd-snapshot.db").exists());
+    assert!(!bed.fs(k, "var/lib/etcd/tagstack-snapshot.db").exists());
+    let local = env.path(&format!(".tagstack/{}-{}", env.project, env.environment));
+    let left: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("snapshot"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A damaged snapshot is refused before any upload.
+    std::fs::write(bed.fs(k, "var/lib/standin/etcd-snapshot-corrupt"), "").unwrap();
+    let bad = env.tagstack().arg("backup").run().code(1);
+    assert!(bad.stderr.contains("the snapshot is damaged"), "{}", bad.stderr);
+    std::fs::remove_file(bed.fs(k, "var/lib/standin/etcd-snapshot-corrupt")).unwrap();
+    // etcd down: kubectl exec cannot reach its container.
+    std::fs::write(bed.fs(k, "var/lib/standin/etcd-down"), "").unwrap();
+    let down = env.tagstack().arg("backup").run().code(1);
+    assert!(down.stderr.contains("container not found (\"etcd\")"), "{}", down.stderr);
+    std::fs::remove_file(bed.fs(k, "var/lib/standin/etcd-down")).unwrap();
+    assert_eq!(objects(&env), std::slice::from_ref(&key));
+
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    assert_eq!(st["backups"]["newest"]["key"], key.as_str(), "{st}");
+
+    let gone = env.tagstack().args(&["down", "--yes", "--output", "json"]).run().success().json();
+    assert_eq!(gone["kept_backups"], bucket.as_str(), "{gone}");
+    assert_eq!(objects(&env), [key]);
+    env.tagstack().args(&["down", "--yes", "--delete-backups"]).run().success();
+    assert!(env.block(async { s3.head_bucket().bucket(&bucket).send().await.is_err() }));
+    assert_eq!(env.owned_counts(), crate::support::Counts::default());
+}

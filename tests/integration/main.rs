@@ -16,6 +16,7 @@ mod cluster_endpoint;
 mod cluster_prepare;
 mod cluster_recovery;
 mod expiry_reap;
+mod infra_backup;
 mod infra_exactly_once;
 mod infra_faults;
 mod infra_lifecycle;

@@ -101,3 +101,65 @@ pub async fn foreign_role(iam: &aws_sdk_iam::Client, project: &str, name: &str) 
         .await
         .unwrap();
 }
+
+/// Buckets tagstack must never touch: one of a sibling environment (its own name and tags) and
+/// one of a look-alike name with this environment's tags but no component (made by hand). Each
+/// holds one object, so "untouched" can be checked.
+pub struct DecoyBuckets {
+    pub names: Vec<String>,
+}
+
+pub const DECOY_OBJECT: &str = "keep/me.db";
+
+impl DecoyBuckets {
+    pub fn make(env: &TestEnv) -> DecoyBuckets {
+        let s3 = env.s3();
+        let p = env.project.clone();
+        let sibling = format!("{}i", env.environment);
+        let names =
+            vec![format!("tagstack-{p}-{sibling}-{}", super::MOTO_ACCOUNT), format!("{}-copy", env.backup_bucket())];
+        let tags = [vec![("tagstack:project", p), ("tagstack:env", sibling)], vec![]];
+        env.block(async {
+            for (name, tags) in names.iter().zip(tags) {
+                s3.create_bucket()
+                    .bucket(name)
+                    .create_bucket_configuration(
+                        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(super::REGION))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                if !tags.is_empty() {
+                    let set = tags
+                        .iter()
+                        .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(v).build().unwrap())
+                        .collect();
+                    let tagging = aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(set)).build().unwrap();
+                    s3.put_bucket_tagging().bucket(name).tagging(tagging).send().await.unwrap();
+                }
+                s3.put_object()
+                    .bucket(name)
+                    .key(DECOY_OBJECT)
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"decoy"))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+        DecoyBuckets { names }
+    }
+
+    /// Every decoy still exists with its object.
+    pub fn assert_untouched(&self, env: &TestEnv) {
+        let s3 = env.s3();
+        env.block(async {
+            for name in &self.names {
+                let listed = s3.list_objects_v2().bucket(name).send().await.unwrap();
+                let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+                assert_eq!(keys, [DECOY_OBJECT], "decoy bucket {name} was touched");
+            }
+        });
+    }
+}

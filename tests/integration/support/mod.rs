@@ -18,6 +18,8 @@ use aws_sdk_ec2::types::Filter;
 pub use fault_proxy::{FaultProxy, Rule};
 
 pub const REGION: &str = "eu-west-3";
+/// The account id moto answers GetCallerIdentity with (moto's `DEFAULT_ACCOUNT_ID`).
+pub const MOTO_ACCOUNT: &str = "123456789012";
 pub const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd0BzvS3R+uygL7/APZNYODv64EwSfYypxOYC5em7nB it@tagstack";
 
@@ -261,6 +263,23 @@ instances_running = "60s"
                 .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "test"))
                 .build(),
         )
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new(REGION))
+                .endpoint_url(moto_url())
+                .force_path_style(true)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+                .build(),
+        )
+    }
+
+    /// The environment's backup bucket name in moto's account (`config::EnvId::backup_bucket`).
+    pub fn backup_bucket(&self) -> String {
+        format!("tagstack-{}-{}-{MOTO_ACCOUNT}", self.project, self.environment)
     }
 
     pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
