@@ -85,7 +85,7 @@ pub async fn run(env: &Env<'_>) -> Result<BackupReport> {
         r.update("backup", &format!("fetch {remote} from {}", cp.name));
         let fetched = fleet.download(&cp.name, "backup", &remote, local.path()).await;
         // The node keeps no copy either way.
-        let _ = fleet.exec(&cp.name, "backup", &format!("rm -f -- {}", crate::remote::sh_quote(&remote))).await;
+        let _ = fleet.exec(&cp.name, "backup", &format!("rm -f -- {}", crate::shell::sh_quote(&remote))).await;
         fetched?;
         r.finish("backup", &format!("etcd snapshot fetched from {}", cp.name));
         anyhow::Ok(())

@@ -9,5 +9,5 @@ mod host;
 
 pub use error::{RemoteError, RemoteErrors};
 pub use files::{fingerprint, known_hosts, parse_known_hosts, ssh_config};
-pub use fleet::{EnvFiles, Fleet, Output, sh_quote};
+pub use fleet::{EnvFiles, Fleet, Output};
 pub use host::Host;
