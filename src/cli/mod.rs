@@ -120,12 +120,17 @@ macro_rules! with_env {
 
 async fn plan_cmd(s: &Settings, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
     refuse_static(s, "plan")?;
-    let (_, plan) = with_env!(s, |env| ops::plan(env.aws().await, env.spec, ttl).await)?;
+    let (plan, kubernetes) = with_env!(s, |env| ops::plan::run(&env, ttl).await)?;
     match s.common.output {
-        Output::Json => json::print(source(s), "plan", &PlanDoc::new(&plan))?,
-        Output::Human => ui::print_text(&ui::render::plan(&plan, &title(s))),
+        Output::Json => json::print(source(s), "plan", &PlanDoc::new(&plan).with_kubernetes(kubernetes.as_ref()))?,
+        Output::Human => {
+            let mut text = ui::render::plan(&plan, &title(s));
+            text.extend(kubernetes.as_ref().map(ui::render::kubernetes_plan));
+            ui::print_text(&text);
+        }
     }
-    Ok(if detailed_exitcode && !plan.is_converged() { Outcome::ChangesPending } else { Outcome::Success })
+    let upgrade = matches!(&kubernetes, Some(ops::upgrade::KubernetesPlan::Read { action: "upgrade", .. }));
+    Ok(if detailed_exitcode && (!plan.is_converged() || upgrade) { Outcome::ChangesPending } else { Outcome::Success })
 }
 
 async fn up_cmd(s: &Settings, ttl: Option<Duration>, only: Option<Stage>) -> Result<Outcome> {

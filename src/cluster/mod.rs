@@ -11,6 +11,7 @@ pub mod model;
 pub mod parse;
 pub mod render;
 pub mod token;
+pub mod upgrade;
 pub mod versions;
 
 pub use model::{ClusterNode, static_nodes};

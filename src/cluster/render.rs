@@ -16,6 +16,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("kubeadm-join.yaml", include_str!("../../templates/cluster/kubeadm-join.yaml.j2")),
     ("init-control-plane.sh", include_str!("../../templates/cluster/init-control-plane.sh.j2")),
     ("join-worker.sh", include_str!("../../templates/cluster/join-worker.sh.j2")),
+    ("upgrade-kubeadm.sh", include_str!("../../templates/cluster/upgrade-kubeadm.sh.j2")),
+    ("upgrade-kubelet.sh", include_str!("../../templates/cluster/upgrade-kubelet.sh.j2")),
 ];
 
 pub const STORAGECLASS_GP3: &str = include_str!("../../templates/cluster/storageclass-gp3.yaml");
@@ -26,7 +28,7 @@ fn env() -> Result<Environment<'static>> {
     crate::templates::environment(TEMPLATES)
 }
 
-fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
+pub(super) fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
     let env = env()?;
     env.get_template(name)?.render(ctx).with_context(|| format!("rendering {name}"))
 }

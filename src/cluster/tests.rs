@@ -522,3 +522,168 @@ error when evicting pods/\"kafka-2\" -n \"kafka\": global timeout reached: 1m0s
         );
     }
 }
+
+mod upgrade {
+    use super::super::upgrade::{
+        NodeVersion, Running, SkewRefused, Step, Version, cluster_configuration_version, judge, node_versions,
+    };
+    use super::*;
+    use crate::config::KubeVersion;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn want(minor: u32) -> KubeVersion {
+        KubeVersion { major: 1, minor, patch: None }
+    }
+
+    fn node(name: &str, kubelet: &str) -> NodeVersion {
+        NodeVersion { name: name.into(), kubelet: v(kubelet), upgrading_to: None, ready: true }
+    }
+
+    fn running(cp: &str, nodes: &[(&str, &str)]) -> Running {
+        Running { control_plane: v(cp), nodes: nodes.iter().map(|(n, k)| node(n, k)).collect() }
+    }
+
+    #[test]
+    fn versions_parse_as_the_cluster_prints_them() {
+        assert_eq!(v("v1.35.2"), Version { major: 1, minor: 35, patch: 2 });
+        assert_eq!(v("1.36.0-rc.1"), Version { major: 1, minor: 36, patch: 0 });
+        assert_eq!(Version::parse("1.36"), None);
+        assert_eq!(v("v1.36.1").to_string(), "1.36.1");
+        let config = "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.2\nnetworking:\n  podSubnet: 10.244.0.0/16\n";
+        assert_eq!(cluster_configuration_version(config), Some(v("1.35.2")));
+        assert_eq!(cluster_configuration_version("kind: ClusterConfiguration\n"), None);
+    }
+
+    #[test]
+    fn node_versions_come_from_kubectl_get_nodes() {
+        let json = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"metadata":{"name":"node-1","annotations":{"tagstack/upgrading-to":"1.36.1"}},
+             "status":{"nodeInfo":{"kubeletVersion":"v1.35.2"},"conditions":[{"type":"Ready","status":"True"}]}},
+            {"metadata":{"name":"node-2"},"status":{"nodeInfo":{"kubeletVersion":"v1.36.1"},"conditions":[{"type":"Ready","status":"False"}]}}]}"#;
+        let nodes = node_versions(json).unwrap();
+        assert_eq!(
+            nodes[0],
+            NodeVersion {
+                name: "node-1".into(),
+                kubelet: v("1.35.2"),
+                upgrading_to: Some("1.36.1".into()),
+                ready: true
+            }
+        );
+        assert_eq!(
+            nodes[1],
+            NodeVersion { name: "node-2".into(), kubelet: v("1.36.1"), upgrading_to: None, ready: false }
+        );
+        assert!(
+            node_versions(r#"{"items":[{"metadata":{"name":"x"},"status":{"nodeInfo":{"kubeletVersion":""}}}]}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_same_minor_everywhere_is_kept() {
+        let r = running("1.36.1", &[("cp", "1.36.1"), ("w1", "1.36.1")]);
+        assert_eq!(judge(want(36), &r, "cp"), Ok(Step::Keep));
+        assert_eq!(judge(KubeVersion { patch: Some(1), ..want(36) }, &r, "cp"), Ok(Step::Keep));
+    }
+
+    #[test]
+    fn one_minor_up_upgrades_the_control_plane_then_each_worker() {
+        let r = running("1.35.2", &[("w2", "1.35.2"), ("cp", "1.35.2"), ("w1", "1.35.2")]);
+        let Ok(Step::Upgrade(u)) = judge(want(36), &r, "cp") else { panic!() };
+        assert_eq!(u.from, v("1.35.2"));
+        assert_eq!(u.to, "1.36");
+        assert_eq!(u.patch, None);
+        assert!(u.control_plane);
+        assert_eq!(u.nodes, ["cp", "w1", "w2"]);
+        let Ok(Step::Upgrade(u)) = judge(KubeVersion { patch: Some(3), ..want(36) }, &r, "cp") else { panic!() };
+        assert_eq!(u.patch, Some(3));
+    }
+
+    #[test]
+    fn a_stopped_upgrade_is_resumed_from_what_the_cluster_reports() {
+        // kubeadm upgrade apply failed after the static pods moved: the ClusterConfiguration is
+        // still 1.35, so apply runs again (kubeadm upgrade is idempotent).
+        let r = running("1.35.2", &[("cp", "1.35.2"), ("w1", "1.35.2")]);
+        let Ok(Step::Upgrade(u)) = judge(want(36), &r, "cp") else { panic!() };
+        assert!(u.control_plane);
+        // The control plane is done, a worker is not, another was left cordoned by us.
+        let mut r = running("1.36.1", &[("cp", "1.36.1"), ("w1", "1.35.2"), ("w2", "1.36.1"), ("w3", "1.36.1")]);
+        r.nodes[2].upgrading_to = Some("1.36.1".into());
+        let Ok(Step::Upgrade(u)) = judge(want(36), &r, "cp") else { panic!() };
+        assert!(!u.control_plane);
+        assert_eq!(u.from, v("1.36.1"));
+        assert_eq!(u.nodes, ["w1", "w2"]);
+    }
+
+    #[test]
+    fn skipping_a_minor_is_refused_with_the_path() {
+        let r = running("1.34.3", &[("cp", "1.34.3")]);
+        let e = judge(want(36), &r, "cp").unwrap_err();
+        assert!(matches!(e, SkewRefused::Skip { .. }), "{e:?}");
+        assert_eq!(e.path(), ["1.35", "1.36"]);
+        assert!(e.to_string().contains("skips a minor: the cluster runs 1.34.3"), "{e}");
+        let hint = crate::ops::advice::render(e.into(), crate::ops::advice::Command::Up);
+        assert!(hint.contains("hint: upgrade to 1.35 first, then 1.36: set kubernetes_version = \"1.35\""), "{hint}");
+    }
+
+    #[test]
+    fn going_down_is_refused() {
+        let r = running("1.36.1", &[("cp", "1.36.1")]);
+        let e = judge(want(35), &r, "cp").unwrap_err();
+        assert!(matches!(e, SkewRefused::Downgrade { .. }), "{e:?}");
+        let hint = crate::ops::advice::render(e.into(), crate::ops::advice::Command::Plan);
+        assert!(
+            hint.contains("kubeadm does not downgrade") && hint.contains("kubernetes_version = \"1.36\""),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_new_minor_waits_for_the_last_upgrade_to_finish() {
+        let r = running("1.35.2", &[("cp", "1.35.2"), ("w1", "1.34.3")]);
+        let e = judge(want(36), &r, "cp").unwrap_err();
+        assert!(matches!(e, SkewRefused::Unfinished { .. }), "{e:?}");
+        assert_eq!(e.path(), ["1.35", "1.36"]);
+        // Finishing 1.35 itself is allowed.
+        let Ok(Step::Upgrade(u)) = judge(want(35), &r, "cp") else { panic!() };
+        assert_eq!(u.nodes, ["w1"]);
+    }
+
+    #[test]
+    fn upgrade_scripts_render_and_pass_shellcheck() {
+        let (cp, w) = aws_nodes();
+        let scripts = [
+            (
+                "upgrade-kubeadm-control-plane.sh",
+                super::super::upgrade::kubeadm_script(&cp, "1.36", None, true).unwrap(),
+            ),
+            (
+                "upgrade-kubeadm-worker.sh",
+                super::super::upgrade::kubeadm_script(&w, "1.36", Some("1.36.1"), true).unwrap(),
+            ),
+            ("upgrade-kubelet.sh", super::super::upgrade::kubelet_script(&w, "1.36.1").unwrap()),
+        ];
+        insta::assert_snapshot!("upgrade_kubeadm_control_plane", &scripts[0].1);
+        insta::assert_snapshot!("upgrade_kubeadm_worker", &scripts[1].1);
+        insta::assert_snapshot!("upgrade_kubelet", &scripts[2].1);
+        assert!(scripts[0].1.contains("kubeadm upgrade apply \"$target\" --yes"));
+        assert!(scripts[1].1.contains("kubeadm upgrade node") && !scripts[1].1.contains("upgrade apply"));
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in &scripts {
+            assert!(text.starts_with("#!/usr/bin/env bash\n") && text.contains("set -euo pipefail"), "{name}");
+            assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let out = std::process::Command::new("shellcheck")
+                .args(["--shell=bash", "--severity=style"])
+                .arg(&path)
+                .output()
+                .expect("shellcheck is not installed: run scripts/test, which installs it");
+            assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}

@@ -9,6 +9,7 @@
 
 use crate::aws::error::{NoHostKeys, NoImage, NotRunning};
 use crate::aws::retry::{DeadlineExceeded, RetryError};
+use crate::cluster::upgrade::SkewRefused;
 use crate::cluster::versions::{NoContainerd, VersionsDiffer};
 use crate::hint;
 use crate::remote::{RemoteError, RemoteErrors};
@@ -94,6 +95,8 @@ fn hints_for(err: &anyhow::Error, cmd: Command) -> Vec<String> {
                 e.first,
                 cmd.name()
             ));
+        } else if let Some(e) = cause.downcast_ref::<SkewRefused>() {
+            out.push(skew(e));
         } else if let Some(e) = cause.downcast_ref::<StorageClassError>() {
             out.extend(storage_class(e));
         }
@@ -116,6 +119,24 @@ fn remote(e: &RemoteError, cmd: Command) -> Option<String> {
         }
         RemoteError::Step { .. } => Some(format!("fix the cause and {again}")),
         RemoteError::Local { .. } => None,
+    }
+}
+
+/// The supported path: one minor at a time, or no way down.
+fn skew(e: &SkewRefused) -> String {
+    let path = e.path();
+    match e {
+        SkewRefused::Downgrade { running, .. } => format!(
+            "kubeadm supports no downgrade: set kubernetes_version = \"{}\" (what runs), or build a new cluster at the older version (`tagstack down`, then `tagstack up`)",
+            running.minor_text()
+        ),
+        SkewRefused::Skip { .. } | SkewRefused::Unfinished { .. } => {
+            let (first, rest) = path.split_first().map(|(f, r)| (f.clone(), r.to_vec())).unwrap_or_default();
+            let then: String = rest.iter().map(|m| format!(", then {m}")).collect();
+            format!(
+                "upgrade to {first} first{then}: set kubernetes_version = \"{first}\" and run `tagstack up`, then raise it by one minor and run it again"
+            )
+        }
     }
 }
 

@@ -128,7 +128,7 @@ where
     }
 }
 
-async fn upload_and_run(
+pub(super) async fn upload_and_run(
     fleet: &Fleet,
     node: &str,
     step: &str,

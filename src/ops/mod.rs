@@ -15,13 +15,14 @@ pub mod infra;
 pub(crate) mod inventory;
 pub mod live;
 pub mod nodes;
-mod plan;
+pub mod plan;
 pub mod reap;
 pub mod replace;
 pub mod retire;
 pub mod stack;
 pub mod status;
 pub mod up;
+pub mod upgrade;
 
 pub use crate::aws::{Aws, Connection};
 pub use down::{DownReport, down};

@@ -1,4 +1,5 @@
-//! `tagstack plan`: discover, diff, return. Makes no write call.
+//! `tagstack plan`: discover, diff, return; with a bootstrapped cluster also the Kubernetes
+//! version it runs against the configured one (`ops::upgrade::preview`). Makes no write call.
 
 use anyhow::Result;
 
@@ -8,6 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::plan::{Depth, Observed, Plan, diff, expiry};
 
+use super::env::Env;
+use super::upgrade::{KubernetesPlan, preview};
+
 /// `ttl` previews `up --ttl`.
 pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Observed, Plan)> {
     // `status` shows this plan too (drift of a role's policies or the VPC's DNS attribute is an
@@ -16,4 +20,12 @@ pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Obse
     let expires_at = expiry::resolve(ttl, spec.ttl, &observed.expiry, SystemTime::now());
     let plan = diff(spec, &observed, expires_at.as_deref())?;
     Ok((observed, plan))
+}
+
+/// `tagstack plan` whole: the infra plan and, once the cluster stage ran on the nodes, what runs
+/// in Kubernetes against `kubernetes_version` (an upgrade `up` would make, or its refusal).
+pub async fn run(env: &Env<'_>, ttl: Option<Duration>) -> Result<(Plan, Option<KubernetesPlan>)> {
+    let (observed, plan) = plan(env.aws().await, env.spec, ttl).await?;
+    let kubernetes = preview(env, &observed).await?;
+    Ok((plan, kubernetes))
 }

@@ -15,6 +15,7 @@ use super::infra::apply::{self, InfraReport};
 use super::nodes::{nodes, on_control_plane};
 use super::retire::{RetireReport, leaving, retire, staying};
 use super::stack::{StackReport, deploy};
+use super::upgrade::{self, UpgradeReport};
 use crate::cluster::ClusterNode;
 use crate::hint;
 
@@ -44,6 +45,9 @@ pub struct UpOpts {
 pub struct UpReport {
     #[serde(flatten)]
     pub infra: Option<InfraReport>,
+    /// The Kubernetes upgrade this run made, if any (before the cluster stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterReport>,
     /// Workers removed by a scale-down (drained, deleted from the cluster, terminated).
@@ -98,6 +102,10 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
     let leaving = report.infra.as_ref().map(|i| leaving(&i.retire, &i.nodes)).unwrap_or_default();
     let nodes = staying(&nodes(env).await?, &leaving);
     if runs(Stage::Cluster) {
+        // A raised kubernetes_version moves the running cluster first (or is refused before
+        // anything changes); the cluster stage then finds every node on the new minor and
+        // re-applies the add-ons of that minor.
+        report.upgrade = upgrade::run(env.spec, &nodes, env.reporter).await?;
         let cluster = bootstrap(env.spec, &nodes, env.reporter).await?;
         on_done(Done::Cluster(&cluster));
         report.cluster = Some(cluster);

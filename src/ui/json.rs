@@ -12,6 +12,7 @@ use crate::ops::access::SmokeReport;
 use crate::ops::cluster::NodeState;
 use crate::ops::live::{AwsLive, Live};
 use crate::ops::stack::{ClusterCleanup, StackReport};
+use crate::ops::upgrade::KubernetesPlan;
 use crate::ops::{DownReport, ReapReport, Status};
 use crate::plan::{Change, ExpiryChange, Plan, Summary};
 
@@ -47,6 +48,9 @@ pub struct PlanDoc<'a> {
     pub summary: Summary,
     pub changes: &'a [Change],
     pub expiry: Option<&'a ExpiryChange>,
+    /// What the cluster runs against `kubernetes_version`; absent until the cluster stage ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<&'a KubernetesPlan>,
 }
 
 impl<'a> PlanDoc<'a> {
@@ -56,7 +60,12 @@ impl<'a> PlanDoc<'a> {
             summary: plan.summary(),
             changes: &plan.changes,
             expiry: plan.expiry.as_ref(),
+            kubernetes: None,
         }
+    }
+
+    pub fn with_kubernetes(self, kubernetes: Option<&'a KubernetesPlan>) -> Self {
+        Self { kubernetes, ..self }
     }
 }
 

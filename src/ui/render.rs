@@ -174,6 +174,21 @@ pub fn plan(plan: &crate::plan::Plan, title: &str) -> String {
     crate::plan::describe(plan, title)
 }
 
+/// `plan`'s Kubernetes line, after the infra plan.
+pub fn kubernetes_plan(k: &crate::ops::upgrade::KubernetesPlan) -> String {
+    use crate::ops::upgrade::KubernetesPlan;
+    match k {
+        KubernetesPlan::Read { running, wanted, nodes, .. } if nodes.is_empty() => {
+            format!("Kubernetes: {running} runs, kubernetes_version = {wanted}: no upgrade.\n")
+        }
+        KubernetesPlan::Read { running, wanted, nodes, .. } => format!(
+            "Kubernetes: upgrade {running} -> {wanted}, one node at a time, control plane first: {}\n",
+            nodes.join(", ")
+        ),
+        KubernetesPlan::Error { error } => format!("Kubernetes: not reachable: {error}\n"),
+    }
+}
+
 /// The live cluster of `status`: node readiness and, with a stack, its workloads.
 pub fn live(live: &Live, title: &str) -> String {
     let mut out = node_states(&live.nodes, title);
