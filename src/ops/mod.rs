@@ -1,6 +1,7 @@
 //! The commands' bodies: every workflow, callable without the CLI. A command is one function
 //! taking an [`Env`] and options and returning a typed report; the CLI decides how to show it.
-//! Here: which stages of `up` run and in which order (`up`), the cluster's nodes per provider
+//! Here: which stages of `up` run and in which order (`up`), the Kubernetes minor upgrade
+//! between its infra and cluster stages (`upgrade`), the cluster's nodes per provider
 //! (`nodes`), the control-plane session (`nodes::on_control_plane`), the infra stage (`infra::apply`,
 //! `infra::teardown`), the cluster stage (`cluster`), the stack stage (`stack`), and the
 //! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`).

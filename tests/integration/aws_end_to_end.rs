@@ -252,6 +252,26 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     let smoke = env.tagstack().args(&["smoke", "--output", "json"]).run().success().json();
     assert_eq!(smoke["ok"], true, "{smoke}");
 
+    // plan reads the version the control plane runs (issue 12, item 3): nothing to upgrade, and
+    // a kubernetes_version below it is refused there before `up` would run anything.
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert_eq!(
+        plan["kubernetes"],
+        serde_json::json!({"running": "1.36.1", "wanted": "1.36", "action": "keep", "nodes": []}),
+        "{plan}"
+    );
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(env.config_path(), text.replace("kubernetes_version = \"1.36\"", "kubernetes_version = \"1.35\""))
+        .unwrap();
+    let refused = env.tagstack().arg("plan").run().code(1);
+    assert!(refused.stderr.contains("is older than the 1.36.1 the cluster runs"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("hint: kubeadm supports no downgrade: set kubernetes_version = \"1.36\""),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+
     // The consoles no longer show the keys (cloud-init prints them once per instance: after a
     // reboot, or once the buffer rotated, moto's canned console is what EC2 returns): a machine
     // that never saw them verifies the nodes by the recorded tags.
