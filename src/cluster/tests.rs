@@ -637,7 +637,7 @@ mod upgrade {
         assert!(matches!(e, SkewRefused::Downgrade { .. }), "{e:?}");
         let hint = crate::ops::advice::render(e.into(), crate::ops::advice::Command::Plan);
         assert!(
-            hint.contains("kubeadm does not downgrade") && hint.contains("kubernetes_version = \"1.36\""),
+            hint.contains("tagstack does not downgrade") && hint.contains("kubernetes_version = \"1.36\""),
             "{hint}"
         );
     }

@@ -17,9 +17,11 @@
 //!   "Upgrade worker nodes" (-> "Upgrading Linux nodes"), and "Recovering from a failure
 //!   state": "If kubeadm upgrade fails and does not roll back ... you can run kubeadm upgrade
 //!   again. This command is idempotent", which is what makes resuming by re-running sound.
-//! - kubeadm's own policy (cmd/kubeadm/app/phases/upgrade/policy.go, `EnforceVersionPolicies`):
-//!   a target more than one minor above the cluster, or above kubeadm's own minor, is refused;
-//!   a target below the cluster's version is a downgrade, which kubeadm does not support.
+//! - kubeadm's own policy (cmd/kubeadm/app/phases/upgrade/policy.go, `EnforceVersionPolicies`,
+//!   read at kubernetes/kubernetes 04791b49): a target more than one minor above the cluster
+//!   (`MaximumAllowedMinorVersionUpgradeSkew` = 1), or of a newer minor than kubeadm itself, is
+//!   refused. It tolerates a one-minor downgrade, but kubeadm documents none and the kubelets
+//!   would then be newer than the API server (the skew policy forbids it): tagstack refuses any.
 //! - Version skew policy, https://kubernetes.io/releases/version-skew-policy/: the kubelet must
 //!   not be newer than kube-apiserver and may be up to three minors older, so upgrading the
 //!   control plane before any kubelet keeps every step inside the policy.
@@ -203,7 +205,7 @@ pub enum SkewRefused {
     )]
     Skip { running: Version, wanted: String, path: Vec<String> },
     #[error(
-        "kubernetes_version = \"{wanted}\" is older than the {running} the cluster runs: kubeadm does not downgrade (phases/upgrade/policy.go); nothing was changed"
+        "kubernetes_version = \"{wanted}\" is older than the {running} the cluster runs: tagstack does not downgrade (kubeadm's upgrade docs cover upgrades only, and a kubelet may not be newer than its API server: version skew policy); nothing was changed"
     )]
     Downgrade { running: Version, wanted: String },
     #[error(

@@ -127,7 +127,7 @@ fn skew(e: &SkewRefused) -> String {
     let path = e.path();
     match e {
         SkewRefused::Downgrade { running, .. } => format!(
-            "kubeadm supports no downgrade: set kubernetes_version = \"{}\" (what runs), or build a new cluster at the older version (`tagstack down`, then `tagstack up`)",
+            "tagstack does not downgrade: set kubernetes_version = \"{}\" (what runs), or build a new cluster at the older version (`tagstack down`, then `tagstack up`)",
             running.minor_text()
         ),
         SkewRefused::Skip { .. } | SkewRefused::Unfinished { .. } => {

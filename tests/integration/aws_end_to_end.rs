@@ -266,7 +266,7 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     let refused = env.tagstack().arg("plan").run().code(1);
     assert!(refused.stderr.contains("is older than the 1.36.1 the cluster runs"), "{}", refused.stderr);
     assert!(
-        refused.stderr.contains("hint: kubeadm supports no downgrade: set kubernetes_version = \"1.36\""),
+        refused.stderr.contains("hint: tagstack does not downgrade: set kubernetes_version = \"1.36\""),
         "{}",
         refused.stderr
     );
