@@ -28,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,7 @@ use minijinja::context;
 use super::model::ClusterNode;
 use super::render::render;
 use crate::config::{KubeVersion, NodeRole};
+use crate::shell::sh_quote;
 
 /// A Kubernetes version as the cluster reports it (`v1.36.1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -295,33 +297,27 @@ pub fn read_nodes() -> String {
     format!("{KUBECTL} get nodes -o json")
 }
 
-/// POSIX single quotes (node names are RFC 1123 names already; this keeps the line safe anyway).
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// Marks the node as being upgraded to `version` (see [`UPGRADE_ANNOTATION`]).
 pub fn annotate(node: &str, version: &str) -> String {
-    format!("{KUBECTL} annotate --overwrite node {} {}", quote(node), quote(&format!("{UPGRADE_ANNOTATION}={version}")))
-}
-
-pub fn unannotate(node: &str) -> String {
-    format!("{KUBECTL} annotate node {} {}-", quote(node), UPGRADE_ANNOTATION)
-}
-
-/// Cordons and evicts every pod but DaemonSet pods through the Eviction API, so
-/// PodDisruptionBudgets are honoured, for at most `timeout_secs` (`kubectl drain --help`,
-/// kubectl v1.36: `--ignore-daemonsets`, `--delete-emptydir-data`, `--timeout`).
-pub fn drain(node: &str, timeout_secs: u64) -> String {
     format!(
-        "{KUBECTL} drain {} --ignore-daemonsets --delete-emptydir-data --timeout={}s",
-        quote(node),
-        timeout_secs.max(1)
+        "{KUBECTL} annotate --overwrite node {} {}",
+        sh_quote(node),
+        sh_quote(&format!("{UPGRADE_ANNOTATION}={version}"))
     )
 }
 
+pub fn unannotate(node: &str) -> String {
+    format!("{KUBECTL} annotate node {} {}", sh_quote(node), sh_quote(&format!("{UPGRADE_ANNOTATION}-")))
+}
+
+/// Cordons the node and evicts its pods, PodDisruptionBudgets honoured, for at most `timeout`:
+/// the scale-down's own command line (`cluster::drain::drain`).
+pub fn drain(node: &str, timeout: Duration) -> String {
+    super::drain::drain(KUBECTL, node, timeout)
+}
+
 pub fn uncordon(node: &str) -> String {
-    format!("{KUBECTL} uncordon {}", quote(node))
+    super::drain::uncordon(KUBECTL, node)
 }
 
 /// Whether the upgraded node is back: Ready, its kubelet at `target`, no annotation left.

@@ -70,7 +70,10 @@ pub async fn running(fleet: &Fleet, cp: &ClusterNode) -> Result<Option<Running>>
 pub async fn preview(env: &Env<'_>, observed: &Observed) -> Result<Option<KubernetesPlan>> {
     let Some(reach) = reachable(env, &inventory(&observed.instances)).await else { return Ok(None) };
     let read = on_control_plane(env.spec, &reach.pinned, async |fleet, cp| {
-        Ok(running(fleet, cp).await?.map(|r| (r, cp.node_name.clone())))
+        Ok(running(fleet, cp).await?.map(|mut r| {
+            r.nodes.retain(|n| reach.all.iter().any(|c| c.node_name == n.name));
+            (r, cp.node_name.clone())
+        }))
     })
     .await;
     let (running, cp) = match read {
@@ -97,7 +100,10 @@ pub async fn preview(env: &Env<'_>, observed: &Observed) -> Result<Option<Kubern
 /// run stopped.
 pub async fn run(spec: &Spec, nodes: &[ClusterNode], r: &dyn Reporter) -> Result<Option<UpgradeReport>> {
     let read = on_control_plane(spec, nodes, async |fleet, cp| running(fleet, cp).await).await?;
-    let Some(running) = read else { return Ok(None) };
+    let Some(mut running) = read else { return Ok(None) };
+    // Only the nodes this run works on: a worker a scale-down is about to remove keeps its
+    // kubelet (the skew policy lets a kubelet lag the API server) and leaves after the stage.
+    running.nodes.retain(|n| nodes.iter().any(|c| c.node_name == n.name));
     let cp = nodes.iter().find(|n| n.role == NodeRole::ControlPlane).context("no control-plane node")?;
     let plan = match upgrade::judge(spec.kubernetes_version, &running, &cp.node_name)? {
         Step::Keep => return Ok(None),
@@ -200,7 +206,7 @@ async fn drain(
         .exec(
             &cp.name,
             "upgrade",
-            &format!("{} && {}", upgrade::annotate(name, &to.to_string()), upgrade::drain(name, deadline.as_secs())),
+            &format!("{} && {}", upgrade::annotate(name, &to.to_string()), upgrade::drain(name, deadline)),
         )
         .await?;
     if out.code == Some(0) {
@@ -211,8 +217,14 @@ async fn drain(
     let undo =
         fleet.exec(&cp.name, "upgrade", &format!("{} && {}", upgrade::uncordon(name), upgrade::unannotate(name))).await;
     let undone = matches!(undo, Ok(ref o) if o.code == Some(0));
+    let pods = crate::cluster::drain::unevicted(&format!("{}\n{}", out.stdout, out.stderr));
+    let named = if pods.is_empty() {
+        String::new()
+    } else {
+        format!(" (not evicted: {})", pods.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+    };
     let err = anyhow!(
-        "draining {} ({name}) for the upgrade to {to} failed within {}: {}",
+        "draining {} ({name}) for the upgrade to {to} failed within {} (cluster.drain_timeout){named}: {}",
         node.name,
         format_duration(deadline),
         last_lines(&out.stderr, &out.stdout)
@@ -233,9 +245,9 @@ fn last_lines(stderr: &str, stdout: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n    ")
 }
 
-/// How long one drain may take: the cluster stage's deadline, which a drain is part of.
+/// How long one drain may take: the same budget as a scale-down's drain.
 fn drain_timeout(spec: &Spec) -> Duration {
-    spec.cluster.bootstrap_timeout
+    spec.cluster.drain_timeout
 }
 
 /// Waits until the node is Ready with its kubelet at `version`.
