@@ -59,8 +59,7 @@ pub async fn discover(aws: &Aws, id: &EnvId, timeouts: &Timeouts, depth: Depth) 
 /// Only the environment's backup bucket, as a teardown reads it (see [`while_throttled`]):
 /// for `backup` and `restore`, which need nothing else.
 pub async fn backup_bucket(aws: &Aws, id: &EnvId, timeouts: &Timeouts) -> Result<crate::plan::observed::BackupBucket> {
-    let seen = Mutex::new(ExpirySeen::default());
-    while_throttled(timeouts.aws_consistency, || super::s3::discover(aws, id, Depth::Teardown, &seen)).await
+    while_throttled(timeouts.aws_consistency, || super::s3::discover(aws, id, Depth::Teardown)).await
 }
 
 /// The environment's instances (see [`while_throttled`]).
@@ -94,7 +93,7 @@ async fn discover_once(aws: &Aws, id: &EnvId, deadline: Duration, depth: Depth) 
         instances(aws, id),
         super::leftovers::volumes(aws, id),
         super::leftovers::network_interfaces(aws, id),
-        super::s3::discover(aws, id, depth, seen),
+        super::s3::discover(aws, id, depth),
     )?;
     let mut expiry = seen.lock().map(|s| s.clone()).unwrap_or_default();
     for i in &instances {

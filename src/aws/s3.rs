@@ -23,13 +23,12 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging,
 };
-use std::sync::Mutex;
 
 use super::error::{AwsError, AwsResultExt};
 use super::{Aws, Ctx};
 use crate::config::{EnvId, TAG_EXPIRES_AT};
 use crate::plan::infra::BucketFix;
-use crate::plan::observed::{BackupBucket, Bucket, BucketSeen, Depth, ExpirySeen};
+use crate::plan::observed::{BackupBucket, Bucket, BucketSeen, Depth};
 
 /// The id of tagstack's lifecycle rule: the one rule it reads back and rewrites.
 pub const RETENTION_RULE: &str = "tagstack-retention";
@@ -45,7 +44,7 @@ pub async fn account_id(aws: &Aws) -> Result<String> {
 /// owns (403 under `ExpectedBucketOwner`) or that lives in another region (301) is
 /// [`BucketSeen::Foreign`], so an environment without `[backup]` is never stopped by a bucket
 /// it does not use (only the diff refuses a foreign one, and only when backups are wanted).
-pub(super) async fn discover(aws: &Aws, id: &EnvId, depth: Depth, seen: &Mutex<ExpirySeen>) -> Result<BackupBucket> {
+pub(super) async fn discover(aws: &Aws, id: &EnvId, depth: Depth) -> Result<BackupBucket> {
     let account = account_id(aws).await?;
     let name = id.backup_bucket(&account);
     let tags = aws
@@ -78,9 +77,10 @@ pub(super) async fn discover(aws: &Aws, id: &EnvId, depth: Depth, seen: &Mutex<E
         let why = "its tagstack:project / tagstack:env tags are not this environment's".to_string();
         return Ok(BackupBucket { name, seen: BucketSeen::Foreign { why } });
     }
-    if let Ok(mut s) = seen.lock() {
-        s.record(get(TAG_EXPIRES_AT));
-    }
+    // Its expiry tag is not the environment's expiry (not recorded in `ExpirySeen`): the
+    // bucket outlives `down` on purpose, and an old, passed expiry on a kept bucket must not
+    // become the expiry of the next environment of the same name (`plan::expiry::resolve`
+    // keeps an existing one).
     let bucket = match depth {
         // `down` deletes by name (every version, versioned or not): nothing more to read.
         Depth::Teardown => Bucket::default(),

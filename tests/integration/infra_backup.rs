@@ -199,3 +199,23 @@ fn a_bucket_of_the_environments_name_without_its_tags_is_never_used() {
     });
     assert_eq!(keys, ["theirs.db"]);
 }
+
+/// The bucket carries the run's expiry like everything else, but it outlives `down` on purpose:
+/// its (passed) expiry must not become the expiry of the next environment of that name.
+#[test]
+fn a_kept_bucket_does_not_hand_its_expiry_to_the_next_environment() {
+    let env = TestEnv::new("bkex");
+    env.write_config(0, BACKUP);
+    let first =
+        env.tagstack().args(&["up", "--only", "infra", "--ttl", "1h", "--output", "json"]).run().success().json();
+    let expiry = first["expires_at"].as_str().unwrap().to_string();
+    let bucket = env.backup_bucket();
+    assert!(bucket_tags(&env, &bucket).contains(&("tagstack:expires-at".to_string(), expiry)));
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert!(bucket_exists(&env, &bucket));
+
+    let again = env.tagstack().args(&["up", "--only", "infra", "--output", "json"]).run().success().json();
+    assert!(again["expires_at"].is_null(), "{again}");
+    env.tagstack().args(&["down", "--yes", "--delete-backups"]).run().success();
+    assert!(!bucket_exists(&env, &bucket));
+}
