@@ -17,6 +17,7 @@ use super::Ctx;
 use super::error::{AwsResultExt, NoHostKeys, NoImage, NotRunning, Phase, is_throttling_code};
 use super::tags::spec_tags;
 use crate::config::{AmiSpec, NodeGroupSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
+use crate::plan::observed::InstanceState;
 use crate::poll::{Check, Look, poll_until};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
@@ -71,7 +72,10 @@ pub struct LaunchTarget<'a> {
     pub ami: &'a Ami,
 }
 
-pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<String>> {
+/// Each instance of the answer with its state as the answer gives it: for a repeated token EC2
+/// sends the first answer with the instances' state now, which the caller judges
+/// (`plan::desired::stale_launch`).
+pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<(String, InstanceState)>> {
     let group = t.group;
     let count = i32::try_from(t.count).context("too many instances")?;
     let mut tags = cx.tags(&format!("node-{}", t.role.as_str()));
@@ -130,7 +134,14 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
                 .op("RunInstances")
         })
         .await?;
-    Ok(resp.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect())
+    Ok(resp
+        .instances()
+        .iter()
+        .filter_map(|i| {
+            let state = InstanceState::parse(i.state().and_then(|s| s.name()).map_or("", |n| n.as_str()));
+            i.instance_id().map(|id| (id.to_string(), state))
+        })
+        .collect())
 }
 
 pub async fn start(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {

@@ -10,13 +10,14 @@ use ipnet::Ipv4Net;
 use aws_sdk_ec2::types::Filter;
 
 use super::client::no_sdk_retry_ec2;
-use super::error::{AwsResultExt, Phase};
+use super::error::{AwsResultExt, Phase, is_throttling_code};
 use super::retry::Found;
 use super::tags::{owned, owner_filters, spec_tags, tag_value};
 use super::{Ctx, all};
 use crate::config::{SubnetSpec, TAG_COMPONENT, TAG_KEY_SHA256};
 use crate::plan::desired::public_key_sha256;
 use crate::plan::observed::IngressRule;
+use crate::poll::{Check, Look, poll_until};
 
 fn yes() -> AttributeBooleanValue {
     AttributeBooleanValue::builder().value(true).build()
@@ -280,6 +281,43 @@ pub async fn create_route_table(cx: &Ctx<'_>, vpc_id: &str, token: &str) -> Resu
         })
         .await?;
     Ok(resp.route_table().and_then(|r| r.route_table_id()).context("CreateRouteTable returned no id")?.to_string())
+}
+
+/// Whether the route table `create_route_table` answered with exists. A repeated ClientToken
+/// is answered with the first result even after that route table was deleted (see
+/// `plan::desired::successor_token`), and such an answer looks like a fresh one. But a table
+/// created a moment ago may also not be visible yet (EC2 is eventually consistent, "Eventual
+/// consistency in the Amazon EC2 API"; the same NotFound CreateRoute and AssociateRouteTable
+/// ride out), so "gone" is only concluded when it stays unseen until
+/// `timeouts.aws_consistency`. One read when it is there (the usual case), beside the gateway's
+/// create and attach, not on `up`'s critical path.
+pub async fn route_table_exists(cx: &Ctx<'_>, rtb_id: &str) -> Result<bool> {
+    let seen = poll_until(
+        cx.timeouts.aws_consistency,
+        std::time::Duration::from_secs(1),
+        Check::AfterLook,
+        async |_| {
+            let resp = cx
+                .aws
+                .ec2
+                .describe_route_tables()
+                .filters(filter("route-table-id", rtb_id))
+                .send()
+                .await
+                .op(format!("DescribeRouteTables {rtb_id}"));
+            match resp {
+                Ok(r) if r.route_tables().iter().any(|t| t.route_table_id() == Some(rtb_id)) => Ok(Look::Done(())),
+                Ok(_) => Ok(Look::Waiting(())),
+                Err(e) if e.code() == "InvalidRouteTableID.NotFound" || is_throttling_code(e.code()) => {
+                    Ok(Look::Waiting(()))
+                }
+                Err(e) => Err(anyhow::Error::from(e)),
+            }
+        },
+        |()| tracing::debug!("route table {rtb_id} not visible yet"),
+    )
+    .await?;
+    Ok(seen.is_ok())
 }
 
 /// Points 0.0.0.0/0 at the gateway, replacing another target if there is one.

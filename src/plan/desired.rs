@@ -6,7 +6,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::observed::IngressRule;
+use super::observed::{IngressRule, InstanceState};
 use crate::config::{EnvId, NodeRole, Spec};
 
 pub const TRUST_POLICY: &str = include_str!("../../templates/iam/trust-ec2.json");
@@ -82,6 +82,37 @@ pub fn resource_token(id: &EnvId, component: &str, scope: &str) -> String {
     format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
 }
 
+/// The ClientToken of the next attempt after `token` was answered with dead resources.
+/// EC2 answers a repeated token with the original request's result ("Ensuring idempotency in
+/// Amazon EC2 API requests", <https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>:
+/// a retry "completes successfully without performing any further actions", the result "might
+/// contain updated information"; for RunInstances "the same response is returned", only the
+/// instances' state may differ, and the token "is valid for at least 24 hours after the
+/// termination of the instance", API reference "Ensuring Idempotency",
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/Run_Instance_Idempotency.html>). So
+/// the deterministic tokens above are the same request in a later run too: once those
+/// instances were terminated (a scale down and up again, a `down` that stopped half way) or
+/// that route table deleted, the answer names dead resources. The next attempt's token is
+/// derived from the dead one and the dead ids, so it is as deterministic (a lost answer to
+/// *it* is replayed as well, and the next run walks the same chain) and new for every
+/// generation of dead resources.
+pub fn successor_token(token: &str, dead_ids: &[String]) -> String {
+    let mut ids: Vec<&str> = dead_ids.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    let input = format!("{token}/after/{}", ids.join(","));
+    let digest = hex(&Sha256::digest(input.as_bytes()));
+    format!("tagstack-{}", digest.get(..48).unwrap_or(&digest))
+}
+
+/// The ids of a RunInstances answer that are not new instances of this launch: gone or going
+/// (not [`InstanceState::is_live`]: a repeated token's answer shows the instances' state now),
+/// or already among the role's `kept` instances (a repeated token can also name instances the
+/// plan counted as existing: launched by the same request in an earlier run, and the older
+/// ones terminated since). Empty when the answer is this launch.
+pub fn stale_launch(launched: &[(String, InstanceState)], kept: &[String]) -> Vec<String> {
+    launched.iter().filter(|(id, state)| !state.is_live() || kept.contains(id)).map(|(id, _)| id.clone()).collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -89,6 +120,34 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dead result's successor token is deterministic, differs from the dead one and per
+    /// set of dead ids (not their order), and fits EC2's 64 characters.
+    #[test]
+    fn successor_tokens_are_deterministic_and_new_per_dead_result() {
+        let t = resource_token(&EnvId::new("demo", "dev"), "rtb", "vpc-1");
+        let a = successor_token(&t, &["i-2".into(), "i-1".into()]);
+        assert_eq!(a, successor_token(&t, &["i-1".into(), "i-2".into()]));
+        assert_ne!(a, t);
+        assert_ne!(a, successor_token(&t, &["i-1".into()]));
+        assert_ne!(successor_token(&a, &["i-3".into()]), successor_token(&t, &["i-3".into()]));
+        assert!(a.len() <= 64 && a.is_ascii(), "{a}");
+    }
+
+    /// Terminated, shutting-down and already-kept instances are not this launch's.
+    #[test]
+    fn a_launch_answer_naming_dead_or_kept_instances_is_stale() {
+        let launched = |states: &[(&str, &str)]| -> Vec<(String, InstanceState)> {
+            states.iter().map(|(id, s)| ((*id).to_string(), InstanceState::parse(s))).collect()
+        };
+        let kept = vec!["i-old".to_string()];
+        assert!(stale_launch(&launched(&[("i-1", "pending"), ("i-2", "running")]), &kept).is_empty());
+        assert_eq!(
+            stale_launch(&launched(&[("i-1", "terminated"), ("i-2", "shutting-down"), ("i-3", "pending")]), &kept),
+            ["i-1", "i-2"]
+        );
+        assert_eq!(stale_launch(&launched(&[("i-old", "running")]), &kept), ["i-old"]);
+    }
 
     #[test]
     fn every_policy_document_is_valid_json_with_statements() {

@@ -229,3 +229,146 @@ fn an_ambiguous_create_vpc_is_never_sent_twice_in_one_run() {
     assert_eq!(env.owned_counts(), Counts::full(1));
     env.tagstack().args(&["down", "--yes"]).run().success();
 }
+
+/// The environment's workers now (live or not yet gone), as `status` lists them.
+fn worker_ids(env: &TestEnv) -> Vec<String> {
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    let nodes = st["nodes"].as_array().unwrap();
+    nodes.iter().filter(|n| n["role"] == "worker").map(|n| n["instance_id"].as_str().unwrap().to_string()).collect()
+}
+
+fn subnet_id(env: &TestEnv) -> String {
+    let (ec2, filters) = (env.ec2(), env.owner_filters());
+    env.block(async { ec2.describe_subnets().set_filters(Some(filters)).send().await.unwrap() }).subnets()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string()
+}
+
+/// The RunInstances calls since `clear_calls`: (ClientToken, replayed, injected).
+fn launches(env: &TestEnv) -> Vec<(String, bool, bool)> {
+    let token = |body: &str| body.split('&').find_map(|p| p.strip_prefix("ClientToken=")).unwrap_or("").to_string();
+    env.proxy
+        .calls()
+        .iter()
+        .filter(|c| c.action == "RunInstances")
+        .map(|c| (token(&c.body), c.replayed, c.injected))
+        .collect()
+}
+
+/// EC2 answers a repeated ClientToken with the first result, for RunInstances at least 24
+/// hours after the instances terminated (EC2 API reference, "Ensuring Idempotency"; the proxy
+/// answers so, with the instances' state now: moto does not replay tokens, see
+/// `support/fault_proxy.rs`). Scaling the workers 2 -> 0 -> 2 sends the first launch's token
+/// again; `up` must see the terminated instances in the answer and launch with the successor
+/// token, whose own lost answer is replayed as well (exactly one real launch), and a second
+/// cycle walks the same chain one step further.
+#[test]
+fn a_launch_answered_with_terminated_instances_launches_again_with_a_successor_token() {
+    use tagstack::config::{EnvId, NodeRole};
+    use tagstack::plan::desired::{client_token, successor_token};
+
+    let env = TestEnv::new("replayi");
+    env.write_config(2, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    let first = worker_ids(&env);
+    assert_eq!(first.len(), 2);
+    let token = client_token(&EnvId::new(&env.project, &env.environment), NodeRole::Worker, &subnet_id(&env), 0, 2);
+    let successor = successor_token(&token, &first);
+
+    let mut seen = first;
+    for cycle in 0..2 {
+        env.write_config(0, "");
+        env.tagstack().args(&["up", "--only", "infra"]).run().success();
+        assert!(worker_ids(&env).is_empty());
+
+        env.write_config(2, "");
+        env.proxy.clear_calls();
+        if cycle == 0 {
+            // The successor's answer is lost too: its retry is answered from its own token.
+            env.proxy.add_rule(Rule::error_after("RunInstances").when_body_contains(&successor));
+        }
+        let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+        assert!(run.stderr.contains("terminated or already counted"), "{}", run.stderr);
+        assert_eq!(env.owned_counts(), Counts::full(3), "{}", run.stderr);
+        let workers = worker_ids(&env);
+        assert!(workers.iter().all(|w| !seen.contains(w)), "{workers:?} reuses one of {seen:?}");
+        assert_eq!(env.proxy.applied("RunInstances"), 1, "{:?}", launches(&env));
+        let calls = launches(&env);
+        assert_eq!(calls[0], (token.clone(), true, false), "{calls:?}");
+        assert_eq!(calls[1].0, successor, "{calls:?}");
+        if cycle == 0 {
+            assert_eq!(calls[1..], [(successor.clone(), false, true), (successor.clone(), true, false)], "{calls:?}");
+        } else {
+            let next = successor_token(&successor, &seen[2..]);
+            assert_eq!(calls[1..], [(successor.clone(), true, false), (next, false, false)], "{calls:?}");
+        }
+        seen.extend(workers);
+    }
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}
+
+/// A repeated token can also name an instance the plan already counts: 1 worker (A), scaled to
+/// 2 (B, token "1 kept, 1 to launch"), A terminated by hand, then `up` plans the same launch
+/// again and EC2 answers with B. `up` must launch a second worker, not count B twice.
+#[test]
+fn a_launch_answered_with_an_instance_already_counted_launches_again() {
+    let env = TestEnv::new("replayk");
+    env.write_config(1, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    let a = worker_ids(&env);
+    env.write_config(2, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    let b: Vec<String> = worker_ids(&env).into_iter().filter(|w| !a.contains(w)).collect();
+    assert_eq!(b.len(), 1);
+    let ec2 = env.ec2();
+    env.block(async { ec2.terminate_instances().instance_ids(&a[0]).send().await.unwrap() });
+
+    env.proxy.clear_calls();
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert!(run.stderr.contains(&format!("with {} (terminated or already counted", b[0])), "{}", run.stderr);
+    let workers = worker_ids(&env);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert!(workers.contains(&b[0]) && !workers.contains(&a[0]), "{workers:?}");
+    assert_eq!(env.proxy.applied("RunInstances"), 1, "{:?}", launches(&env));
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}
+
+/// A `down` that stopped at the VPC (a foreign network interface holds it, say) deleted the
+/// route table; the next `up` creates one in the same VPC with the same token, and EC2 answers
+/// with the deleted table (the original result). `up` must notice that it does not exist and
+/// create one with the successor token, not fail on its routes.
+#[test]
+fn a_route_table_create_answered_with_a_deleted_table_creates_again() {
+    let env = TestEnv::new("replayr");
+    env.write_config(1, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    // A short deadline: the VPC's delete gives up soon, and a route table that stays unseen is
+    // judged gone after it.
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("aws_consistency = \"20s\"", "aws_consistency = \"3s\"");
+    std::fs::write(env.config_path(), text).unwrap();
+    env.proxy.add_rule(Rule::error("DeleteVpc", "DependencyViolation", 1).forever());
+    env.tagstack().args(&["down", "--yes"]).run().code(1);
+    env.proxy.clear_rules();
+    let left = env.owned_counts();
+    assert_eq!((left.vpcs, left.rtbs, left.subnets), (1, 0, 0), "{left:?}");
+
+    env.proxy.clear_calls();
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert!(run.stderr.contains("which no longer exists"), "{}", run.stderr);
+    assert_eq!(env.owned_counts(), Counts::full(2), "{}", run.stderr);
+    let creates: Vec<(bool, bool)> = env
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| c.action == "CreateRouteTable")
+        .map(|c| (c.replayed, c.forwarded))
+        .collect();
+    assert_eq!(creates, [(true, false), (false, true)]);
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}

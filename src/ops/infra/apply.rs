@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::{self, Ctx, LaunchTarget};
 use crate::config::Spec;
 use crate::ops::inventory::{Node, inventory};
-use crate::plan::desired::{client_token, inline_policies, resource_token};
+use crate::plan::desired::{client_token, inline_policies, resource_token, stale_launch, successor_token};
 use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
 use crate::plan::{Change, Depth, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
@@ -171,11 +171,7 @@ async fn network(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<Network>
     let rtb = async {
         let c = &plan.route_table;
         match &c.id {
-            None => {
-                let token = resource_token(cx.id, "rtb", vpc_id);
-                let create = aws::create_route_table(cx, vpc_id, &token);
-                step(r, "rtb", &format!("create route table {}", c.name), create).await
-            }
+            None => step(r, "rtb", &format!("create route table {}", c.name), route_table(cx, vpc_id)).await,
             Some(id) => Ok(id.clone()),
         }
     };
@@ -299,23 +295,12 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
         let ami = with.ami.context("AMI was not resolved")?;
         // The profile `iam_role` made sure of (named, so its name is known without a lookup).
         let profile = cx.id.iam_name(role);
-        // Known only now: the subnet may have been created in this run.
-        // A replacement names the instances it replaces: the same counts as an earlier
-        // scale-up would otherwise replay that launch's reservation.
-        let token = if g.replacing.is_empty() {
-            client_token(cx.id, role, with.subnet, g.kept.len(), g.launch)
-        } else {
-            resource_token(
-                cx.id,
-                &format!("replace/{}", role.as_str()),
-                &format!("{}/{}", with.subnet, g.replacing.join(",")),
-            )
-        };
         let target = LaunchTarget {
             role,
             group: with.spec.group(role),
             count: g.launch,
-            token: &token,
+            // Each attempt's own, set by `launch`.
+            token: "",
             subnet_id: with.subnet,
             security_group_id: with.sg,
             key_name: with.key_name,
@@ -323,7 +308,7 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
             ami,
         };
         let what = format!("launch {} {} node(s)", g.launch, role.as_str());
-        started.extend(step(r, &key, &what, aws::launch(cx, &key, &target)).await?);
+        started.extend(step(r, &key, &what, launch(cx, &key, g, target)).await?);
     }
     if !g.start.is_empty() {
         step(r, &key, &format!("start {}", g.start.join(", ")), aws::start(cx, &key, &g.start)).await?;
@@ -333,6 +318,72 @@ async fn instances(cx: &Ctx<'_>, g: &InstanceGroup, with: &LaunchWith<'_>) -> Re
         step(r, &key, &format!("terminate {}", g.terminate.join(", ")), aws::terminate(cx, &key, &g.terminate)).await?;
     }
     Ok((started, g.terminate.clone()))
+}
+
+/// How many dead answers in a row one create rides out (one per generation of resources made
+/// by the same token chain and deleted since: a scale down and up again, a `down` that stopped
+/// half way, within the token's lifetime) before it gives up rather than loop.
+const MAX_DEAD_ANSWERS: usize = 16;
+
+/// RunInstances with the group's deterministic ClientToken; an answer naming instances that
+/// are not new (terminated, shutting down, or already kept: the answer of the same token in
+/// an earlier run, `plan::desired::stale_launch`) is followed by a launch of what is still
+/// missing with the successor token (`successor_token`). Returns the new instances' ids.
+async fn launch(cx: &Ctx<'_>, key: &str, g: &InstanceGroup, base: LaunchTarget<'_>) -> Result<Vec<String>> {
+    // Known only now: the subnet may have been created in this run.
+    // A replacement names the instances it replaces: the same counts as an earlier
+    // scale-up would otherwise replay that launch's reservation.
+    let mut token = if g.replacing.is_empty() {
+        client_token(cx.id, g.role, base.subnet_id, g.kept.len(), g.launch)
+    } else {
+        resource_token(
+            cx.id,
+            &format!("replace/{}", g.role.as_str()),
+            &format!("{}/{}", base.subnet_id, g.replacing.join(",")),
+        )
+    };
+    let mut new = Vec::new();
+    for _ in 0..MAX_DEAD_ANSWERS {
+        let target = LaunchTarget { token: &token, count: g.launch - new.len(), ..base.clone() };
+        let launched = aws::launch(cx, key, &target).await?;
+        let stale = stale_launch(&launched, &g.kept);
+        new.extend(launched.into_iter().map(|(id, _)| id).filter(|id| !stale.contains(id)));
+        if stale.is_empty() || new.len() >= g.launch {
+            return Ok(new);
+        }
+        cx.reporter.note(&format!(
+            "EC2 answered the launch of {} {} node(s) with {} (terminated or already counted: the answer to the same ClientToken in an earlier run); launching {} again with a new token",
+            target.count,
+            g.role.as_str(),
+            stale.join(", "),
+            g.launch - new.len()
+        ));
+        token = successor_token(&token, &stale);
+    }
+    anyhow::bail!(
+        "{MAX_DEAD_ANSWERS} launches of {} node(s) in a row were answered with terminated instances (ClientToken replays); the last token was {token}",
+        g.role.as_str()
+    )
+}
+
+/// CreateRouteTable with the deterministic ClientToken (environment + VPC); an answer naming a
+/// route table that no longer exists (deleted by a `down` that stopped before the VPC:
+/// `aws::route_table_exists`) is followed by a create with the successor token.
+async fn route_table(cx: &Ctx<'_>, vpc_id: &str) -> Result<String> {
+    let mut token = resource_token(cx.id, "rtb", vpc_id);
+    for _ in 0..MAX_DEAD_ANSWERS {
+        let id = aws::create_route_table(cx, vpc_id, &token).await?;
+        if aws::route_table_exists(cx, &id).await? {
+            return Ok(id);
+        }
+        cx.reporter.note(&format!(
+            "EC2 answered the route table's create with {id}, which no longer exists (the answer to the same ClientToken in an earlier run); creating it again with a new token"
+        ));
+        token = successor_token(&token, &[id]);
+    }
+    anyhow::bail!(
+        "{MAX_DEAD_ANSWERS} creates of the route table in {vpc_id} in a row were answered with route tables that no longer exist (ClientToken replays); the last token was {token}"
+    )
 }
 
 async fn apply(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {

@@ -14,7 +14,12 @@
 //! idempotency"). So the proxy answers an EC2 request whose `ClientToken` it has already
 //! forwarded with moto's first answer, without forwarding it again (`Call::replayed`); the
 //! SDK's own retries (which reuse the token) and tagstack's deterministic tokens then behave
-//! as on AWS and the tests count real duplicates only.
+//! as on AWS and the tests count real duplicates only. EC2's replayed RunInstances answer
+//! shows the instances' state now ("The only information that might vary in the response is
+//! the state of the instance", API reference "Ensuring Idempotency"); moto's first answer says
+//! `pending`, so the proxy marks the instances it saw terminated (a TerminateInstances moto
+//! accepted) as `terminated` in a replayed answer. A replayed CreateRouteTable answer names the
+//! route table even after it was deleted, as EC2's does (the original result).
 // Test support: panicking on a broken test bed is the right behaviour, and a given test binary
 // uses only part of this API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
@@ -200,6 +205,8 @@ struct State {
     per_action: std::collections::HashMap<String, u64>,
     /// (action, ClientToken) -> moto's first successful answer (status, content type, body).
     tokens: std::collections::HashMap<(String, String), (u16, String, Bytes)>,
+    /// Instances a forwarded TerminateInstances ended (moto answered 2xx).
+    terminated: std::collections::HashSet<String>,
 }
 
 /// Shared between the sync handle and the server tasks; the condvar wakes `wait_for`.
@@ -239,6 +246,7 @@ impl FaultProxy {
                 seed: 0,
                 per_action: Default::default(),
                 tokens: Default::default(),
+                terminated: Default::default(),
             }),
             seen: Condvar::new(),
             upstream: upstream.trim_end_matches('/').to_string(),
@@ -404,8 +412,23 @@ impl Shared {
         }
     }
 
+    /// The first answer to (action, token), with the state of instances terminated since.
     fn cached(&self, action: &str, token: &str) -> Option<(u16, String, Bytes)> {
-        self.state.lock().unwrap().tokens.get(&(action.to_string(), token.to_string())).cloned()
+        let state = self.state.lock().unwrap();
+        let (status, content_type, body) = state.tokens.get(&(action.to_string(), token.to_string())).cloned()?;
+        if action != "RunInstances" || state.terminated.is_empty() {
+            return Some((status, content_type, body));
+        }
+        let body = mark_terminated(&String::from_utf8_lossy(&body), &state.terminated);
+        Some((status, content_type, Bytes::from(body)))
+    }
+
+    fn terminated(&self, form: &str) {
+        let ids = form.split('&').filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            url_decode(k).starts_with("InstanceId.").then(|| url_decode(v))
+        });
+        self.state.lock().unwrap().terminated.extend(ids);
     }
 
     fn remember(&self, action: &str, token: &str, answer: (u16, String, Bytes)) {
@@ -477,6 +500,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     c.forwarded = upstream != 502;
                     c.upstream_status = upstream;
                 });
+                if action == "TerminateInstances" && resp.status().is_success() {
+                    shared.terminated(&raw);
+                }
                 if let Some(t) = &token
                     && resp.status().is_success()
                 {
@@ -507,6 +533,47 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             Ok(resp)
         }
     }
+}
+
+/// A RunInstances answer (EC2 XML) with each top-level instance item whose `instanceId` is in
+/// `dead` shown as EC2 shows a terminated instance (`instanceState` code 48, "terminated").
+fn mark_terminated(xml: &str, dead: &std::collections::HashSet<String>) -> String {
+    const STATE: &str = "<instanceState><code>48</code><name>terminated</name></instanceState>";
+    let Some(mut i) = xml.find("<instancesSet>") else { return xml.to_string() };
+    let mut out = String::with_capacity(xml.len());
+    // Copied to `out` up to here; the top-level item being read starts at `item`.
+    let (mut copied, mut depth, mut item) = (0, 0usize, 0);
+    while i < xml.len() {
+        let rest = &xml[i..];
+        if rest.starts_with("</instancesSet>") {
+            break;
+        } else if rest.starts_with("<item>") {
+            if depth == 0 {
+                item = i;
+            }
+            depth += 1;
+            i += "<item>".len();
+        } else if rest.starts_with("</item>") {
+            // Nested items (block devices, interfaces) are counted, not judged.
+            depth = depth.saturating_sub(1);
+            i += "</item>".len();
+            let text = &xml[item..i];
+            let id = text.split("<instanceId>").nth(1).and_then(|r| r.split("</instanceId>").next());
+            if depth == 0
+                && let (Some(id), Some(from), Some(to)) =
+                    (id, text.find("<instanceState>"), text.find("</instanceState>"))
+                && dead.contains(id)
+            {
+                out.push_str(&xml[copied..item + from]);
+                out.push_str(STATE);
+                copied = item + to + "</instanceState>".len();
+            }
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    out.push_str(&xml[copied..]);
+    out
 }
 
 /// A uniform number in [0, 1) from (seed, rule, action, n-th call of the action): splitmix64
@@ -818,6 +885,32 @@ mod selftest {
         let (head, body) = text.split_once("\r\n\r\n").ok_or(std::io::ErrorKind::UnexpectedEof)?;
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
         Ok((status, body.to_string()))
+    }
+
+    #[test]
+    fn a_replayed_launch_shows_terminated_instances_as_terminated() {
+        let item = |id: &str| {
+            format!(
+                "<item><blockDeviceMapping><item><deviceName>/dev/sda1</deviceName></item></blockDeviceMapping><instanceId>{id}</instanceId><instanceState><code>0</code><name>pending</name></instanceState></item>"
+            )
+        };
+        let xml = format!(
+            "<RunInstancesResponse><groupSet/><instancesSet>{}{}</instancesSet><requestId>r</requestId></RunInstancesResponse>",
+            item("i-1"),
+            item("i-2")
+        );
+        let dead: std::collections::HashSet<String> = ["i-2".to_string()].into();
+        let marked = super::mark_terminated(&xml, &dead);
+        assert_eq!(
+            marked,
+            xml.replacen(
+                "<code>0</code><name>pending</name></instanceState></item></instancesSet>",
+                "<code>48</code><name>terminated</name></instanceState></item></instancesSet>",
+                1
+            )
+        );
+        assert_ne!(marked, xml);
+        assert_eq!(super::mark_terminated(&xml, &Default::default()), xml);
     }
 
     #[test]
