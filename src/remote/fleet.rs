@@ -89,6 +89,38 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The error of a step on `node`, from its exit code, last lines and message.
+fn step_error<'a>(node: &'a str, step: &'a str) -> impl Fn(Option<i32>, Vec<String>, String) -> RemoteError + 'a {
+    move |exit_code, last_lines, message| RemoteError::Step {
+        node: node.into(),
+        step: step.into(),
+        exit_code,
+        last_lines,
+        message,
+    }
+}
+
+/// Waits for a transfer's remote side (`verb path`, e.g. "uploading /x"): an error with its
+/// stderr unless it exited 0.
+async fn ended(
+    child: openssh::Child<&Session>,
+    verb: &str,
+    path: &str,
+    fail: &impl Fn(Option<i32>, Vec<String>, String) -> RemoteError,
+) -> Result<(), RemoteError> {
+    let out =
+        child.wait_with_output().await.map_err(|e| fail(None, vec![], format!("{verb} {path}: {}", chain(&e))))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(
+            out.status.code(),
+            stderr.lines().map(str::to_string).collect(),
+            format!("{verb} {path} failed"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a node whose name, address or user could reach a command line (or the ssh_config
 /// text) as anything but a plain word: the `openssh` crate passes the destination to `ssh`
 /// without a `--`, so a name starting with `-` would be read as an option. The config checks
@@ -241,64 +273,61 @@ impl Fleet {
         content: &str,
         executable: bool,
     ) -> Result<(), RemoteError> {
+        let mode = if executable { "0700" } else { "0600" };
+        self.write(node, step, path, mode, &mut content.as_bytes()).await
+    }
+
+    /// Copies the local file `src` to `path` on the node (root-owned, 0600), atomically, byte
+    /// for byte (the text [`Fleet::upload`] is for scripts and configs).
+    pub async fn upload_file(&self, node: &str, step: &str, path: &str, src: &Path) -> Result<(), RemoteError> {
+        let mut file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| RemoteError::Local { what: format!("opening {}", src.display()), message: e.to_string() })?;
+        self.write(node, step, path, "0600", &mut file).await
+    }
+
+    /// Streams `source` into `path.tmp` on the node, then renames it into place: a reader never
+    /// sees half a file, whatever stops the copy.
+    async fn write(
+        &self,
+        node: &str,
+        step: &str,
+        path: &str,
+        mode: &str,
+        source: &mut (impl tokio::io::AsyncRead + Unpin),
+    ) -> Result<(), RemoteError> {
         let (n, session) = self.get(node)?;
         let dir = sh_quote(&Path::new(path).parent().map_or("/".into(), |d| d.display().to_string()));
-        let mode = if executable { "0700" } else { "0600" };
         let (tmp, dest) = (sh_quote(&format!("{path}.tmp")), sh_quote(path));
         let script =
             format!("umask 077 && mkdir -p -- {dir} && cat > {tmp} && chmod {mode} -- {tmp} && mv -- {tmp} {dest}");
-        let io = |e: openssh::Error| RemoteError::Step {
-            node: node.into(),
-            step: step.into(),
-            exit_code: None,
-            last_lines: vec![],
-            message: format!("uploading {path}: {}", chain(&e)),
-        };
+        let fail = step_error(node, step);
         let mut child = Self::root_command(n, session, &script)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .await
-            .map_err(io)?;
+            .map_err(|e| fail(None, vec![], format!("uploading {path}: {}", chain(&e))))?;
         if let Some(mut stdin) = child.stdin().take() {
-            let written = stdin.write_all(content.as_bytes()).await.and(stdin.shutdown().await);
+            let written = async {
+                tokio::io::copy(source, &mut stdin).await?;
+                stdin.shutdown().await
+            }
+            .await;
             drop(stdin);
             if let Err(e) = written {
-                return Err(RemoteError::Step {
-                    node: node.into(),
-                    step: step.into(),
-                    exit_code: None,
-                    last_lines: vec![],
-                    message: format!("uploading {path}: {e}"),
-                });
+                return Err(fail(None, vec![], format!("uploading {path}: {e}")));
             }
         }
-        let out = child.wait_with_output().await.map_err(io)?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(RemoteError::Step {
-                node: node.into(),
-                step: step.into(),
-                exit_code: out.status.code(),
-                last_lines: stderr.lines().map(str::to_string).collect(),
-                message: format!("uploading {path} failed"),
-            });
-        }
-        Ok(())
+        ended(child, "uploading", path, &fail).await
     }
 
     /// Copies the node's file `path` (read as root) to the local `dest`, created 0600 (an
     /// etcd snapshot holds every Secret of the cluster), byte for byte; answers its size.
     pub async fn download(&self, node: &str, step: &str, path: &str, dest: &Path) -> Result<u64, RemoteError> {
         let (n, session) = self.get(node)?;
-        let fail = |exit_code: Option<i32>, last_lines: Vec<String>, message: String| RemoteError::Step {
-            node: node.into(),
-            step: step.into(),
-            exit_code,
-            last_lines,
-            message,
-        };
+        let fail = step_error(node, step);
         let local = |what: &str, e: std::io::Error| RemoteError::Local {
             what: format!("{what} {}", dest.display()),
             message: e.to_string(),
@@ -323,70 +352,8 @@ impl Fleet {
             None => 0,
         };
         file.flush().await.map_err(|e| local("writing", e))?;
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| fail(None, vec![], format!("downloading {path}: {}", chain(&e))))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(fail(
-                out.status.code(),
-                stderr.lines().map(str::to_string).collect(),
-                format!("downloading {path} failed"),
-            ));
-        }
+        ended(child, "downloading", path, &fail).await?;
         Ok(copied)
-    }
-
-    /// Copies the local file `src` to `path` on the node (root-owned, 0600), atomically, byte
-    /// for byte (the text [`Fleet::upload`] is for scripts and configs).
-    pub async fn upload_file(&self, node: &str, step: &str, path: &str, src: &Path) -> Result<(), RemoteError> {
-        let (n, session) = self.get(node)?;
-        let dir = sh_quote(&Path::new(path).parent().map_or("/".into(), |d| d.display().to_string()));
-        let (tmp, dest) = (sh_quote(&format!("{path}.tmp")), sh_quote(path));
-        let script =
-            format!("umask 077 && mkdir -p -- {dir} && cat > {tmp} && chmod 0600 -- {tmp} && mv -- {tmp} {dest}");
-        let fail = |exit_code: Option<i32>, last_lines: Vec<String>, message: String| RemoteError::Step {
-            node: node.into(),
-            step: step.into(),
-            exit_code,
-            last_lines,
-            message,
-        };
-        let mut file = tokio::fs::File::open(src)
-            .await
-            .map_err(|e| RemoteError::Local { what: format!("opening {}", src.display()), message: e.to_string() })?;
-        let mut child = Self::root_command(n, session, &script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| fail(None, vec![], format!("uploading {path}: {}", chain(&e))))?;
-        if let Some(mut stdin) = child.stdin().take() {
-            let written = async {
-                tokio::io::copy(&mut file, &mut stdin).await?;
-                stdin.shutdown().await
-            }
-            .await;
-            drop(stdin);
-            if let Err(e) = written {
-                return Err(fail(None, vec![], format!("uploading {path}: {e}")));
-            }
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| fail(None, vec![], format!("uploading {path}: {}", chain(&e))))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(fail(
-                out.status.code(),
-                stderr.lines().map(str::to_string).collect(),
-                format!("uploading {path} failed"),
-            ));
-        }
-        Ok(())
     }
 
     /// Runs a script already on the node with bash, as root; streams its output. Returns the
