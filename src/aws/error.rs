@@ -166,6 +166,12 @@ where
 pub enum Phase {
     Create,
     Delete,
+    /// The delete of an empty duplicate `up` heals (`plan::diff`'s rule): as [`Phase::Delete`],
+    /// except that DependencyViolation is final at once. Discovery found nothing of the
+    /// environment in the duplicate and `up` deletes nothing in it first, so what AWS refuses
+    /// for is something tagstack does not own (an untagged subnet or network interface), and
+    /// waiting does not make it go.
+    Heal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +186,11 @@ pub enum Verdict {
 /// The one place that decides what an AWS error code means for us.
 pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
     let not_found = code.ends_with(".NotFound") || code == "NoSuchEntity" || code == "InvalidKeyPair.NotFound";
+    let phase = match phase {
+        Phase::Heal if code == "DependencyViolation" => return Verdict::Fatal,
+        Phase::Heal => Phase::Delete,
+        other => other,
+    };
     match phase {
         Phase::Delete if not_found => Verdict::Gone,
         // A retried DetachInternetGateway whose first attempt went through (lost answer).
@@ -236,5 +247,9 @@ mod tests {
         assert_eq!(classify(Phase::Delete, "AccessDenied", ""), Verdict::Fatal);
         assert_eq!(classify(Phase::Delete, "Gateway.NotAttached", ""), Verdict::Gone);
         assert_eq!(classify(Phase::Create, "DependencyViolation", ""), Verdict::Fatal);
+        // Healing a duplicate: something tagstack does not own holds it; waiting is no use.
+        assert_eq!(classify(Phase::Heal, "DependencyViolation", ""), Verdict::Fatal);
+        assert_eq!(classify(Phase::Heal, "InvalidVpcID.NotFound", ""), Verdict::Gone);
+        assert_eq!(classify(Phase::Heal, "IncorrectState", ""), Verdict::Retry);
     }
 }

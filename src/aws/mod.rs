@@ -50,12 +50,21 @@ pub struct Ctx<'a> {
     /// `tagstack:expires-at` for the resources this run creates (`None`: no expiry tag).
     pub expires_at: Option<&'a str>,
     pub reporter: &'a dyn Reporter,
+    /// How [`Ctx::delete`] judges errors: [`Phase::Delete`], or [`Phase::Heal`] for `up`'s
+    /// deletes of empty duplicates ([`Ctx::healing`]).
+    delete_phase: Phase,
 }
 
 impl<'a> Ctx<'a> {
     /// A context that creates nothing with an expiry (teardown, host keys, `reap`).
     pub fn new(aws: &'a Aws, id: &'a EnvId, timeouts: Timeouts, reporter: &'a dyn Reporter) -> Ctx<'a> {
-        Ctx { aws, id, timeouts, expires_at: None, reporter }
+        Ctx { aws, id, timeouts, expires_at: None, reporter, delete_phase: Phase::Delete }
+    }
+
+    /// The same context for deleting empty duplicates: a DependencyViolation is final at once
+    /// ([`Phase::Heal`]).
+    pub fn healing(&self) -> Ctx<'a> {
+        Ctx { delete_phase: Phase::Heal, ..*self }
     }
 
     /// Tags what this context creates with the run's expiry.
@@ -76,7 +85,7 @@ impl<'a> Ctx<'a> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), error::AwsError>>,
     {
-        Ok(self.retry(step, key, Phase::Delete).delete(call).await?.as_str())
+        Ok(self.retry(step, key, self.delete_phase).delete(call).await?.as_str())
     }
 
     pub fn retry(&self, step: impl Into<String>, key: &'a str, phase: Phase) -> Retry<'a> {

@@ -679,6 +679,102 @@ pub async fn delete_vpc(cx: &Ctx<'_>, key: &str, id: &str) -> Result<&'static st
     .await
 }
 
+/// What is in a VPC that keeps AWS from deleting it, read after a DependencyViolation to say
+/// so: its subnets, network interfaces, security groups other than the default, route tables
+/// other than the main one, attached internet gateways (EC2 API reference, DeleteVpc,
+/// <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteVpc.html>: "you
+/// must detach or delete all gateways and resources that are associated with the VPC"). Read
+/// at once, and only after the refusal; a failed read is named, not hidden.
+pub async fn vpc_contents(cx: &Ctx<'_>, vpc_id: &str) -> Vec<String> {
+    let ec2 = &cx.aws.ec2;
+    let by_vpc = || vec![filter("vpc-id", vpc_id)];
+    let (subnets, enis, groups, tables, gateways) = tokio::join!(
+        ec2.describe_subnets().set_filters(Some(by_vpc())).send(),
+        ec2.describe_network_interfaces().set_filters(Some(by_vpc())).send(),
+        ec2.describe_security_groups().set_filters(Some(by_vpc())).send(),
+        ec2.describe_route_tables().set_filters(Some(by_vpc())).send(),
+        ec2.describe_internet_gateways().filters(filter("attachment.vpc-id", vpc_id)).send(),
+    );
+    let mut out = Vec::new();
+    let mut add = |what: &str, read: Result<Vec<String>, String>| match read {
+        Ok(found) => out.extend(found),
+        Err(e) => out.push(format!("({what} could not be read: {e})")),
+    };
+    add(
+        "subnets",
+        subnets.op("DescribeSubnets").map_err(|e| e.to_string()).map(|r| {
+            r.subnets()
+                .iter()
+                .map(|s| format!("subnet {} ({})", s.subnet_id().unwrap_or("?"), s.cidr_block().unwrap_or("?")))
+                .collect()
+        }),
+    );
+    add(
+        "network interfaces",
+        enis.op("DescribeNetworkInterfaces")
+            .map_err(|e| e.to_string())
+            .map(|r| r.network_interfaces().iter().map(network_interface).collect()),
+    );
+    add(
+        "security groups",
+        groups.op("DescribeSecurityGroups").map_err(|e| e.to_string()).map(|r| {
+            r.security_groups()
+                .iter()
+                .filter(|g| g.group_name() != Some("default"))
+                .map(|g| format!("security group {} ({})", g.group_id().unwrap_or("?"), g.group_name().unwrap_or("?")))
+                .collect()
+        }),
+    );
+    add(
+        "route tables",
+        tables.op("DescribeRouteTables").map_err(|e| e.to_string()).map(|r| {
+            r.route_tables()
+                .iter()
+                .filter(|t| !t.associations().iter().any(|a| a.main().unwrap_or(false)))
+                .map(|t| format!("route table {}", t.route_table_id().unwrap_or("?")))
+                .collect()
+        }),
+    );
+    add(
+        "internet gateways",
+        gateways.op("DescribeInternetGateways").map_err(|e| e.to_string()).map(|r| {
+            r.internet_gateways()
+                .iter()
+                .map(|g| format!("internet gateway {} (attached)", g.internet_gateway_id().unwrap_or("?")))
+                .collect()
+        }),
+    );
+    out
+}
+
+/// The network interfaces using a security group, read after a DependencyViolation on its
+/// delete to say what holds it (a failed read is named).
+pub async fn group_users(cx: &Ctx<'_>, group_id: &str) -> Vec<String> {
+    let read = cx
+        .aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("group-id", group_id))
+        .send()
+        .await
+        .op("DescribeNetworkInterfaces");
+    match read {
+        Ok(r) => r.network_interfaces().iter().map(network_interface).collect(),
+        Err(e) => vec![format!("(network interfaces could not be read: {e})")],
+    }
+}
+
+/// "network interface eni-… (its description, else its type)".
+fn network_interface(n: &aws_sdk_ec2::types::NetworkInterface) -> String {
+    let what = n
+        .description()
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .or_else(|| n.interface_type().map(|t| t.as_str().to_string()))
+        .unwrap_or_else(|| "no description".into());
+    format!("network interface {} ({what})", n.network_interface_id().unwrap_or("?"))
+}
+
 /// Re-tags every owned resource with a new expiry: EC2 resources in one CreateTags call per
 /// 100 ids, IAM roles and instance profiles one by one.
 pub async fn set_expiry(cx: &Ctx<'_>, observed: &crate::plan::Observed, expires_at: &str) -> Result<()> {

@@ -96,6 +96,7 @@ fn healed(what: Removable, name: String, id: &str, kept: Option<&str>) -> Remova
             "duplicate of {} made by tagstack (a lost create answer); nothing depends on it",
             kept.unwrap_or("?")
         ),
+        kept: kept.map(str::to_string),
     }
 }
 
@@ -233,7 +234,13 @@ fn diff_subnets(
     let kept: Vec<&str> = out.iter().filter_map(|s| s.subnet.id.as_deref()).collect();
     for s in o.subnets.iter().filter(|s| !kept.contains(&s.id.as_str())) {
         let name = s.cidr.map_or_else(|| s.id.clone(), |c| format!("{c} ({})", s.availability_zone));
-        removals.push(Removal { what: Removable::Subnet, name, id: s.id.clone(), note: "not in the config".into() });
+        removals.push(Removal {
+            what: Removable::Subnet,
+            name,
+            id: s.id.clone(),
+            note: "not in the config".into(),
+            kept: None,
+        });
     }
     Ok(out)
 }
@@ -393,6 +400,7 @@ fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPl
             name: r.name.clone(),
             id: r.name.clone(),
             note: "not a role this version of tagstack uses".into(),
+            kept: None,
         });
     }
     for p in o.instance_profiles.iter().filter(|p| !wanted.contains(&p.name)) {
@@ -401,6 +409,7 @@ fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPl
             name: p.name.clone(),
             id: p.name.clone(),
             note: "not a profile this version of tagstack uses".into(),
+            kept: None,
         });
     }
     out

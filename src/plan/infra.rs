@@ -289,6 +289,8 @@ pub struct Removal {
     /// The AWS id (or IAM name).
     pub id: String,
     pub note: String,
+    /// For a healed duplicate, the one kept (its id): named when AWS refuses the delete.
+    pub kept: Option<String>,
 }
 
 impl Removal {

@@ -372,3 +372,60 @@ fn a_route_table_create_answered_with_a_deleted_table_creates_again() {
     env.tagstack().args(&["down", "--yes"]).run().success();
     assert_eq!(env.owned_counts(), Counts::default());
 }
+
+/// A duplicate VPC tagstack made that holds something without the environment's tags (a
+/// subnet and a network interface made by someone else) looks empty to discovery, so the plan
+/// heals it; AWS refuses the delete (DependencyViolation: moto refuses DeleteVpc while a subnet
+/// is in it, as EC2 does). `up` fails at once, not after retrying until
+/// timeouts.aws_consistency (one DeleteVpc), naming both VPCs and what is in the duplicate,
+/// with a hint; what it does not own is left alone.
+#[test]
+fn a_duplicate_vpc_holding_what_tagstack_does_not_own_fails_at_once_naming_both() {
+    let env = TestEnv::new("healheld");
+    env.write_config(1, "");
+    env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    let kept = {
+        let (ec2, filters) = (env.ec2(), env.owner_filters());
+        env.block(async { ec2.describe_vpcs().set_filters(Some(filters)).send().await.unwrap() }).vpcs()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string()
+    };
+    let dup = tagstack_vpc(&env);
+    let ec2 = env.ec2();
+    let (subnet, eni) = env.block(async {
+        let s = ec2.create_subnet().vpc_id(&dup).cidr_block("10.61.9.0/24").send().await.unwrap();
+        let subnet = s.subnet().unwrap().subnet_id().unwrap().to_string();
+        let n = ec2.create_network_interface().subnet_id(&subnet).description("someone else's").send().await.unwrap();
+        (subnet, n.network_interface().unwrap().network_interface_id().unwrap().to_string())
+    });
+
+    env.proxy.clear_calls();
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().code(1);
+    for needle in [
+        format!("duplicate VPC {dup} (made by tagstack beside {kept}"),
+        format!("subnet {subnet} (10.61.9.0/24)"),
+        format!("network interface {eni} (someone else's)"),
+        "DependencyViolation".to_string(),
+        format!("hint: tagstack never deletes what it does not own: delete or move what is in {dup}"),
+    ] {
+        assert!(run.stderr.contains(&needle), "missing {needle:?}\n{}", run.stderr);
+    }
+    assert_eq!(env.proxy.count("DeleteVpc"), 1, "{:?}", env.proxy.actions());
+    let (still_subnet, still_eni) = env.block(async {
+        let s = ec2.describe_subnets().subnet_ids(&subnet).send().await.unwrap();
+        let n = ec2.describe_network_interfaces().network_interface_ids(&eni).send().await.unwrap();
+        (s.subnets().len(), n.network_interfaces().len())
+    });
+    assert_eq!((still_subnet, still_eni), (1, 1));
+
+    // Once what held it is gone, `up` heals the duplicate.
+    env.block(async {
+        ec2.delete_network_interface().network_interface_id(&eni).send().await.unwrap();
+        ec2.delete_subnet().subnet_id(&subnet).send().await.unwrap();
+    });
+    let run = env.tagstack().args(&["up", "--only", "infra"]).run().success();
+    assert!(run.stderr.contains(&format!("delete duplicate VPC {dup}")), "{}", run.stderr);
+    env.tagstack().args(&["down", "--yes"]).run().success();
+    assert_eq!(env.owned_counts(), Counts::default());
+}

@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use crate::aws::{self, Ctx, LaunchTarget};
 use crate::config::Spec;
+use crate::hint;
 use crate::ops::inventory::{Node, inventory};
 use crate::plan::desired::{client_token, inline_policies, resource_token, stale_launch, successor_token};
-use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable};
+use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable, Removal};
 use crate::plan::{Change, Depth, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
 
@@ -449,6 +450,7 @@ async fn backup_bucket(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()
 /// last, once nothing depends on them.
 async fn remove_extras(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
     let r = cx.reporter;
+    let heal = &cx.healing();
     for c in &plan.removals {
         let id = c.id.as_str();
         match c.what {
@@ -466,21 +468,58 @@ async fn remove_extras(cx: &Ctx<'_>, plan: &InfraPlan) -> Result<()> {
             // depends on them, so they go without detaching or disassociating anything.
             Removable::Vpc => {
                 let what = format!("delete duplicate VPC {id} (empty, made by tagstack)");
-                step(r, "heal", &what, aws::delete_vpc(cx, "heal", id)).await?;
+                let done = step(r, "heal", &what, aws::delete_vpc(heal, "heal", id)).await;
+                refused_heal(cx, c, done.map(|_| ())).await?;
             }
             Removable::InternetGateway => {
                 let what = format!("delete duplicate internet gateway {id} (unattached, made by tagstack)");
-                step(r, "heal", &what, aws::delete_internet_gateway(cx, "heal", id, &[])).await?;
+                let done = step(r, "heal", &what, aws::delete_internet_gateway(heal, "heal", id, &[])).await;
+                refused_heal(cx, c, done.map(|_| ())).await?;
             }
             Removable::RouteTable => {
                 let what = format!("delete duplicate route table {id} (unassociated, made by tagstack)");
-                step(r, "heal", &what, aws::delete_route_table(cx, "heal", id, &[])).await?;
+                let done = step(r, "heal", &what, aws::delete_route_table(heal, "heal", id, &[])).await;
+                refused_heal(cx, c, done.map(|_| ())).await?;
             }
             Removable::SecurityGroup => {
                 let what = format!("delete duplicate security group {id} (unused, made by tagstack)");
-                step(r, "heal", &what, aws::delete_security_group(cx, "heal", id)).await?;
+                let done = step(r, "heal", &what, aws::delete_security_group(heal, "heal", id)).await;
+                refused_heal(cx, c, done.map(|_| ())).await?;
             }
         }
     }
     Ok(())
+}
+
+/// A heal delete AWS refused with DependencyViolation (final at once: `aws::error::Phase::Heal`)
+/// becomes an error that names the duplicate, the one kept, and what holds the duplicate:
+/// resources without the environment's tags, which discovery does not see, so the plan judged
+/// it empty. Other outcomes pass through.
+async fn refused_heal(cx: &Ctx<'_>, c: &Removal, done: Result<()>) -> Result<()> {
+    let Err(err) = done else { return Ok(()) };
+    let refused = err
+        .chain()
+        .any(|e| e.downcast_ref::<aws::error::AwsError>().is_some_and(|a| a.code() == "DependencyViolation"));
+    if !refused {
+        return Err(err);
+    }
+    let (kind, holders) = match c.what {
+        Removable::Vpc => ("VPC", aws::vpc_contents(cx, &c.id).await),
+        Removable::SecurityGroup => ("security group", aws::group_users(cx, &c.id).await),
+        Removable::InternetGateway => ("internet gateway", Vec::new()),
+        Removable::RouteTable => ("route table", Vec::new()),
+        Removable::Subnet | Removable::IamRole | Removable::InstanceProfile => return Err(err),
+    };
+    let id = &c.id;
+    let kept = c.kept.as_deref().unwrap_or("?");
+    let held = if holders.is_empty() { String::new() } else { format!("; in it:\n  {}", holders.join("\n  ")) };
+    let err = err.context(format!(
+        "duplicate {kind} {id} (made by tagstack beside {kept}, the {kind} this environment uses) cannot be deleted: AWS refuses while it holds resources that do not carry the environment's tags (discovery does not see them, so the plan judged {id} empty){held}"
+    ));
+    Err(hint::attach(
+        err,
+        format!(
+            "tagstack never deletes what it does not own: delete or move what is in {id} if nothing needs it (then `tagstack up` deletes {id}), or delete {id} yourself; {kept} is the one tagstack keeps"
+        ),
+    ))
 }
