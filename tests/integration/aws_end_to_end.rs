@@ -399,6 +399,29 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     assert_eq!(on_node(env, &node), (pods.clone(), false), "the node was touched");
     assert_eq!(env.proxy.count("TerminateInstances"), 0);
     std::fs::remove_file(&knob).unwrap();
+    // The broker is Ready again a moment later; Kafka is in sync once no partition is listed.
+    let in_sync = || {
+        let describe = [
+            "exec",
+            "-n",
+            "kafka",
+            "kafka-0",
+            "-c",
+            "kafka",
+            "--",
+            "/opt/kafka/bin/kafka-topics.sh",
+            "--bootstrap-server",
+            "localhost:9092",
+            "--describe",
+            "--under-replicated-partitions",
+        ];
+        kubectl(env, &describe).trim().is_empty()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !in_sync() {
+        assert!(std::time::Instant::now() < deadline, "Kafka did not get back in sync");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 
     // A budget of the user's that allows no disruption, on a pod pinned to the leaving node.
     let guarded = format!(
