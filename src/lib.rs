@@ -5,7 +5,9 @@
 //! -> `plan::diff_infra` (-> [`plan::InfraPlan`], pure; [`plan::Plan`] is its flat view)
 //! -> `ops::infra::apply` through `aws`; then `ops::nodes` -> `ops::cluster` (kubeadm over
 //! `remote`, scripts from `cluster`) -> `ops::stack` (manifests from `stack`). `ops::up` runs
-//! the stages in order; `down` runs `plan::teardown`'s steps (`ops::infra::teardown`).
+//! the stages in order (an upgrade by one minor before the cluster stage, `ops::upgrade`; the
+//! workers a scale-down or `replace` removes after it, `ops::retire`); `down` runs
+//! `plan::teardown`'s steps (`ops::infra::teardown`); `backup` snapshots etcd to S3.
 //! `cli` resolves flags into settings and calls one `ops` function per command; `ui` is the
 //! only module that prints; libraries report progress through [`reporter::Reporter`]. Lower
 //! layers' errors state facts; `ops::advice` adds what to do for the command that ran, and
