@@ -401,20 +401,7 @@ fn scale_down_one_worker(env: &TestEnv, bed: &Bed, instances: &BTreeMap<String, 
     std::fs::remove_file(&knob).unwrap();
     // The broker is Ready again a moment later; Kafka is in sync once no partition is listed.
     let in_sync = || {
-        let describe = [
-            "exec",
-            "-n",
-            "kafka",
-            "kafka-0",
-            "-c",
-            "kafka",
-            "--",
-            "/opt/kafka/bin/kafka-topics.sh",
-            "--bootstrap-server",
-            "localhost:9092",
-            "--describe",
-            "--under-replicated-partitions",
-        ];
+        let describe = [crate::support::KAFKA_TOPICS, &["--describe", "--under-replicated-partitions"]].concat();
         kubectl(env, &describe).trim().is_empty()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

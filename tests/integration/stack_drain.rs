@@ -6,7 +6,7 @@
 //! scale-down is written against; it runs through `tagstack ssh`, as a user would.
 
 use crate::support::bed::{Bed, add_storage_class};
-use crate::support::{Run, TestEnv};
+use crate::support::{KAFKA_TOPICS, Run, TestEnv};
 
 const DRAIN: &[&str] = &["--ignore-daemonsets", "--delete-emptydir-data"];
 
@@ -139,46 +139,12 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
     let (_, outside, _) = after.iter().find(|(ns, _, node)| ns == "kafka" && node == "w3").unwrap().clone();
     let created = kubectl(
         &env,
-        &[
-            "exec",
-            "-n",
-            "kafka",
-            "kafka-0",
-            "-c",
-            "kafka",
-            "--",
-            "/opt/kafka/bin/kafka-topics.sh",
-            "--bootstrap-server",
-            "localhost:9092",
-            "--create",
-            "--topic",
-            "drain-check",
-            "--partitions",
-            "3",
-            "--replication-factor",
-            "3",
-        ],
+        &[KAFKA_TOPICS, &["--create", "--topic", "drain-check", "--partitions", "3", "--replication-factor", "3"]]
+            .concat(),
     )
     .success();
     assert!(created.stdout.contains("Created topic drain-check."), "{}", created.stdout);
-    let healthy = kubectl(
-        &env,
-        &[
-            "exec",
-            "-n",
-            "kafka",
-            "kafka-0",
-            "-c",
-            "kafka",
-            "--",
-            "/opt/kafka/bin/kafka-topics.sh",
-            "--bootstrap-server",
-            "localhost:9092",
-            "--describe",
-            "--under-replicated-partitions",
-        ],
-    )
-    .success();
+    let healthy = kubectl(&env, &[KAFKA_TOPICS, &["--describe", "--under-replicated-partitions"]].concat()).success();
     assert_eq!(healthy.stdout, "", "under-replicated partitions on a healthy cluster");
     let knob = bed.cluster_state("stack/pod-not-ready");
     std::fs::create_dir_all(&knob).unwrap();

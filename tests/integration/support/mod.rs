@@ -443,3 +443,18 @@ pub fn tag_spec(
         ))
         .build()
 }
+
+/// `kubectl` arguments that run Kafka's topic tool in `kafka-0` against its own broker; the
+/// tool's own arguments follow.
+pub const KAFKA_TOPICS: &[&str] = &[
+    "exec",
+    "-n",
+    "kafka",
+    "kafka-0",
+    "-c",
+    "kafka",
+    "--",
+    "/opt/kafka/bin/kafka-topics.sh",
+    "--bootstrap-server",
+    "localhost:9092",
+];
