@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod hint;
 pub mod known_hosts;
+pub mod monitoring;
 pub mod ops;
 pub mod plan;
 pub mod poll;

@@ -24,6 +24,7 @@ mod infra_lifecycle;
 mod infra_lookalike;
 mod infra_random;
 mod infra_safety;
+mod monitoring_content;
 mod ops_direct;
 mod stack_cleanup;
 mod stack_deploy;
