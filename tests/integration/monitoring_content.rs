@@ -26,6 +26,8 @@ fn monitoring_dir() -> PathBuf {
 }
 
 /// `name` from `env` or PATH; None (skip) only outside CI when neither has it.
+// The skip message is the test's report to whoever runs it without the programs.
+#[allow(clippy::print_stderr)]
 fn program(env: &str, name: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
@@ -45,6 +47,7 @@ fn program(env: &str, name: &str) -> Option<PathBuf> {
 }
 
 /// The venv's Python with PyYAML and prometheus-client (scripts/test installs both).
+#[allow(clippy::print_stderr)]
 fn python() -> Option<PathBuf> {
     let p = std::env::var_os("TAGSTACK_TEST_PYTHON")
         .map(PathBuf::from)
