@@ -49,6 +49,9 @@ pub const VERSIONS: &[(&str, &str)] = &[
     ("prometheus (image; the tests use Debian's 2.42.0)", "quay.io/prometheus/prometheus:v3.14.0"),
     ("node-exporter", "quay.io/prometheus/node-exporter:v1.12.1"),
     ("kube-state-metrics", "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0"),
+    ("alertmanager (the tests use Debian's amtool 0.25)", "quay.io/prometheus/alertmanager:v0.34.0"),
+    // Run with --kafka.version=4.0.0: its sarama 1.45.0 knows Kafka up to 4.0 (utils.go
+    // MaxVersion) and defaults to 2.1.0, and Kafka 4 removed the oldest request versions (KIP-896).
     ("kafka_exporter (consumer lag)", "docker.io/danielqsj/kafka-exporter:v1.9.0"),
     ("JMX exporter java agent (Maven Central)", "io.prometheus.jmx:jmx_prometheus_javaagent:1.6.0"),
 ];

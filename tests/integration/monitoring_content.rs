@@ -178,6 +178,20 @@ fn without_kubernetes_sd(config: &str) -> String {
     out.join("\n") + "\n"
 }
 
+#[test]
+fn alertmanager_config_passes_amtool() {
+    let Some(amtool) = program("TAGSTACK_TEST_AMTOOL", "amtool") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let hooks =
+        ["https://hooks.example.com/services/T0/B0?token=\"x\"".to_string(), "http://10.0.0.7:8080/alerts".into()];
+    for (webhooks, receivers) in [(&hooks[..0], "1 receivers"), (&hooks[..], "2 receivers")] {
+        let path = dir.path().join("alertmanager.yml");
+        std::fs::write(&path, content::alertmanager_config(webhooks).unwrap()).unwrap();
+        let out = run(Command::new(&amtool).arg("check-config").arg(&path));
+        assert!(out.contains("SUCCESS") && out.contains(receivers), "{out}");
+    }
+}
+
 // ---- the JMX exporter's matching (jmx_exporter 1.6.0, collector/src/main/java/io/prometheus/
 // jmx/JmxCollector.java `Receiver.recordBean`, `toSafeName`; website/versioned_docs/version-1.6.0/
 // configuration/rules.md) ----
