@@ -391,7 +391,10 @@ fn queried_names(python: &Path) -> BTreeSet<String> {
 fn jmx_samples(python: &Path) -> (Vec<Sample>, Vec<Sample>) {
     let kafka = yaml(python, &monitoring_dir().join("jmx/kafka.yml"));
     let cassandra = yaml(python, &monitoring_dir().join("jmx/cassandra.yml"));
-    assert_eq!(kafka.to_string(), yaml_str(python, content::jmx_rules(content::Jvm::Kafka)).to_string());
+    assert_eq!(kafka, yaml_str(python, content::jmx_rules(content::Jvm::Kafka)));
+    assert_eq!(cassandra, yaml_str(python, content::jmx_rules(content::Jvm::Cassandra)));
+    // The JVM-only agent exports no MBean attribute, only its JVM collectors.
+    assert_eq!(yaml_str(python, content::jmx_rules(content::Jvm::JvmOnly))["rules"], json!([]));
     (jmx_export(&kafka, &mbeans("mbeans-kafka.txt")), jmx_export(&cassandra, &mbeans("mbeans-cassandra.txt")))
 }
 
