@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     /// Result format on stdout.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: Output,
-    /// Do not ask for confirmation (required for `down` and `reap` when stdin is not a terminal).
+    /// Do not ask for confirmation (required for `down`, `reap` and `restore` when stdin is not a terminal).
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,
     /// More logs on stderr (-v debug, -vv trace).
@@ -124,6 +124,13 @@ pub enum Command {
     /// Take an etcd snapshot on the control plane and upload it to the environment's backup
     /// bucket ([backup] in the config).
     Backup,
+    /// Restore the control plane's etcd from a snapshot taken by `backup`: the API server is down
+    /// meanwhile, and every object created since the snapshot is gone from the API.
+    Restore {
+        /// `latest` (the newest in the backup bucket), a key as `backup` printed it, or the
+        /// path of a snapshot file on this machine.
+        snapshot: String,
+    },
     /// Write the cluster's admin kubeconfig (0600) and print its path.
     Kubeconfig {
         /// Print the kubeconfig itself instead of its path.

@@ -85,6 +85,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Replace { .. } => Some(A::Up),
         Command::Render { .. } => Some(A::Render),
         Command::Backup => Some(A::Backup),
+        Command::Restore { .. } => Some(A::Restore),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
 }
@@ -103,6 +104,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Render { out } => render_cmd(g, &out),
         Command::Smoke => smoke_cmd(&resolve(g)?).await,
         Command::Backup => backup_cmd(&resolve(g)?).await,
+        Command::Restore { snapshot } => restore_cmd(&resolve(g)?, &snapshot).await,
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
         Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
@@ -367,6 +369,62 @@ async fn backup_cmd(s: &Settings) -> Result<Outcome> {
         )),
     }
     Ok(Outcome::Success)
+}
+
+/// The snapshot is fetched and checked first; nothing on the cluster is touched before the
+/// answer (the same confirmation rules as `down`).
+async fn restore_cmd(s: &Settings, snapshot: &str) -> Result<Outcome> {
+    let progress = Progress::new(s.common.progress);
+    let env = Env::new(&s.spec, &s.connection, &progress);
+    let wanted = ops::restore::Source::parse(snapshot);
+    let prepared = match ops::restore::prepare(&env, &wanted).await {
+        Err(e) if e.downcast_ref::<ops::backup::NotConfigured>().is_some() => {
+            return Err(UsageError {
+                message: e.to_string(),
+                hint: "add a [backup] section and run `tagstack up` and `tagstack backup`, or pass the path of a snapshot file".into(),
+            }
+            .into());
+        }
+        other => other?,
+    };
+    if !s.common.yes {
+        let taken = prepared.taken.as_deref().map(|t| format!(", stored {t}")).unwrap_or_default();
+        ui::eprint_text(&format!(
+            "Restore {} from {} ({} bytes, sha256 {}{taken}).\nThe API server stops meanwhile; every object created since the snapshot is gone from the API (what it made on AWS stays). The current etcd data is kept on the control plane.\n",
+            title(s),
+            prepared.from,
+            prepared.check.size,
+            prepared.check.sha256
+        ));
+        confirm_restore(&format!("Restore etcd of {}?", title(s)))?;
+    }
+    let report = ops::restore::run(&env, &prepared).await?;
+    match s.common.output {
+        Output::Json => json::print(source(s), "restore", &report)?,
+        Output::Human => ui::print_text(&format!(
+            "restored {} from {}\n  {} bytes, sha256 {}\n  old etcd data kept on {} in {}\n",
+            title(s),
+            report.from,
+            report.size,
+            report.sha256,
+            report.node,
+            report.kept
+        )),
+    }
+    Ok(Outcome::Success)
+}
+
+/// `confirm`'s rules with a restore's words: nothing was changed when it refuses.
+fn confirm_restore(question: &str) -> Result<()> {
+    match ui::confirm(question) {
+        Some(true) => Ok(()),
+        Some(false) => anyhow::bail!("aborted: nothing was restored"),
+        None => Err(UsageError {
+            message: "refusing to restore without confirmation: stdin is not a terminal".into(),
+            hint: "pass --yes to restore non-interactively".into(),
+        }
+        .into()),
+    }
 }
 
 async fn kubeconfig_cmd(s: &Settings, to_stdout: bool) -> Result<Outcome> {

@@ -1,7 +1,9 @@
 //! etcd snapshots, the pure half of `tagstack backup` and `restore`: the script that takes a
-//! snapshot through the etcd static pod (`templates/cluster/etcd-snapshot.sh.j2`) and the
-//! integrity check of a snapshot file. No I/O beyond the reader it is handed; running the
-//! script, moving the file and S3 are `ops::backup`'s.
+//! snapshot through the etcd static pod (`templates/cluster/etcd-snapshot.sh.j2`), the script
+//! that restores one on the control plane (`templates/cluster/etcd-restore.sh.j2`: how the
+//! static pods stop, where etcdutl comes from, how the data directories swap and how a rerun
+//! resumes) and the integrity check of a snapshot file. No I/O beyond the reader it is handed;
+//! running the scripts, moving files and S3 are `ops::backup`'s and `ops::restore`'s.
 
 use std::io::Read;
 
@@ -11,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::model::ClusterNode;
 
-const TEMPLATES: &[(&str, &str)] = &[("etcd-snapshot.sh", include_str!("../../templates/cluster/etcd-snapshot.sh.j2"))];
+const TEMPLATES: &[(&str, &str)] = &[
+    ("etcd-snapshot.sh", include_str!("../../templates/cluster/etcd-snapshot.sh.j2")),
+    ("etcd-restore.sh", include_str!("../../templates/cluster/etcd-restore.sh.j2")),
+];
 
 /// Where the snapshot waits on the control plane until tagstack has fetched it.
 pub const NODE_SNAPSHOT: &str = "/var/lib/tagstack/backup/etcd-snapshot.db";
@@ -28,6 +33,40 @@ pub fn snapshot_script(node: &ClusterNode) -> Result<String> {
     env.get_template("etcd-snapshot.sh")?
         .render(context! { pod => etcd_pod(node), out => NODE_SNAPSHOT })
         .context("rendering etcd-snapshot.sh")
+}
+
+/// The restore's state on the control plane: the uploaded snapshot, etcdutl taken from the etcd
+/// image, and `in-progress` (which snapshot, where the old data goes), which lets a rerun
+/// resume and refuses a different snapshot over an unfinished restore.
+pub const RESTORE_DIR: &str = "/var/lib/tagstack/restore";
+
+/// Where the snapshot is uploaded for a restore.
+pub fn restore_snapshot_path() -> String {
+    format!("{RESTORE_DIR}/snapshot.db")
+}
+
+/// The restore script for a snapshot whose SHA-256 (of the whole file, as `check_snapshot`
+/// answers it) is `sha256`. `id` names the kept data directory (`member.before-restore-<id>`)
+/// of a restore that starts now; a resumed one keeps the name it recorded.
+pub fn restore_script(sha256: &str, id: &str) -> Result<String> {
+    anyhow::ensure!(
+        sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{sha256:?} is not a SHA-256 in hex"
+    );
+    anyhow::ensure!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        "{id:?} cannot name a directory"
+    );
+    let env = crate::templates::environment(TEMPLATES)?;
+    env.get_template("etcd-restore.sh")?
+        .render(context! { state_dir => RESTORE_DIR, snapshot => restore_snapshot_path(), sha256, id })
+        .context("rendering etcd-restore.sh")
+}
+
+/// The restore id of a time (RFC 3339 UTC, as `plan::expiry::format` writes it): its digits and
+/// the `T`/`Z`, e.g. `20261130T134500Z`, so that it names a directory.
+pub fn restore_id(rfc3339: &str) -> String {
+    rfc3339.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
 }
 
 /// What the integrity check found.
@@ -134,5 +173,47 @@ mod tests {
         assert!(s.contains("kubectl -n kube-system exec etcd-ip-10-0-1-5.eu-west-3.compute.internal -- etcdctl"));
         assert!(s.contains("--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt"));
         assert!(s.contains(&format!("out={NODE_SNAPSHOT}")));
+    }
+
+    #[test]
+    fn the_restore_script_is_rendered_whole_and_refuses_bad_inputs() {
+        let sha = "ab".repeat(32);
+        let s = restore_script(&sha, &restore_id("2026-11-30T13:45:00Z")).unwrap();
+        insta::assert_snapshot!("etcd_restore", s);
+        assert!(s.contains("kept=member.before-restore-20261130T134500Z"));
+        assert!(restore_script("not hex", "x").is_err());
+        assert!(restore_script(&sha, "../x").is_err());
+    }
+
+    /// Both etcd scripts pass shellcheck (installed by scripts/test), as every cluster script does.
+    #[test]
+    fn the_etcd_scripts_pass_shellcheck() {
+        let node = ClusterNode {
+            name: "control-plane".into(),
+            node_name: "node-0".into(),
+            role: crate::config::NodeRole::ControlPlane,
+            address: "10.0.1.5".into(),
+            port: 22,
+            user: "ubuntu".into(),
+            private_ip: "10.0.1.5".into(),
+            public_address: None,
+            host_key: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("etcd-snapshot.sh", snapshot_script(&node).unwrap()),
+            ("etcd-restore.sh", restore_script(&"0".repeat(64), "1").unwrap()),
+        ] {
+            assert!(text.starts_with("#!/usr/bin/env bash\n") && text.contains("set -euo pipefail"), "{name}");
+            assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
+            let path = dir.path().join(name);
+            std::fs::write(&path, &text).unwrap();
+            let out = std::process::Command::new("shellcheck")
+                .args(["--shell=bash", "--severity=style"])
+                .arg(&path)
+                .output()
+                .expect("shellcheck is not installed: run scripts/test, which installs it");
+            assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
     }
 }

@@ -28,6 +28,7 @@ pub enum Command {
     Smoke,
     Render,
     Backup,
+    Restore,
 }
 
 impl Command {
@@ -43,6 +44,7 @@ impl Command {
             Command::Smoke => "smoke",
             Command::Render => "render",
             Command::Backup => "backup",
+            Command::Restore => "restore",
         }
     }
 }

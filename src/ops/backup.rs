@@ -39,7 +39,7 @@ pub struct NotConfigured {
 }
 
 /// The environment's bucket, which `up` must have made.
-async fn our_bucket(env: &Env<'_>) -> Result<String> {
+pub(super) async fn our_bucket(env: &Env<'_>) -> Result<String> {
     let spec = env.spec;
     if spec.backup.is_none() {
         return Err(NotConfigured { project: spec.id.project.clone(), environment: spec.id.environment.clone() }.into());

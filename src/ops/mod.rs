@@ -4,7 +4,8 @@
 //! between its infra and cluster stages (`upgrade`), the cluster's nodes per provider
 //! (`nodes`), the control-plane session (`nodes::on_control_plane`), the infra stage (`infra::apply`,
 //! `infra::teardown`), the cluster stage (`cluster`), the stack stage (`stack`), and the
-//! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`).
+//! read-only and access commands (`status`, `live`, `access`, `plan`, `reap`), and etcd's
+//! `backup` and `restore`.
 
 pub mod access;
 pub mod advice;
@@ -19,6 +20,7 @@ pub mod nodes;
 pub mod plan;
 pub mod reap;
 pub mod replace;
+pub mod restore;
 pub mod retire;
 pub mod stack;
 pub mod status;
