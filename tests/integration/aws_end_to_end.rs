@@ -639,3 +639,163 @@ fn backup_on_aws_over_moto_and_the_bed() {
     assert!(env.block(async { s3.head_bucket().bucket(&bucket).send().await.is_err() }));
     assert_eq!(env.owned_counts(), crate::support::Counts::default());
 }
+
+/// `tagstack restore` on the bed, after `backup` (issue 12): the refusals before anything is
+/// touched (no terminal, no such key, a damaged or altered snapshot, no `[backup]`, an etcd
+/// image without etcdutl), a restore killed in etcdutl (a partial data directory left, the
+/// static pods stopped) that refuses another snapshot and is finished by the same command, and
+/// the result: etcd's data directory holds the snapshot, the data it ran on before is kept
+/// next to it, the static pods are back and every node is Ready.
+#[test]
+fn restore_on_aws_over_moto_and_the_bed() {
+    use sha2::Digest;
+    let bed = Bed::up_from(2, FIRST_HOST);
+    let env = TestEnv::new("rs");
+    let with_backup = config(&env, &bed, 1, &format!("{NO_STACK}\n[backup]\nretention_days = 3\n"));
+    std::fs::write(env.config_path(), &with_backup).unwrap();
+    infra_with_consoles(&env, &bed);
+    let up = env.tagstack().args(&["up", "--output", "json"]).run().success().json();
+    let cp_ip = up["nodes"].as_array().unwrap().iter().find(|n| n["role"] == "control-plane").unwrap()["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let k = usize::try_from(cp_ip.rsplit('.').next().unwrap().parse::<u32>().unwrap() - FIRST_HOST).unwrap();
+    let bucket = env.backup_bucket();
+    let s3 = env.s3();
+    let fs = |rel: &str| bed.fs(k, rel);
+    // What etcd wrote in its data directory since it started (etcd itself is not modelled).
+    let old_db = b"etcd's database as it was before the restore".to_vec();
+    std::fs::create_dir_all(fs("var/lib/etcd/member/snap")).unwrap();
+    std::fs::write(fs("var/lib/etcd/member/snap/db"), &old_db).unwrap();
+
+    let first = env.tagstack().args(&["backup", "--output", "json"]).run().success().json();
+    let first_key = first["key"].as_str().unwrap().to_string();
+    // Something changes in the cluster after the first snapshot (and keys carry the time to
+    // the second).
+    put(
+        &env,
+        "after-backup.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made-after-the-backup\n  namespace: default\ndata:\n  k: v\n",
+    );
+    kubectl(&env, &["apply", "-f", "/var/lib/tagstack/test/after-backup.yaml"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = env.tagstack().args(&["backup", "--output", "json"]).run().success().json();
+    let second_key = second["key"].as_str().unwrap().to_string();
+    assert_ne!(first["sha256"], second["sha256"]);
+    let body = env.block(async {
+        let o = s3.get_object().bucket(&bucket).key(&first_key).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    });
+    let manifests = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+    let untouched = |why: &str| {
+        for m in manifests {
+            assert!(fs(&format!("etc/kubernetes/manifests/{m}.yaml")).exists(), "{why}: {m}.yaml moved");
+        }
+        assert_eq!(std::fs::read(fs("var/lib/etcd/member/snap/db")).unwrap(), old_db, "{why}");
+        assert!(!fs("var/lib/etcd/tagstack-restore.partial").exists(), "{why}");
+    };
+
+    // No terminal, no --yes: refused after the check, before anything on the node.
+    let asked = env.tagstack().args(&["restore", "latest"]).run().code(2);
+    assert!(
+        asked.stderr.contains("refusing to restore without confirmation: stdin is not a terminal"),
+        "{}",
+        asked.stderr
+    );
+    let missing = env.tagstack().args(&["restore", "nope.db", "--yes"]).run().code(1);
+    assert!(missing.stderr.contains("no snapshot \"nope.db\" in the backup bucket"), "{}", missing.stderr);
+    assert!(missing.stderr.contains(&format!("newest: {second_key}")), "{}", missing.stderr);
+    // A damaged object (its trailer no longer matches), and one altered after the upload.
+    let damaged_key = format!("{}-{}/etcd-2099-01-01T00:00:00Z.db", env.project, env.environment);
+    let mut damaged = body.clone();
+    damaged[10] ^= 1;
+    let altered_key = format!("{}-{}/etcd-2099-01-02T00:00:00Z.db", env.project, env.environment);
+    env.block(async {
+        let put = |key: &str, bytes: Vec<u8>, sha: &str| {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .metadata("sha256", sha)
+                .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+                .send()
+        };
+        put(&damaged_key, damaged.clone(), "0").await.unwrap();
+        put(&altered_key, body.clone(), &"0".repeat(64)).await.unwrap();
+    });
+    let bad = env.tagstack().args(&["restore", &damaged_key, "--yes"]).run().code(1);
+    assert!(bad.stderr.contains("the snapshot is damaged"), "{}", bad.stderr);
+    let altered = env.tagstack().args(&["restore", "latest", "--yes"]).run().code(1);
+    assert!(altered.stderr.contains("it changed after the upload"), "{}", altered.stderr);
+    let local_bad = env.path("damaged.db");
+    std::fs::write(&local_bad, &damaged).unwrap();
+    let bad = env.tagstack().args(&["restore", local_bad.to_str().unwrap(), "--yes"]).run().code(1);
+    assert!(bad.stderr.contains("is not an intact etcd snapshot"), "{}", bad.stderr);
+    env.block(async {
+        for key in [&damaged_key, &altered_key] {
+            s3.delete_object().bucket(&bucket).key(key).send().await.unwrap();
+        }
+    });
+    // Without [backup] there is no bucket to restore from.
+    std::fs::write(env.config_path(), config(&env, &bed, 1, NO_STACK)).unwrap();
+    let none = env.tagstack().args(&["restore", "latest", "--yes"]).run().code(2);
+    assert!(none.stderr.contains("has no [backup] section"), "{}", none.stderr);
+    std::fs::write(env.config_path(), &with_backup).unwrap();
+    // An etcd image without etcdutl: refused before any static pod stops.
+    std::fs::write(fs("var/lib/standin/etcd-image-without-etcdutl"), "").unwrap();
+    let no_tool = env.tagstack().args(&["restore", &first_key, "--yes"]).run().code(1);
+    assert!(no_tool.stderr.contains("carries no etcdutl: nothing was stopped"), "{}", no_tool.stderr);
+    std::fs::remove_file(fs("var/lib/standin/etcd-image-without-etcdutl")).unwrap();
+    untouched("refusals");
+
+    // Killed in etcdutl: the static pods are stopped, a partial directory is left, the old data
+    // is whole; another snapshot is refused; the same one finishes.
+    std::fs::write(fs("var/lib/standin/etcdutl-crash"), "").unwrap();
+    let killed = env.tagstack().args(&["restore", &first_key, "--yes"]).run().code(1);
+    assert!(killed.stderr.contains("run the same `tagstack restore` again"), "{}", killed.stderr);
+    assert!(!fs("etc/kubernetes/manifests/etcd.yaml").exists());
+    assert!(fs("etc/kubernetes/tagstack-restore/etcd.yaml").exists());
+    assert!(fs("var/lib/etcd/tagstack-restore.partial/member/snap/db").exists());
+    assert_eq!(std::fs::read(fs("var/lib/etcd/member/snap/db")).unwrap(), old_db);
+    let other = env.tagstack().args(&["restore", &second_key, "--yes"]).run().code(1);
+    assert!(other.stderr.contains("a restore of another snapshot"), "{}", other.stderr);
+    assert!(other.stderr.contains(&first["sha256"].as_str().unwrap().to_string()), "{}", other.stderr);
+
+    let done = env.tagstack().args(&["restore", &first_key, "--yes", "--output", "json"]).run().success().json();
+    assert_eq!(done["from"], format!("s3://{bucket}/{first_key}").as_str(), "{done}");
+    assert_eq!(done["sha256"], first["sha256"], "{done}");
+    let kept = done["kept"].as_str().unwrap().to_string();
+    assert!(kept.starts_with("/var/lib/etcd/member.before-restore-20"), "{done}");
+    // The data directory holds the snapshot's database (without its hash trailer).
+    let db = &body[..body.len() - 32];
+    assert_eq!(&body[body.len() - 32..], sha2::Sha256::digest(db).as_slice());
+    assert_eq!(std::fs::read(fs("var/lib/etcd/member/snap/db")).unwrap(), db);
+    assert!(!String::from_utf8_lossy(db).contains("made-after-the-backup"));
+    assert!(fs("var/lib/etcd/member/wal/0000000000000000-0000000000000000.wal").exists());
+    // The data etcd ran on is kept, whole.
+    assert_eq!(std::fs::read(fs(&format!("{}/snap/db", kept.trim_start_matches('/')))).unwrap(), old_db);
+    for m in manifests {
+        assert!(fs(&format!("etc/kubernetes/manifests/{m}.yaml")).exists(), "{m}.yaml not back");
+        assert!(!fs(&format!("etc/kubernetes/tagstack-restore/{m}.yaml")).exists(), "{m}.yaml left aside");
+    }
+    for gone in [
+        "var/lib/etcd/tagstack-restore.partial",
+        "var/lib/etcd/tagstack-restore.done",
+        "var/lib/tagstack/restore/snapshot.db",
+        "var/lib/tagstack/restore/in-progress",
+        "var/lib/tagstack/restore/etcdutl",
+    ] {
+        assert!(!fs(gone).exists(), "{gone} left behind");
+    }
+    let local = env.path(&format!(".tagstack/{}-{}", env.project, env.environment));
+    let left: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let st = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    assert!(st.to_string().contains("\"ready\":true"), "{st}");
+
+    env.tagstack().args(&["down", "--yes", "--delete-backups"]).run().success();
+    assert_eq!(env.owned_counts(), crate::support::Counts::default());
+}
