@@ -7,7 +7,8 @@
 //! `remote`, scripts from `cluster`) -> `ops::stack` (manifests from `stack`). `ops::up` runs
 //! the stages in order (an upgrade by one minor before the cluster stage, `ops::upgrade`; the
 //! workers a scale-down or `replace` removes after it, `ops::retire`); `down` runs
-//! `plan::teardown`'s steps (`ops::infra::teardown`); `backup` snapshots etcd to S3.
+//! `plan::teardown`'s steps (`ops::infra::teardown`); `backup` snapshots etcd to S3 and
+//! `restore` puts one back on the control plane (`ops::restore`, the script in `cluster::etcd`).
 //! `cli` resolves flags into settings and calls one `ops` function per command; `ui` is the
 //! only module that prints; libraries report progress through [`reporter::Reporter`]. Lower
 //! layers' errors state facts; `ops::advice` adds what to do for the command that ran, and
