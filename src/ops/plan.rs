@@ -1,4 +1,5 @@
-//! `tagstack plan`: discover, diff, return; with a bootstrapped cluster also the Kubernetes
+//! `tagstack plan`: refuse a configuration whose workers cannot hold the stack
+//! (`plan::placement`), discover, diff, return; with a bootstrapped cluster also the Kubernetes
 //! version it runs against the configured one (`ops::upgrade::preview`). Makes no write call.
 
 use anyhow::Result;
@@ -25,6 +26,8 @@ pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Obse
 /// `tagstack plan` whole: the infra plan and, once the cluster stage ran on the nodes, what runs
 /// in Kubernetes against `kubernetes_version` (an upgrade `up` would make, or its refusal).
 pub async fn run(env: &Env<'_>, ttl: Option<Duration>) -> Result<(Plan, Option<KubernetesPlan>)> {
+    // Before any call: a config that cannot hold the stack is refused as it stands.
+    crate::plan::placement::check(env.spec, &crate::stack::one_per_node(env.spec))?;
     let (observed, plan) = plan(env.aws().await, env.spec, ttl).await?;
     let kubernetes = preview(env, &observed).await?;
     Ok((plan, kubernetes))

@@ -83,6 +83,8 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
     if env.is_static() && opts.only == Some(Stage::Infra) {
         return Err(NoInfraStage.into());
     }
+    // Before any side effect, whichever stages run: the same refusal as `plan`'s.
+    crate::plan::placement::check(env.spec, &crate::stack::one_per_node(env.spec))?;
     if !env.is_static() && runs(Stage::Infra) {
         let infra = apply::run(env.aws().await, env.spec, opts.ttl, env.reporter).await?;
         on_done(Done::Infra(&infra));

@@ -36,6 +36,13 @@ pub enum PlanError {
         )
     )]
     ForeignBucket { name: String, why: String },
+    /// The configuration asks for fewer workers than one of the stack's StatefulSets needs
+    /// (one node per replica): refused by `plan` and by `up` before anything runs.
+    #[error(
+        "too few workers ({workers}) for StatefulSet {namespace}/{name}: its {replicas} replicas must each run on their own worker (required pod anti-affinity on kubernetes.io/hostname); nothing was changed{}",
+        crate::hint::Line(&format!("keep at least {replicas} workers, or lower the replicas of {namespace}/{name} ({setting}) first"))
+    )]
+    TooFewWorkers { workers: String, namespace: String, name: String, replicas: u32, setting: String },
 }
 
 fn unique<'a, T>(

@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod infra;
 mod model;
 pub mod observed;
+pub mod placement;
 mod teardown;
 
 pub use describe::describe;

@@ -15,7 +15,7 @@ pub mod spark;
 
 use anyhow::Result;
 
-pub use model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
+pub use model::{Component, DisruptionCheck, Endpoint, Manifest, OnePerNode, Workload, WorkloadKind};
 pub use render::{APPLY, Part};
 
 use crate::config::Spec;
@@ -29,6 +29,12 @@ pub fn components(spec: &Spec) -> Vec<Box<dyn Part + '_>> {
         spark::Spark::of(spec).map(|p| Box::new(p) as Box<dyn Part>),
     ];
     parts.into_iter().flatten().collect()
+}
+
+/// The StatefulSets that need one worker per replica, in apply order (`plan::placement`
+/// judges them against the configured workers).
+pub fn one_per_node(spec: &Spec) -> Vec<OnePerNode> {
+    components(spec).iter().flat_map(|c| c.one_per_node()).collect()
 }
 
 /// Every component's manifest, in apply order.

@@ -23,6 +23,19 @@ impl Component {
     }
 }
 
+/// A StatefulSet of the stack whose pods must each run on a different node (required pod
+/// anti-affinity on `kubernetes.io/hostname`): it needs `replicas` workers, since the control
+/// plane takes no workload (kubeadm's `node-role.kubernetes.io/control-plane:NoSchedule`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnePerNode {
+    pub component: Component,
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+    /// The config key of its replicas, for the hint (e.g. `stack.kafka.brokers`).
+    pub setting: &'static str,
+}
+
 /// One rendered file: `kafka.yaml` holds every object of Kafka, namespace first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 
-use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload};
+use super::model::{Component, DisruptionCheck, Endpoint, Manifest, OnePerNode, Workload};
 use super::smoke::Check;
 use crate::config::Spec;
 
@@ -38,6 +38,14 @@ pub trait Part {
     /// only counts Ready pods; this asks the component itself). None: nothing beyond the budget.
     fn disruption_check(&self, _kubectl: &str) -> Option<DisruptionCheck> {
         None
+    }
+    /// Its StatefulSets whose template requires one node per pod (`podAntiAffinity`
+    /// `requiredDuringSchedulingIgnoredDuringExecution` on `kubernetes.io/hostname`), which
+    /// `plan` and `up` refuse to run with fewer workers. A *preferred* anti-affinity (Kafka's
+    /// and Cassandra's: two pods may share a node when nodes are short) is not one; a unit test
+    /// keeps this list true to the templates.
+    fn one_per_node(&self) -> Vec<OnePerNode> {
+        Vec::new()
     }
 }
 

@@ -165,3 +165,18 @@ fn the_cluster_stage_refuses_nodes_whose_host_keys_cannot_be_verified() {
     assert!(!env.dir.path().join(format!(".tagstack/{}-ci/known_hosts", env.project)).exists());
     env.tagstack().args(&["down", "--yes"]).run().success();
 }
+
+/// `plan` refuses, before any AWS call, a `workers.count` below the replicas of a stack
+/// StatefulSet that needs one node per pod (`plan::placement`). The stack's own StatefulSets
+/// only *prefer* one broker or Cassandra node per worker (a short cluster doubles pods up), so
+/// 3 brokers and 3 Cassandra nodes on one worker are planned, not refused; the refusal itself
+/// is covered by `plan::placement`'s unit tests, and the in-cluster judgement of any
+/// StatefulSet (users' too) by the scale-down tests.
+#[test]
+fn plan_judges_the_stack_against_the_workers_before_any_call() {
+    let env = TestEnv::new("place");
+    env.write_config(1, "\n[stack.kafka]\nbrokers = 3\n\n[stack.cassandra]\nreplicas = 3\n");
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert_eq!(plan["converged"], false, "{plan}");
+    assert!(env.proxy.mutating_calls().is_empty());
+}
