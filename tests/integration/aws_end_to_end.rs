@@ -643,7 +643,8 @@ fn backup_on_aws_over_moto_and_the_bed() {
 /// `tagstack restore` on the bed, after `backup` (issue 12): the refusals before anything is
 /// touched (no terminal, no such key, a damaged or altered snapshot, no `[backup]`, an etcd
 /// image without etcdutl), a restore killed in etcdutl (a partial data directory left, the
-/// static pods stopped) that refuses another snapshot and is finished by the same command, and
+/// static pods stopped) that refuses another snapshot, is killed again, then found stopped
+/// between its two renames and finished by the same command, and
 /// the result: etcd's data directory holds the snapshot, the data it ran on before is kept
 /// next to it, the static pods are back and every node is Ready.
 #[test]
@@ -759,11 +760,26 @@ fn restore_on_aws_over_moto_and_the_bed() {
     let other = env.tagstack().args(&["restore", &second_key, "--yes"]).run().code(1);
     assert!(other.stderr.contains("a restore of another snapshot"), "{}", other.stderr);
     assert!(other.stderr.contains(&first["sha256"].as_str().unwrap().to_string()), "{}", other.stderr);
+    // Killed in etcdutl again: the partial directory of the first attempt was cleared (etcdutl
+    // refuses a non-empty one, exit 1; this is its crash, 137).
+    std::fs::write(fs("var/lib/standin/etcdutl-crash"), "").unwrap();
+    let again = env.tagstack().args(&["restore", &first_key, "--yes"]).run().code(1);
+    assert!(again.stderr.contains("exit code 137"), "{}", again.stderr);
+    // Stopped between the two renames (etcdutl finished, the old data moved aside, the restored
+    // member not yet in): what the next run finds.
+    let progress = std::fs::read_to_string(fs("var/lib/tagstack/restore/in-progress")).unwrap();
+    let kept_name = progress.lines().find_map(|l| l.strip_prefix("kept=")).unwrap().to_string();
+    std::fs::create_dir_all(fs("var/lib/etcd/tagstack-restore.partial/member/wal")).unwrap();
+    std::fs::write(fs("var/lib/etcd/tagstack-restore.partial/member/wal/0000000000000000-0000000000000000.wal"), "")
+        .unwrap();
+    std::fs::rename(fs("var/lib/etcd/tagstack-restore.partial"), fs("var/lib/etcd/tagstack-restore.done")).unwrap();
+    std::fs::rename(fs("var/lib/etcd/member"), fs(&format!("var/lib/etcd/{kept_name}"))).unwrap();
 
     let done = env.tagstack().args(&["restore", &first_key, "--yes", "--output", "json"]).run().success().json();
     assert_eq!(done["from"], format!("s3://{bucket}/{first_key}").as_str(), "{done}");
     assert_eq!(done["sha256"], first["sha256"], "{done}");
     let kept = done["kept"].as_str().unwrap().to_string();
+    assert_eq!(kept, format!("/var/lib/etcd/{kept_name}"), "{done}");
     assert!(kept.starts_with("/var/lib/etcd/member.before-restore-20"), "{done}");
     // The data directory holds the snapshot's database (without its hash trailer).
     let db = &body[..body.len() - 32];
