@@ -15,6 +15,7 @@ mod cluster_bootstrap;
 mod cluster_endpoint;
 mod cluster_prepare;
 mod cluster_recovery;
+mod cluster_restore;
 mod cluster_upgrade;
 mod expiry_reap;
 mod infra_backup;
