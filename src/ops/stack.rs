@@ -1,8 +1,11 @@
-//! The stack stage: render the manifests, apply them on the control plane with
-//! `kubectl apply --server-side`, wait until every workload is ready (naming the ones that are
-//! not, with their pods and last events), report status, run the smoke checks, and delete the
-//! stack's volumes and load balancers before `down` removes the cluster. All kubectl runs on
-//! the control plane over [`Fleet`]; the kubectl command lines are built here as text.
+//! The stack stage: render the manifests; run each component's script before the apply (its
+//! Secrets, made on the control plane); apply them on the control plane with
+//! `kubectl apply --server-side`; wait until every workload is ready (naming the ones that are
+//! not, with their pods and last events); run each component's script once ready (Cassandra's
+//! superuser); refuse to switch a running Cassandra to authentication silently; report status,
+//! run the smoke checks, and delete the stack's volumes and load balancers before `down` removes
+//! the cluster. All kubectl runs on the control plane over [`Fleet`]; the kubectl command lines
+//! are built here as text. It never reads a secret: the scripts do, on the node.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,7 +140,36 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
     if spec.stack.kafka.is_some() || spec.stack.cassandra.is_some() {
         readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref())?;
     }
+    if let Some(c) = &spec.stack.cassandra {
+        let sets =
+            read(format!("{KUBECTL} get statefulsets -n {} -l {} -o json", c.namespace, owned_selector(spec))).await?;
+        refuse_silent_auth_change(c, &sets)?;
+    }
     Ok(())
+}
+
+/// An environment whose Cassandra was created before tagstack turned authentication on: `up`
+/// would roll every node onto PasswordAuthenticator, and every client that connects without
+/// credentials (all of them, until now) would be refused. That is never done silently: `up`
+/// stops before changing anything and says how to migrate.
+fn refuse_silent_auth_change(c: &crate::config::CassandraSpec, sets: &str) -> Result<()> {
+    let Some(commands) = readiness::statefulset_commands(sets, "cassandra")? else { return Ok(()) };
+    if cassandra::runs_with_auth(&commands) {
+        return Ok(());
+    }
+    let err = anyhow!(
+        "Cassandra in namespace {} runs without authentication (created before tagstack turned it on); applying this version would restart every node with PasswordAuthenticator and CassandraAuthorizer, and every client without credentials would be refused: nothing was changed",
+        c.namespace
+    );
+    Err(hint::attach(
+        err,
+        format!(
+            "migrate deliberately (docs/security.md, \"Migrating an existing environment\"): give your clients the credentials first (after the migration: Secret {}/{}), or recreate Cassandra: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+            c.namespace,
+            cassandra::ADMIN_SECRET,
+            c.namespace
+        ),
+    ))
 }
 
 /// Before a Cassandra StatefulSet shrinks (`stack.cassandra.replicas` lowered), each node that
@@ -218,6 +250,9 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
     preflight(spec, fleet, cp).await?;
     let left = shrink_cassandra(spec, fleet, cp, r).await?;
     let dir = stack_dir();
+    for script in crate::stack::before_apply(spec, KUBECTL, &dir)? {
+        run_script(fleet, cp, &dir, &script, r).await?;
+    }
     let applies = manifests(spec)?.into_iter().map(|m| {
         let dir = &dir;
         async move {
@@ -245,8 +280,40 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         result?;
     }
     let workloads = wait_ready(spec, fleet, cp, r).await?;
+    for script in crate::stack::after_ready(spec, KUBECTL)? {
+        run_script(fleet, cp, &dir, &script, r).await?;
+    }
     forget_claims(spec, fleet, cp, &left).await?;
     Ok(StackReport { workloads, endpoints: endpoints(spec) })
+}
+
+/// Uploads one of a component's scripts beside its manifest and runs it on the control plane
+/// (its output is logged, never a secret: the scripts read those on the node).
+async fn run_script(
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    dir: &str,
+    script: &crate::stack::Manifest,
+    r: &dyn Reporter,
+) -> Result<()> {
+    let key = format!("stack/{}", script.component.as_str());
+    let path = format!("{dir}/{}", script.file);
+    r.start(&key, &format!("{}: {}", script.component.as_str(), script.file));
+    let ran = async {
+        fleet.upload(&cp.name, "stack", &path, &script.content, true).await?;
+        fleet.run(&cp.name, "stack", &path, r).await
+    }
+    .await;
+    match ran {
+        Ok(_) => {
+            r.finish(&key, &format!("{}: {} done", script.component.as_str(), script.file));
+            Ok(())
+        }
+        Err(e) => {
+            r.fail(&key, &format!("{}: {} failed", script.component.as_str(), script.file));
+            Err(anyhow::Error::new(e).context(format!("running {path} on {}", cp.name)))
+        }
+    }
 }
 /// Polls until every workload has rolled out, reporting each component once it is ready.
 async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<WorkloadStatus>> {

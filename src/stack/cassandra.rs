@@ -1,16 +1,61 @@
 //! Cassandra: its manifest (`templates/stack/cassandra.yaml.j2` with the gossip seeds, the CQL
-//! probe and its JVM budget), the StatefulSet `up` waits for, the contact points, and its
-//! smoke check (one CQL write and read at LOCAL_QUORUM). Pure.
+//! probe, its JVM budget and authentication on), the StatefulSet `up` waits for, the contact
+//! points, its smoke check (one CQL write and read at LOCAL_QUORUM, logged in as tagstack's
+//! superuser), and the two scripts of its authentication (`cassandra-secrets.sh.j2` before the
+//! apply: the superuser's Secret; `cassandra-roles.sh.j2` once ready: that superuser replaces the
+//! default one). Pure: no secret ever passes through here, only the commands that read it on
+//! the control plane.
 
 use anyhow::Result;
 use minijinja::context;
 
 use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
-use super::render::{CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
-use super::smoke::{Check, Step, exec};
+use super::render::{APPLY, CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
+use super::smoke::{Check, Step, exec, sh_quote};
 use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
 
 const TEMPLATE: (&str, &str) = ("cassandra.yaml", include_str!("../../templates/stack/cassandra.yaml.j2"));
+const SECRETS: (&str, &str) = ("cassandra-secrets.sh", include_str!("../../templates/stack/cassandra-secrets.sh.j2"));
+const ROLES: (&str, &str) = ("cassandra-roles.sh", include_str!("../../templates/stack/cassandra-roles.sh.j2"));
+
+/// The Secret (in Cassandra's namespace) holding the superuser tagstack creates: `username`,
+/// `password`. Made on the control plane by `cassandra-secrets.sh`, never by this process.
+pub const ADMIN_SECRET: &str = "cassandra-admin";
+/// The superuser that replaces Cassandra's default `cassandra` role.
+pub const ADMIN_USER: &str = "tagstack";
+/// Where the pods mount [`ADMIN_SECRET`].
+const ADMIN_DIR: &str = "/etc/tagstack/cassandra-admin";
+/// How often the roles script tries the default superuser (2 s apart) before it gives up: it
+/// appears once the ring has formed, after CassandraRoleManager's setup delay (10 s by default,
+/// `cassandra.superuser_setup_delay_ms`).
+const DEFAULT_ROLE_TRIES: u32 = 90;
+
+/// The start of the container's command: cassandra.yaml's top-level `authenticator:` and
+/// `authorizer:` entries (a one-line value or a block of indented lines) are dropped and
+/// PasswordAuthenticator and CassandraAuthorizer appended, written back in place as the image's
+/// entrypoint does (`_sed-in-place`: the file may be a bind mount). The marker the stand-in and
+/// the migration check look for is the appended `class_name: PasswordAuthenticator`.
+const AUTH_CONFIG: &str = r#"conf="$CASSANDRA_CONF/cassandra.yaml"
+tmp="$(mktemp)"
+{
+  awk '/^(authenticator|authorizer):/ { skip = 1; next }
+       skip && /^([ \t]|$)/ { next }
+       { skip = 0; print }' "$conf"
+  cat <<'AUTH'
+authenticator:
+  class_name: PasswordAuthenticator
+authorizer:
+  class_name: CassandraAuthorizer
+AUTH
+} > "$tmp"
+cat "$tmp" > "$conf"
+rm -f "$tmp""#;
+
+/// Whether a live StatefulSet's container text (command and args) runs with authentication:
+/// an environment created before tagstack turned it on does not.
+pub fn runs_with_auth(container_text: &str) -> bool {
+    container_text.contains("class_name: PasswordAuthenticator")
+}
 
 /// Cassandra as configured in `[stack.cassandra]`.
 pub struct Cassandra<'a> {
@@ -51,9 +96,59 @@ impl Part for Cassandra<'_> {
                 jvm => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu),
                 jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
                 probe => probe_script(CASSANDRA_PROBE, 9042),
+                auth_config => AUTH_CONFIG,
+                admin_dir => ADMIN_DIR,
+                admin_secret => ADMIN_SECRET,
             },
         )?;
         Ok(Manifest { component: Component::Cassandra, file: TEMPLATE.0.into(), content })
+    }
+
+    /// `cassandra-secrets.sh`: the namespace (the manifest's first document) and the superuser's
+    /// Secret when absent, before the pods that mount it are applied.
+    fn before_apply(&self, kubectl: &str, stack_dir: &str) -> Result<Option<Manifest>> {
+        let (spec, c) = (self.spec, self.c);
+        let manifest = self.manifest()?;
+        let namespace_doc = manifest.content.split("\n---\n").next().unwrap_or_default().trim_end().to_string();
+        let secret_head = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {ADMIN_SECRET}\n  namespace: {ns}\n  labels:\n{labels}\ntype: Opaque\ndata:",
+            ns = c.namespace,
+            labels = labels(spec).lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"),
+        );
+        let content = template(
+            SECRETS,
+            context! {
+                kubectl => kubectl,
+                apply => APPLY,
+                dir => format!("{stack_dir}/secrets"),
+                ns => c.namespace,
+                secret => ADMIN_SECRET,
+                username => ADMIN_USER,
+                namespace_doc => namespace_doc,
+                secret_head => secret_head,
+            },
+        )?;
+        Ok(Some(Manifest { component: Component::Cassandra, file: SECRETS.0.into(), content }))
+    }
+
+    /// `cassandra-roles.sh`: tagstack's superuser replaces the default one and `system_auth`
+    /// gets the data centre's replication factor (the smoke keyspace's: up to 3).
+    fn after_ready(&self, kubectl: &str) -> Result<Option<Manifest>> {
+        let c = self.c;
+        let content = template(
+            ROLES,
+            context! {
+                kubectl => kubectl,
+                ns => c.namespace,
+                pod => "cassandra-0",
+                secret => ADMIN_SECRET,
+                username => ADMIN_USER,
+                dc => c.datacenter,
+                rf => c.replicas.min(3),
+                tries => DEFAULT_ROLE_TRIES,
+            },
+        )?;
+        Ok(Some(Manifest { component: Component::Cassandra, file: ROLES.0.into(), content }))
     }
 
     fn workloads(&self) -> Vec<Workload> {
@@ -104,13 +199,32 @@ impl Part for Cassandra<'_> {
             component: Component::Cassandra,
             name: "CQL write and read",
             steps: vec![Step {
-                what: "cqlsh on cassandra-0".into(),
-                command: exec(kubectl, &c.namespace, "cassandra-0", "cassandra", false, &["cqlsh", "-e", &cql]),
+                what: format!("cqlsh on cassandra-0 as {ADMIN_USER}"),
+                command: cqlsh_as_admin(kubectl, c, &["-e", &cql]),
                 expect: Some(value),
             }],
             cleanup: None,
         }
     }
+}
+
+/// `cqlsh` in cassandra-0 logged in as [`ADMIN_USER`]: the password is read from
+/// [`ADMIN_SECRET`] by the control plane's shell, so the command line tagstack builds, runs and
+/// logs never holds it.
+pub fn cqlsh_as_admin(kubectl: &str, c: &CassandraSpec, args: &[&str]) -> String {
+    let password = format!(
+        "\"$({kubectl} get secret {ADMIN_SECRET} -n {ns} -o jsonpath='{{.data.password}}' | base64 -d)\"",
+        ns = c.namespace
+    );
+    let mut line = format!(
+        "{kubectl} exec -n {ns} cassandra-0 -c cassandra -- cqlsh -u {ADMIN_USER} -p {password}",
+        ns = c.namespace
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    line
 }
 
 /// The node lines of `nodetool status`: the first column is U(p)/D(own) then

@@ -68,6 +68,24 @@ pub fn smoke_checks(spec: &Spec, kubectl: &str, stack_dir: &str, nonce: &str) ->
     components(spec).iter().map(|c| c.smoke(kubectl, stack_dir, nonce)).collect()
 }
 
+/// The scripts `up` runs on the control plane before it applies the manifests, in apply order.
+pub fn before_apply(spec: &Spec, kubectl: &str, stack_dir: &str) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for c in components(spec) {
+        out.extend(c.before_apply(kubectl, stack_dir)?);
+    }
+    Ok(out)
+}
+
+/// The scripts `up` runs on the control plane once every workload is ready, in apply order.
+pub fn after_ready(spec: &Spec, kubectl: &str) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for c in components(spec) {
+        out.extend(c.after_ready(kubectl)?);
+    }
+    Ok(out)
+}
+
 /// Each enabled component's check before one of its pods' nodes is drained.
 pub fn disruption_checks(spec: &Spec, kubectl: &str) -> Vec<DisruptionCheck> {
     components(spec).iter().filter_map(|c| c.disruption_check(kubectl)).collect()

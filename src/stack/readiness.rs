@@ -289,6 +289,25 @@ pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The command and args of every container of the StatefulSet `name`'s pod template, one per
+/// line (what a component's config check reads); None when there is no such StatefulSet.
+pub fn statefulset_commands(json: &str, name: &str) -> Result<Option<String>> {
+    Ok(items(json, "statefulsets")?.iter().find(|o| s(o, &["metadata", "name"]) == Some(name)).map(|o| {
+        let containers = o.pointer("/spec/template/spec/containers").and_then(Value::as_array);
+        containers
+            .into_iter()
+            .flatten()
+            .flat_map(|c| {
+                ["command", "args"]
+                    .into_iter()
+                    .flat_map(move |k| c.get(k).and_then(Value::as_array).into_iter().flatten())
+            })
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }))
+}
+
 /// `.spec.replicas` of the StatefulSet `name` in a `kubectl get statefulsets -o json` list.
 pub fn statefulset_replicas(json: &str, name: &str) -> Result<Option<u32>> {
     Ok(items(json, "statefulsets")?.iter().find(|o| s(o, &["metadata", "name"]) == Some(name)).map(|o| {

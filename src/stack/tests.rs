@@ -666,3 +666,61 @@ fn a_cassandra_shrink_reads_the_ring_and_decommissions_by_ordinal() {
     let pods = r#"{"kind":"List","items":[{"metadata":{"name":"cassandra-0"},"status":{"podIP":"10.244.1.5"}},{"metadata":{"name":"cassandra-3"},"status":{}}]}"#;
     assert_eq!(super::readiness::pod_ips(pods).unwrap(), [("cassandra-0".to_string(), "10.244.1.5".to_string())]);
 }
+
+/// The scripts of Cassandra's authentication, and the container command that turns it on: each
+/// is shellcheck-clean, none holds a secret (they read the password on the control plane), and
+/// they name the Secret, the superuser and system_auth's replication.
+#[test]
+fn cassandra_auth_scripts() {
+    let s = spec(BIG);
+    let before =
+        super::before_apply(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack").unwrap();
+    let after = super::after_ready(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf").unwrap();
+    assert_eq!(before.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["cassandra-secrets.sh"]);
+    assert_eq!(after.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["cassandra-roles.sh"]);
+    let cassandra = manifest(&s, "cassandra.yaml");
+    let start = cassandra.find("\n          args:\n            - |\n").unwrap() + 1;
+    let pad = " ".repeat(14);
+    let command: String = cassandra[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.is_empty() || l.starts_with(&pad))
+        .map(|l| format!("{}\n", l.strip_prefix(&pad).unwrap_or("")))
+        .collect();
+    assert!(cassandra::runs_with_auth(&command), "{command}");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, script) in
+        before.iter().chain(&after).map(|m| (m.file.as_str(), m.content.as_str())).chain([("command", &*command)])
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        let out = std::process::Command::new("shellcheck")
+            .args(["--shell=bash", "--severity=style"])
+            .arg(&path)
+            .output()
+            .expect("shellcheck is not installed: run scripts/test, which installs it");
+        assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    insta::assert_snapshot!("cassandra_secrets_script", before[0].content);
+    insta::assert_snapshot!("cassandra_roles_script", after[0].content);
+}
+
+/// An environment whose Cassandra runs without authentication (created before it was turned
+/// on) is told apart from one that runs with it, from the live StatefulSet.
+#[test]
+fn cassandra_without_auth_is_recognised() {
+    let s = spec(BIG);
+    let cassandra = manifest(&s, "cassandra.yaml");
+    let start = cassandra.find("\n          args:\n            - |\n").unwrap() + 1;
+    let args: String = cassandra[start..].lines().skip(2).take(20).collect::<Vec<_>>().join("\n");
+    let list = |container: serde_json::Value| {
+        serde_json::json!({"kind": "List", "items": [{"metadata": {"name": "cassandra"},
+            "spec": {"template": {"spec": {"containers": [container]}}}}]})
+        .to_string()
+    };
+    let now = list(serde_json::json!({"name": "cassandra", "command": ["/bin/bash", "-c"], "args": [args]}));
+    assert!(cassandra::runs_with_auth(&readiness::statefulset_commands(&now, "cassandra").unwrap().unwrap()));
+    let before = list(serde_json::json!({"name": "cassandra", "image": "cassandra:5.0"}));
+    assert!(!cassandra::runs_with_auth(&readiness::statefulset_commands(&before, "cassandra").unwrap().unwrap()));
+    assert_eq!(readiness::statefulset_commands(&before, "other").unwrap(), None);
+}

@@ -27,6 +27,7 @@ mod infra_random;
 mod infra_safety;
 mod monitoring_content;
 mod ops_direct;
+mod stack_auth;
 mod stack_cleanup;
 mod stack_deploy;
 mod stack_drain;
