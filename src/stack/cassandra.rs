@@ -12,6 +12,7 @@ use minijinja::context;
 use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
 use super::render::{APPLY, CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
 use super::smoke::{Check, Step, exec, sh_quote};
+use super::tls;
 use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
 
 const TEMPLATE: (&str, &str) = ("cassandra.yaml", include_str!("../../templates/stack/cassandra.yaml.j2"));
@@ -23,6 +24,17 @@ const ROLES: (&str, &str) = ("cassandra-roles.sh", include_str!("../../templates
 pub const ADMIN_SECRET: &str = "cassandra-admin";
 /// The superuser that replaces Cassandra's default `cassandra` role.
 pub const ADMIN_USER: &str = "tagstack";
+/// Cassandra's server certificate (`tls.rs`): `certificate`, `keystore` (key + certificate, the
+/// PEM file PEMBasedSslContextFactory reads), `ca`.
+pub const TLS_SECRET: &str = "cassandra-tls";
+/// Where the pods mount [`TLS_SECRET`] (`keystore.pem`, `ca.pem`); a macro so that
+/// [`CQLSH_TLS`] spells it once too.
+macro_rules! tls_dir {
+    () => {
+        "/etc/tagstack/tls"
+    };
+}
+pub const TLS_DIR: &str = tls_dir!();
 /// Where the pods mount [`ADMIN_SECRET`].
 const ADMIN_DIR: &str = "/etc/tagstack/cassandra-admin";
 /// How often the roles script tries the default superuser (2 s apart) before it gives up: it
@@ -30,23 +42,39 @@ const ADMIN_DIR: &str = "/etc/tagstack/cassandra-admin";
 /// `cassandra.superuser_setup_delay_ms`).
 const DEFAULT_ROLE_TRIES: u32 = 90;
 
-/// The start of the container's command: cassandra.yaml's top-level `authenticator:` and
-/// `authorizer:` entries (a one-line value or a block of indented lines) are dropped and
-/// PasswordAuthenticator and CassandraAuthorizer appended, written back in place as the image's
+/// The start of the container's command: cassandra.yaml's top-level `authenticator:`,
+/// `authorizer:` and `client_encryption_options:` entries (a one-line value or a block of
+/// indented lines) are dropped and tagstack's appended, written back in place as the image's
 /// entrypoint does (`_sed-in-place`: the file may be a bind mount). The marker the stand-in and
 /// the migration check look for is the appended `class_name: PasswordAuthenticator`.
-const AUTH_CONFIG: &str = r#"conf="$CASSANDRA_CONF/cassandra.yaml"
+///
+/// Client encryption uses PEMBasedSslContextFactory with files (apache/cassandra
+/// `security/PEMBasedSslContextFactory.java`: `keystore` is a PEM file holding the unencrypted
+/// PKCS#8 private key and its certificate chain, `truststore` a PEM of trusted certificates, no
+/// passwords; file-based material is hot-reloaded, so a renewed Secret reaches a running node
+/// without a restart). `optional: true` accepts TLS and plaintext on 9042: step 1 of enabling
+/// client encryption in cassandra.yaml's own comments (step 2, `optional: false`, waits until
+/// the readiness probe speaks TLS: docs/security.md).
+const SECURITY_CONFIG: &str = r#"conf="$CASSANDRA_CONF/cassandra.yaml"
 tmp="$(mktemp)"
 {
-  awk '/^(authenticator|authorizer):/ { skip = 1; next }
+  awk '/^(authenticator|authorizer|client_encryption_options):/ { skip = 1; next }
        skip && /^([ \t]|$)/ { next }
        { skip = 0; print }' "$conf"
-  cat <<'AUTH'
+  cat <<'SECURITY'
 authenticator:
   class_name: PasswordAuthenticator
 authorizer:
   class_name: CassandraAuthorizer
-AUTH
+client_encryption_options:
+  enabled: true
+  optional: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: __TLS_DIR__/keystore.pem
+  truststore: __TLS_DIR__/ca.pem
+  require_client_auth: false
+SECURITY
 } > "$tmp"
 cat "$tmp" > "$conf"
 rm -f "$tmp""#;
@@ -96,7 +124,9 @@ impl Part for Cassandra<'_> {
                 jvm => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu),
                 jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
                 probe => probe_script(CASSANDRA_PROBE, 9042),
-                auth_config => AUTH_CONFIG,
+                security_config => SECURITY_CONFIG.replace("__TLS_DIR__", TLS_DIR),
+                tls_dir => TLS_DIR,
+                tls_secret => TLS_SECRET,
                 admin_dir => ADMIN_DIR,
                 admin_secret => ADMIN_SECRET,
             },
@@ -105,8 +135,9 @@ impl Part for Cassandra<'_> {
     }
 
     /// `cassandra-secrets.sh`: the namespace (the manifest's first document) and the superuser's
-    /// Secret when absent, before the pods that mount it are applied.
-    fn before_apply(&self, kubectl: &str, stack_dir: &str) -> Result<Option<Manifest>> {
+    /// Secret when absent; then `tls.sh`: the environment's CA and Cassandra's certificate; both
+    /// before the pods that mount them are applied.
+    fn before_apply(&self, kubectl: &str, stack_dir: &str) -> Result<Vec<Manifest>> {
         let (spec, c) = (self.spec, self.c);
         let manifest = self.manifest()?;
         let namespace_doc = manifest.content.split("\n---\n").next().unwrap_or_default().trim_end().to_string();
@@ -128,7 +159,31 @@ impl Part for Cassandra<'_> {
                 secret_head => secret_head,
             },
         )?;
-        Ok(Some(Manifest { component: Component::Cassandra, file: SECRETS.0.into(), content }))
+        let ns = &c.namespace;
+        let tls = tls::script(
+            spec,
+            kubectl,
+            stack_dir,
+            &tls::Request {
+                namespace: ns,
+                secret: TLS_SECRET,
+                what: "Cassandra's native transport (CQL)",
+                common_name: &format!("cassandra-client.{ns}.svc.cluster.local"),
+                required: (0..c.replicas)
+                    .map(|i| format!("cassandra-{i}.cassandra-headless.{ns}.svc.cluster.local"))
+                    .collect(),
+                extra: vec![
+                    format!("*.cassandra-headless.{ns}.svc.cluster.local"),
+                    format!("cassandra-client.{ns}.svc.cluster.local"),
+                    format!("cassandra-client.{ns}.svc"),
+                    "localhost".into(),
+                ],
+            },
+        )?;
+        Ok(vec![
+            Manifest { component: Component::Cassandra, file: SECRETS.0.into(), content },
+            Manifest { component: Component::Cassandra, file: "cassandra-tls.sh".into(), content: tls },
+        ])
     }
 
     /// `cassandra-roles.sh`: tagstack's superuser replaces the default one and `system_auth`
@@ -146,6 +201,7 @@ impl Part for Cassandra<'_> {
                 dc => c.datacenter,
                 rf => c.replicas.min(3),
                 tries => DEFAULT_ROLE_TRIES,
+                cqlsh => CQLSH_TLS,
             },
         )?;
         Ok(Some(Manifest { component: Component::Cassandra, file: ROLES.0.into(), content }))
@@ -208,6 +264,11 @@ impl Part for Cassandra<'_> {
     }
 }
 
+/// cqlsh over TLS, verifying the node's certificate against the environment's CA (cqlshlib
+/// `sslhandling.ssl_settings`: `--ssl`, SSL_CERTFILE, validation on by default; no host name
+/// check).
+const CQLSH_TLS: &str = concat!("env SSL_CERTFILE=", tls_dir!(), "/ca.pem cqlsh --ssl");
+
 /// `cqlsh` in cassandra-0 logged in as [`ADMIN_USER`]: the password is read from
 /// [`ADMIN_SECRET`] by the control plane's shell, so the command line tagstack builds, runs and
 /// logs never holds it.
@@ -217,7 +278,7 @@ pub fn cqlsh_as_admin(kubectl: &str, c: &CassandraSpec, args: &[&str]) -> String
         ns = c.namespace
     );
     let mut line = format!(
-        "{kubectl} exec -n {ns} cassandra-0 -c cassandra -- cqlsh -u {ADMIN_USER} -p {password}",
+        "{kubectl} exec -n {ns} cassandra-0 -c cassandra -- {CQLSH_TLS} -u {ADMIN_USER} -p {password}",
         ns = c.namespace
     );
     for a in args {

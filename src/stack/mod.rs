@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod render;
 pub mod smoke;
 pub mod spark;
+pub mod tls;
 
 use anyhow::Result;
 

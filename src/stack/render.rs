@@ -34,10 +34,10 @@ pub trait Part {
     /// Its smoke check as command lines for the control plane; `nonce` makes names and
     /// payloads unique per run, so what an earlier run left can never pass for this one.
     fn smoke(&self, kubectl: &str, stack_dir: &str, nonce: &str) -> Check;
-    /// A script `up` runs on the control plane before it applies the manifest (e.g. creating
-    /// the Secrets the pods mount, which never pass through tagstack). None: nothing to run.
-    fn before_apply(&self, _kubectl: &str, _stack_dir: &str) -> Result<Option<Manifest>> {
-        Ok(None)
+    /// The scripts `up` runs on the control plane, in order, before it applies the manifest (e.g.
+    /// creating the Secrets the pods mount, which never pass through tagstack).
+    fn before_apply(&self, _kubectl: &str, _stack_dir: &str) -> Result<Vec<Manifest>> {
+        Ok(Vec::new())
     }
     /// A script `up` runs on the control plane once the component is ready (e.g. replacing a
     /// default superuser). None: nothing to run.

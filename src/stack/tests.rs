@@ -676,7 +676,10 @@ fn cassandra_auth_scripts() {
     let before =
         super::before_apply(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack").unwrap();
     let after = super::after_ready(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf").unwrap();
-    assert_eq!(before.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["cassandra-secrets.sh"]);
+    assert_eq!(
+        before.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(),
+        ["cassandra-secrets.sh", "cassandra-tls.sh"]
+    );
     assert_eq!(after.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["cassandra-roles.sh"]);
     let cassandra = manifest(&s, "cassandra.yaml");
     let start = cassandra.find("\n          args:\n            - |\n").unwrap() + 1;
@@ -703,6 +706,7 @@ fn cassandra_auth_scripts() {
     }
     insta::assert_snapshot!("cassandra_secrets_script", before[0].content);
     insta::assert_snapshot!("cassandra_roles_script", after[0].content);
+    insta::assert_snapshot!("cassandra_tls_script", before[1].content);
 }
 
 /// An environment whose Cassandra runs without authentication (created before it was turned

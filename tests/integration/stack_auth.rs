@@ -1,10 +1,13 @@
 //! Security inside the cluster, over real SSH on the test bed (issue 14, items 2 and 7 for
-//! Cassandra): `up` creates the superuser's Secret on the control plane, Cassandra runs with
-//! PasswordAuthenticator and CassandraAuthorizer, tagstack's superuser replaces the default
-//! `cassandra` one, system_auth gets the data centre's replication, `smoke` logs in; an
-//! environment whose Cassandra predates authentication is refused with a migration note. The
-//! kubectl STAND-IN's cqlsh refuses what Cassandra refuses (tests/fixtures/node-bin/README.md).
-//! The generated password never appears in anything tagstack printed or logged.
+//! Cassandra): `up` creates the superuser's Secret, the environment's CA and Cassandra's
+//! certificate on the control plane (real openssl there), Cassandra runs with
+//! PasswordAuthenticator, CassandraAuthorizer and client TLS, tagstack's superuser replaces the
+//! default `cassandra` one, system_auth gets the data centre's replication, `smoke` logs in over
+//! TLS; certificates are checked with openssl here (chain, names, key usage, expiry) and renewed
+//! by `up` in their last 30 days; an environment whose Cassandra predates authentication is
+//! refused with a migration note. The kubectl STAND-IN's cqlsh refuses what Cassandra and cqlsh
+//! refuse (tests/fixtures/node-bin/README.md). No generated secret appears in anything tagstack
+//! printed, logged or rendered.
 
 use crate::support::bed::{Bed, add_storage_class};
 use crate::support::{Run, TestEnv};
@@ -17,7 +20,31 @@ fn on_cp(env: &TestEnv, script: &str) -> Run {
 }
 
 fn cqlsh(env: &TestEnv, creds: &str) -> Run {
-    on_cp(env, &format!("{KUBECTL} exec -n cassandra cassandra-0 -c cassandra -- cqlsh {creds} -e 'CONSISTENCY'"))
+    on_cp(
+        env,
+        &format!(
+            "{KUBECTL} exec -n cassandra cassandra-0 -c cassandra -- env SSL_CERTFILE=/etc/tagstack/tls/ca.pem cqlsh --ssl {creds} -e 'CONSISTENCY'"
+        ),
+    )
+}
+
+/// One key of a Secret on the control plane, decoded.
+fn secret_field(env: &TestEnv, ns: &str, name: &str, key: &str) -> String {
+    on_cp(env, &format!("{KUBECTL} get secret {name} -n {ns} -o jsonpath='{{.data.{key}}}' | base64 -d"))
+        .success()
+        .stdout
+}
+
+/// `openssl ARGS` here, on PEM files written to `dir`; (exit code, stdout + stderr).
+fn openssl(dir: &std::path::Path, files: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    for (name, pem) in files {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// Every file under `dir`, concatenated (tagstack's logs and rendered files).
@@ -41,7 +68,7 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
     std::fs::write(
         env.config_path(),
         format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 1\n",
+            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 2\n",
             bed.config(&env.project)
         ),
     )
@@ -56,16 +83,16 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
     add_storage_class(&env, &bed);
 
     // An environment created before authentication: its Cassandra runs the image's own command.
-    let out = env.dir.path().join("rendered");
-    keep(env.tagstack().args(&["render", "--out", out.to_str().unwrap()]).run().success());
-    let current = std::fs::read_to_string(out.join("stack/cassandra.yaml")).unwrap();
+    let rendered = env.dir.path().join("rendered");
+    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
+    let current = std::fs::read_to_string(rendered.join("stack/cassandra.yaml")).unwrap();
     let cut = |text: &str, from: &str, to: &str| {
         let a = text.find(from).unwrap_or_else(|| panic!("no {from:?}"));
         let b = a + text[a..].find(to).unwrap_or_else(|| panic!("no {to:?}")) + to.len();
         format!("{}{}", &text[..a], &text[b..])
     };
-    let older = cut(&current, "          # Authentication and authorisation on", "cassandra -f\n");
-    let older = cut(&older, "            # The superuser tagstack created", "defaultMode: 0400\n");
+    let older = cut(&current, "          # Authentication, authorisation and client TLS on", "cassandra -f\n");
+    let older = cut(&older, "            # The superuser tagstack created", "path: ca.pem\n");
     assert!(!older.contains("PasswordAuthenticator") && !older.contains("cassandra-admin"), "{older}");
     std::fs::write(bed.fs(0, "var/lib/tagstack/older-cassandra.yaml"), &older).unwrap();
     keep(on_cp(&env, &format!("{KUBECTL} apply --server-side -f /var/lib/tagstack/older-cassandra.yaml")).success());
@@ -106,10 +133,105 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
         serde_json::from_str(&std::fs::read_to_string(bed.cluster_state("stack/cassandra.json")).unwrap()).unwrap();
     assert_eq!(
         db["system_replication"]["system_auth"],
-        serde_json::json!({"class": "NetworkTopologyStrategy", "dc1": "1"}),
+        serde_json::json!({"class": "NetworkTopologyStrategy", "dc1": "2"}),
         "{db}"
     );
     assert_eq!(db["roles"]["tagstack"]["superuser"], true, "{db}");
+
+    // TLS: the CA and Cassandra's certificate, checked with openssl here.
+    let pki = tempfile::tempdir().unwrap();
+    let ca = secret_field(&env, "kube-system", "tagstack-ca", "certificate");
+    let ca_key = secret_field(&env, "kube-system", "tagstack-ca", "key");
+    let cert = secret_field(&env, "cassandra", "cassandra-tls", "certificate");
+    let keystore = secret_field(&env, "cassandra", "cassandra-tls", "keystore");
+    assert_eq!(secret_field(&env, "cassandra", "cassandra-tls", "ca"), ca);
+    assert!(
+        keystore.starts_with("-----BEGIN PRIVATE KEY-----") && keystore.ends_with(&cert),
+        "keystore: key then certificate"
+    );
+    let files = [("ca.pem", ca.as_str()), ("cert.pem", cert.as_str())];
+    let (code, out) = openssl(pki.path(), &files, &["verify", "-CAfile", "ca.pem", "cert.pem"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, ca_text) = openssl(pki.path(), &[], &["x509", "-in", "ca.pem", "-noout", "-text"]);
+    assert!(ca_text.contains("CA:TRUE") && ca_text.contains("Certificate Sign, CRL Sign"), "{ca_text}");
+    let (_, text) = openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-text"]);
+    for needle in [
+        "DNS:cassandra-0.cassandra-headless.cassandra.svc.cluster.local",
+        "DNS:cassandra-1.cassandra-headless.cassandra.svc.cluster.local",
+        "DNS:cassandra-client.cassandra.svc.cluster.local",
+        "IP Address:127.0.0.1",
+        "CA:FALSE",
+        "Digital Signature, Key Encipherment",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let valid_for = |days: u32| {
+        openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-checkend", &(days * 86400).to_string()]).0
+            == 0
+    };
+    assert!(valid_for(364) && !valid_for(366), "a certificate lives a year:\n{text}");
+    // cqlsh --ssl checks the node's certificate: it needs the CA file.
+    let no_ca =
+        on_cp(&env, &format!("{KUBECTL} exec -n cassandra cassandra-0 -c cassandra -- cqlsh --ssl -e 'CONSISTENCY'"))
+            .code(1);
+    assert!(
+        no_ca.stderr.contains("Validation is enabled; SSL transport factory requires a valid certfile"),
+        "{}",
+        no_ca.stderr
+    );
+
+    // Renewal: a certificate in its last 30 days, and one the CA did not sign, are issued again by up.
+    let short = |days: &str, signer: &[&str]| {
+        let mut args = vec!["x509", "-req", "-in", "req.csr", "-days", days, "-out", "short.pem"];
+        args.extend_from_slice(signer);
+        let (code, out) = openssl(
+            pki.path(),
+            &[("ca.key", ca_key.as_str())],
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=short",
+                "-keyout",
+                "short.key",
+                "-out",
+                "req.csr",
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = openssl(pki.path(), &[], &args);
+        assert_eq!(code, 0, "{out}");
+        let pem = std::fs::read_to_string(pki.path().join("short.pem")).unwrap();
+        let b64 = |t: &str| {
+            let (_, out) = openssl(pki.path(), &[("b64.in", t)], &["base64", "-A", "-in", "b64.in"]);
+            out
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cassandra-tls\n  namespace: cassandra\ntype: Opaque\ndata:\n  certificate: {}\n  keystore: {}\n  ca: {}\n",
+            b64(&pem),
+            b64(&pem),
+            b64(&ca)
+        );
+        std::fs::write(bed.fs(0, "var/lib/tagstack/short-tls.yaml"), yaml).unwrap();
+        on_cp(&env, &format!("{KUBECTL} apply --server-side --force-conflicts --field-manager=tagstack -f /var/lib/tagstack/short-tls.yaml")).success();
+        pem
+    };
+    for signer in [vec!["-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "7"], vec!["-signkey", "short.key"]] {
+        let planted = short("10", &signer);
+        assert_eq!(secret_field(&env, "cassandra", "cassandra-tls", "certificate"), planted);
+        keep(env.tagstack().args(&["up", "--only", "stack"]).run().success());
+        let renewed = secret_field(&env, "cassandra", "cassandra-tls", "certificate");
+        assert_ne!(renewed, planted, "up kept a certificate {signer:?} that expires in 10 days");
+        let (code, out) =
+            openssl(pki.path(), &[("cert.pem", renewed.as_str())], &["verify", "-CAfile", "ca.pem", "cert.pem"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(valid_for(364), "renewed for a year");
+    }
+    assert_eq!(secret_field(&env, "kube-system", "tagstack-ca", "certificate"), ca, "the CA is kept");
 
     // smoke logs in; a second up keeps the Secret and the role.
     let smoke = keep(env.tagstack().args(&["smoke", "--output", "json"]).run().success()).json();
@@ -118,8 +240,12 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
     assert_eq!(on_cp(&env, &secret).success().stdout, password, "the second up replaced the password");
 
     // The password is in nothing tagstack printed, logged or rendered.
-    keep(env.tagstack().args(&["render", "--out", out.to_str().unwrap()]).run().success());
+    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
     keep(env.tagstack().args(&["status", "--output", "json"]).run().success());
     let everything = format!("{printed}{}", all_files(env.dir.path()));
     assert!(!everything.contains(&password), "the generated password leaked into tagstack's output or files");
+    let key_body = |pem: &str| pem.lines().nth(1).unwrap_or_default().to_string();
+    assert!(!everything.contains("PRIVATE KEY"), "a private key leaked into tagstack's output or files");
+    assert!(!everything.contains(&key_body(&ca_key)), "the CA's key leaked");
+    assert!(!everything.contains(&key_body(&keystore)), "Cassandra's key leaked");
 }
