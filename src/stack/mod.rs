@@ -2,12 +2,14 @@
 //! `spark.rs`) owns that component's manifest, workloads, endpoint and smoke check behind the
 //! [`Part`] trait (`render.rs`, with what the templates share); this file maps `[stack]` to the
 //! enabled components, in apply order, and is the one walk over them. `readiness.rs` reads
-//! `kubectl get -o json` (rollout rules, pods, events); `smoke.rs` judges a check's steps.
+//! `kubectl get -o json` (rollout rules, pods, events); `smoke.rs` judges a check's steps;
+//! `netpol.rs` decides which traffic the components' pods accept and send.
 //! Nothing here opens a connection; `ops::stack` runs it over `remote::Fleet`.
 
 pub mod cassandra;
 pub mod kafka;
 pub mod model;
+pub mod netpol;
 pub mod readiness;
 pub mod render;
 pub mod smoke;
@@ -38,9 +40,20 @@ pub fn one_per_node(spec: &Spec) -> Vec<OnePerNode> {
     components(spec).iter().flat_map(|c| c.one_per_node()).collect()
 }
 
-/// Every component's manifest, in apply order.
+/// Every component's manifest, in apply order, each ending with its NetworkPolicies
+/// (`netpol.rs`: after the namespace they live in, in the same apply).
 pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
-    components(spec).iter().map(|c| c.manifest()).collect()
+    components(spec)
+        .iter()
+        .map(|c| {
+            let mut m = c.manifest()?;
+            if !m.content.ends_with('\n') {
+                m.content.push('\n');
+            }
+            m.content.push_str(&netpol::render(spec, c.component()));
+            Ok(m)
+        })
+        .collect()
 }
 
 /// The StatefulSets and Deployments `up` waits for, in apply order.
