@@ -1,4 +1,5 @@
-//! The cluster add-ons and the exact upstream release of each: Flannel, and on AWS the
+//! The cluster add-ons and the exact upstream release of each: Flannel, the NetworkPolicy
+//! engine kube-network-policies (Flannel enforces no policy), and on AWS the
 //! cloud-controller-manager (one release per Kubernetes minor), the EBS CSI driver and the gp3
 //! StorageClass. One place for every pinned add-on version (sources in docs/first-real-run.md);
 //! the workloads whose rollout ends the cluster stage. Pure: no I/O.
@@ -13,6 +14,12 @@ use super::render::NODE_DIR;
 use crate::config::{KubeVersion, Provider, Spec};
 
 pub const FLANNEL_VERSION: &str = "v0.28.8";
+/// kubernetes-sigs/kube-network-policies: the NetworkPolicy engine beside Flannel, which
+/// enforces none (docs/network-policies.md, "Enforcement"). Its `install.yaml` is applied at
+/// the commit "Update repository manifests to v1.1.1" (ee995c5, the first to name image v1.1.1:
+/// the v1.1.1 tag's own manifest still names v1.1.0), so the manifest cannot move under the pin.
+pub const KUBE_NETWORK_POLICIES_VERSION: &str = "v1.1.1";
+const KUBE_NETWORK_POLICIES_COMMIT: &str = "ee995c5d716873969f9adc0f8239e08aab0e69a0";
 /// kubernetes-sigs/aws-ebs-csi-driver tag. The tag sits one commit before "Release 1.64.0",
 /// so its base still names driver image v1.63.1: the kustomization sets the image to the tag.
 pub const EBS_CSI_VERSION: &str = "v1.64.0";
@@ -99,16 +106,29 @@ patches:
     )
 }
 
-/// Flannel (VXLAN) first, then on AWS the cloud-controller-manager of the Kubernetes minor,
-/// the EBS CSI driver and the default gp3 StorageClass.
+/// Flannel (VXLAN) first, the NetworkPolicy engine, then on AWS the cloud-controller-manager
+/// of the Kubernetes minor, the EBS CSI driver and the default gp3 StorageClass.
 pub fn addons(spec: &Spec) -> Vec<Addon> {
-    let mut out = vec![Addon {
-        name: "flannel",
-        source: format!("https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"),
-        kustomize: false,
-        remote_base: false,
-        files: Vec::new(),
-    }];
+    let mut out = vec![
+        Addon {
+            name: "flannel",
+            source: format!(
+                "https://github.com/flannel-io/flannel/releases/download/{FLANNEL_VERSION}/kube-flannel.yml"
+            ),
+            kustomize: false,
+            remote_base: false,
+            files: Vec::new(),
+        },
+        Addon {
+            name: "kube-network-policies",
+            source: format!(
+                "https://raw.githubusercontent.com/kubernetes-sigs/kube-network-policies/{KUBE_NETWORK_POLICIES_COMMIT}/install.yaml"
+            ),
+            kustomize: false,
+            remote_base: false,
+            files: Vec::new(),
+        },
+    ];
     if spec.provider == Provider::Aws {
         // The config check refuses a minor without a release; the fallback keeps this total.
         let tag = ccm_release(spec.kubernetes_version).unwrap_or("unreleased");
@@ -154,11 +174,13 @@ pub struct AddonWorkload {
 }
 
 /// What the cluster stage waits for, besides the nodes (names from the pinned manifests:
-/// kubeadm's CoreDNS addon, Flannel's kube-flannel.yml, the CCM base, the EBS CSI base).
+/// kubeadm's CoreDNS addon, Flannel's kube-flannel.yml, kube-network-policies' install.yaml,
+/// the CCM base, the EBS CSI base).
 pub fn workloads(spec: &Spec) -> Vec<AddonWorkload> {
     let w = |kind, namespace, name| AddonWorkload { kind, namespace, name };
     let mut out = vec![
         w(AddonKind::DaemonSet, "kube-flannel", "kube-flannel-ds"),
+        w(AddonKind::DaemonSet, "kube-system", "kube-network-policies"),
         w(AddonKind::Deployment, "kube-system", "coredns"),
     ];
     if spec.provider == Provider::Aws {

@@ -335,6 +335,8 @@ fn addon_rollouts_follow_kubectl_rollout_status() {
     let json = r#"{"items":[
       {"kind":"DaemonSet","metadata":{"namespace":"kube-flannel","name":"kube-flannel-ds","generation":1},
        "status":{"observedGeneration":1,"desiredNumberScheduled":4,"updatedNumberScheduled":4,"numberAvailable":4}},
+      {"kind":"DaemonSet","metadata":{"namespace":"kube-system","name":"kube-network-policies","generation":1},
+       "status":{"observedGeneration":1,"desiredNumberScheduled":4,"updatedNumberScheduled":4,"numberAvailable":3}},
       {"kind":"Deployment","metadata":{"namespace":"kube-system","name":"coredns","generation":1},"spec":{"replicas":2},
        "status":{"observedGeneration":1,"replicas":2,"updatedReplicas":2,"availableReplicas":0}},
       {"kind":"DaemonSet","metadata":{"namespace":"kube-system","name":"aws-cloud-controller-manager","generation":2},
@@ -351,6 +353,8 @@ fn addon_rollouts_follow_kubectl_rollout_status() {
         got,
         [
             ("kube-flannel-ds".to_string(), true, "4/4 available".to_string()),
+            // One node's policy engine is not available yet.
+            ("kube-network-policies".to_string(), false, "3/4 available".to_string()),
             ("coredns".to_string(), false, "0/2 available".to_string()),
             // The controller has not seen the newest spec yet.
             ("aws-cloud-controller-manager".to_string(), false, "1/1 available".to_string()),
