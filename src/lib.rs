@@ -15,6 +15,7 @@
 //! [`hint::render`] shows both. See ARCHITECTURE.md.
 
 pub mod aws;
+pub mod bake;
 pub mod base64;
 pub mod cli;
 pub mod cluster;

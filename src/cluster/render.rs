@@ -67,6 +67,31 @@ pub fn prepare_script(
     )
 }
 
+/// `prepare-node.sh` as a baked image gets it (`tagstack bake`, issue 15): the same steps and
+/// versions as [`prepare_script`] for the control plane (git too, so one image serves both
+/// roles), without the /etc/hosts line, which names one environment's control plane and is
+/// written on each node by the cluster stage's own prepare. Its text is part of the image's
+/// content address, so it holds nothing environment-specific.
+pub fn bake_prepare_script(spec: &Spec) -> Result<String> {
+    let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
+    let v = spec.kubernetes_version;
+    let kube_version = v.patch.map(|p| format!("{}.{}.{p}", v.major, v.minor));
+    render(
+        "prepare-node.sh",
+        context! {
+            kube_minor => kube_minor(spec.kubernetes_version),
+            kube_version => kube_version.unwrap_or_default(),
+            containerd_package => super::versions::CONTAINERD_PACKAGE,
+            containerd_version => containerd.version,
+            containerd_supported => containerd.supported.join(" "),
+            lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
+            install_git => addons(spec).iter().any(|a| a.remote_base),
+            hosts_line => "",
+            hosts_marker => endpoint::HOSTS_MARKER,
+        },
+    )
+}
+
 pub fn ca_script() -> Result<String> {
     render("control-plane-ca.sh", context! {})
 }
