@@ -195,6 +195,9 @@ pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
         Phase::Delete if not_found => Verdict::Gone,
         // A retried DetachInternetGateway whose first attempt went through (lost answer).
         Phase::Delete if code == "Gateway.NotAttached" => Verdict::Gone,
+        // A deregistered image ("InvalidAMIID.Unavailable: The specified AMI has been
+        // deregistered or is otherwise unavailable", EC2 API reference, "Error codes").
+        Phase::Delete if code == "InvalidAMIID.Unavailable" => Verdict::Gone,
         Phase::Delete
             if matches!(
                 code,
@@ -203,6 +206,8 @@ pub fn classify(phase: Phase, code: &str, message: &str) -> Verdict {
                     | "IncorrectState"
                     | "VolumeInUse"
                     | "InvalidNetworkInterface.InUse"
+                    // A snapshot whose image is still being deregistered.
+                    | "InvalidSnapshot.InUse"
                     | "InvalidInstanceID.Malformed"
             ) =>
         {

@@ -4,6 +4,7 @@
 //! create; it reads no config and decides no ClientToken and no host key (the caller passes
 //! both: `plan::desired`'s tokens, `cluster::console`'s parser).
 
+pub mod bake;
 mod client;
 mod discover;
 pub mod error;

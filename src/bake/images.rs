@@ -48,7 +48,7 @@ fn scan(text: &str, out: &mut BTreeSet<String>) {
     // The indent of a kustomization's `images:` key while inside its list.
     let mut images_at: Option<usize> = None;
     let mut entry: Option<Override> = None;
-    let mut flush = |entry: Option<Override>, out: &mut BTreeSet<String>| {
+    let flush = |entry: Option<Override>, out: &mut BTreeSet<String>| {
         if let Some(r) = entry.as_ref().and_then(Override::reference) {
             out.insert(normalise(&r));
         }

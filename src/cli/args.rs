@@ -131,6 +131,14 @@ pub enum Command {
         /// path of a snapshot file on this machine.
         snapshot: String,
     },
+    /// Build a node image for this config (packages installed, images pulled) that `up` then
+    /// launches nodes from; reuses the image when one of the same content exists (AWS).
+    Bake {
+        /// Instead: deregister this environment's baked images that the config no longer
+        /// matches, and delete their snapshots.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Write the cluster's admin kubeconfig (0600) and print its path.
     Kubeconfig {
         /// Print the kubeconfig itself instead of its path.

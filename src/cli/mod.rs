@@ -86,6 +86,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Render { .. } => Some(A::Render),
         Command::Backup => Some(A::Backup),
         Command::Restore { .. } => Some(A::Restore),
+        Command::Bake { .. } => Some(A::Bake),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
 }
@@ -105,6 +106,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Smoke => smoke_cmd(&resolve(g)?).await,
         Command::Backup => backup_cmd(&resolve(g)?).await,
         Command::Restore { snapshot } => restore_cmd(&resolve(g)?, &snapshot).await,
+        Command::Bake { prune } => bake_cmd(&resolve(g)?, prune).await,
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
         Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
@@ -122,12 +124,17 @@ macro_rules! with_env {
 
 async fn plan_cmd(s: &Settings, detailed_exitcode: bool, ttl: Option<Duration>) -> Result<Outcome> {
     refuse_static(s, "plan")?;
-    let (plan, kubernetes) = with_env!(s, |env| ops::plan::run(&env, ttl).await)?;
+    let (plan, kubernetes, image) = with_env!(s, |env| ops::plan::run(&env, ttl).await)?;
     match s.common.output {
-        Output::Json => json::print(source(s), "plan", &PlanDoc::new(&plan).with_kubernetes(kubernetes.as_ref()))?,
+        Output::Json => json::print(
+            source(s),
+            "plan",
+            &PlanDoc::new(&plan).with_kubernetes(kubernetes.as_ref()).with_image(image.as_ref()),
+        )?,
         Output::Human => {
             let mut text = ui::render::plan(&plan, &title(s));
             text.extend(kubernetes.as_ref().map(ui::render::kubernetes_plan));
+            text.extend(image.as_ref().map(ui::render::image_choice));
             ui::print_text(&text);
         }
     }
@@ -410,6 +417,24 @@ async fn restore_cmd(s: &Settings, snapshot: &str) -> Result<Outcome> {
             report.node,
             report.kept
         )),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn bake_cmd(s: &Settings, prune: bool) -> Result<Outcome> {
+    refuse_static(s, "bake")?;
+    if prune {
+        let report = with_env!(s, |env| ops::bake::prune(&env).await)?;
+        match s.common.output {
+            Output::Json => json::print(source(s), "bake-prune", &report)?,
+            Output::Human => ui::print_text(&ui::render::bake_prune(&report)),
+        }
+        return Ok(Outcome::Success);
+    }
+    let report = with_env!(s, |env| ops::bake::run(&env).await)?;
+    match s.common.output {
+        Output::Json => json::print(source(s), "bake", &report)?,
+        Output::Human => ui::print_text(&ui::render::bake(&report)),
     }
     Ok(Outcome::Success)
 }

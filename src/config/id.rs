@@ -79,6 +79,15 @@ impl EnvId {
         format!("{}etcd-{at}.db", self.backup_prefix())
     }
 
+    /// The name of the baked image of content address `hash` (`tagstack bake`):
+    /// `tagstack-<project>-bake-<first 24 hex of the hash>`. EC2 refuses a second image of a
+    /// name in an account and region (CreateImage: `InvalidAMIName.Duplicate`), so two bakes of
+    /// one config, in any environment of the project, can never both make an image. At most
+    /// 9 + 24 + 6 + 24 = 63 characters, within CreateImage's 3-128.
+    pub fn baked_image_name(&self, hash: &str) -> String {
+        format!("tagstack-{}-bake-{}", self.project, hash.get(..24).unwrap_or(hash))
+    }
+
     pub fn key_pair_name(&self) -> String {
         format!("tagstack-{}", self.cluster_name())
     }

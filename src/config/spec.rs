@@ -28,6 +28,14 @@ pub const TAG_HOST_KEY: &str = "tagstack:ssh-host-key";
 pub const TAG_RETIRE: &str = "tagstack:retire";
 /// RFC 3339 UTC time after which `tagstack reap` may delete the environment.
 pub const TAG_EXPIRES_AT: &str = "tagstack:expires-at";
+/// The content address of a baked node image (`bake::Recipe::hash`), on the image, its
+/// snapshots and its builder: what `up`, `plan` and `bake` match a config against.
+pub const TAG_BAKE_HASH: &str = "tagstack:bake-hash";
+/// On a bake's builder: `generalised` once its disk was made an image (no host keys left, so
+/// nothing connects to it again); a rerun then makes the image instead of using it.
+pub const TAG_BAKE_STEP: &str = "tagstack:bake-step";
+/// `tagstack:component` of everything a bake makes: the builder, the image, its snapshots.
+pub const BAKE_COMPONENT: &str = "bake";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Spec {

@@ -29,6 +29,7 @@ pub enum Command {
     Render,
     Backup,
     Restore,
+    Bake,
 }
 
 impl Command {
@@ -45,6 +46,7 @@ impl Command {
             Command::Render => "render",
             Command::Backup => "backup",
             Command::Restore => "restore",
+            Command::Bake => "bake",
         }
     }
 }

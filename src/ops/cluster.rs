@@ -68,7 +68,13 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
 
 /// Writes ssh_config and known_hosts for the nodes; returns the paths.
 pub fn write_env_files(spec: &Spec, nodes: &[ClusterNode]) -> Result<EnvFiles> {
-    let files = EnvFiles::new(&env_dir(spec));
+    write_env_files_in(spec, &env_dir(spec), nodes)
+}
+
+/// [`write_env_files`] in another directory than the environment's own: a bake's builder gets
+/// `bake/` under it, so that the files `tagstack ssh` reads keep listing the cluster's nodes.
+pub fn write_env_files_in(spec: &Spec, dir: &Path, nodes: &[ClusterNode]) -> Result<EnvFiles> {
+    let files = EnvFiles::new(dir);
     private_dir(&files.dir)?;
     private_dir(&files.logs)?;
     let unpinned: Vec<&str> = nodes.iter().filter(|n| n.host_key.is_none()).map(|n| n.name.as_str()).collect();

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod advice;
 pub mod backup;
+pub mod bake;
 pub mod cluster;
 pub mod down;
 mod env;

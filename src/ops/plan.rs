@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::plan::{Depth, Observed, Plan, diff, expiry};
 
+use super::bake::ImageChoice;
 use super::env::Env;
 use super::upgrade::{KubernetesPlan, preview};
 
@@ -25,10 +26,17 @@ pub async fn plan(aws: &Aws, spec: &Spec, ttl: Option<Duration>) -> Result<(Obse
 
 /// `tagstack plan` whole: the infra plan and, once the cluster stage ran on the nodes, what runs
 /// in Kubernetes against `kubernetes_version` (an upgrade `up` would make, or its refusal).
-pub async fn run(env: &Env<'_>, ttl: Option<Duration>) -> Result<(Plan, Option<KubernetesPlan>)> {
+/// Also which image new nodes launch from, when the project has baked images
+/// (`ops::bake::plan_image`).
+pub async fn run(env: &Env<'_>, ttl: Option<Duration>) -> Result<(Plan, Option<KubernetesPlan>, Option<ImageChoice>)> {
     // Before any call: a config that cannot hold the stack is refused as it stands.
     crate::plan::placement::check(env.spec, &crate::stack::one_per_node(env.spec))?;
     let (observed, plan) = plan(env.aws().await, env.spec, ttl).await?;
     let kubernetes = preview(env, &observed).await?;
-    Ok((plan, kubernetes))
+    // The image lookup is `up`'s to fail on (with its advice): a plan is still a plan without it.
+    let image = super::bake::plan_image(env).await.unwrap_or_else(|e| {
+        tracing::debug!("plan: no image choice: {e:#}");
+        None
+    });
+    Ok((plan, kubernetes, image))
 }

@@ -51,6 +51,9 @@ pub struct PlanDoc<'a> {
     /// What the cluster runs against `kubernetes_version`; absent until the cluster stage ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<&'a KubernetesPlan>,
+    /// The image new nodes launch from; absent for a project that never baked one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<&'a crate::ops::bake::ImageChoice>,
 }
 
 impl<'a> PlanDoc<'a> {
@@ -61,7 +64,12 @@ impl<'a> PlanDoc<'a> {
             changes: &plan.changes,
             expiry: plan.expiry.as_ref(),
             kubernetes: None,
+            image: None,
         }
+    }
+
+    pub fn with_image(self, image: Option<&'a crate::ops::bake::ImageChoice>) -> Self {
+        Self { image, ..self }
     }
 
     pub fn with_kubernetes(self, kubernetes: Option<&'a KubernetesPlan>) -> Self {

@@ -307,3 +307,42 @@ pub fn cleanup(c: &crate::ops::stack::ClusterCleanup) -> String {
     }
     out
 }
+
+/// `tagstack bake`: the image, whether it was made or reused, and what it holds.
+pub fn bake(r: &crate::ops::bake::BakeReport) -> String {
+    let mut out = String::new();
+    if r.reused {
+        let _ = writeln!(out, "Reusing {} ({}): an image of the same content exists.", r.image_id, r.name);
+    } else {
+        let _ = writeln!(out, "Baked {} ({}).", r.image_id, r.name);
+    }
+    let _ = writeln!(out, "  content hash {}", r.hash);
+    let _ = writeln!(out, "  base image {}", r.base_ami);
+    let _ = writeln!(out, "  {} image(s) pulled besides kubeadm's: {}", r.images.len(), r.images.join(", "));
+    out.push_str("`tagstack up` launches new nodes from it; `tagstack bake --prune` removes images no longer used.\n");
+    out
+}
+
+/// `tagstack bake --prune`.
+pub fn bake_prune(r: &crate::ops::bake::PruneReport) -> String {
+    let mut out = String::new();
+    if r.deregistered.is_empty() {
+        out.push_str("Nothing to prune.\n");
+    }
+    for (id, snapshots) in &r.deregistered {
+        let _ = writeln!(
+            out,
+            "Deregistered {id}; deleted snapshots: {}",
+            if snapshots.is_empty() { "-".to_string() } else { snapshots.join(", ") }
+        );
+    }
+    if !r.kept.is_empty() {
+        let _ = writeln!(out, "Kept (the config uses it): {}", r.kept.join(", "));
+    }
+    out
+}
+
+/// `plan`'s line about the image new nodes launch from.
+pub fn image_choice(c: &crate::ops::bake::ImageChoice) -> String {
+    format!("Image for new nodes: {} ({})\n", c.image_id, c.why)
+}

@@ -391,7 +391,11 @@ async fn apply(cx: &Ctx<'_>, spec: &Spec, plan: &InfraPlan) -> Result<()> {
     let r = cx.reporter;
     let ami = async {
         if plan.needs_launch() {
-            step(r, "ami", "resolve AMI", aws::resolve_ami(cx, &spec.ami, &spec.region)).await.map(Some)
+            let (ami, choice, _) = step(r, "ami", "resolve AMI", crate::ops::bake::launch_image(cx, spec)).await?;
+            if choice.baked {
+                r.note(&format!("new nodes launch from {}: {}", choice.image_id, choice.why));
+            }
+            Ok(Some(ami))
         } else {
             Ok(None)
         }
