@@ -87,6 +87,10 @@ pub enum Command {
         /// Also empty and delete the backup bucket with every etcd snapshot in it.
         #[arg(long)]
         delete_backups: bool,
+        /// Also deregister the node images this environment baked (`tagstack bake`) and
+        /// delete their snapshots; other environments of the project may be using them.
+        #[arg(long)]
+        delete_images: bool,
     },
     /// What exists, node states, expiry, and drift against the config.
     Status,

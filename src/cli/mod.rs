@@ -97,7 +97,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Plan { detailed_exitcode, ttl } => plan_cmd(&resolve(g)?, detailed_exitcode, ttl).await,
         Command::Up { ttl, only } => up_cmd(&resolve(g)?, ttl, only).await,
         Command::Status => status_cmd(&resolve(g)?).await,
-        Command::Down { delete_backups } => down_cmd(&resolve(g)?, delete_backups).await,
+        Command::Down { delete_backups, delete_images } => down_cmd(&resolve(g)?, delete_backups, delete_images).await,
         Command::Reap { dry_run, project } => reap_cmd(g, dry_run, project).await,
         Command::Init { force } => local::init(g, force),
         Command::Completions { shell } => local::completions(shell),
@@ -232,7 +232,7 @@ async fn status_cmd(s: &Settings) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn down_cmd(s: &Settings, delete_backups: bool) -> Result<Outcome> {
+async fn down_cmd(s: &Settings, delete_backups: bool, delete_images: bool) -> Result<Outcome> {
     if matches!(s.spec.provider, crate::config::Provider::Static { .. }) {
         return down_static(s).await;
     }
@@ -246,17 +246,28 @@ async fn down_cmd(s: &Settings, delete_backups: bool) -> Result<Outcome> {
         confirm(&s.common, &format!("Delete these {} resources of {}?", t.changes.len(), title(s)))?;
     }
     let done = ops::down::run(&env, &preview).await?;
+    // Only once the environment is gone, and only when asked: images serve every environment
+    // of the project.
+    let gone = ops::down::check(&done.report).is_ok();
+    let images = if delete_images && gone { Some(ops::bake::delete_images(&env).await?) } else { None };
     match s.common.output {
         Output::Json => json::print(
             source(s),
             "down",
-            &DownDoc { report: Some(&done.report), cluster_cleanup: done.cleanup.as_ref() },
+            &DownDoc {
+                report: Some(&done.report),
+                cluster_cleanup: done.cleanup.as_ref(),
+                deleted_images: images.as_deref(),
+            },
         )?,
         Output::Human => {
             if let Some(c) = &done.cleanup {
                 ui::print_text(&ui::render::cleanup(c));
             }
             ui::print_text(&ui::render::down(&done.report, &title(s)));
+            if let Some(images) = &images {
+                ui::print_text(&ui::render::deleted_images(images));
+            }
         }
     }
     ops::down::check(&done.report)?;
@@ -278,7 +289,11 @@ async fn down_static(s: &Settings) -> Result<Outcome> {
     let cleanup = with_env!(s, |env| ops::down::run_static(&env).await)?;
     match s.common.output {
         Output::Json => {
-            json::print(source(s), "down", &DownDoc { report: None, cluster_cleanup: Some(&cleanup) })?;
+            json::print(
+                source(s),
+                "down",
+                &DownDoc { report: None, cluster_cleanup: Some(&cleanup), deleted_images: None },
+            )?;
         }
         Output::Human => ui::print_text(&ui::render::cleanup(&cleanup)),
     }

@@ -185,6 +185,15 @@ async fn retire_builders(cx: &Ctx<'_>, which: impl Fn(&aws::bake::Builder) -> bo
     Ok(ids)
 }
 
+/// Terminates every builder of the environment (for `down` and `reap`), reporting which.
+pub async fn terminate_builders(cx: &Ctx<'_>) -> Result<()> {
+    let ids = retire_builders(cx, |_| true).await?;
+    if !ids.is_empty() {
+        cx.reporter.note(&format!("terminated the builder(s) a stopped `tagstack bake` left: {}", ids.join(", ")));
+    }
+    Ok(())
+}
+
 /// Launches the builder in the environment's first subnet, with its security group and key
 /// pair (they must exist: `up --only infra` makes them). The ClientToken is the hash's and
 /// the subnet's, so a launch whose answer was lost, or a bake killed right after it, finds
@@ -328,6 +337,18 @@ pub async fn prune(env: &Env<'_>) -> Result<PruneReport> {
         kept: kept.into_iter().map(|i| i.id).collect(),
         deregistered: gone.into_iter().map(|i| (i.id, i.snapshots)).collect(),
     })
+}
+
+/// `down --delete-images`: every baked image this environment owns (exact project and
+/// environment tags), deregistered with its snapshots; answers (image id, its snapshots).
+pub async fn delete_images(env: &Env<'_>) -> Result<Vec<(String, Vec<String>)>> {
+    let cx = env.ctx().await;
+    let mine: Vec<BakedImage> =
+        aws::bake::baked_images(&cx).await?.into_iter().filter(|i| i.environment == env.spec.id.environment).collect();
+    for img in &mine {
+        aws::bake::deregister(&cx, img).await?;
+    }
+    Ok(mine.into_iter().map(|i| (i.id, i.snapshots)).collect())
 }
 
 #[cfg(test)]

@@ -137,6 +137,9 @@ pub async fn run_static(env: &Env<'_>) -> Result<ClusterCleanup> {
 
 /// Runs the teardown as the plan lists it (`ops::infra::teardown`) and reports every entry.
 pub async fn down(cx: &Ctx<'_>, plan: &Teardown) -> Result<DownReport> {
+    // A bake killed and never run again leaves its builder in the environment's subnet; it
+    // has no role tag, so the plan does not list it, and the subnet could not be deleted.
+    super::bake::terminate_builders(cx).await?;
     let fates = teardown::run(cx, plan).await?;
     let deleted: Vec<Deletion> = plan
         .report_order()

@@ -153,6 +153,10 @@ pub struct DownDoc<'a> {
     #[serde(flatten)]
     pub report: Option<&'a DownReport>,
     pub cluster_cleanup: Option<&'a ClusterCleanup>,
+    /// `down --delete-images`: the environment's baked images deregistered, with their
+    /// snapshots (absent without the flag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_images: Option<&'a [(String, Vec<String>)]>,
 }
 
 pub type SmokeDoc = SmokeReport;

@@ -346,3 +346,19 @@ pub fn bake_prune(r: &crate::ops::bake::PruneReport) -> String {
 pub fn image_choice(c: &crate::ops::bake::ImageChoice) -> String {
     format!("Image for new nodes: {} ({})\n", c.image_id, c.why)
 }
+
+/// `down --delete-images`.
+pub fn deleted_images(images: &[(String, Vec<String>)]) -> String {
+    if images.is_empty() {
+        return "No baked image of this environment to delete.\n".to_string();
+    }
+    images
+        .iter()
+        .map(|(id, snaps)| {
+            format!(
+                "Deregistered {id}; deleted snapshots: {}\n",
+                if snaps.is_empty() { "-".to_string() } else { snaps.join(", ") }
+            )
+        })
+        .collect()
+}

@@ -3,7 +3,8 @@
 //! names and what `up` launches new nodes from; `bake` reuses it (no builder, no second
 //! image) and tags its snapshots; `bake --prune` deregisters only this environment's images
 //! the config no longer matches, with their snapshots, never another environment's, another
-//! project's or an untagged one; `down` deletes no image.
+//! project's or an untagged one; `down` deletes no image (`--delete-images`: the
+//! environment's own) and terminates a builder a killed bake left.
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
@@ -170,10 +171,47 @@ fn plan_and_up_use_the_matching_image_bake_reuses_it_and_prune_takes_only_what_i
         assert!(image_exists(&env, survivor), "{survivor} was deleted");
     }
 
+    // A builder a killed bake left (tagged as `bake` makes it, no role): `down` terminates it.
+    let leaked = {
+        let ec2 = env.ec2();
+        let (base, tags) = (stock[0].clone(), tags(p, e, &hash));
+        env.block(async {
+            let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = ec2
+                .run_instances()
+                .image_id(base)
+                .min_count(1)
+                .max_count(1)
+                .tag_specifications(tag_spec(&pairs, ResourceType::Instance))
+                .send()
+                .await
+                .unwrap();
+            r.instances()[0].instance_id().unwrap().to_string()
+        })
+    };
+
     // `down` deletes no image: they are shared by the project's environments.
-    env.tagstack().args(&["down", "--yes"]).run().success();
+    let down = env.tagstack().args(&["down", "--yes"]).run().success();
     for survivor in [&baked, &sibling_img, &foreign, &untagged] {
         assert!(image_exists(&env, survivor), "`down` deleted {survivor}");
+    }
+    assert!(down.stderr.contains(&leaked), "{}", down.stderr);
+    let state = {
+        let ec2 = env.ec2();
+        env.block(async {
+            let r = ec2.describe_instances().instance_ids(&leaked).send().await.unwrap();
+            r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+        })
+    };
+    assert_eq!(state, "terminated", "the leaked builder {leaked}");
+
+    // Unless told: `down --delete-images` takes this environment's, and only those.
+    let deleted = env.tagstack().args(&["down", "--yes", "--delete-images", "--output", "json"]).run().success().json();
+    assert_eq!(deleted["deleted_images"][0][0], baked.as_str(), "{deleted}");
+    assert_eq!(deleted["deleted_images"].as_array().unwrap().len(), 1, "{deleted}");
+    assert!(!image_exists(&env, &baked));
+    for survivor in [&sibling_img, &foreign, &untagged] {
+        assert!(image_exists(&env, survivor), "`down --delete-images` deleted {survivor}");
     }
     let ec2 = env.ec2();
     env.block(async {
