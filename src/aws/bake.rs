@@ -134,6 +134,27 @@ pub async fn builders(cx: &Ctx<'_>) -> Result<Vec<Builder>> {
     Ok(out)
 }
 
+/// The environment's instances running one of `image_ids`: (instance id, image id).
+pub async fn instances_on(cx: &Ctx<'_>, image_ids: &[String]) -> Result<Vec<(String, String)>> {
+    if image_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut filters = owner_filters(cx.id);
+    filters.push(Filter::builder().name("image-id").set_values(Some(image_ids.to_vec())).build());
+    let resp = super::discover::while_throttled(cx.timeouts.aws_consistency, || {
+        let req = cx.aws.ec2.describe_instances().set_filters(Some(filters.clone()));
+        async move { Ok(req.send().await.op("DescribeInstances (on baked images)")?) }
+    })
+    .await?;
+    Ok(resp
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| owned(cx.id, i.tags()))
+        .filter_map(|i| Some((i.instance_id()?.to_string(), i.image_id()?.to_string())))
+        .collect())
+}
+
 /// Where and how to launch a builder.
 #[derive(Debug, Clone)]
 pub struct BuilderLaunch<'a> {

@@ -339,6 +339,57 @@ pub async fn prune(env: &Env<'_>) -> Result<PruneReport> {
     })
 }
 
+/// A baked image as `status` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageStatus {
+    pub image_id: String,
+    pub name: String,
+    /// The environment that baked it.
+    pub environment: String,
+    pub state: String,
+    pub hash: String,
+    /// New nodes of this config launch from it.
+    pub used_by_config: bool,
+    /// This environment's nodes running it (by tagstack's node name).
+    pub nodes: Vec<String>,
+}
+
+/// `status`'s images: the project's baked images, whether the config uses one, and which of
+/// the environment's nodes run each. `None` when the project has none.
+pub async fn status(
+    aws: &aws::Aws,
+    spec: &crate::config::Spec,
+    nodes: &[super::Node],
+) -> Result<Option<Vec<ImageStatus>>> {
+    let cx = Ctx::new(aws, &spec.id, spec.timeouts, &crate::reporter::Silent);
+    let images = aws::bake::baked_images(&cx).await?;
+    if images.is_empty() {
+        return Ok(None);
+    }
+    // The image lookup is `up`'s to fail on: without it, no image counts as used.
+    let used = launch_image(&cx, spec).await.ok().map(|(_, c, _)| c).filter(|c| c.baked).map(|c| c.image_id);
+    let ids: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+    let running = aws::bake::instances_on(&cx, &ids).await?;
+    Ok(Some(
+        images
+            .into_iter()
+            .map(|i| ImageStatus {
+                used_by_config: used.as_deref() == Some(i.id.as_str()),
+                nodes: nodes
+                    .iter()
+                    .filter(|n| running.iter().any(|(inst, img)| *inst == n.instance_id && *img == i.id))
+                    .map(|n| n.name.clone())
+                    .collect(),
+                image_id: i.id,
+                name: i.name,
+                environment: i.environment,
+                state: i.state,
+                hash: i.hash,
+            })
+            .collect(),
+    ))
+}
+
 /// `down --delete-images`: every baked image this environment owns (exact project and
 /// environment tags), deregistered with its snapshots; answers (image id, its snapshots).
 pub async fn delete_images(env: &Env<'_>) -> Result<Vec<(String, Vec<String>)>> {

@@ -28,6 +28,10 @@ pub struct Status {
     /// The backup bucket and its newest snapshot, when the environment has a bucket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backups: Option<Box<BackupStatus>>,
+    /// The project's baked node images (`tagstack bake`) and the nodes running each; absent
+    /// for a project that never baked one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<Box<Vec<super::bake::ImageStatus>>>,
 }
 
 /// `status`'s view of the etcd backups.
@@ -55,6 +59,7 @@ pub fn status_of(plan: &Plan, nodes: Vec<Node>, expires_at: Option<&str>, now: S
         expires_at: expires_at.map(str::to_string),
         expires_in: expires_at.and_then(|e| expiry::time_left(e, now)),
         backups: None,
+        images: None,
     }
 }
 
@@ -81,6 +86,14 @@ pub async fn status(aws: &Aws, spec: &Spec) -> Result<Status> {
             error: Some(format!("{e:#}")),
         })),
     };
+    // Read-only and secondary: a failed read leaves the images out, not `status` failing.
+    st.images = super::bake::status(aws, spec, &st.nodes)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::debug!("status: baked images not read: {e:#}");
+            None
+        })
+        .map(Box::new);
     Ok(st)
 }
 

@@ -101,6 +101,18 @@ pub fn status(st: &Status, title: &str) -> String {
             ),
         };
     }
+    for i in st.images.iter().flat_map(|v| v.iter()) {
+        let _ = writeln!(
+            out,
+            "Baked image {} ({}, {}, baked by {}){}: nodes on it: {}",
+            i.image_id,
+            i.name,
+            i.state,
+            i.environment,
+            if i.used_by_config { ", new nodes launch from it" } else { "" },
+            if i.nodes.is_empty() { "-".to_string() } else { i.nodes.join(", ") }
+        );
+    }
     out.push_str(&nodes_table(&st.nodes));
     out
 }

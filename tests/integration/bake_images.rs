@@ -157,6 +157,16 @@ fn plan_and_up_use_the_matching_image_bake_reuses_it_and_prune_takes_only_what_i
     assert_eq!(workers.len(), 2, "{workers:?}");
     assert_eq!(workers.iter().filter(|i| **i == baked).count(), 1, "the new worker's image: {workers:?}");
     assert_eq!(instance_images(&env, "control-plane"), stock);
+    // `status` lists the project's images and the nodes on each.
+    let status = env.tagstack().args(&["status", "--output", "json"]).run().success().json();
+    let listed = status["images"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "this project's three baked images: {status}");
+    let row = listed.iter().find(|i| i["image_id"] == baked.as_str()).unwrap();
+    assert_eq!(row["used_by_config"], true, "{status}");
+    assert_eq!(row["nodes"].as_array().unwrap().len(), 1, "{status}");
+    assert!(row["nodes"][0].as_str().unwrap().starts_with("worker-"), "{status}");
+    let stale_row = listed.iter().find(|i| i["image_id"] == stale.as_str()).unwrap();
+    assert_eq!(stale_row["used_by_config"], false, "{status}");
 
     // Prune: only this environment's image the config no longer matches, with its snapshots.
     let pruned = env.tagstack().args(&["bake", "--prune", "--output", "json"]).run().success().json();
