@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub stack: Option<RawStack>,
     pub backup: Option<S<RawBackup>>,
+    pub monitoring: Option<S<RawMonitoring>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,4 +157,14 @@ pub struct RawSpark {
 #[serde(deny_unknown_fields)]
 pub struct RawBackup {
     pub retention_days: Option<S<i64>>,
+}
+
+/// `[monitoring]`: the observability add-on; `monitoring.rs` has the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    pub enabled: Option<S<bool>>,
+    pub retention: Option<S<String>>,
+    pub storage_gb: Option<S<i64>>,
+    pub alert_webhooks: Option<S<Vec<S<String>>>>,
 }

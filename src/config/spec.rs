@@ -62,6 +62,9 @@ pub struct Spec {
     /// `[backup]`: `None` when absent (no bucket, no `tagstack backup`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<super::backup::BackupSpec>,
+    /// `[monitoring]` with `enabled = true`; `None`: no monitoring add-on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<super::monitoring::MonitoringSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -220,6 +220,15 @@ bad_configs! {
     ssh_public_key_is_a_private_key => plus("[ssh]\npublic_key = \"~/.ssh/id_ed25519\"\n");
     ssh_public_key_not_a_key => plus("[ssh]\npublic_key = \"~/.ssh/notes.txt\"\n");
     ssh_user_invalid => plus("[ssh]\nuser = \"ubuntu admin\"\n");
+
+    // [monitoring] (issue 13).
+    monitoring_unknown_key => plus("[monitoring]\nenabled = true\nretension = \"15d\"\n");
+    monitoring_retention_malformed => plus("[monitoring]\nenabled = true\nretention = \"two weeks\"\n");
+    monitoring_retention_not_whole_hours => plus("[monitoring]\nenabled = true\nretention = \"150m\"\n");
+    monitoring_retention_too_short => plus("[monitoring]\nenabled = true\nretention = \"1h\"\n");
+    monitoring_storage_out_of_range => plus("[monitoring]\nenabled = true\nstorage_gb = 0\n");
+    monitoring_webhook_not_http => plus("[monitoring]\nenabled = true\nalert_webhooks = [\"hooks.example.com/t0ken\"]\n");
+    monitoring_webhook_duplicate => plus("[monitoring]\nenabled = true\nalert_webhooks = [\"https://a.example/x\", \"https://a.example/x\"]\n");
 }
 
 #[test]
@@ -690,4 +699,26 @@ fn backup_is_optional_with_a_documented_default_and_refused_where_it_cannot_be()
     let e = super::parse(Path::new(FILE), &statics, Some(Path::new(HOME)), &reader).unwrap_err().to_string();
     assert!(e.contains("`backup`: [backup] keeps etcd snapshots in an S3 bucket"), "{e}");
     assert!(e.contains("hint: remove [backup], or use provider = \"aws\""), "{e}");
+}
+
+#[test]
+fn monitoring_is_off_by_default_with_documented_defaults() {
+    use super::{DEFAULT_RETENTION, DEFAULT_STORAGE_GB, MonitoringSpec};
+    assert_eq!(ok(BASE).monitoring, None);
+    assert_eq!(ok(&plus("[monitoring]\nstorage_gb = 50\n")).monitoring, None, "enabled defaults to false");
+    let on = ok(&plus("[monitoring]\nenabled = true\n")).monitoring;
+    assert_eq!(
+        on,
+        Some(MonitoringSpec { retention: DEFAULT_RETENTION, storage_gb: DEFAULT_STORAGE_GB, alert_webhooks: vec![] })
+    );
+    let m = ok(&plus(
+        "[monitoring]\nenabled = true\nretention = \"36h\"\nstorage_gb = 50\nalert_webhooks = [\"https://hooks.example.com/a\"]\n",
+    ))
+    .monitoring
+    .unwrap();
+    assert_eq!((m.retention_flag(), m.retention_size_flag()), ("36h".to_string(), "43520MB".to_string()));
+    assert_eq!(m.alert_webhooks, ["https://hooks.example.com/a"]);
+    // A webhook may carry a token: a refusal never repeats it.
+    let e = reject(&plus("[monitoring]\nenabled = true\nalert_webhooks = [\"hooks.example.com/t0ken\"]\n"));
+    assert!(!e.to_string().contains("t0ken"), "{e}");
 }

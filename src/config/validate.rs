@@ -148,6 +148,7 @@ pub(super) fn parse_for(
     let stack = super::stack::stack(&cx, raw.stack.as_ref(), &project, &environment, is_aws)?;
     let ttl = raw.ttl.as_ref().map(|v| duration(&cx, v, "ttl", &TTL)).transpose()?;
     let backup = super::backup::backup(&cx, raw.backup.as_ref(), is_aws)?;
+    let monitoring = super::monitoring::monitoring(&cx, raw.monitoring.as_ref())?;
 
     Ok(Spec {
         file: file.to_path_buf(),
@@ -167,6 +168,7 @@ pub(super) fn parse_for(
         stack,
         ttl,
         backup,
+        monitoring,
     })
 }
 

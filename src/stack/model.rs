@@ -11,6 +11,9 @@ pub enum Component {
     Kafka,
     Cassandra,
     Spark,
+    /// The monitoring add-on (`crate::monitoring`): not a stack `Part`, applied after the
+    /// stack, but its workloads are judged and reported like the stack's.
+    Monitoring,
 }
 
 impl Component {
@@ -19,6 +22,7 @@ impl Component {
             Component::Kafka => "kafka",
             Component::Cassandra => "cassandra",
             Component::Spark => "spark",
+            Component::Monitoring => "monitoring",
         }
     }
 }
@@ -48,15 +52,18 @@ pub struct Manifest {
 pub enum WorkloadKind {
     StatefulSet,
     Deployment,
+    /// One pod per node it tolerates (the monitoring add-on's node-exporter).
+    DaemonSet,
 }
 
-/// A StatefulSet or Deployment `up` waits for.
+/// A StatefulSet, Deployment or DaemonSet `up` waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Workload {
     pub component: Component,
     pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
+    /// For a DaemonSet not known in advance: the status's `desiredNumberScheduled` counts.
     pub replicas: u32,
     /// The label selector of its pods: the same labels the templates put on them.
     #[serde(skip)]

@@ -64,6 +64,7 @@ fn kind_name(kind: WorkloadKind) -> &'static str {
     match kind {
         WorkloadKind::StatefulSet => "StatefulSet",
         WorkloadKind::Deployment => "Deployment",
+        WorkloadKind::DaemonSet => "DaemonSet",
     }
 }
 
@@ -75,7 +76,7 @@ fn rolled_out(obj: &Value, kind: WorkloadKind, want: u64) -> bool {
     let ready = u(obj, &["status", "readyReplicas"]);
     let updated = u(obj, &["status", "updatedReplicas"]);
     // The controller has not seen the newest spec, or the cluster runs another replica count.
-    if observed < generation || spec_replicas != want {
+    if observed < generation || (kind != WorkloadKind::DaemonSet && spec_replicas != want) {
         return false;
     }
     match kind {
@@ -92,6 +93,15 @@ fn rolled_out(obj: &Value, kind: WorkloadKind, want: u64) -> bool {
             // No old replicas left, and every new one available.
             updated >= want && total == updated && available >= want && ready >= want
         }
+        // As `kubectl rollout status` judges a RollingUpdate DaemonSet (k8s.io/kubectl
+        // pkg/polymorphichelpers/rollout_status.go, DaemonSetStatusViewer): every scheduled
+        // pod updated and available. `want` is its own desiredNumberScheduled.
+        WorkloadKind::DaemonSet => {
+            let desired = u(obj, &["status", "desiredNumberScheduled"]);
+            let updated = u(obj, &["status", "updatedNumberScheduled"]);
+            let available = u(obj, &["status", "numberAvailable"]);
+            desired > 0 && updated >= desired && available >= desired
+        }
     }
 }
 
@@ -106,13 +116,18 @@ pub fn workload_status(expected: &[Workload], json: &str) -> Result<Vec<Workload
                     && s(o, &["metadata", "name"]) == Some(w.name.as_str())
                     && s(o, &["metadata", "namespace"]) == Some(w.namespace.as_str())
             });
-            let ready = obj.map_or(0, |o| u(o, &["status", "readyReplicas"]));
+            let daemon = w.kind == WorkloadKind::DaemonSet;
+            let ready = obj.map_or(0, |o| u(o, &["status", if daemon { "numberReady" } else { "readyReplicas" }]));
+            let desired = match obj {
+                Some(o) if daemon => u32::try_from(u(o, &["status", "desiredNumberScheduled"])).unwrap_or(u32::MAX),
+                _ => w.replicas,
+            };
             WorkloadStatus {
                 component: w.component,
                 kind: w.kind,
                 namespace: w.namespace.clone(),
                 name: w.name.clone(),
-                desired: w.replicas,
+                desired,
                 ready: u32::try_from(ready).unwrap_or(u32::MAX),
                 done: obj.is_some_and(|o| rolled_out(o, w.kind, u64::from(w.replicas))),
                 missing: obj.is_none(),

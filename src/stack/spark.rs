@@ -57,6 +57,12 @@ struct SparkDeployment {
     command: String,
     port_name: &'static str,
     port: u16,
+    /// The daemon's web UI (Spark's defaults: master 8080, worker 8081), where its Prometheus
+    /// servlet answers at `metrics_path` when monitoring is on.
+    web_port: u16,
+    metrics_path: &'static str,
+    /// The variable `spark-class` passes to the daemon's JVM (Spark `conf/spark-env.sh.template`).
+    opts_env: &'static str,
     cpu: String,
     memory_mib: u32,
 }
@@ -93,6 +99,9 @@ fn deployments(s: &SparkSpec) -> Vec<SparkDeployment> {
             ]),
             port_name: "master",
             port: 7077,
+            web_port: 8080,
+            metrics_path: crate::monitoring::deploy::spark_metrics_path("master"),
+            opts_env: "SPARK_MASTER_OPTS",
             cpu: "250m".into(),
             memory_mib: 1024,
         },
@@ -113,6 +122,9 @@ fn deployments(s: &SparkSpec) -> Vec<SparkDeployment> {
             ]),
             port_name: "web-ui",
             port: 8081,
+            web_port: 8081,
+            metrics_path: crate::monitoring::deploy::spark_metrics_path("worker"),
+            opts_env: "SPARK_WORKER_OPTS",
             cpu: s.worker.cpu.clone(),
             memory_mib: s.worker.memory_mib,
         },
@@ -143,6 +155,7 @@ impl Part for Spark<'_> {
                 s => s,
                 deployments => deployments(s),
                 daemon_mib => SPARK_DAEMON_MIB,
+                metrics => crate::monitoring::deploy::spark_metrics(spec),
             },
         )?;
         Ok(Manifest { component: Component::Spark, file: TEMPLATE.0.into(), content })
