@@ -149,6 +149,11 @@ pub enum Command {
         #[arg(long)]
         stdout: bool,
     },
+    /// The monitoring add-on ([monitoring] in the config): Grafana's password, a tunnel to it.
+    Monitoring {
+        #[command(subcommand)]
+        action: MonitoringAction,
+    },
     /// Open a shell on a node (or run a command) with the environment's key and known_hosts.
     Ssh {
         /// Node name (`tagstack status` lists them).
@@ -158,6 +163,29 @@ pub enum Command {
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitoringAction {
+    /// Print Grafana's admin password (user `admin`) to stdout. Only this command ever shows it.
+    Password,
+    /// Forward Grafana (or Prometheus, Alertmanager) to 127.0.0.1 through an SSH tunnel to the
+    /// control plane and print its URL; runs until interrupted (Ctrl-C). Nothing is exposed
+    /// beyond this machine's loopback.
+    Open {
+        #[arg(value_enum, default_value = "grafana")]
+        target: OpenTarget,
+        /// Local port (default: the service's own: 3000, 9090 or 9093).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpenTarget {
+    Grafana,
+    Prometheus,
+    Alertmanager,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -5,7 +5,7 @@ mod args;
 mod local;
 mod settings;
 
-pub use args::{Cli, Command, GlobalArgs, Stage};
+pub use args::{Cli, Command, GlobalArgs, MonitoringAction, OpenTarget, Stage};
 pub use settings::{Common, Settings, UsageError, resolve};
 
 use std::path::Path;
@@ -87,6 +87,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Backup => Some(A::Backup),
         Command::Restore { .. } => Some(A::Restore),
         Command::Bake { .. } => Some(A::Bake),
+        Command::Monitoring { .. } => Some(A::Monitoring),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
 }
@@ -109,6 +110,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Bake { prune } => bake_cmd(&resolve(g)?, prune).await,
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
+        Command::Monitoring { action } => monitoring_cmd(&resolve(g)?, action).await,
         Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
     }
 }
@@ -175,6 +177,7 @@ fn show_stages(s: &Settings) -> impl FnMut(ops::up::Done<'_>) {
                 ops::up::Done::Cluster(r) => ui::render::cluster(r, &title),
                 ops::up::Done::Retire(r) => ui::render::retired(r, &title),
                 ops::up::Done::Stack(r) => ui::render::stack(r, &title),
+                ops::up::Done::Monitoring(r) => ui::render::monitoring(r, &title),
             });
         }
     }
@@ -487,4 +490,51 @@ async fn ssh_cmd(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
         return Err(UsageError { message: none.to_string(), hint: format!("nodes: {}", none.names.join(", ")) }.into());
     }
     res.map(|()| Outcome::Success)
+}
+
+/// `tagstack monitoring password|open`. The password goes to stdout and nowhere else (not in
+/// JSON, not in a log); `open` prints the URL once the tunnel listens and runs until stopped.
+async fn monitoring_cmd(s: &Settings, action: MonitoringAction) -> Result<Outcome> {
+    let not_enabled = |e: &anyhow::Error| {
+        e.downcast_ref::<ops::monitoring::NotEnabled>().map(|n| UsageError {
+            message: n.to_string(),
+            hint: "set [monitoring] enabled = true in the config and run `tagstack up`".into(),
+        })
+    };
+    match action {
+        MonitoringAction::Password => {
+            let res = with_env!(s, |env| ops::monitoring::password(&env).await);
+            if let Err(e) = &res
+                && let Some(u) = not_enabled(e)
+            {
+                return Err(u.into());
+            }
+            ui::print_text(&format!("{}\n", res?));
+        }
+        MonitoringAction::Open { target, port } => {
+            use crate::monitoring::live::Target;
+            let target = match target {
+                OpenTarget::Grafana => Target::Grafana,
+                OpenTarget::Prometheus => Target::Prometheus,
+                OpenTarget::Alertmanager => Target::Alertmanager,
+            };
+            let port = port.unwrap_or_else(|| target.port());
+            let json = s.common.output == Output::Json;
+            let mut ready = |url: &str| {
+                if json {
+                    let _ = json::print(source(s), "monitoring open", &serde_json::json!({ "url": url }));
+                } else {
+                    ui::print_text(&format!("{url}\n"));
+                }
+            };
+            let res = with_env!(s, |env| ops::monitoring::open(&env, target, port, &mut ready).await);
+            if let Err(e) = &res
+                && let Some(u) = not_enabled(e)
+            {
+                return Err(u.into());
+            }
+            res?;
+        }
+    }
+    Ok(Outcome::Success)
 }

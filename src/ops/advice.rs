@@ -30,6 +30,8 @@ pub enum Command {
     Backup,
     Restore,
     Bake,
+    /// `tagstack monitoring password|open`.
+    Monitoring,
 }
 
 impl Command {
@@ -47,6 +49,7 @@ impl Command {
             Command::Backup => "backup",
             Command::Restore => "restore",
             Command::Bake => "bake",
+            Command::Monitoring => "monitoring",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The live part of `status`: node readiness as the control plane sees it and, with a stack,
-//! its workloads. Read-only; an unreachable cluster is a state to show, never a failure of
+//! its workloads, and the monitoring add-on with its firing alerts. Read-only; an unreachable cluster is a state to show, never a failure of
 //! `status` on AWS, shown with the advice for `status`.
 
 use anyhow::Result;
@@ -8,6 +8,7 @@ use super::advice::{self, Command};
 use super::cluster::{NodeState, node_states};
 use super::env::Env;
 use super::inventory::Node;
+use super::monitoring::MonitoringReport;
 use super::nodes::{self, on_control_plane};
 use super::stack::StackReport;
 use crate::cluster::ClusterNode;
@@ -19,6 +20,8 @@ pub struct Live {
     pub nodes: Vec<(NodeState, String)>,
     /// `None` without stack components; an unreadable stack is an error to show.
     pub stack: Option<Result<StackReport, String>>,
+    /// `None` without `[monitoring]`; an unreadable add-on is an error to show.
+    pub monitoring: Option<Result<MonitoringReport, String>>,
 }
 
 /// What `status` knows of the cluster on AWS.
@@ -37,8 +40,12 @@ async fn read(env: &Env<'_>, fleet: &Fleet, cp: &ClusterNode, nodes: &[ClusterNo
             Some(super::stack::status(env.spec, fleet, cp).await.map_err(|e| advice::render(e, Command::Status)))
         }
     };
-    let (states, stack) = tokio::join!(node_states(fleet, cp, nodes, env.spec.provider == Provider::Aws), stack);
-    Ok(Live { nodes: states?, stack })
+    let monitoring = async {
+        super::monitoring::status(env.spec, fleet, cp).await.map_err(|e| advice::render(e, Command::Status)).transpose()
+    };
+    let (states, stack, monitoring) =
+        tokio::join!(node_states(fleet, cp, nodes, env.spec.provider == Provider::Aws), stack, monitoring);
+    Ok(Live { nodes: states?, stack, monitoring })
 }
 
 /// A static environment: its nodes from the config; not reaching them is an error.

@@ -17,6 +17,7 @@ mod env;
 pub mod infra;
 pub(crate) mod inventory;
 pub mod live;
+pub mod monitoring;
 pub mod nodes;
 pub mod plan;
 pub mod reap;

@@ -23,7 +23,9 @@ use crate::reporter::Reporter;
 use crate::stack::cassandra;
 use crate::stack::readiness::{self, WorkloadStatus};
 use crate::stack::smoke::StepOutput;
-use crate::stack::{APPLY, Component, Endpoint, endpoints, manifests, smoke_checks, smoke_manifests, workloads};
+use crate::stack::{
+    APPLY, Component, Endpoint, Workload, endpoints, manifests, smoke_checks, smoke_manifests, workloads,
+};
 
 pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -33,7 +35,8 @@ pub fn stack_dir() -> String {
 }
 
 /// Every file `tagstack render` writes, relative to its output directory: the cluster add-ons
-/// (a kustomization that applies them in tagstack's order) and one manifest per component.
+/// (a kustomization that applies them in tagstack's order), one manifest per component and,
+/// with `[monitoring]` on, the monitoring add-on's.
 pub fn rendered_files(spec: &Spec) -> Result<Vec<(PathBuf, String)>> {
     let mut files = Vec::new();
     let mut resources = Vec::new();
@@ -56,6 +59,9 @@ pub fn rendered_files(spec: &Spec) -> Result<Vec<(PathBuf, String)>> {
     files.insert(0, (PathBuf::from("addons/kustomization.yaml"), kustomization));
     for m in manifests(spec)?.into_iter().chain(smoke_manifests(spec)?) {
         files.push((Path::new("stack").join(&m.file), m.content));
+    }
+    if let Some(m) = crate::monitoring::deploy::manifest(spec)? {
+        files.push((Path::new("monitoring").join(&m.file), m.content));
     }
     Ok(files)
 }
@@ -279,7 +285,7 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
     for result in futures_util::future::join_all(applies).await {
         result?;
     }
-    let workloads = wait_ready(spec, fleet, cp, r).await?;
+    let workloads = wait_ready(spec, fleet, cp, r, &stack_watch(spec)).await?;
     for script in crate::stack::after_ready(spec, KUBECTL)? {
         run_script(fleet, cp, &dir, &script, r).await?;
     }
@@ -315,9 +321,33 @@ async fn run_script(
         }
     }
 }
-/// Polls until every workload has rolled out, reporting each component once it is ready.
-async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<Vec<WorkloadStatus>> {
-    let expected = workloads(spec);
+
+/// What a wait for rollouts is about: the stack's workloads, or the monitoring add-on's.
+pub(super) struct Watch {
+    /// "stack" or "monitoring", for messages.
+    pub what: &'static str,
+    /// Reported ready one by one, in this order; one that names no workload (Spark without
+    /// standalone workers) is ready once applied.
+    pub components: Vec<Component>,
+    pub expected: Vec<Workload>,
+    /// The kubectl command that lists them as JSON.
+    pub list: String,
+}
+
+fn stack_watch(spec: &Spec) -> Watch {
+    Watch { what: "stack", components: components(spec), expected: workloads(spec), list: list_workloads(spec) }
+}
+
+/// Polls until every workload of `watch` has rolled out, reporting each component once it is
+/// ready.
+pub(super) async fn wait_ready(
+    spec: &Spec,
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    r: &dyn Reporter,
+    watch: &Watch,
+) -> Result<Vec<WorkloadStatus>> {
+    let expected = &watch.expected;
     let mut finished: Vec<Component> = Vec::new();
     // Checked after each look: the first that ends past stack.ready_timeout is the last.
     let waited = poll_until(
@@ -325,12 +355,12 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         Duration::from_secs(3),
         Check::AfterLook,
         async |_| {
-            let json = match fleet.read(&cp.name, "stack", &list_workloads(spec)).await {
+            let json = match fleet.read(&cp.name, "stack", &watch.list).await {
                 Ok(json) => json,
                 Err(e) => return Ok(Look::Waiting(Rollout::Unread(e))),
             };
-            let statuses = readiness::workload_status(&expected, &json)?;
-            for component in components(spec) {
+            let statuses = readiness::workload_status(expected, &json)?;
+            for &component in &watch.components {
                 if finished.contains(&component) {
                     continue;
                 }
@@ -354,7 +384,7 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         |waiting| {
             // An API server or SSH hiccup is no reason to give up a long wait.
             if let Rollout::Unread(e) = waiting {
-                r.note(&format!("reading the stack's workloads failed, retrying: {e}"));
+                r.note(&format!("reading the {}'s workloads failed, retrying: {e}", watch.what));
             }
         },
     )
@@ -370,12 +400,13 @@ async fn wait_ready(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
     }
     let mut why = Vec::new();
     for s in &waiting {
-        why.push(diagnose(spec, fleet, cp, s).await);
+        why.push(diagnose(fleet, cp, s, expected).await);
     }
     let err = anyhow!(
-        "{} of {} stack workload(s) not ready after {} (stack.ready_timeout {}):\n{}",
+        "{} of {} {} workload(s) not ready after {} (stack.ready_timeout {}):\n{}",
         waiting.len(),
         statuses.len(),
+        watch.what,
         format_duration(started.elapsed()),
         format_duration(spec.stack.ready_timeout),
         why.join("\n")
@@ -407,7 +438,7 @@ fn components(spec: &Spec) -> Vec<Component> {
 }
 
 /// Names a workload that is not ready: its pods' phases and reasons and its last events.
-async fn diagnose(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStatus) -> String {
+async fn diagnose(fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStatus, expected: &[Workload]) -> String {
     let mut out = format!(
         "  {}: {:?} {}/{} has {}/{} ready",
         s.component.as_str(),
@@ -421,7 +452,7 @@ async fn diagnose(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, s: &WorkloadStat
         out.push_str(" (it does not exist: was it deleted?)");
         return out;
     }
-    let Some(w) = workloads(spec).into_iter().find(|w| w.name == s.name && w.namespace == s.namespace) else {
+    let Some(w) = expected.iter().find(|w| w.name == s.name && w.namespace == s.namespace) else {
         return out;
     };
     let selector = &w.pod_selector;
@@ -585,6 +616,16 @@ pub async fn teardown(
             Ok(_) => report.namespaces = namespaces.clone(),
             Err(e) => report.errors.push(format!("deleting namespaces {}: {e}", namespaces.join(", "))),
         }
+    }
+    // What a namespace cannot hold (the monitoring add-on's ClusterRoles and their bindings)
+    // goes by the same labels; a component disabled since is included.
+    if let Err(e) = kubectl(format!(
+        "{KUBECTL} delete clusterrolebindings,clusterroles -l {} --ignore-not-found --wait=true --timeout=120s",
+        owned_selector(spec)
+    ))
+    .await
+    {
+        report.errors.push(format!("deleting the cluster roles labelled for {}: {e}", spec.id.cluster_name()));
     }
     // The volumes go asynchronously after their claims: wait, bounded, so `down` is not cut
     // short by a slow detach.

@@ -1,4 +1,5 @@
-//! `tagstack up` whole: infra (AWS), then the cluster (kubeadm over SSH), then the stack, each
+//! `tagstack up` whole: infra (AWS), then the cluster (kubeadm over SSH), then the stack (and
+//! the monitoring add-on after it), each
 //! handed to the caller as soon as it is done (so a person sees the nodes even when a later
 //! stage fails). Decides which stages run and in which order; each stage's own steps are
 //! decided by its module (`infra::apply`, `cluster`, `stack`).
@@ -12,6 +13,7 @@ use super::advice::{Command, advise};
 use super::cluster::{ClusterReport, bootstrap};
 use super::env::Env;
 use super::infra::apply::{self, InfraReport};
+use super::monitoring::{self, MonitoringReport};
 use super::nodes::{nodes, on_control_plane};
 use super::retire::{RetireReport, leaving, retire, staying};
 use super::stack::{StackReport, deploy};
@@ -55,6 +57,9 @@ pub struct UpReport {
     pub retired: Option<RetireReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<StackReport>,
+    /// The monitoring add-on, applied after the stack (`[monitoring]` on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringReport>,
     /// The error that stopped `up`, as text, with `up`'s advice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -66,6 +71,7 @@ pub enum Done<'a> {
     Cluster(&'a ClusterReport),
     Retire(&'a RetireReport),
     Stack(&'a StackReport),
+    Monitoring(&'a MonitoringReport),
 }
 
 /// Runs the stages `opts` selects; returns the report and how it ended.
@@ -121,6 +127,19 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
         let stack = stack_stage(env, &nodes).await?;
         on_done(Done::Stack(&stack));
         report.stack = Some(stack);
+        // After the stack: its pods carry the JMX agent Prometheus scrapes, and a failing
+        // monitoring add-on must never hold the data stack back.
+        if env.spec.monitoring.is_some() {
+            let spec = env.spec;
+            let applied = on_control_plane(spec, &nodes, async |fleet, cp| {
+                monitoring::deploy(spec, fleet, cp, env.reporter).await
+            })
+            .await?;
+            if let Some(m) = applied {
+                on_done(Done::Monitoring(&m));
+                report.monitoring = Some(m);
+            }
+        }
     }
     Ok(())
 }

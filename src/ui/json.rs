@@ -120,6 +120,16 @@ fn node_states(states: &[(NodeState, String)]) -> Vec<NodeStateDoc<'_>> {
 pub struct LiveDoc<'a> {
     pub cluster: Option<ClusterDoc<'a>>,
     pub stack: Option<StackDoc<'a>>,
+    /// Only with `[monitoring]` on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum MonitoringDoc<'a> {
+    Report(&'a crate::ops::monitoring::MonitoringReport),
+    Error { error: &'a str },
 }
 
 impl<'a> LiveDoc<'a> {
@@ -128,14 +138,20 @@ impl<'a> LiveDoc<'a> {
             Ok(report) => StackDoc::Report(report),
             Err(e) => StackDoc::Error { error: e },
         });
-        Self { cluster: Some(ClusterDoc::Nodes { nodes: node_states(&live.nodes) }), stack }
+        let monitoring = live.monitoring.as_ref().map(|m| match m {
+            Ok(report) => MonitoringDoc::Report(report),
+            Err(e) => MonitoringDoc::Error { error: e },
+        });
+        Self { cluster: Some(ClusterDoc::Nodes { nodes: node_states(&live.nodes) }), stack, monitoring }
     }
 
     pub fn of_aws(live: &'a AwsLive) -> Self {
         match live {
-            AwsLive::NotBootstrapped => Self { cluster: None, stack: None },
+            AwsLive::NotBootstrapped => Self { cluster: None, stack: None, monitoring: None },
             AwsLive::Reachable(live) => Self::of(live),
-            AwsLive::Unreachable(e) => Self { cluster: Some(ClusterDoc::Error { error: e }), stack: None },
+            AwsLive::Unreachable(e) => {
+                Self { cluster: Some(ClusterDoc::Error { error: e }), stack: None, monitoring: None }
+            }
         }
     }
 }

@@ -209,6 +209,29 @@ pub fn live(live: &Live, title: &str) -> String {
         Some(Ok(report)) => out.push_str(&stack(report, title)),
         Some(Err(e)) => out.push_str(&format!("Stack: not readable: {e}\n")),
     }
+    match &live.monitoring {
+        None => {}
+        Some(Ok(report)) => out.push_str(&monitoring(report, title)),
+        Some(Err(e)) => out.push_str(&format!("Monitoring: not readable: {e}\n")),
+    }
+    out
+}
+
+/// The monitoring add-on: its workloads, then (for `status`) how many alerts fire and which.
+pub fn monitoring(report: &crate::ops::monitoring::MonitoringReport, title: &str) -> String {
+    let mut out = format!("Monitoring of {title}:\n");
+    workload_rows(&mut out, &report.workloads);
+    match (&report.firing, &report.alerts_error) {
+        (Some(names), _) if names.is_empty() => out.push_str("  Alerts: none firing\n"),
+        (Some(names), _) => {
+            let _ = writeln!(out, "  Alerts: {} firing: {}", names.len(), names.join(", "));
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "  Alerts: not readable: {e}");
+        }
+        (None, None) => {}
+    }
+    out.push_str("  Grafana: `tagstack monitoring open` (password: `tagstack monitoring password`)\n");
     out
 }
 
@@ -252,6 +275,28 @@ pub fn retired(report: &crate::ops::retire::RetireReport, title: &str) -> String
     out
 }
 
+/// One row per workload: component, namespace/name, desired, ready, state.
+fn workload_rows(out: &mut String, workloads: &[crate::stack::readiness::WorkloadStatus]) {
+    let _ = writeln!(out, "  {:<10} {:<28} {:<8} {:<6} STATE", "COMPONENT", "WORKLOAD", "DESIRED", "READY");
+    for w in workloads {
+        let state = if w.done {
+            "ready"
+        } else if w.missing {
+            "missing"
+        } else {
+            "not ready"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<28} {:<8} {:<6} {state}",
+            w.component.as_str(),
+            format!("{}/{}", w.namespace, w.name),
+            w.desired,
+            w.ready
+        );
+    }
+}
+
 pub fn stack(report: &crate::ops::stack::StackReport, title: &str) -> String {
     let mut out = format!("Stack of {title}:\n");
     if report.workloads.is_empty() && report.endpoints.is_empty() {
@@ -259,24 +304,7 @@ pub fn stack(report: &crate::ops::stack::StackReport, title: &str) -> String {
         return out;
     }
     if !report.workloads.is_empty() {
-        let _ = writeln!(out, "  {:<10} {:<28} {:<8} {:<6} STATE", "COMPONENT", "WORKLOAD", "DESIRED", "READY");
-        for w in &report.workloads {
-            let state = if w.done {
-                "ready"
-            } else if w.missing {
-                "missing"
-            } else {
-                "not ready"
-            };
-            let _ = writeln!(
-                out,
-                "  {:<10} {:<28} {:<8} {:<6} {state}",
-                w.component.as_str(),
-                format!("{}/{}", w.namespace, w.name),
-                w.desired,
-                w.ready
-            );
-        }
+        workload_rows(&mut out, &report.workloads);
     }
     if !report.endpoints.is_empty() {
         out.push_str("  Endpoints (inside the cluster):\n");

@@ -72,6 +72,7 @@ fn aws_life() {
             ops::up::Done::Cluster(_) => "cluster",
             ops::up::Done::Retire(_) => "retire",
             ops::up::Done::Stack(_) => "stack",
+            ops::up::Done::Monitoring(_) => "monitoring",
         });
     }));
     result.unwrap();
