@@ -164,7 +164,7 @@ pub async fn open(env: &Env<'_>, target: Target, port: u16, ready: &mut dyn FnMu
         .arg("-F")
         .arg(&files.ssh_config)
         .args(["-o", "ExitOnForwardFailure=yes", "-L", &forward, "--", &cp.name])
-        .arg(live::port_forward_command(KUBECTL, target, port))
+        .arg(as_root(&cp.user, &live::port_forward_command(KUBECTL, target, port)))
         // Held open while tagstack runs: its end is what stops the remote port-forward.
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -176,12 +176,25 @@ pub async fn open(env: &Env<'_>, target: Target, port: u16, ready: &mut dyn FnMu
     let stdout = child.stdout.take().context("ssh has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut announced = false;
-    while let Some(line) = lines.next_line().await.context("reading ssh's output")? {
-        if !announced && live::is_forwarding(&line, port) {
-            announced = true;
-            ready(&format!("http://127.0.0.1:{port}/"));
+    // Stopped by Ctrl-C or SIGTERM: ssh goes too, whatever connections a browser keeps open
+    // (ssh itself would wait for them).
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line.context("reading ssh's output")? {
+                Some(line) => {
+                    if !announced && live::is_forwarding(&line, port) {
+                        announced = true;
+                        ready(&format!("http://127.0.0.1:{port}/"));
+                    }
+                    tracing::debug!(target: "monitoring", "{line}");
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => return stop(child).await,
+            _ = term.recv() => return stop(child).await,
         }
-        tracing::debug!(target: "monitoring", "{line}");
     }
     drop(stdin);
     let status = child.wait().await.context("waiting for ssh")?;
@@ -192,5 +205,17 @@ pub async fn open(env: &Env<'_>, target: Target, port: u16, ready: &mut dyn FnMu
             cp.name
         );
     }
+    Ok(())
+}
+
+/// `command` for the remote shell of `user`, as root: admin.conf is root's only (0600). The same
+/// rule as `remote::Fleet`'s (`sudo -n sh -c` unless the login is root); sudo passes stdin on.
+fn as_root(user: &str, command: &str) -> String {
+    if user == "root" { command.to_string() } else { format!("sudo -n sh -c {}", crate::shell::sh_quote(command)) }
+}
+
+/// Ends the tunnel: ssh is killed (its end closes the remote `cat`, which stops the forward).
+async fn stop(mut child: tokio::process::Child) -> Result<()> {
+    let _ = child.kill().await;
     Ok(())
 }

@@ -27,6 +27,7 @@ mod infra_lookalike;
 mod infra_random;
 mod infra_safety;
 mod monitoring_content;
+mod monitoring_deploy;
 mod ops_direct;
 mod stack_auth;
 mod stack_cleanup;

@@ -116,3 +116,35 @@ fn render_needs_no_ssh_key_and_lists_the_files_as_json() {
     let plan = env.tagstack().arg("plan").run().code(2);
     assert!(plan.stderr.contains("id_ed25519.pub"), "{}", plan.stderr);
 }
+
+#[test]
+fn with_monitoring_every_manifest_validates_strictly_and_render_writes_the_add_on() {
+    let env = TestEnv::new("render");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The shipped dev config (AWS, gp3) with the add-on and Spark's standalone daemons on.
+    let base = std::fs::read_to_string(root.join("config/dev.toml")).unwrap();
+    let config = env.dir.path().join("monitored.toml");
+    std::fs::write(
+        &config,
+        format!("{base}\n[stack.spark]\nworkers = 2\n\n[monitoring]\nenabled = true\nretention = \"7d\"\nstorage_gb = 30\nalert_webhooks = [\"https://hooks.example.com/x\"]\n"),
+    )
+    .unwrap();
+    let files = render_and_validate(&env, &config, "monitored");
+    assert!(files.contains(&"monitoring/monitoring.yaml".to_string()), "{files:?}");
+    let out = env.dir.path().join("rendered-monitored");
+    let monitoring = std::fs::read_to_string(out.join("monitoring/monitoring.yaml")).unwrap();
+    for needle in [
+        "--storage.tsdb.retention.time=168h",
+        "storage: 30Gi",
+        "storageClassName: gp3",
+        "kind: DaemonSet",
+        "name: grafana-admin",
+    ] {
+        assert!(monitoring.contains(needle), "missing {needle:?}");
+    }
+    let kafka = std::fs::read_to_string(out.join("stack/kafka.yaml")).unwrap();
+    assert!(kafka.contains("prometheus.io/port: \"9404\""), "{kafka}");
+    assert!(kafka.contains("export KAFKA_OPTS=\"-javaagent:/opt/jmx-exporter/jmx_prometheus_javaagent.jar=9404:"));
+    let spark = std::fs::read_to_string(out.join("stack/spark.yaml")).unwrap();
+    assert!(spark.contains("prometheus.io/path: /metrics/master/prometheus"), "{spark}");
+}
