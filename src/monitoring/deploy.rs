@@ -17,15 +17,12 @@ use crate::stack::{Component, Manifest, Workload, WorkloadKind};
 
 const TEMPLATE: (&str, &str) = ("monitoring.yaml", include_str!("../../templates/monitoring/monitoring.yaml.j2"));
 
-/// The namespace of the add-on; labelled like the stack's, so `down` deletes it with its claim.
-pub const NAMESPACE: &str = "monitoring";
+/// The namespace of the add-on (the scrape contract's, `content`'s); labelled like the stack's,
+/// so `down` deletes it with its claim.
+pub use super::content::NAMESPACE;
 /// The Secret holding Grafana's admin user and generated password (`admin-user`,
 /// `admin-password`), made on the control plane by [`GRAFANA_SECRET_SCRIPT`].
 pub const GRAFANA_SECRET: &str = "grafana-admin";
-/// Where the alert rule files are mounted; `content::prometheus_config` loads them from here.
-pub const RULES_DIR: &str = "/etc/prometheus-rules";
-/// Where the dashboard files are mounted; the dashboard provider points here.
-pub const DASHBOARDS_DIR: &str = "/var/lib/grafana-dashboards";
 
 /// The images, pinned by tag; each tag checked upstream on 2026-11-30:
 /// - Prometheus v3.14.0, Alertmanager v0.34.0, node_exporter v1.12.1: the tags of
@@ -37,7 +34,12 @@ pub const DASHBOARDS_DIR: &str = "/var/lib/grafana-dashboards";
 /// - Grafana 13.2.2: grafana/grafana:13.2.2 is in public use pinned by its digest
 ///   (`sha256:ac461fb352abc50da10a51c7d02462e9c05488f11f53f14b3ad79a8145f638a0`);
 /// - curl 8.21.0 (the JMX agent's download): curl/curl-container tag 8.21.0 (alpine 3.24.1),
-///   pushed to docker.io/curlimages/curl by its `build_latest_release_multi` workflow.
+///   pushed to docker.io/curlimages/curl by its `build_latest_release_multi` workflow;
+/// - kafka_exporter v1.9.0 (consumer lag, `content::VERSIONS`): danielqsj/kafka_exporter tag
+///   v1.9.0, whose Makefile pushes `$(DOCKER_USERNAME)/kafka-exporter:$(GIT_TAG_NAME)`; its image
+///   runs as `nobody`.
+///
+/// The versions are `content::VERSIONS`'s (a unit test keeps them equal).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Images {
     pub prometheus: &'static str,
@@ -45,6 +47,7 @@ pub struct Images {
     pub grafana: &'static str,
     pub node_exporter: &'static str,
     pub kube_state_metrics: &'static str,
+    pub kafka_exporter: &'static str,
     pub curl: &'static str,
 }
 
@@ -54,6 +57,7 @@ pub const IMAGES: Images = Images {
     grafana: "docker.io/grafana/grafana:13.2.2",
     node_exporter: "quay.io/prometheus/node-exporter:v1.12.1",
     kube_state_metrics: "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
+    kafka_exporter: "docker.io/danielqsj/kafka-exporter:v1.9.0",
     curl: "docker.io/curlimages/curl:8.21.0",
 };
 
@@ -66,14 +70,15 @@ pub struct Size {
 }
 
 /// Sized for the default 1+3 t3.large cluster, whose workers the default stack leaves about
-/// 1.1 CPU and 2 GiB each: about 0.25 CPU and 1.5 GiB requested in all (README
-/// "Monitoring"). Prometheus holds ~25 000 series of a default stack in well under 1 GiB.
+/// 1.1 CPU and 2 GiB each: 0.22 CPU and 1.5 GiB requested in all (README "Monitoring"). Prometheus holds ~25 000 series of a default stack in well under 1 GiB.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Sizes {
     pub prometheus: Size,
     pub alertmanager: Size,
     pub grafana: Size,
     pub kube_state_metrics: Size,
+    /// With Kafka only.
+    pub kafka_exporter: Size,
     /// Per node.
     pub node_exporter: Size,
     /// The JMX agent's download, per Kafka and Cassandra pod, while it starts.
@@ -85,6 +90,7 @@ pub const SIZES: Sizes = Sizes {
     alertmanager: Size { cpu: "10m", memory: "64Mi", limit: "128Mi" },
     grafana: Size { cpu: "50m", memory: "192Mi", limit: "384Mi" },
     kube_state_metrics: Size { cpu: "10m", memory: "64Mi", limit: "192Mi" },
+    kafka_exporter: Size { cpu: "10m", memory: "32Mi", limit: "96Mi" },
     node_exporter: Size { cpu: "10m", memory: "32Mi", limit: "64Mi" },
     jmx_fetch: Size { cpu: "10m", memory: "32Mi", limit: "64Mi" },
 };
@@ -124,23 +130,44 @@ fn digest(parts: &[&str]) -> String {
 /// when they change (Prometheus, Alertmanager and Grafana read them at start).
 pub fn manifest(spec: &Spec) -> Result<Option<Manifest>> {
     let Some(m) = &spec.monitoring else { return Ok(None) };
-    let prometheus_yml = content::prometheus_config();
-    let rules = content::alert_rules();
-    let alertmanager_yml = content::alertmanager_config(&m.alert_webhooks);
-    let datasources = content::grafana_datasources();
-    let providers = content::grafana_dashboard_providers();
-    let dashboards = content::dashboards();
+    // The annotation-driven job looks at the stack's namespaces and this one only: pods of
+    // the cluster's other users are not scraped.
+    let mut scraped = spec.stack.namespaces();
+    scraped.push(NAMESPACE.to_string());
+    let prometheus_yml = content::prometheus_config(&spec.id.cluster_name(), &scraped)?;
+    let rules = content::alert_rules().to_string();
+    let alertmanager_yml = content::alertmanager_config(&m.alert_webhooks)?;
+    let provisioning = content::grafana_provisioning();
+    let in_dir = |dir: &str| -> Vec<(String, String)> {
+        provisioning.iter().filter(|(d, _, _)| *d == dir).map(|(_, f, c)| (f.to_string(), c.to_string())).collect()
+    };
+    let (datasources, providers) = (in_dir("datasources"), in_dir("dashboards"));
+    let dashboards: Vec<(String, String)> =
+        content::dashboards().into_iter().map(|(f, c)| (f.to_string(), c.to_string())).collect();
     let joined = |list: &[(String, String)]| list.iter().map(|(k, v)| format!("{k}\n{v}")).collect::<String>();
-    let prometheus_digest = digest(&[&prometheus_yml, &joined(&rules)]);
+    let prometheus_digest = digest(&[&prometheus_yml, &rules]);
     let grafana_digest = digest(&[&joined(&datasources), &joined(&providers), &joined(&dashboards)]);
     let alertmanager_digest = digest(&[&alertmanager_yml]);
+    // The rule file sits beside the configuration, which names it relatively (the contract).
     let configmaps = vec![
-        ConfigMap { name: "prometheus-config", files: files(vec![("prometheus.yml".into(), prometheus_yml)]) },
-        ConfigMap { name: "prometheus-rules", files: files(rules) },
+        ConfigMap {
+            name: "prometheus-config",
+            files: files(vec![
+                (content::PROMETHEUS_CONFIG_FILE.into(), prometheus_yml),
+                (content::RULES_FILE.into(), rules),
+            ]),
+        },
         ConfigMap { name: "grafana-datasources", files: files(datasources) },
         ConfigMap { name: "grafana-dashboard-providers", files: files(providers) },
         ConfigMap { name: "grafana-dashboards", files: files(dashboards) },
     ];
+    let kafka_exporter = spec.stack.kafka.as_ref().map(|k| {
+        context! {
+            bootstrap => format!("kafka-bootstrap.{}.svc.cluster.local:9092", k.namespace),
+            // Its sarama knows Kafka up to 4.0 and defaults to 2.1.0 (content::VERSIONS).
+            version => "4.0.0",
+        }
+    });
     let content = template(
         TEMPLATE,
         context! {
@@ -153,7 +180,8 @@ pub fn manifest(spec: &Spec) -> Result<Option<Manifest>> {
             retention_size => m.retention_size_flag(),
             images => IMAGES,
             sizes => SIZES,
-            paths => context! { rules => RULES_DIR, dashboards => DASHBOARDS_DIR },
+            paths => context! { config_file => content::PROMETHEUS_CONFIG_FILE, dashboards => content::GRAFANA_DASHBOARDS_DIR },
+            kafka_exporter => kafka_exporter,
             configmaps => configmaps,
             alertmanager_yml => alertmanager_yml,
             grafana_secret => GRAFANA_SECRET,
@@ -187,6 +215,9 @@ pub fn workloads(spec: &Spec) -> Vec<Workload> {
         w(WorkloadKind::Deployment, "kube-state-metrics"),
         w(WorkloadKind::DaemonSet, "node-exporter"),
     ]
+    .into_iter()
+    .chain(spec.stack.kafka.is_some().then(|| w(WorkloadKind::Deployment, "kafka-exporter")))
+    .collect()
 }
 
 /// The JMX exporter agent release: 1.x jars are published as GitHub release assets only
@@ -222,7 +253,7 @@ pub struct JmxAgent {
     pub rules: String,
 }
 
-pub fn jmx_agent(spec: &Spec, jvm: content::Jmx) -> Option<JmxAgent> {
+pub fn jmx_agent(spec: &Spec, jvm: content::Jvm) -> Option<JmxAgent> {
     spec.monitoring.as_ref()?;
     let port = content::JMX_EXPORTER_PORT;
     Some(JmxAgent {
@@ -235,7 +266,7 @@ pub fn jmx_agent(spec: &Spec, jvm: content::Jmx) -> Option<JmxAgent> {
         javaagent: format!("-javaagent:{JMX_AGENT_JAR}={port}:{JMX_CONFIG}"),
         jar_dir: "/opt/jmx-exporter",
         config_dir: "/etc/jmx-exporter",
-        rules: content::jmx_rules(jvm),
+        rules: content::jmx_rules(jvm).to_string(),
     })
 }
 
@@ -267,9 +298,10 @@ pub fn spark_metrics(spec: &Spec) -> Option<SparkMetrics> {
     })
 }
 
-/// The scrape path of a Spark daemon's servlet: the master's own metrics, or a worker's.
+/// The scrape path of a Spark daemon's servlet: the master's own metrics, or a worker's, as the
+/// scrape contract names them (`content::SCRAPE_TARGETS`, with the trailing slash).
 pub fn spark_metrics_path(component: &str) -> &'static str {
-    if component == "master" { "/metrics/master/prometheus" } else { "/metrics/prometheus" }
+    if component == "master" { "/metrics/master/prometheus/" } else { "/metrics/prometheus/" }
 }
 
 /// Makes Grafana's admin Secret on the control plane when it does not exist: the password is
@@ -301,8 +333,9 @@ echo created
     )
 }
 
-/// The resource cost of the add-on, for `status`/docs: requests of every container (node-exporter
-/// once per node), in millicores and MiB.
+/// The resource cost of the add-on (README "Monitoring"): the requests of every container
+/// (node-exporter once per `nodes`), in millicores and MiB. The JMX agent's download runs only
+/// while a pod starts.
 pub fn requested(spec: &Spec, nodes: u32) -> (u32, u32) {
     if spec.monitoring.is_none() {
         return (0, 0);
@@ -315,8 +348,148 @@ pub fn requested(spec: &Spec, nodes: u32) -> (u32, u32) {
             .or_else(|| s.strip_suffix("Mi").and_then(|n| n.parse().ok()))
             .unwrap_or(0)
     };
-    let each = [SIZES.prometheus, SIZES.alertmanager, SIZES.grafana, SIZES.kube_state_metrics];
+    let mut each = vec![SIZES.prometheus, SIZES.alertmanager, SIZES.grafana, SIZES.kube_state_metrics];
+    if spec.stack.kafka.is_some() {
+        each.push(SIZES.kafka_exporter);
+    }
     let cpu = each.iter().map(|s| parse_cpu(s.cpu)).sum::<u32>() + nodes * parse_cpu(SIZES.node_exporter.cpu);
     let mem = each.iter().map(|s| parse_mem(s.memory)).sum::<u32>() + nodes * parse_mem(SIZES.node_exporter.memory);
     (cpu, mem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{AWS_BASE, parse};
+
+    fn monitored(extra: &str) -> Spec {
+        parse(&format!("{AWS_BASE}{extra}\n[monitoring]\nenabled = true\n"))
+    }
+
+    /// The manifest with the bodies of `content.rs`'s files (ConfigMap and Secret data, which
+    /// content's own tests check) left out: what this module decides, as a reviewer reads it.
+    fn skeleton(manifest: &str) -> String {
+        let mut out = Vec::new();
+        let mut eliding = false;
+        for line in manifest.lines() {
+            if eliding && (line.starts_with("    ") || line.is_empty()) {
+                continue;
+            }
+            eliding = false;
+            // The digest follows the content; what matters here is that it is there.
+            match line.split_once("tagstack.io/config-sha256: ") {
+                Some((indent, _)) => out.push(format!("{indent}tagstack.io/config-sha256: <digest>")),
+                None => out.push(line.to_string()),
+            }
+            if line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(": |") {
+                out.push("    <from src/monitoring/content.rs>".into());
+                eliding = true;
+            }
+        }
+        out.join("\n")
+    }
+
+    #[test]
+    fn off_by_default_renders_nothing_and_changes_no_stack_manifest() {
+        let spec = parse(AWS_BASE);
+        assert!(manifest(&spec).unwrap().is_none());
+        assert!(workloads(&spec).is_empty());
+        assert!(jmx_agent(&spec, content::Jvm::Kafka).is_none());
+        assert!(spark_metrics(&spec).is_none());
+    }
+
+    #[test]
+    fn the_add_on_manifest() {
+        let spec = monitored("[stack.spark]\nworkers = 1\n");
+        let m = manifest(&spec).unwrap().unwrap();
+        assert_eq!((m.component, m.file.as_str()), (Component::Monitoring, "monitoring.yaml"));
+        insta::assert_snapshot!("monitoring_manifest", skeleton(&m.content));
+        // The content is carried as it is, with the cluster and the stack's namespaces.
+        assert!(m.content.contains("cluster: \"demo-dev\""), "{}", m.content);
+        assert!(m.content.contains("names: [\"kafka\",\"cassandra\",\"spark\",\"monitoring\"]"), "{}", m.content);
+    }
+
+    #[test]
+    fn the_stack_with_the_agent_and_the_servlet() {
+        let spec = monitored("[stack.spark]\nworkers = 1\n");
+        let stack: Vec<String> = crate::stack::manifests(&spec).unwrap().iter().map(|m| skeleton(&m.content)).collect();
+        insta::assert_snapshot!("monitored_stack", stack.join("\n---\n"));
+    }
+
+    #[test]
+    fn images_are_the_ones_the_content_is_checked_against() {
+        for image in [IMAGES.prometheus, IMAGES.alertmanager, IMAGES.node_exporter, IMAGES.kube_state_metrics] {
+            assert!(content::VERSIONS.iter().any(|(_, v)| *v == image), "{image} is not in content::VERSIONS");
+        }
+        assert!(content::VERSIONS.iter().any(|(_, v)| v.ends_with("danielqsj/kafka-exporter:v1.9.0")));
+        assert!(content::VERSIONS.iter().any(|(_, v)| v.ends_with(&format!(":{JMX_AGENT_VERSION}"))));
+        assert!(
+            JMX_AGENT_URL.contains(&format!("/{JMX_AGENT_VERSION}/jmx_prometheus_javaagent-{JMX_AGENT_VERSION}.jar"))
+        );
+    }
+
+    /// Every scrape annotation the manifests set names a port and path of the contract.
+    #[test]
+    fn every_annotated_pod_is_a_target_of_the_scrape_contract() {
+        let spec = monitored("[stack.spark]\nworkers = 1\n");
+        let mut texts: Vec<String> = crate::stack::manifests(&spec).unwrap().into_iter().map(|m| m.content).collect();
+        texts.push(manifest(&spec).unwrap().unwrap().content);
+        let mut seen = 0;
+        for text in &texts {
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            for (i, l) in lines.iter().enumerate() {
+                let Some(port) = l.strip_prefix("prometheus.io/port: ") else { continue };
+                let port: u16 = port.trim_matches('"').parse().unwrap();
+                let path = lines.get(i + 1).and_then(|n| n.strip_prefix("prometheus.io/path: ")).unwrap_or("/metrics");
+                // Alertmanager's own metrics are an extra of the deployment's.
+                if port == 9093 {
+                    continue;
+                }
+                assert!(
+                    content::SCRAPE_TARGETS.iter().any(|t| t.port == port && t.path == path),
+                    "{port} {path} is not in content::SCRAPE_TARGETS"
+                );
+                seen += 1;
+            }
+        }
+        // kafka, cassandra, spark master and worker, kube-state-metrics, node-exporter, kafka_exporter.
+        assert_eq!(seen, 7);
+    }
+
+    #[test]
+    fn workloads_follow_the_stack() {
+        let names = |s: &Spec| workloads(s).into_iter().map(|w| w.name).collect::<Vec<_>>();
+        let all = monitored("");
+        assert_eq!(
+            names(&all),
+            ["prometheus", "alertmanager", "grafana", "kube-state-metrics", "node-exporter", "kafka-exporter"]
+        );
+        let no_kafka = monitored("[stack.kafka]\nenabled = false\n");
+        assert!(!names(&no_kafka).contains(&"kafka-exporter".to_string()));
+        assert!(!manifest(&no_kafka).unwrap().unwrap().content.contains("kafka-exporter"));
+    }
+
+    /// README "Monitoring" states this cost.
+    #[test]
+    fn resource_cost_of_the_default_cluster() {
+        assert_eq!(requested(&monitored(""), 4), (220, 1504));
+    }
+
+    #[test]
+    fn the_password_never_reaches_a_command_line_or_the_output() {
+        let script = grafana_secret_script(&monitored(""), "kubectl");
+        for line in script.lines().filter(|l| l.contains("$password")) {
+            assert!(
+                line.starts_with("password=")
+                    || line.starts_with("[ \"${#password}\"")
+                    || line.contains("> \"$dir/secret.yaml\"")
+                    || line.contains("base64 -w0"),
+                "{line}"
+            );
+        }
+        assert!(!script.contains("set -x"));
+        assert!(script.contains("umask 077"));
+        assert!(script.contains("trap 'rm -rf -- \"$dir\"' EXIT"));
+        assert!(script.contains(">/dev/null\necho created"));
+    }
 }

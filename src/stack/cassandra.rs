@@ -129,7 +129,7 @@ impl Part for Cassandra<'_> {
                 tls_secret => TLS_SECRET,
                 admin_dir => ADMIN_DIR,
                 admin_secret => ADMIN_SECRET,
-                jmx => crate::monitoring::deploy::jmx_agent(spec, crate::monitoring::content::Jmx::Cassandra),
+                jmx => crate::monitoring::deploy::jmx_agent(spec, crate::monitoring::content::Jvm::Cassandra),
             },
         )?;
         Ok(Manifest { component: Component::Cassandra, file: TEMPLATE.0.into(), content })

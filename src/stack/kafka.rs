@@ -126,7 +126,7 @@ impl Part for Kafka<'_> {
                 min_insync => if replication_factor >= 3 { 2 } else { 1 },
                 jvm => JvmMemory::new(Jvm::Kafka, k.heap_mib, &k.resources.cpu),
                 jvm_flags => JvmMemory::new(Jvm::Kafka, k.heap_mib, &k.resources.cpu).flags(),
-                jmx => crate::monitoring::deploy::jmx_agent(spec, crate::monitoring::content::Jmx::Kafka),
+                jmx => crate::monitoring::deploy::jmx_agent(spec, crate::monitoring::content::Jvm::Kafka),
             },
         )?;
         Ok(Manifest { component: Component::Kafka, file: TEMPLATE.0.into(), content })

@@ -70,7 +70,11 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let doc = up.json();
     let names: Vec<&str> =
         doc["monitoring"]["workloads"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["prometheus", "alertmanager", "grafana", "kube-state-metrics", "node-exporter"], "{doc}");
+    assert_eq!(
+        names,
+        ["prometheus", "alertmanager", "grafana", "kube-state-metrics", "node-exporter", "kafka-exporter"],
+        "{doc}"
+    );
     assert!(doc["monitoring"]["workloads"].as_array().unwrap().iter().all(|w| w["done"] == true), "{doc}");
     // node-exporter on every node, the control plane included.
     assert_eq!(doc["monitoring"]["workloads"][4]["desired"], 4, "{doc}");
