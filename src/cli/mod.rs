@@ -280,7 +280,10 @@ async fn down_cmd(s: &Settings, delete_backups: bool, delete_images: bool) -> Re
 /// `down` on machines tagstack does not own: what it deployed in the cluster goes; the
 /// machines, Kubernetes and everything else in it stay.
 async fn down_static(s: &Settings) -> Result<Outcome> {
-    let namespaces = s.spec.stack.namespaces();
+    let mut namespaces = s.spec.stack.namespaces();
+    if s.spec.monitoring.is_some() {
+        namespaces.push(crate::monitoring::deploy::NAMESPACE.to_string());
+    }
     confirm(
         &s.common,
         &format!(
