@@ -82,7 +82,10 @@ pub async fn deploy(
         ));
     }
     // Prometheus's volume binds like the stack's.
-    readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref())?;
+    if let Err(e) = readiness::check_storage_class(&classes, spec.stack.storage_class.as_deref()) {
+        r.fail(key, "apply monitoring: refused");
+        return Err(e.into());
+    }
     let path = format!("{}/{}", monitoring_dir(), manifest.file);
     let applied = async {
         fleet.upload(&cp.name, "monitoring", &path, &manifest.content, false).await?;

@@ -65,6 +65,23 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let cluster = env.tagstack().args(&["up", "--only", "cluster"]).run().success();
     outputs.push(text(&cluster));
     add_storage_class(&env, &bed);
+    // A `monitoring` namespace tagstack did not make is never taken over (down would delete it).
+    std::fs::write(
+        bed.fs(0, "var/lib/tagstack/ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n",
+    )
+    .unwrap();
+    let kubectl = ["ssh", "cp", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+    env.tagstack().args(&kubectl).args(&["apply", "-f", "/var/lib/tagstack/ns.yaml"]).run().success();
+    let refused = env.tagstack().arg("up").run().code(1);
+    outputs.push(text(&refused));
+    assert!(
+        refused.stderr.contains("the namespace monitoring exists in the cluster without tagstack's labels"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!applied(&bed).contains("monitoring.yaml"), "applied despite the refusal");
+    env.tagstack().args(&kubectl).args(&["delete", "namespace", "monitoring"]).run().success();
     let up = env.tagstack().args(&["up", "--output", "json"]).run().success();
     outputs.push(text(&up));
     let doc = up.json();
