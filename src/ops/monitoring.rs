@@ -1,5 +1,6 @@
-//! The monitoring add-on on a running cluster: `up` applies it after the stack (Grafana's admin
-//! Secret made on the control plane first) and waits for it by the stack's rollout rules;
+//! The monitoring add-on on a running cluster: `up` applies it after the stack (with Grafana's
+//! admin Secret, made on the control plane when absent) and waits for it by the stack's rollout
+//! rules;
 //! `status` shows its workloads and how many alerts fire; `tagstack monitoring password`
 //! prints the admin password (only there, only on request); `tagstack monitoring open` tunnels
 //! a `kubectl port-forward` on the control plane to this machine's loopback. `down` removes it
@@ -89,7 +90,7 @@ pub async fn deploy(
     let path = format!("{}/{}", monitoring_dir(), manifest.file);
     let applied = async {
         fleet.upload(&cp.name, "monitoring", &path, &manifest.content, false).await?;
-        // The namespace first (a Secret needs it), from the same file; then the Secret, then the rest.
+        // The namespace comes with the file; Grafana's pod waits for its Secret, made next.
         fleet.read(&cp.name, "monitoring", &format!("{KUBECTL} {APPLY} -f {path}")).await?;
         let script = format!("{}/grafana-secret.sh", monitoring_dir());
         fleet.upload(&cp.name, "monitoring", &script, &deploy::grafana_secret_script(spec, KUBECTL), true).await?;
