@@ -55,6 +55,8 @@ pub fn policies(spec: &Spec, component: Component) -> Vec<Value> {
         Component::Kafka => spec.stack.kafka.as_ref().map(|k| kafka(spec, &k.namespace, k.controllers)),
         Component::Cassandra => spec.stack.cassandra.as_ref().map(|c| cassandra(spec, &c.namespace)),
         Component::Spark => spec.stack.spark.as_ref().map(|s| spark(spec, &s.namespace)),
+        // The monitoring add-on's namespace has no policy of its own: it only connects out.
+        Component::Monitoring => None,
     }
     .unwrap_or_default()
 }
@@ -239,6 +241,7 @@ fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
             },
         ));
     }
+    out.extend(agent_download(spec, ns, "kafka", "kafka"));
     out.push(policy(
         spec,
         ns,
@@ -259,7 +262,7 @@ fn cassandra(spec: &Spec, ns: &str) -> Vec<Value> {
     let peers = || peer_pods(pods_of(spec, "cassandra", None));
     let mut internode: Vec<u16> = CASSANDRA_INTERNODE_PORTS.to_vec();
     internode.push(CQL_PORT);
-    vec![
+    let mut out = vec![
         default_deny(spec, ns, "cassandra", true),
         dns(spec, ns, "cassandra"),
         policy(
@@ -277,7 +280,31 @@ fn cassandra(spec: &Spec, ns: &str) -> Vec<Value> {
                 egress: Some(vec![egress_rule(vec![peers()], &internode)]),
             },
         ),
-    ]
+    ];
+    out.extend(agent_download(spec, ns, "cassandra", "cassandra"));
+    out
+}
+
+/// With `[monitoring]`, each Kafka and Cassandra pod's init container downloads the JMX exporter
+/// agent from its GitHub release (src/monitoring/deploy.rs; its SHA-256 is checked before it
+/// runs): HTTPS to public addresses only, never the VPC, the pods, the services or the instance
+/// metadata (a policy selects pods, not containers, so the server's container could too).
+fn agent_download(spec: &Spec, ns: &str, owner: &str, app: &str) -> Option<Value> {
+    spec.monitoring.as_ref()?;
+    let public = json!({
+        "ipBlock": {
+            "cidr": "0.0.0.0/0",
+            "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"],
+        },
+    });
+    Some(policy(
+        spec,
+        ns,
+        &format!("{owner}-jmx-agent-download"),
+        "monitoring: the JMX exporter agent's download (HTTPS to public addresses)",
+        pods_of(spec, app, None),
+        Rules { egress: Some(vec![egress_rule(vec![public], &[443])]), ..Rules::default() },
+    ))
 }
 
 /// The Spark namespace runs user code: drivers and executors (labelled by Spark itself, not by
