@@ -49,22 +49,8 @@ pub fn prepare_script(
     role: NodeRole,
     control_plane_ip: &str,
 ) -> Result<String> {
-    let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
-    let install_git = role == NodeRole::ControlPlane && addons(spec).iter().any(|a| a.remote_base);
-    render(
-        "prepare-node.sh",
-        context! {
-            kube_minor => kube_minor(spec.kubernetes_version),
-            kube_version => kube_version.unwrap_or_default(),
-            containerd_package => super::versions::CONTAINERD_PACKAGE,
-            containerd_version => containerd.version,
-            containerd_supported => containerd.supported.join(" "),
-            lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
-            install_git => install_git,
-            hosts_line => endpoint::hosts_line(&spec.id, control_plane_ip),
-            hosts_marker => endpoint::HOSTS_MARKER,
-        },
-    )
+    let hosts_line = endpoint::hosts_line(&spec.id, control_plane_ip);
+    prepare(spec, kube_version.unwrap_or_default(), role == NodeRole::ControlPlane, &hosts_line)
 }
 
 /// `prepare-node.sh` as a baked image gets it (`tagstack bake`, issue 15): the same steps and
@@ -73,20 +59,27 @@ pub fn prepare_script(
 /// written on each node by the cluster stage's own prepare. Its text is part of the image's
 /// content address, so it holds nothing environment-specific.
 pub fn bake_prepare_script(spec: &Spec) -> Result<String> {
-    let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
     let v = spec.kubernetes_version;
     let kube_version = v.patch.map(|p| format!("{}.{}.{p}", v.major, v.minor));
+    prepare(spec, kube_version.as_deref().unwrap_or_default(), true, "")
+}
+
+/// The one rendering of `prepare-node.sh`: the cluster stage's and the bake's differ only in
+/// the arguments, so a change to the script's inputs reaches both.
+fn prepare(spec: &Spec, kube_version: &str, control_plane: bool, hosts_line: &str) -> Result<String> {
+    let containerd = super::versions::containerd_for(spec.kubernetes_version.minor)?;
+    let install_git = control_plane && addons(spec).iter().any(|a| a.remote_base);
     render(
         "prepare-node.sh",
         context! {
             kube_minor => kube_minor(spec.kubernetes_version),
-            kube_version => kube_version.unwrap_or_default(),
+            kube_version => kube_version,
             containerd_package => super::versions::CONTAINERD_PACKAGE,
             containerd_version => containerd.version,
             containerd_supported => containerd.supported.join(" "),
             lock_timeout_secs => super::versions::package_lock_timeout(spec.cluster.bootstrap_timeout).as_secs(),
-            install_git => addons(spec).iter().any(|a| a.remote_base),
-            hosts_line => "",
+            install_git => install_git,
+            hosts_line => hosts_line,
             hosts_marker => endpoint::HOSTS_MARKER,
         },
     )
