@@ -367,6 +367,7 @@ async fn instances(aws: &Aws, id: &EnvId) -> Result<Vec<Instance>> {
                 host_key: tag_value(i.tags(), TAG_HOST_KEY).map(str::to_string),
                 retiring: tag_value(i.tags(), TAG_RETIRE).is_some(),
                 security_groups: i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect(),
+                imds_hop_limit: i.metadata_options().and_then(|m| m.http_put_response_hop_limit()),
             });
         }
         token = resp.next_token().filter(|t| !t.is_empty()).map(str::to_string);

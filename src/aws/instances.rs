@@ -1,5 +1,6 @@
 //! EC2 instances: AMI resolution, one RunInstances per role (MinCount = MaxCount, the
-//! ClientToken the caller computed, IMDSv2, encrypted gp3, tags in the call), start, terminate
+//! ClientToken the caller computed, IMDSv2 at hop limit 1, encrypted gp3, tags in the call), the
+//! hop limit of an instance launched before, start, terminate
 //! and the SDK waiters; console output and the host keys read from it (the parsing is
 //! `cluster::console`'s, passed in by the caller).
 
@@ -17,6 +18,7 @@ use super::Ctx;
 use super::error::{AwsResultExt, NoHostKeys, NoImage, NotRunning, Phase, is_throttling_code};
 use super::tags::spec_tags;
 use crate::config::{AmiSpec, NodeGroupSpec, NodeRole, TAG_HOST_KEY, TAG_ROLE, format_duration};
+use crate::plan::desired::IMDS_HOP_LIMIT;
 use crate::plan::observed::InstanceState;
 use crate::poll::{Check, Look, poll_until};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -101,8 +103,8 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
                     InstanceMetadataOptionsRequest::builder()
                         .http_endpoint(InstanceMetadataEndpointState::Enabled)
                         .http_tokens(HttpTokensState::Required)
-                        // 2 hops so the CCM and EBS CSI pods can reach IMDS through the CNI.
-                        .http_put_response_hop_limit(2)
+                        // Pods cannot reach IMDS; see `plan::desired::IMDS_HOP_LIMIT`.
+                        .http_put_response_hop_limit(IMDS_HOP_LIMIT)
                         .build(),
                 )
                 .block_device_mappings(
@@ -142,6 +144,29 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
             i.instance_id().map(|id| (id.to_string(), state))
         })
         .collect())
+}
+
+/// Sets an existing instance's IMDS options to what a launch sends (tokens required, endpoint
+/// enabled, [`IMDS_HOP_LIMIT`]). All three are sent: EC2 keeps an option left out
+/// (ModifyInstanceMetadataOptions, EC2 API reference: "If no parameter is specified, the
+/// existing state is maintained"), but moto 5.2.5 resets it to its default. Takes effect on
+/// the running instance, no restart.
+pub async fn lower_hop_limit(cx: &Ctx<'_>, key: &str, id: &str) -> Result<()> {
+    cx.retry(format!("setting the IMDS hop limit of {id} to {IMDS_HOP_LIMIT}"), key, Phase::Create)
+        .run(|| async {
+            cx.aws
+                .ec2
+                .modify_instance_metadata_options()
+                .instance_id(id)
+                .http_tokens(HttpTokensState::Required)
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_put_response_hop_limit(IMDS_HOP_LIMIT)
+                .send()
+                .await
+                .op(format!("ModifyInstanceMetadataOptions {id}"))
+        })
+        .await?;
+    Ok(())
 }
 
 pub async fn start(cx: &Ctx<'_>, key: &str, ids: &[String]) -> Result<()> {

@@ -25,8 +25,8 @@ pub use iam::{
     delete_stripped_role, empty_profile, put_policy, remove_role_from_profile, strip_role,
 };
 pub use instances::{
-    Ami, HostKeyReader, LaunchTarget, console_output, launch, mark_retiring, recorded_host_keys, resolve_ami, start,
-    terminate, wait_host_keys, wait_running, wait_terminated,
+    Ami, HostKeyReader, LaunchTarget, console_output, launch, lower_hop_limit, mark_retiring, recorded_host_keys,
+    resolve_ami, start, terminate, wait_host_keys, wait_running, wait_terminated,
 };
 pub use leftovers::{delete_network_interface, delete_volume};
 pub use network::*;

@@ -75,6 +75,17 @@ images:
 /// The EBS CSI driver's stable overlay, with the controller told to tag every volume it
 /// creates with the environment's ownership tags and the Kubernetes cluster tag: that is how
 /// `tagstack down` finds volumes left behind by PersistentVolumeClaims, and only those.
+///
+/// No pod reaches IMDS (every node's hop limit is 1, `plan::desired::IMDS_HOP_LIMIT`), so:
+/// - the controller, the only part that calls EC2, runs on the control plane with host
+///   networking and takes the control-plane role from IMDS there (one replica: one control
+///   plane, and two host-network replicas would both bind the liveness probe's port 9808 on
+///   it; the base's PodDisruptionBudget is `maxUnavailable: 1`, so a drain still evicts it);
+/// - the node plugin, which never calls EC2 (v1.64.0 `pkg/driver/driver.go`: `NewNodeService`
+///   gets no cloud), reads its instance id, type, region and zone from its Node object
+///   (`--metadata-sources=kubernetes`, `docs/install.md` "Kubernetes Metadata": the CCM's
+///   providerID and labels; the base's `ebs-csi-node-role` already grants `get` on nodes)
+///   instead of trying IMDS first and waiting for it to time out.
 fn ebs_csi_kustomization(spec: &Spec) -> String {
     format!(
         "# The EBS CSI driver ({EBS_CSI_VERSION}) with tagstack's ownership tags on every volume it creates.
@@ -97,6 +108,28 @@ patches:
       - op: add
         path: /spec/template/spec/containers/0/args/-
         value: --extra-tags={project_tag}={project},{env_tag}={env}
+      - op: replace
+        path: /spec/replicas
+        value: 1
+      - op: add
+        path: /spec/template/spec/hostNetwork
+        value: true
+      - op: add
+        path: /spec/template/spec/nodeSelector/node-role.kubernetes.io~1control-plane
+        value: \"\"
+      - op: add
+        path: /spec/template/spec/tolerations/-
+        value:
+          key: node-role.kubernetes.io/control-plane
+          effect: NoSchedule
+  - target:
+      kind: DaemonSet
+      name: ebs-csi-node
+    # Container 0 is the driver (ebs-plugin).
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --metadata-sources=kubernetes
 ",
         cluster = spec.id.cluster_name(),
         project_tag = crate::config::TAG_PROJECT,

@@ -13,6 +13,7 @@ use super::advice::{Command, advise};
 use super::cluster::{ClusterReport, bootstrap};
 use super::env::Env;
 use super::infra::apply::{self, InfraReport};
+use super::infra::harden;
 use super::monitoring::{self, MonitoringReport};
 use super::nodes::{nodes, on_control_plane};
 use super::retire::{RetireReport, leaving, retire, staying};
@@ -94,6 +95,12 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
     if !env.is_static() && runs(Stage::Infra) {
         let infra = apply::run(env.aws().await, env.spec, opts.ttl, env.reporter).await?;
         on_done(Done::Infra(&infra));
+        if !infra.hardening.is_empty() && !runs(Stage::Cluster) {
+            env.reporter.note(&format!(
+                "{} instance(s) still let pods reach their IAM role (IMDS hop limit above 1): `tagstack up` lowers it after the cluster stage has moved the EBS CSI controller to the control plane, not `--only infra`",
+                infra.hardening.hop_limit.len()
+            ));
+        }
         if !infra.retire.is_empty() && !runs(Stage::Cluster) {
             env.reporter.note(&format!(
                 "{} worker(s) beyond workers.count joined the cluster: they are drained and removed by `tagstack up` with the cluster stage, not by `--only infra`",
@@ -117,6 +124,11 @@ async fn stages(env: &Env<'_>, opts: UpOpts, report: &mut UpReport, on_done: &mu
         let cluster = bootstrap(env.spec, &nodes, env.reporter).await?;
         on_done(Done::Cluster(&cluster));
         report.cluster = Some(cluster);
+        // The add-ons now run where hop limit 1 cannot starve them (the bootstrap waited for
+        // their rollout): an environment from before loses its pods' access to IMDS only now.
+        if let Some(infra) = report.infra.as_ref().filter(|i| !i.hardening.is_empty()) {
+            harden::run(env.aws().await, env.spec, &infra.hardening, env.reporter).await?;
+        }
         let retired = retire(env, &nodes, &leaving).await?;
         if !retired.nodes.is_empty() {
             on_done(Done::Retire(&retired));

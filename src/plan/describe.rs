@@ -43,7 +43,21 @@ pub fn describe(plan: &Plan, title: &str) -> String {
             e.to
         );
     }
-    if plan.is_converged() {
+    if let Some(h) = &plan.hardening {
+        for id in &h.hop_limit {
+            let _ = writeln!(
+                out,
+                "  ~ imds hop limit    {id} -> 1 (after the cluster stage: pods no longer reach the node's role)"
+            );
+        }
+        for (role, policy) in &h.policies {
+            let _ = writeln!(
+                out,
+                "  - role policy       {role}/{policy} (after the cluster stage: the EBS CSI controller runs on the control plane)"
+            );
+        }
+    }
+    if plan.is_converged() && plan.hardening.is_none() {
         out.push_str("Nothing to do: the environment matches the config.\n");
     }
     out

@@ -14,15 +14,32 @@ const CCM_CONTROL_PLANE: &str = include_str!("../../templates/iam/cloud-provider
 const CCM_NODE: &str = include_str!("../../templates/iam/cloud-provider-node.json");
 const EBS_CSI: &str = include_str!("../../templates/iam/ebs-csi.json");
 /// Denies the nodes' roles adding or removing `tagstack:*` tags on existing resources. The
-/// cloud-controller-manager's policy allows ec2:CreateTags on any resource, and any pod can
-/// reach the role through IMDS (hop limit 2): without this, code on a node could rewrite the
+/// cloud-controller-manager's policy allows ec2:CreateTags on any resource, and whatever runs
+/// with host networking on a node can reach the role through IMDS: without this, it could rewrite the
 /// `tagstack:ssh-host-key` tags that verify the nodes, or tag a foreign resource as the
 /// environment's so that `down` deletes it. Tagging on create (the EBS CSI driver's volumes,
 /// with `ec2:CreateAction` set) stays allowed.
 const GUARD: &str = include_str!("../../templates/iam/tagstack-guard.json");
 
-/// Inline policies per node role, by name. Every node runs a kubelet (node policy) and may
-/// host the EBS CSI controller; only the control plane runs the cloud-controller-manager.
+/// IMDS `HttpPutResponseHopLimit` of every node: 1, so the IMDSv2 token's answer does not
+/// survive the extra hop into a pod's network namespace and no pod gets the node's role; only
+/// host-network processes reach it (aws-ebs-csi-driver v1.64.0 `docs/install.md`, "IMDS (EC2)
+/// Metadata": with a hop limit of 1 a driver "run inside a container" cannot reach IMDSv2; it
+/// "must be run in host networking mode, or with a hop limit of at least 2"). On the control
+/// plane those are the cloud-controller-manager and the EBS CSI controller (`cluster::addons`),
+/// which is why only that role may touch volumes.
+pub const IMDS_HOP_LIMIT: i32 = 1;
+
+/// The inline policy a worker role carried when pods could reach IMDS (the EBS CSI controller
+/// then ran on workers). An environment from before keeps it until `up`'s cluster stage has
+/// moved the controller to the control plane (`ops::harden`), then loses it.
+pub const LEGACY_WORKER_POLICY: &str = "ebs-csi";
+
+/// Inline policies per node role, by name. Only the control plane calls AWS APIs that change
+/// anything: the cloud-controller-manager and the EBS CSI controller run there with host
+/// networking. A worker keeps upstream's read-only node policy (DescribeInstances and ECR
+/// image pulls, cloud-provider-aws `docs/prerequisites.md`, for a kubelet credential provider)
+/// and the guard; nothing on it may attach, detach, create or delete a volume.
 pub fn inline_policies(role: NodeRole) -> Vec<(&'static str, &'static str)> {
     match role {
         NodeRole::ControlPlane => vec![
@@ -31,7 +48,7 @@ pub fn inline_policies(role: NodeRole) -> Vec<(&'static str, &'static str)> {
             ("ebs-csi", EBS_CSI),
             ("tagstack-guard", GUARD),
         ],
-        NodeRole::Worker => vec![("cloud-provider-node", CCM_NODE), ("ebs-csi", EBS_CSI), ("tagstack-guard", GUARD)],
+        NodeRole::Worker => vec![("cloud-provider-node", CCM_NODE), ("tagstack-guard", GUARD)],
     }
 }
 
@@ -202,13 +219,14 @@ mod tests {
     /// The driver calls each action its example policy lists (v1.64.0 calls
     /// DescribeInstanceTypes at runtime for multi-card instances, LockSnapshot for snapshot
     /// locks, CopyVolumes for clones); a missing one fails that feature with
-    /// UnauthorizedOperation on a real cluster, so the policy both roles get must allow all.
+    /// UnauthorizedOperation on a real cluster, so the policy of the role its controller runs
+    /// with (the control plane's, since IMDS hop limit 1) must allow all.
     #[test]
     fn ebs_csi_policy_allows_every_action_of_the_upstream_example() {
         let upstream: Value = serde_json::from_str(UPSTREAM_EBS_CSI_EXAMPLE).unwrap();
         let wanted = allowed_actions(&upstream);
         assert!(wanted.contains("ec2:DescribeInstanceTypes"), "the fixture is not the v1.64.0 example");
-        for role in NodeRole::ALL {
+        for role in [NodeRole::ControlPlane] {
             let (_, ours) = inline_policy_values(role).into_iter().find(|(n, _)| n == "ebs-csi").unwrap();
             let have = allowed_actions(&ours);
             let missing: Vec<&String> = wanted.difference(&have).collect();
@@ -217,6 +235,32 @@ mod tests {
                 "the ebs-csi policy of the {} role lacks actions the upstream v1.64.0 example allows: {missing:?}",
                 role.as_str()
             );
+        }
+    }
+
+    /// A worker runs nothing that may change EC2 (no pod reaches IMDS; the EBS CSI controller
+    /// and the CCM run on the control plane): no Allow of its policies names a volume or
+    /// instance mutation, nor a wildcard that would cover one.
+    #[test]
+    fn the_worker_role_may_not_touch_volumes_or_instances() {
+        let allowed: std::collections::BTreeSet<String> =
+            inline_policy_values(NodeRole::Worker).iter().flat_map(|(_, doc)| allowed_actions(doc)).collect();
+        for action in allowed.iter() {
+            assert!(
+                action.starts_with("ec2:Describe") || action.starts_with("ecr:"),
+                "the worker role allows {action}"
+            );
+            assert!(!action.contains('*'), "the worker role allows the wildcard {action}");
+        }
+        assert!(!inline_policies(NodeRole::Worker).iter().any(|(n, _)| *n == LEGACY_WORKER_POLICY));
+    }
+
+    /// The policy documents each role gets, by name: a change to a role's rights shows here.
+    #[test]
+    fn policy_documents_per_role() {
+        for role in NodeRole::ALL {
+            let docs: Vec<(String, Value)> = inline_policy_values(role);
+            insta::assert_json_snapshot!(format!("policies_{}", role.as_str()), docs);
         }
     }
 

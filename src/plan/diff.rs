@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use super::desired::{ingress_rules, inline_policy_values, public_key_sha256};
+use super::desired::{IMDS_HOP_LIMIT, LEGACY_WORKER_POLICY, ingress_rules, inline_policy_values, public_key_sha256};
 use super::infra::{
     BucketFix, DefaultRoute, Ensure, GatewayFix, IamPlan, InfraPlan, InstanceGroup, KeyPairFix, ProfileFix, Removable,
     Removal, RoleFix, RouteTableFix, SecurityGroupFix, SubnetFix, SubnetPlan, VpcFix,
 };
-use super::model::{ExpiryChange, Kind, Plan};
+use super::model::{ExpiryChange, Hardening, Kind, Plan};
 use super::observed::{Depth, IngressRule, Instance, Observed};
 use crate::config::{NodeRole, Spec};
 
@@ -134,7 +134,8 @@ pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result
     let route_table = diff_route_table(spec, o, gateway.id.as_deref(), &subnets, &mut removals)?;
     let security_group = diff_security_group(spec, o, &mut removals)?;
     let key_pair = diff_key_pair(spec, o)?;
-    let iam = diff_iam(spec, o, &mut removals);
+    let hardening = diff_hardening(spec, o);
+    let iam = diff_iam(spec, o, &hardening, &mut removals);
     let instances = diff_instances(spec, o)?;
     let backup_bucket = diff_backup_bucket(spec, o)?;
     Ok(InfraPlan {
@@ -149,7 +150,35 @@ pub fn diff_infra(spec: &Spec, o: &Observed, expires_at: Option<&str>) -> Result
         removals,
         backup_bucket,
         expiry: diff_expiry(expires_at, o),
+        hardening,
     })
+}
+
+/// An environment is from before IMDS hop limit 1 while one of its live instances reports a
+/// higher hop limit (one that reports none is taken as current: moto, and EC2 always reports
+/// it). Then `up` lowers those instances' hop limit and removes the worker role's legacy
+/// policy after its cluster stage; until then the worker role keeps that policy (the EBS CSI
+/// controller of the old layout runs on a worker and takes the worker role from IMDS).
+fn diff_hardening(spec: &Spec, o: &Observed) -> Hardening {
+    let hop_limit: Vec<String> = o
+        .instances
+        .iter()
+        .filter(|i| i.state.is_live() && i.imds_hop_limit.is_some_and(|h| h > IMDS_HOP_LIMIT))
+        .map(|i| i.id.clone())
+        .collect();
+    if hop_limit.is_empty() {
+        return Hardening::default();
+    }
+    let worker = spec.id.iam_name(NodeRole::Worker);
+    let policies = o
+        .roles
+        .iter()
+        .filter(|r| r.name == worker)
+        .flat_map(|r| r.inline_policies.iter())
+        .filter(|(name, _)| name == LEGACY_WORKER_POLICY)
+        .map(|(name, _)| (worker.clone(), name.clone()))
+        .collect();
+    Hardening { hop_limit, policies }
 }
 
 /// The backup bucket: created and configured when `[backup]` wants it; an existing one
@@ -363,7 +392,7 @@ fn diff_key_pair(spec: &Spec, o: &Observed) -> Result<Ensure<KeyPairFix>, PlanEr
 
 /// One role + one instance profile per node role, named, so duplicates cannot exist; roles
 /// and profiles under our prefix with other names are extra.
-fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPlan> {
+fn diff_iam(spec: &Spec, o: &Observed, hardening: &Hardening, removals: &mut Vec<Removal>) -> Vec<IamPlan> {
     let wanted: Vec<String> = NodeRole::ALL.iter().map(|r| spec.id.iam_name(*r)).collect();
     let mut out = Vec::new();
     for role in NodeRole::ALL {
@@ -380,10 +409,12 @@ fn diff_iam(spec: &Spec, o: &Observed, removals: &mut Vec<Removal>) -> Vec<IamPl
                     .filter(|(n, doc)| !r.inline_policies.iter().any(|(hn, hd)| hn == n && hd == doc))
                     .map(|(n, _)| n.clone())
                     .collect();
+                // A legacy policy `up` removes after the cluster stage is not deleted here.
                 let delete_policies = r
                     .inline_policies
                     .iter()
                     .filter(|(hn, _)| !want_policies.iter().any(|(n, _)| n == hn))
+                    .filter(|(hn, _)| !hardening.policies.iter().any(|(role, p)| *role == name && p == hn))
                     .map(|(hn, _)| hn.clone())
                     .collect();
                 Ensure::existing(&name, &name, RoleFix { put_policies, delete_policies })

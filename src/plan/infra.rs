@@ -6,7 +6,7 @@
 
 use ipnet::Ipv4Net;
 
-use super::model::{Action, Change, ExpiryChange, Fix, Kind, Plan};
+use super::model::{Action, Change, ExpiryChange, Fix, Hardening, Kind, Plan};
 use super::observed::IngressRule;
 use crate::config::{NodeRole, SubnetSpec};
 
@@ -320,6 +320,8 @@ pub struct InfraPlan {
     /// never deletes backups). `None`: neither.
     pub backup_bucket: Option<Ensure<BucketFix>>,
     pub expiry: Option<ExpiryChange>,
+    /// Run by `up` after its cluster stage, not with the rest.
+    pub hardening: Hardening,
 }
 
 impl InfraPlan {
@@ -346,7 +348,11 @@ impl InfraPlan {
         removals(&mut changes, Removable::InstanceProfile);
         changes.extend(self.instances.iter().map(InstanceGroup::change));
         changes.extend(self.backup_bucket.iter().map(|b| b.change(Kind::BackupBucket)));
-        Plan { changes, expiry: self.expiry.clone() }
+        Plan {
+            changes,
+            expiry: self.expiry.clone(),
+            hardening: (!self.hardening.is_empty()).then(|| self.hardening.clone()),
+        }
     }
 
     /// True when some group launches (only then is an AMI looked up).

@@ -15,7 +15,7 @@ mod teardown;
 pub use describe::describe;
 pub use diff::{PlanError, diff, diff_infra, live_instances};
 pub use infra::InfraPlan;
-pub use model::{Action, Change, ExpiryChange, Fix, Kind, Plan, Summary};
+pub use model::{Action, Change, ExpiryChange, Fix, Hardening, Kind, Plan, Summary};
 pub use observed::{Depth, Observed};
 pub use teardown::{Backups, Op, Step, Teardown, teardown, teardown_with};
 

@@ -212,6 +212,29 @@ pub struct Plan {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry: Option<ExpiryChange>,
+    /// An environment launched when pods could reach IMDS: what `up` changes once its cluster
+    /// stage has moved the AWS-calling add-ons to the control plane (not part of the infra
+    /// stage, so not counted by [`Plan::is_converged`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardening: Option<Hardening>,
+}
+
+/// What an environment from before IMDS hop limit 1 still has: instances whose pods can take
+/// the node's role, and the worker role's policy that let the EBS CSI controller run on a
+/// worker. `up` removes both after its cluster stage (`ops::infra::harden`), never before: until
+/// the add-ons run in their new place, the controller on a worker needs both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Hardening {
+    /// Instance ids whose IMDS hop limit is above `plan::desired::IMDS_HOP_LIMIT`.
+    pub hop_limit: Vec<String>,
+    /// (role name, inline policy name) to delete.
+    pub policies: Vec<(String, String)>,
+}
+
+impl Hardening {
+    pub fn is_empty(&self) -> bool {
+        self.hop_limit.is_empty() && self.policies.is_empty()
+    }
 }
 
 impl Plan {

@@ -223,6 +223,10 @@ pub struct Instance {
     /// Security group ids of its network interfaces (a group in use is not an empty duplicate).
     #[serde(skip)]
     pub security_groups: Vec<String>,
+    /// IMDS `HttpPutResponseHopLimit` as EC2 reports it; above
+    /// `plan::desired::IMDS_HOP_LIMIT` on an instance launched before it was lowered.
+    #[serde(skip)]
+    pub imds_hop_limit: Option<i32>,
 }
 
 /// Where an instance is on the network, as EC2 reports it: each absent until assigned (a

@@ -289,7 +289,13 @@ pub fn teardown_with(o: &Observed, backups: Backups) -> Teardown {
         buckets,
     ]
     .concat();
-    Teardown { plan: Plan { changes: t.changes, expiry: None }, first, steps: t.steps, report, kept_bucket }
+    Teardown {
+        plan: Plan { changes: t.changes, expiry: None, hardening: None },
+        first,
+        steps: t.steps,
+        report,
+        kept_bucket,
+    }
 }
 
 #[derive(Default)]

@@ -121,6 +121,7 @@ fn instance(id: &str, role: NodeRole, state: &str, launch_time: &str) -> Instanc
         host_key: None,
         retiring: false,
         security_groups: vec!["sg-0001".into()],
+        imds_hop_limit: Some(1),
     }
 }
 
@@ -458,8 +459,8 @@ fn partial_steps_carry_the_right_fixes() {
             Fix::PutPolicy { name: "cloud-provider-node".into() },
             Fix::PutPolicy { name: "ebs-csi".into() },
             Fix::PutPolicy { name: "tagstack-guard".into() },
+            // The worker's: no ebs-csi since IMDS hop limit 1 (plan::desired::inline_policies).
             Fix::PutPolicy { name: "cloud-provider-node".into() },
-            Fix::PutPolicy { name: "ebs-csi".into() },
             Fix::PutPolicy { name: "tagstack-guard".into() },
         ]
     );
@@ -640,15 +641,15 @@ fn drift_iam_policy_changed_and_extra_policy() {
     let spec = spec();
     let mut o = converged(&spec);
     let worker = o.roles.iter_mut().find(|r| r.name == "tagstack-demo-dev-worker").unwrap();
-    let ebs = worker.inline_policies.iter_mut().find(|(n, _)| n == "ebs-csi").unwrap();
-    ebs.1 = serde_json::json!({"Version": "2012-10-17", "Statement": []});
+    let node = worker.inline_policies.iter_mut().find(|(n, _)| n == "cloud-provider-node").unwrap();
+    node.1 = serde_json::json!({"Version": "2012-10-17", "Statement": []});
     worker.inline_policies.push(("legacy-s3".into(), serde_json::json!({"Statement": []})));
     let plan = plan_for(&spec, &o);
 
     assert_eq!(not_kept(&plan), [(Kind::IamRole, "tagstack-demo-dev-worker".to_string(), Action::Update)]);
     assert_eq!(
         change(&plan, Kind::IamRole, "tagstack-demo-dev-worker").fixes,
-        [Fix::PutPolicy { name: "ebs-csi".into() }, Fix::DeletePolicy { name: "legacy-s3".into() }]
+        [Fix::PutPolicy { name: "cloud-provider-node".into() }, Fix::DeletePolicy { name: "legacy-s3".into() }]
     );
     insta::assert_snapshot!("drift_iam_policies", describe(&plan, TITLE));
 }
@@ -1411,4 +1412,68 @@ fn down_keeps_the_bucket_unless_told_and_deletes_it_independently() {
     let t = teardown_with(&foreign, Backups::Delete);
     assert!(t.changes.iter().all(|c| c.kind != Kind::BackupBucket));
     assert_eq!(t.kept_bucket, None);
+}
+
+/// An environment launched at hop limit 2, whose worker role still has the EBS CSI policy:
+/// the infra stage keeps that policy (the controller of the old layout runs on a worker), and
+/// the plan lists the hop limits and the policy for `up` to change after its cluster stage.
+fn legacy(spec: &Spec) -> Observed {
+    let mut o = converged(spec);
+    for i in &mut o.instances {
+        i.imds_hop_limit = Some(2);
+    }
+    let worker = spec.id.iam_name(NodeRole::Worker);
+    let ebs = inline_policy_values(NodeRole::ControlPlane).into_iter().find(|(n, _)| n == "ebs-csi").unwrap();
+    o.roles.iter_mut().find(|r| r.name == worker).unwrap().inline_policies.push(ebs);
+    o
+}
+
+#[test]
+fn a_legacy_environment_keeps_the_worker_policy_in_the_infra_stage_and_lists_the_hardening() {
+    let spec = spec();
+    let o = legacy(&spec);
+    let infra = diff_infra(&spec, &o, None).unwrap();
+    let worker = spec.id.iam_name(NodeRole::Worker);
+    assert_eq!(infra.hardening.hop_limit, ["i-cp0", "i-w0", "i-w1", "i-w2"]);
+    assert_eq!(infra.hardening.policies, [(worker.clone(), "ebs-csi".to_string())]);
+    let plan = infra.to_plan();
+    assert!(plan.is_converged(), "the infra stage has nothing to do: {:#?}", plan.changes);
+    assert!(plan.hardening.is_some());
+    let text = describe(&plan, "demo/dev");
+    assert!(text.contains("imds hop limit    i-w0 -> 1"), "{text}");
+    assert!(text.contains(&format!("role policy       {worker}/ebs-csi")), "{text}");
+    assert!(!text.contains("Nothing to do"), "{text}");
+}
+
+#[test]
+fn an_environment_at_hop_limit_1_has_no_hardening_and_drops_a_leftover_worker_policy() {
+    let spec = spec();
+    let converged_plan = diff_infra(&spec, &converged(&spec), None).unwrap();
+    assert!(converged_plan.hardening.is_empty());
+    assert!(converged_plan.to_plan().hardening.is_none());
+    // Hop limits already lowered (a hardening whose policy delete failed): the infra stage
+    // deletes the policy itself, the controller having moved before the hop limits did.
+    let mut o = legacy(&spec);
+    for i in &mut o.instances {
+        i.imds_hop_limit = Some(1);
+    }
+    let plan = plan_for(&spec, &o);
+    assert!(plan.hardening.is_none());
+    let role = change(&plan, Kind::IamRole, &spec.id.iam_name(NodeRole::Worker));
+    assert_eq!(role.action, Action::Update);
+    assert!(role.fixes.iter().any(|f| f.to_string().contains("ebs-csi")), "{:?}", role.fixes);
+}
+
+/// An instance that reports no hop limit (moto, or an answer without MetadataOptions) is not
+/// taken for a legacy one, and a terminated legacy instance does not count.
+#[test]
+fn only_live_instances_reporting_a_higher_hop_limit_are_hardened() {
+    let spec = spec();
+    let mut o = converged(&spec);
+    o.instances[1].imds_hop_limit = None;
+    o.instances[2].imds_hop_limit = Some(2);
+    o.instances[2].state = "terminated".into();
+    o.instances.push(instance("i-w9", NodeRole::Worker, "running", "2025-01-01T11:00:00Z"));
+    let infra = diff_infra(&spec, &o, None).unwrap();
+    assert!(infra.hardening.is_empty(), "{:?}", infra.hardening);
 }

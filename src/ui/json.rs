@@ -48,6 +48,9 @@ pub struct PlanDoc<'a> {
     pub summary: Summary,
     pub changes: &'a [Change],
     pub expiry: Option<&'a ExpiryChange>,
+    /// IMDS hop limits and the worker's legacy policy `up` changes after its cluster stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardening: Option<&'a crate::plan::Hardening>,
     /// What the cluster runs against `kubernetes_version`; absent until the cluster stage ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<&'a KubernetesPlan>,
@@ -63,6 +66,7 @@ impl<'a> PlanDoc<'a> {
             summary: plan.summary(),
             changes: &plan.changes,
             expiry: plan.expiry.as_ref(),
+            hardening: plan.hardening.as_ref(),
             kubernetes: None,
             image: None,
         }

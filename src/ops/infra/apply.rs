@@ -16,7 +16,7 @@ use crate::hint;
 use crate::ops::inventory::{Node, inventory};
 use crate::plan::desired::{client_token, inline_policies, resource_token, stale_launch, successor_token};
 use crate::plan::infra::{DefaultRoute, IamPlan, InstanceGroup, Removable, Removal};
-use crate::plan::{Change, Depth, InfraPlan, Summary, diff_infra, expiry};
+use crate::plan::{Change, Depth, Hardening, InfraPlan, Summary, diff_infra, expiry};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +32,9 @@ pub struct InfraReport {
     /// not by this stage.
     #[serde(skip)]
     pub retire: Vec<String>,
+    /// What `up` changes after the cluster stage (`super::harden`); empty once done.
+    #[serde(skip)]
+    pub hardening: Hardening,
 }
 
 /// `ttl` is `up --ttl`: it (re)sets the expiry of the whole environment to now + ttl.
@@ -55,6 +58,7 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
             expires_at,
             nodes: inventory(&observed.instances),
             retire,
+            hardening: infra.hardening,
         });
     }
     let cx = Ctx::new(aws, &spec.id, spec.timeouts, reporter).expiring(expires_at.as_deref());
@@ -70,6 +74,7 @@ pub async fn run(aws: &aws::Aws, spec: &Spec, ttl: Option<Duration>, reporter: &
         expires_at,
         nodes: inventory(&instances),
         retire,
+        hardening: infra.hardening.clone(),
     })
 }
 
