@@ -10,7 +10,7 @@ use crate::support::bed::{Bed, cluster_env};
 use crate::support::{Counts, REGION, TestEnv};
 
 /// Clients that reach moto through the test's fault proxy, as the CLI's would.
-fn aws(env: &TestEnv) -> ops::Aws {
+pub(crate) fn aws(env: &TestEnv) -> ops::Aws {
     let creds = || aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
     let ec2 = aws_sdk_ec2::Config::builder()
         .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
@@ -48,7 +48,7 @@ fn aws(env: &TestEnv) -> ops::Aws {
 
 /// Runs `f` on a thread with the main thread's stack: a debug build's `up` future is deeper
 /// than a test thread's 2 MiB (the binary runs it on its main thread, 8 MiB).
-fn with_main_stack(f: impl FnOnce() + Send + 'static) {
+pub(crate) fn with_main_stack(f: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new().stack_size(8 << 20).spawn(f).unwrap().join().unwrap();
 }
 

@@ -37,10 +37,33 @@ pub fn moto_url() -> String {
     url
 }
 
+/// The second emulator, on which a test turns IAM enforcement on (`iam_enforced.rs`); the
+/// switch is per server, so it never shares one with the other tests. `scripts/test` starts
+/// it and exports TAGSTACK_TEST_MOTO_IAM_URL; loopback only, as [`moto_url`].
+pub fn moto_iam_url() -> String {
+    let url = std::env::var("TAGSTACK_TEST_MOTO_IAM_URL").unwrap_or_else(|_| {
+        panic!(
+            "TAGSTACK_TEST_MOTO_IAM_URL is not set: this test needs a moto server of its own (IAM enforcement is per server); run `scripts/test` (it starts one)"
+        )
+    });
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "refusing to test against {url}: only a loopback emulator is allowed"
+    );
+    assert_ne!(
+        Some(&url),
+        std::env::var("TAGSTACK_TEST_MOTO_URL").ok().as_ref(),
+        "the IAM test needs its own moto server"
+    );
+    url
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// One isolated environment: its own project name, config file and proxy.
 pub struct TestEnv {
+    /// The emulator behind the proxy and the direct clients.
+    pub moto: String,
     pub project: String,
     pub environment: String,
     pub dir: tempfile::TempDir,
@@ -167,24 +190,29 @@ impl<'a> Tagstack<'a> {
 impl TestEnv {
     /// `name` must be short: it becomes part of the project name (`<name><pid>x<n>`).
     pub fn new(name: &str) -> TestEnv {
+        Self::new_on(name, &moto_url())
+    }
+
+    /// [`TestEnv::new`] on another emulator (`moto_iam_url`).
+    pub fn new_on(name: &str, moto: &str) -> TestEnv {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() % 10_000;
-        Self::in_project(&format!("{name}{pid}x{n}"), "ci")
+        Self::in_project(&format!("{name}{pid}x{n}"), "ci", moto)
     }
 
     /// Another environment of this one's project.
     pub fn sibling(&self, environment: &str) -> TestEnv {
-        Self::in_project(&self.project, environment)
+        Self::in_project(&self.project, environment, &self.moto)
     }
 
-    fn in_project(project: &str, environment: &str) -> TestEnv {
+    fn in_project(project: &str, environment: &str, moto: &str) -> TestEnv {
         let project = project.to_string();
         assert!(project.len() <= 24, "project name {project} too long; shorten the test name");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("id_ed25519.pub"), format!("{PUBLIC_KEY}\n")).unwrap();
-        let proxy = FaultProxy::start(&moto_url());
+        let proxy = FaultProxy::start(moto);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let env = TestEnv { project, environment: environment.into(), dir, proxy, rt };
+        let env = TestEnv { moto: moto.to_string(), project, environment: environment.into(), dir, proxy, rt };
         env.write_config(2, "");
         env
     }
@@ -248,7 +276,7 @@ instances_running = "60s"
             aws_sdk_ec2::Config::builder()
                 .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
                 .region(aws_sdk_ec2::config::Region::new(REGION))
-                .endpoint_url(moto_url())
+                .endpoint_url(&self.moto)
                 .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
                 .build(),
         )
@@ -259,7 +287,7 @@ instances_running = "60s"
             aws_sdk_iam::Config::builder()
                 .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
                 .region(aws_sdk_iam::config::Region::new("us-east-1"))
-                .endpoint_url(moto_url())
+                .endpoint_url(&self.moto)
                 .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "test"))
                 .build(),
         )
@@ -270,7 +298,7 @@ instances_running = "60s"
             aws_sdk_s3::Config::builder()
                 .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
                 .region(aws_sdk_s3::config::Region::new(REGION))
-                .endpoint_url(moto_url())
+                .endpoint_url(&self.moto)
                 .force_path_style(true)
                 .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
                 .build(),
