@@ -105,6 +105,7 @@ pub struct RawTimeouts {
 pub struct RawStack {
     pub ready_timeout: Option<S<String>>,
     pub storage_class: Option<S<String>>,
+    pub pin_digests: Option<S<bool>>,
     pub kafka: Option<RawKafka>,
     pub cassandra: Option<RawCassandra>,
     pub spark: Option<RawSpark>,

@@ -435,11 +435,67 @@ pub fn stack(
             );
         }
     };
-    Ok(StackSpec {
+    let spec = StackSpec {
         ready_timeout,
         storage_class,
         kafka: kafka(cx, raw.and_then(|r| r.kafka.as_ref()), project, environment)?,
         cassandra: cassandra(cx, raw.and_then(|r| r.cassandra.as_ref()))?,
         spark: spark(cx, raw.and_then(|r| r.spark.as_ref()))?,
+    };
+    if let Some(pin) = raw.and_then(|r| r.pin_digests.as_ref()).filter(|p| *p.get_ref()) {
+        pinned_by_digest(cx, raw, &spec, pin.span())?;
+    }
+    Ok(spec)
+}
+
+/// `stack.pin_digests = true`: every enabled component's image names its digest
+/// (`name:tag@sha256:<64 hex>`), so every node runs the same bytes whatever the registry later
+/// points the tag at (docker-library rebuilds `cassandra:5.0` for each base-image update). The
+/// digests come from the config, not from a table in tagstack: a table could not be checked
+/// offline and would go stale with every rebuild, while the user pins what they tested, and the
+/// container runtime refuses an image whose content does not hash to the digest. A tag is
+/// kept beside it for people and for Spark (its examples jar is named after the version).
+fn pinned_by_digest(
+    cx: &Ctx,
+    raw: Option<&RawStack>,
+    spec: &StackSpec,
+    pin_span: std::ops::Range<usize>,
+) -> Result<(), ConfigError> {
+    let raw_image = |key: &str| -> Option<&S<String>> {
+        let r = raw?;
+        match key {
+            "stack.kafka.image" => r.kafka.as_ref()?.image.as_ref(),
+            "stack.cassandra.image" => r.cassandra.as_ref()?.image.as_ref(),
+            _ => r.spark.as_ref()?.image.as_ref(),
+        }
+    };
+    let images = [
+        ("stack.kafka.image", spec.kafka.as_ref().map(|k| k.image.as_str())),
+        ("stack.cassandra.image", spec.cassandra.as_ref().map(|c| c.image.as_str())),
+        ("stack.spark.image", spec.spark.as_ref().map(|s| s.image.as_str())),
+    ];
+    for (key, image) in images {
+        let Some(image) = image else { continue };
+        if has_digest(image) {
+            continue;
+        }
+        let span = raw_image(key).map_or_else(|| pin_span.clone(), S::span);
+        let tagged = image.split('@').next().unwrap_or(image);
+        return cx.err(
+            span,
+            key,
+            format!("{image:?} is not pinned by digest, and stack.pin_digests = true"),
+            &format!(
+                "set {key} = \"{tagged}@sha256:<digest>\"; `docker buildx imagetools inspect {tagged}` prints the digest of the index (\"Digest:\")"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// `...@sha256:` and 64 lowercase hex digits (the OCI image spec's digest for sha256).
+pub fn has_digest(image: &str) -> bool {
+    image.rsplit_once("@sha256:").is_some_and(|(name, hex)| {
+        !name.is_empty() && hex.len() == 64 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     })
 }

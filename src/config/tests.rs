@@ -657,10 +657,29 @@ fn stack_rejections() {
         ("stack_ready_timeout_too_short", "[stack]\nready_timeout = \"1s\"\n"),
         ("stack_storage_class_malformed", "[stack]\nstorage_class = \"GP3 fast\"\n"),
         ("stack_enabled_not_a_bool", "[stack.spark]\nenabled = \"no\"\n"),
+        ("stack_pin_digests_default_image", "[stack]\npin_digests = true\n"),
+        (
+            "stack_pin_digests_tag_only",
+            "[stack]\npin_digests = true\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nimage = \"cassandra:5.0\"\n",
+        ),
     ];
     for (name, tables) in cases {
         insta::assert_snapshot!(*name, reject(&plus(tables)).to_string());
     }
+}
+
+/// `stack.pin_digests`: every enabled component by digest is accepted, a disabled one is not
+/// checked, and without the option a digest is still allowed.
+#[test]
+fn stack_pin_digests_accepts_images_by_digest() {
+    let d = "0".repeat(64);
+    let spec = ok(&plus(&format!(
+        "[stack]\npin_digests = true\n[stack.kafka]\nimage = \"apache/kafka:4.3.0@sha256:{d}\"\n[stack.cassandra]\nimage = \"cassandra:5.0@sha256:{d}\"\n[stack.spark]\nenabled = false\n"
+    )));
+    assert_eq!(spec.stack.kafka.unwrap().image, format!("apache/kafka:4.3.0@sha256:{d}"));
+    assert!(spec.stack.spark.is_none());
+    assert!(!super::stack::has_digest("apache/kafka:4.3.0@sha256:0123abcd"));
+    assert!(!super::stack::has_digest(&format!("apache/kafka@sha256:{}", "A".repeat(64))));
 }
 
 #[test]
