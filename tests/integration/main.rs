@@ -32,6 +32,7 @@ mod monitoring_content;
 mod monitoring_deploy;
 mod ops_direct;
 mod stack_auth;
+mod stack_checkov;
 mod stack_cleanup;
 mod stack_deploy;
 mod stack_drain;
