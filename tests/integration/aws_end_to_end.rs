@@ -294,6 +294,7 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
     assert!(err.contains("host key"), "{st}");
     set_host_key_tag(&env, victim, &expected_keys[victim]);
 
+    from_before_hop_limit_1(&env);
     scale_down_one_worker(&env, &bed, &instances);
     replace_one_worker(&env, &bed);
 
@@ -305,6 +306,45 @@ fn up_status_smoke_and_down_on_aws_over_moto_and_the_bed() {
 }
 
 /// `kubectl ARGS` on the control plane, through `tagstack ssh`: its stdout, once it succeeded.
+/// Issue 14, item 4: an environment launched when pods could reach IMDS (hop limit 2, the EBS
+/// CSI policy on the worker role) is hardened by the whole `up`, after its cluster stage: every
+/// hop limit lowered in place, the worker's policy deleted, and nothing left for the next plan.
+fn from_before_hop_limit_1(env: &TestEnv) {
+    let (ec2, iam) = (env.ec2(), env.iam());
+    let worker = format!("tagstack-{}-{}-worker", env.project, env.environment);
+    let ids = running_instances(env);
+    env.block(async {
+        for id in &ids {
+            ec2.modify_instance_metadata_options()
+                .instance_id(id)
+                .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+                .http_put_response_hop_limit(2)
+                .send()
+                .await
+                .unwrap();
+        }
+        let doc = include_str!("../../templates/iam/ebs-csi.json");
+        iam.put_role_policy().role_name(&worker).policy_name("ebs-csi").policy_document(doc).send().await.unwrap();
+    });
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert_eq!(plan["hardening"]["hop_limit"].as_array().map(Vec::len), Some(ids.len()), "{plan}");
+    env.proxy.clear_calls();
+    env.tagstack().arg("up").run().success();
+    assert_eq!(env.proxy.count("ModifyInstanceMetadataOptions"), ids.len(), "{:?}", env.proxy.actions());
+    assert_eq!(env.proxy.count("DeleteRolePolicy"), 1, "{:?}", env.proxy.actions());
+    let hops: Vec<Option<i32>> = env.block(async {
+        let out = ec2.describe_instances().set_instance_ids(Some(ids.clone())).send().await.unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.metadata_options().and_then(|m| m.http_put_response_hop_limit()))
+            .collect()
+    });
+    assert!(hops.iter().all(|h| *h == Some(1)), "{hops:?}");
+    let plan = env.tagstack().args(&["plan", "--output", "json"]).run().success().json();
+    assert!(plan.get("hardening").is_none(), "{plan}");
+}
+
 fn kubectl(env: &TestEnv, args: &[&str]) -> String {
     let mut argv = vec!["ssh", "control-plane", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
     argv.extend_from_slice(args);
