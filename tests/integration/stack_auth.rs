@@ -92,7 +92,13 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
         format!("{}{}", &text[..a], &text[b..])
     };
     let older = cut(&current, "          # Authentication, authorisation and client TLS on", "cassandra -f\n");
-    let older = cut(&older, "            # The superuser tagstack created", "path: ca.pem\n");
+    // The Secrets' mounts, then their volumes (the read-only root filesystem's own mounts and
+    // emptyDirs, issue 14 item 5, stay).
+    let mounts = older.find("            # The superuser tagstack created").unwrap();
+    let kept =
+        mounts + older[mounts..].find("            - name: config\n              mountPath: /etc/cassandra\n").unwrap();
+    let older = format!("{}{}", &older[..mounts], &older[kept..]);
+    let older = cut(&older, "        - name: admin\n          secret:\n", "path: ca.pem\n");
     assert!(!older.contains("PasswordAuthenticator") && !older.contains("cassandra-admin"), "{older}");
     std::fs::write(bed.fs(0, "var/lib/tagstack/older-cassandra.yaml"), &older).unwrap();
     keep(on_cp(&env, &format!("{KUBECTL} apply --server-side -f /var/lib/tagstack/older-cassandra.yaml")).success());
