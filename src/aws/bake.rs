@@ -9,10 +9,7 @@
 use anyhow::{Context, Result};
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Image, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType, ResourceType, Tag, VolumeType,
-};
+use aws_sdk_ec2::types::{Filter, Image, ResourceType, Tag};
 
 use super::Ctx;
 use super::error::{AwsResultExt, Phase};
@@ -175,64 +172,22 @@ pub struct BuilderLaunch<'a> {
 pub async fn launch_builder(cx: &Ctx<'_>, b: &BuilderLaunch<'_>) -> Result<Vec<(String, InstanceState)>> {
     let mut tags = cx.tags(BAKE_COMPONENT);
     tags.push((TAG_BAKE_HASH.into(), b.hash.into()));
-    let volume_tags = cx.tags(BAKE_COMPONENT);
-    let resp = cx
-        .retry("launching the bake builder", "bake-builder", Phase::Create)
-        // The deterministic ClientToken makes a repeat the same request.
-        .idempotent()
-        .run(|| async {
-            cx.aws
-                .ec2
-                .run_instances()
-                .image_id(&b.ami.id)
-                .instance_type(InstanceType::from(b.instance_type))
-                .min_count(1)
-                .max_count(1)
-                .client_token(b.token)
-                .key_name(b.key_name)
-                .metadata_options(
-                    InstanceMetadataOptionsRequest::builder()
-                        .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                        .http_tokens(HttpTokensState::Required)
-                        .build(),
-                )
-                .block_device_mappings(
-                    BlockDeviceMapping::builder()
-                        .device_name(&b.ami.root_device)
-                        .ebs(
-                            EbsBlockDevice::builder()
-                                .volume_size(i32::try_from(b.volume_gb).unwrap_or(50))
-                                .volume_type(VolumeType::Gp3)
-                                .encrypted(true)
-                                .delete_on_termination(true)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .network_interfaces(
-                    InstanceNetworkInterfaceSpecification::builder()
-                        .device_index(0)
-                        .subnet_id(b.subnet_id)
-                        .groups(b.security_group_id)
-                        .associate_public_ip_address(true)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .tag_specifications(spec_tags(ResourceType::Instance, &tags))
-                .tag_specifications(spec_tags(ResourceType::Volume, &volume_tags))
-                .send()
-                .await
-                .op("RunInstances (bake builder)")
-        })
-        .await?;
-    Ok(resp
-        .instances()
-        .iter()
-        .filter_map(|i| {
-            let state = InstanceState::parse(i.state().and_then(|s| s.name()).map_or("", |n| n.as_str()));
-            i.instance_id().map(|id| (id.to_string(), state))
-        })
-        .collect())
+    let run = super::instances::Run {
+        what: "launching the bake builder".into(),
+        op: "RunInstances (bake builder)",
+        count: 1,
+        ami: b.ami,
+        instance_type: b.instance_type,
+        volume_gb: b.volume_gb,
+        token: b.token,
+        subnet_id: b.subnet_id,
+        security_group_id: b.security_group_id,
+        key_name: b.key_name,
+        profile_name: None,
+        tags,
+        volume_tags: cx.tags(BAKE_COMPONENT),
+    };
+    super::instances::run_instances(cx, "bake-builder", run).await
 }
 
 fn tag(key: &str, value: &str) -> Tag {

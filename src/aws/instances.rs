@@ -78,13 +78,52 @@ pub struct LaunchTarget<'a> {
 /// sends the first answer with the instances' state now, which the caller judges
 /// (`plan::desired::stale_launch`).
 pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec<(String, InstanceState)>> {
-    let group = t.group;
-    let count = i32::try_from(t.count).context("too many instances")?;
     let mut tags = cx.tags(&format!("node-{}", t.role.as_str()));
     tags.push((TAG_ROLE.into(), t.role.as_str().into()));
-    let volume_tags = cx.tags("root-volume");
+    let run = Run {
+        what: format!("launching {} {} instance(s)", t.count, t.role.as_str()),
+        op: "RunInstances",
+        count: i32::try_from(t.count).context("too many instances")?,
+        ami: t.ami,
+        instance_type: &t.group.instance_type,
+        volume_gb: t.group.root_volume_gb,
+        token: t.token,
+        subnet_id: t.subnet_id,
+        security_group_id: t.security_group_id,
+        key_name: t.key_name,
+        profile_name: Some(t.profile_name),
+        tags,
+        volume_tags: cx.tags("root-volume"),
+    };
+    run_instances(cx, key, run).await
+}
+
+/// One RunInstances request as tagstack sends every one (nodes and the bake builder): IMDSv2
+/// required at [`IMDS_HOP_LIMIT`], an encrypted gp3 root volume deleted with the instance, a
+/// public address in the given subnet, tags on the instance and its volume at creation.
+pub(crate) struct Run<'a> {
+    /// The retry's description (progress and errors).
+    pub what: String,
+    /// The operation's name in errors.
+    pub op: &'static str,
+    pub count: i32,
+    pub ami: &'a Ami,
+    pub instance_type: &'a str,
+    pub volume_gb: u32,
+    /// RunInstances' ClientToken: the caller's deterministic one.
+    pub token: &'a str,
+    pub subnet_id: &'a str,
+    pub security_group_id: &'a str,
+    pub key_name: &'a str,
+    /// `None`: no instance profile (the builder needs no AWS access).
+    pub profile_name: Option<&'a str>,
+    pub tags: Vec<(String, String)>,
+    pub volume_tags: Vec<(String, String)>,
+}
+
+pub(crate) async fn run_instances(cx: &Ctx<'_>, key: &str, r: Run<'_>) -> Result<Vec<(String, InstanceState)>> {
     let resp = cx
-        .retry(format!("launching {} {} instance(s)", t.count, t.role.as_str()), key, Phase::Create)
+        .retry(r.what.clone(), key, Phase::Create)
         // The caller's deterministic ClientToken makes a repeat the same request (EC2 answers
         // it with the first reservation), so an ambiguous failure may be retried as is.
         .idempotent()
@@ -92,13 +131,15 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
             cx.aws
                 .ec2
                 .run_instances()
-                .image_id(&t.ami.id)
-                .instance_type(InstanceType::from(group.instance_type.as_str()))
-                .min_count(count)
-                .max_count(count)
-                .client_token(t.token)
-                .key_name(t.key_name)
-                .iam_instance_profile(IamInstanceProfileSpecification::builder().name(t.profile_name).build())
+                .image_id(&r.ami.id)
+                .instance_type(InstanceType::from(r.instance_type))
+                .min_count(r.count)
+                .max_count(r.count)
+                .client_token(r.token)
+                .key_name(r.key_name)
+                .set_iam_instance_profile(
+                    r.profile_name.map(|name| IamInstanceProfileSpecification::builder().name(name).build()),
+                )
                 .metadata_options(
                     InstanceMetadataOptionsRequest::builder()
                         .http_endpoint(InstanceMetadataEndpointState::Enabled)
@@ -109,10 +150,10 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
                 )
                 .block_device_mappings(
                     BlockDeviceMapping::builder()
-                        .device_name(&t.ami.root_device)
+                        .device_name(&r.ami.root_device)
                         .ebs(
                             EbsBlockDevice::builder()
-                                .volume_size(i32::try_from(group.root_volume_gb).unwrap_or(50))
+                                .volume_size(i32::try_from(r.volume_gb).unwrap_or(50))
                                 .volume_type(VolumeType::Gp3)
                                 .encrypted(true)
                                 .delete_on_termination(true)
@@ -123,17 +164,17 @@ pub async fn launch(cx: &Ctx<'_>, key: &str, t: &LaunchTarget<'_>) -> Result<Vec
                 .network_interfaces(
                     InstanceNetworkInterfaceSpecification::builder()
                         .device_index(0)
-                        .subnet_id(t.subnet_id)
-                        .groups(t.security_group_id)
+                        .subnet_id(r.subnet_id)
+                        .groups(r.security_group_id)
                         .associate_public_ip_address(true)
                         .delete_on_termination(true)
                         .build(),
                 )
-                .tag_specifications(spec_tags(ResourceType::Instance, &tags))
-                .tag_specifications(spec_tags(ResourceType::Volume, &volume_tags))
+                .tag_specifications(spec_tags(ResourceType::Instance, &r.tags))
+                .tag_specifications(spec_tags(ResourceType::Volume, &r.volume_tags))
                 .send()
                 .await
-                .op("RunInstances")
+                .op(r.op)
         })
         .await?;
     Ok(resp
