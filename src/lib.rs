@@ -31,4 +31,6 @@ pub mod reporter;
 pub mod shell;
 pub mod stack;
 pub mod templates;
+#[cfg(test)]
+mod testing;
 pub mod ui;

@@ -70,16 +70,8 @@ fn bake_scripts_render_and_pass_shellcheck() {
     ];
     insta::assert_snapshot!("pull_images", scripts[0].1);
     insta::assert_snapshot!("generalise", scripts[1].1);
-    let dir = tempfile::tempdir().unwrap();
     for (name, text) in &scripts {
         assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
-            .arg(&path)
-            .output()
-            .expect("shellcheck is not installed: run scripts/test, which installs it");
-        assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        crate::testing::shellcheck(name, text);
     }
 }

@@ -199,21 +199,13 @@ mod tests {
             public_address: None,
             host_key: None,
         };
-        let dir = tempfile::tempdir().unwrap();
         for (name, text) in [
             ("etcd-snapshot.sh", snapshot_script(&node).unwrap()),
             ("etcd-restore.sh", restore_script(&"0".repeat(64), "1").unwrap()),
         ] {
             assert!(text.starts_with("#!/usr/bin/env bash\n") && text.contains("set -euo pipefail"), "{name}");
             assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
-            let path = dir.path().join(name);
-            std::fs::write(&path, &text).unwrap();
-            let out = std::process::Command::new("shellcheck")
-                .args(["--shell=bash", "--severity=style"])
-                .arg(&path)
-                .output()
-                .expect("shellcheck is not installed: run scripts/test, which installs it");
-            assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+            crate::testing::shellcheck(name, &text);
         }
     }
 }

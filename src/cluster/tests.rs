@@ -171,19 +171,11 @@ fn scripts_render_and_pass_shellcheck() {
         }),
     ];
     insta::assert_snapshot!("prepare_node", &scripts[0].1);
-    let dir = tempfile::tempdir().unwrap();
     for (name, text) in &scripts {
         assert!(text.starts_with("#!/usr/bin/env bash\n"), "{name}");
         assert!(text.contains("set -euo pipefail"), "{name}");
         assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
-            .arg(&path)
-            .output()
-            .expect("shellcheck is not installed: run scripts/test, which installs it");
-        assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        crate::testing::shellcheck(name, text);
     }
 }
 
@@ -676,18 +668,10 @@ mod upgrade {
         insta::assert_snapshot!("upgrade_kubelet", &scripts[2].1);
         assert!(scripts[0].1.contains("kubeadm upgrade apply \"$target\" --yes"));
         assert!(scripts[1].1.contains("kubeadm upgrade node") && !scripts[1].1.contains("upgrade apply"));
-        let dir = tempfile::tempdir().unwrap();
         for (name, text) in &scripts {
             assert!(text.starts_with("#!/usr/bin/env bash\n") && text.contains("set -euo pipefail"), "{name}");
             assert!(!text.contains("{{") && !text.contains("{%"), "{name} has unrendered template syntax");
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            let out = std::process::Command::new("shellcheck")
-                .args(["--shell=bash", "--severity=style"])
-                .arg(&path)
-                .output()
-                .expect("shellcheck is not installed: run scripts/test, which installs it");
-            assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+            crate::testing::shellcheck(name, text);
         }
     }
 }

@@ -396,18 +396,10 @@ fn no_probe_starts_a_jvm_and_every_probe_is_shellcheck_clean() {
         ("kafka.yaml", "kafka-controller", "startupProbe"),
         ("kafka.yaml", "kafka-controller", "readinessProbe"),
     ];
-    let dir = tempfile::tempdir().unwrap();
     for (file, set, probe) in probes {
         let script = probe_command(&manifest(&s, file), set, probe);
         assert!(!script.contains("nodetool") && !script.contains("java"), "{set} {probe}:\n{script}");
-        let path = dir.path().join(format!("{set}-{probe}.sh"));
-        std::fs::write(&path, &script).unwrap();
-        let out = std::process::Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
-            .arg(&path)
-            .output()
-            .expect("shellcheck is not installed: run scripts/test, which installs it");
-        assert!(out.status.success(), "shellcheck {set} {probe}:\n{}", String::from_utf8_lossy(&out.stdout));
+        crate::testing::shellcheck(&format!("{set}-{probe}.sh"), &script);
     }
     let kafka = manifest(&s, "kafka.yaml");
     assert!(probe_command(&kafka, "kafka-controller", "readinessProbe").contains("port=9093"));
@@ -691,18 +683,10 @@ fn cassandra_auth_scripts() {
         .map(|l| format!("{}\n", l.strip_prefix(&pad).unwrap_or("")))
         .collect();
     assert!(cassandra::runs_with_auth(&command), "{command}");
-    let dir = tempfile::tempdir().unwrap();
     for (name, script) in
         before.iter().chain(&after).map(|m| (m.file.as_str(), m.content.as_str())).chain([("command", &*command)])
     {
-        let path = dir.path().join(name);
-        std::fs::write(&path, script).unwrap();
-        let out = std::process::Command::new("shellcheck")
-            .args(["--shell=bash", "--severity=style"])
-            .arg(&path)
-            .output()
-            .expect("shellcheck is not installed: run scripts/test, which installs it");
-        assert!(out.status.success(), "shellcheck {name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        crate::testing::shellcheck(name, script);
     }
     insta::assert_snapshot!("cassandra_secrets_script", before[0].content);
     insta::assert_snapshot!("cassandra_roles_script", after[0].content);
