@@ -355,6 +355,11 @@ async fn control_plane_patch(fleet: &Fleet, spec: &Spec, cp: &ClusterNode) -> Re
     Ok(upstream.strip_prefix(&minor).filter(|p| !p.is_empty()).map(|_| upstream.to_string()))
 }
 
+/// The nodes of `states` that are not ready yet, each with why (what a wait reports).
+pub fn not_ready(states: &[(NodeState, String)]) -> Vec<String> {
+    states.iter().filter(|(s, _)| !s.ready).map(|(s, why)| format!("{} ({why})", s.node_name)).collect()
+}
+
 /// Each node's state as the control plane sees it. With an external cloud provider (AWS) a
 /// node counts as ready only once the cloud-controller-manager has initialised it (providerID
 /// set, the uninitialized taint gone): until then nothing without a toleration runs there.
@@ -469,11 +474,7 @@ async fn wait_ready(
             // the deadline.
             let (states, mut waiting) = match node_states(fleet, cp, nodes, external_cloud).await {
                 Ok(states) => {
-                    let waiting: Vec<String> = states
-                        .iter()
-                        .filter(|(s, _)| !s.ready)
-                        .map(|(s, why)| format!("{} ({why})", s.node_name))
-                        .collect();
+                    let waiting = not_ready(&states);
                     (states, waiting)
                 }
                 Err(e) => (Vec::new(), vec![format!("reading the nodes: {e:#}")]),

@@ -201,11 +201,7 @@ pub async fn run(env: &Env<'_>, prepared: &Prepared) -> Result<RestoreReport> {
                 // The API server is restarting: a failed read is one more reason to wait.
                 anyhow::Ok(match super::cluster::node_states(fleet, cp, &nodes, external_cloud).await {
                     Ok(states) => {
-                        let waiting: Vec<String> = states
-                            .iter()
-                            .filter(|(s, _)| !s.ready)
-                            .map(|(s, why)| format!("{} ({why})", s.node_name))
-                            .collect();
+                        let waiting = super::cluster::not_ready(&states);
                         if waiting.is_empty() { Look::Done(()) } else { Look::Waiting(waiting) }
                     }
                     Err(e) => Look::Waiting(vec![format!("the API server: {e:#}")]),
