@@ -46,15 +46,22 @@ pub const ANNOTATION_PATH: &str = "prometheus.io/path";
 /// Upstream versions the content is written and checked against (metric names, rule syntax,
 /// configuration fields); the deployment pins these images.
 pub const VERSIONS: &[(&str, &str)] = &[
-    ("prometheus (image; the tests use Debian's 2.42.0)", "quay.io/prometheus/prometheus:v3.14.0"),
-    ("node-exporter", "quay.io/prometheus/node-exporter:v1.12.1"),
-    ("kube-state-metrics", "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0"),
-    ("alertmanager (the tests use Debian's amtool 0.25)", "quay.io/prometheus/alertmanager:v0.34.0"),
+    ("prometheus (image; the tests use Debian's 2.42.0)", PROMETHEUS_IMAGE),
+    ("node-exporter", NODE_EXPORTER_IMAGE),
+    ("kube-state-metrics", KUBE_STATE_METRICS_IMAGE),
+    ("alertmanager (the tests use Debian's amtool 0.25)", ALERTMANAGER_IMAGE),
     // Run with --kafka.version=4.0.0: its sarama 1.45.0 knows Kafka up to 4.0 (utils.go
     // MaxVersion) and defaults to 2.1.0, and Kafka 4 removed the oldest request versions (KIP-896).
-    ("kafka_exporter (consumer lag)", "docker.io/danielqsj/kafka-exporter:v1.9.0"),
+    ("kafka_exporter (consumer lag)", KAFKA_EXPORTER_IMAGE),
     ("JMX exporter java agent (Maven Central)", "io.prometheus.jmx:jmx_prometheus_javaagent:1.6.0"),
 ];
+
+/// The images [`VERSIONS`] names, one constant each so the deployment runs exactly these.
+pub const PROMETHEUS_IMAGE: &str = "quay.io/prometheus/prometheus:v3.14.0";
+pub const NODE_EXPORTER_IMAGE: &str = "quay.io/prometheus/node-exporter:v1.12.1";
+pub const KUBE_STATE_METRICS_IMAGE: &str = "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0";
+pub const ALERTMANAGER_IMAGE: &str = "quay.io/prometheus/alertmanager:v0.34.0";
+pub const KAFKA_EXPORTER_IMAGE: &str = "docker.io/danielqsj/kafka-exporter:v1.9.0";
 
 /// One kind of pod the annotation-driven job scrapes: what it is, the port and path its
 /// annotations must name.

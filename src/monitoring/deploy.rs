@@ -39,7 +39,7 @@ pub const GRAFANA_SECRET: &str = "grafana-admin";
 ///   v1.9.0, whose Makefile pushes `$(DOCKER_USERNAME)/kafka-exporter:$(GIT_TAG_NAME)`; its image
 ///   runs as `nobody`.
 ///
-/// The versions are `content::VERSIONS`'s (a unit test keeps them equal).
+/// The versions content checks against are `content::VERSIONS`'s images, used by name here.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Images {
     pub prometheus: &'static str,
@@ -52,12 +52,12 @@ pub struct Images {
 }
 
 pub const IMAGES: Images = Images {
-    prometheus: "quay.io/prometheus/prometheus:v3.14.0",
-    alertmanager: "quay.io/prometheus/alertmanager:v0.34.0",
+    prometheus: content::PROMETHEUS_IMAGE,
+    alertmanager: content::ALERTMANAGER_IMAGE,
     grafana: "docker.io/grafana/grafana:13.2.2",
-    node_exporter: "quay.io/prometheus/node-exporter:v1.12.1",
-    kube_state_metrics: "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
-    kafka_exporter: "docker.io/danielqsj/kafka-exporter:v1.9.0",
+    node_exporter: content::NODE_EXPORTER_IMAGE,
+    kube_state_metrics: content::KUBE_STATE_METRICS_IMAGE,
+    kafka_exporter: content::KAFKA_EXPORTER_IMAGE,
     curl: "docker.io/curlimages/curl:8.21.0",
 };
 
