@@ -156,11 +156,11 @@ mod tests {
         assert!(check_snapshot(plain.as_slice(), 4096).is_err());
     }
 
-    #[test]
-    fn the_script_names_the_static_pod_and_the_kubeadm_certificates() {
-        let node = ClusterNode {
+    /// The control plane at 10.0.1.5 under the Kubernetes node name `node_name`.
+    fn control_plane(node_name: &str) -> ClusterNode {
+        ClusterNode {
             name: "control-plane".into(),
-            node_name: "ip-10-0-1-5.eu-west-3.compute.internal".into(),
+            node_name: node_name.into(),
             role: crate::config::NodeRole::ControlPlane,
             address: "10.0.1.5".into(),
             port: 22,
@@ -168,7 +168,12 @@ mod tests {
             private_ip: "10.0.1.5".into(),
             public_address: None,
             host_key: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_script_names_the_static_pod_and_the_kubeadm_certificates() {
+        let node = control_plane("ip-10-0-1-5.eu-west-3.compute.internal");
         let s = snapshot_script(&node).unwrap();
         assert!(s.contains("kubectl -n kube-system exec etcd-ip-10-0-1-5.eu-west-3.compute.internal -- etcdctl"));
         assert!(s.contains("--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt"));
@@ -188,17 +193,7 @@ mod tests {
     /// Both etcd scripts pass shellcheck (installed by scripts/test), as every cluster script does.
     #[test]
     fn the_etcd_scripts_pass_shellcheck() {
-        let node = ClusterNode {
-            name: "control-plane".into(),
-            node_name: "node-0".into(),
-            role: crate::config::NodeRole::ControlPlane,
-            address: "10.0.1.5".into(),
-            port: 22,
-            user: "ubuntu".into(),
-            private_ip: "10.0.1.5".into(),
-            public_address: None,
-            host_key: None,
-        };
+        let node = control_plane("node-0");
         for (name, text) in [
             ("etcd-snapshot.sh", snapshot_script(&node).unwrap()),
             ("etcd-restore.sh", restore_script(&"0".repeat(64), "1").unwrap()),
