@@ -15,6 +15,8 @@ use super::spec::{CassandraSpec, KafkaSpec, Resources, SparkSpec, StackSpec};
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.3.0";
 pub const CASSANDRA_IMAGE: &str = "cassandra:5.0";
 pub const SPARK_IMAGE: &str = "apache/spark:4.1.2";
+/// The `[monitoring]` add-on's namespace (docs/monitoring.md); no stack component may take it.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
 
 /// Reads one optional key, or its default.
 fn opt<T>(v: Option<&S<T>>) -> Option<(&T, std::ops::Range<usize>)> {
@@ -60,6 +62,14 @@ fn namespace(cx: &Ctx, v: Option<&S<String>>, key: &str, default: &str) -> Resul
             span,
             key,
             format!("{ns:?} is a namespace Kubernetes owns"),
+            "give the component a namespace of its own: `tagstack down` deletes it",
+        );
+    }
+    if ns == MONITORING_NAMESPACE {
+        return cx.err(
+            span,
+            key,
+            format!("{ns:?} is the namespace of tagstack's monitoring add-on"),
             "give the component a namespace of its own: `tagstack down` deletes it",
         );
     }
@@ -442,10 +452,51 @@ pub fn stack(
         cassandra: cassandra(cx, raw.and_then(|r| r.cassandra.as_ref()))?,
         spark: spark(cx, raw.and_then(|r| r.spark.as_ref()))?,
     };
+    own_namespaces(cx, raw, &spec)?;
     if let Some(pin) = raw.and_then(|r| r.pin_digests.as_ref()).filter(|p| *p.get_ref()) {
         pinned_by_digest(cx, raw, &spec, pin.span())?;
     }
     Ok(spec)
+}
+
+/// Each enabled component in a namespace of its own. A namespace is the unit of the stack's
+/// isolation: its Pod Security level (Kafka and Cassandra `restricted`, Spark `baseline`, the
+/// label is on the Namespace, so one of two components would lose its level or its pods), and
+/// its NetworkPolicies (a component's default-deny selects every pod of the namespace, so
+/// Cassandra's would cut Spark's egress, and Spark's in-namespace rule would open every
+/// Cassandra port to Spark jobs). The error points at a key the user wrote (the defaults
+/// differ, so one of the two is written).
+fn own_namespaces(cx: &Ctx, raw: Option<&RawStack>, spec: &StackSpec) -> Result<(), ConfigError> {
+    let written = |key: &str| -> Option<std::ops::Range<usize>> {
+        let r = raw?;
+        let v = match key {
+            "stack.kafka.namespace" => r.kafka.as_ref()?.namespace.as_ref(),
+            "stack.cassandra.namespace" => r.cassandra.as_ref()?.namespace.as_ref(),
+            _ => r.spark.as_ref()?.namespace.as_ref(),
+        };
+        v.map(S::span)
+    };
+    let taken = [
+        ("stack.kafka.namespace", spec.kafka.as_ref().map(|k| k.namespace.as_str())),
+        ("stack.cassandra.namespace", spec.cassandra.as_ref().map(|c| c.namespace.as_str())),
+        ("stack.spark.namespace", spec.spark.as_ref().map(|s| s.namespace.as_str())),
+    ];
+    let taken: Vec<(&str, &str)> = taken.into_iter().filter_map(|(k, ns)| Some((k, ns?))).collect();
+    for (i, (key, ns)) in taken.iter().enumerate() {
+        let Some((first, _)) = taken[..i].iter().find(|(_, other)| other == ns) else { continue };
+        let (key, span) = match written(key) {
+            Some(span) => (*key, span),
+            None => (*first, written(first).unwrap_or_default()),
+        };
+        let other = if key == *first { taken[i].0 } else { *first };
+        return cx.err(
+            span,
+            key,
+            format!("{ns:?} is also the namespace of `{other}`"),
+            "give each component a namespace of its own: the Pod Security level and the network policies apply to a whole namespace",
+        );
+    }
+    Ok(())
 }
 
 /// `stack.pin_digests = true`: every enabled component's image names its digest

@@ -651,6 +651,13 @@ fn stack_rejections() {
         ("stack_kafka_image_bitnami", "[stack.kafka]\nimage = \"bitnami/kafka:3.7\"\n"),
         ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
         ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
+        ("stack_spark_namespace_monitoring", "[stack.spark]\nnamespace = \"monitoring\"\n"),
+        (
+            "stack_spark_namespace_shared",
+            "[stack.cassandra]\nnamespace = \"data\"\n[stack.spark]\nnamespace = \"data\"\n",
+        ),
+        ("stack_cassandra_namespace_of_kafka", "[stack.cassandra]\nnamespace = \"kafka\"\n"),
+        ("stack_kafka_namespace_of_spark", "[stack.kafka]\nnamespace = \"spark\"\n"),
         ("stack_cassandra_rack_malformed", "[stack.cassandra]\nrack = \"rack one\"\n"),
         ("stack_spark_image_without_version", "[stack.spark]\nimage = \"apache/spark@sha256:0123abcd\"\n"),
         ("stack_spark_workers_out_of_range", "[stack.spark]\nworkers = 500\n"),
@@ -691,11 +698,11 @@ fn stack_defaults_and_overrides() {
     let k = st.kafka.as_ref().unwrap();
     assert_eq!((k.brokers, k.controllers, k.heap_mib, k.resources.memory_mib), (3, 0, 1024, 2048));
     let spec = ok(&plus(
-        "[stack]\nstorage_class = \"\"\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nnamespace = \"data\"\nheap = \"1536m\"\nmemory = \"4Gi\"\n[stack.spark]\nnamespace = \"data\"\n",
+        "[stack]\nstorage_class = \"\"\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nnamespace = \"data\"\nheap = \"1536m\"\nmemory = \"4Gi\"\n[stack.spark]\nnamespace = \"kafka\"\n",
     ));
     assert_eq!(spec.stack.storage_class, None, "\"\" means the cluster's default class");
     assert!(spec.stack.kafka.is_none());
-    assert_eq!(spec.stack.namespaces(), ["data"], "a shared namespace is listed once");
+    assert_eq!(spec.stack.namespaces(), ["data", "kafka"], "a disabled component's namespace is free");
     assert_eq!(spec.stack.cassandra.as_ref().unwrap().heap_mib, 1536);
 }
 
