@@ -178,6 +178,39 @@ fn refuse_silent_auth_change(c: &crate::config::CassandraSpec, sets: &str) -> Re
     ))
 }
 
+/// A stack that ran before tagstack applied network policies accepted every pod of the cluster;
+/// the first `up` that applies them admits only namespaces labelled `tagstack/client=true`
+/// (docs/network-policies.md). Cutting off an application that way would be a silent outage, so
+/// `up` stops, before changing anything, while a namespace with pods has not been labelled
+/// either way, and names each one.
+async fn refuse_cutting_off_clients(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
+    let read =
+        |command: String| async move { fleet.read(&cp.name, "stack", &command).await.map_err(anyhow::Error::from) };
+    let (namespaces, policies) = tokio::try_join!(
+        read(format!("{KUBECTL} get namespaces -o json")),
+        read(format!("{KUBECTL} get networkpolicies -A -l {} -o json", owned_selector(spec))),
+    )?;
+    let wanted = spec.stack.namespaces();
+    if !readiness::policies_introduced(&namespaces, &policies, &wanted, &spec.id.cluster_name())? {
+        return Ok(());
+    }
+    let pods = read(format!("{KUBECTL} get pods -A -o json")).await?;
+    let cut = readiness::clients_cut_off(&namespaces, &pods)?;
+    let Some(first) = cut.first() else { return Ok(()) };
+    let label = crate::stack::netpol::CLIENT_LABEL;
+    let err = anyhow!(
+        "this version of tagstack enforces network policies on the stack (namespaces {}), which ran without them: pods in namespace(s) {} (not labelled {label}) would no longer reach Kafka, Cassandra or the Spark master: nothing was changed",
+        wanted.join(", "),
+        cut.join(", "),
+    );
+    Err(hint::attach(
+        err,
+        format!(
+            "label each of them: `kubectl label namespace {first} {label}=true` if its pods use the stack, `{label}=false` if not; then run `tagstack up` again (docs/network-policies.md)"
+        ),
+    ))
+}
+
 /// Before a Cassandra StatefulSet shrinks (`stack.cassandra.replicas` lowered), each node that
 /// goes leaves the ring with `nodetool decommission`, highest ordinal first, so its token ranges
 /// stream to the nodes that stay; a StatefulSet that just deleted the pods would take their
@@ -254,6 +287,7 @@ async fn forget_claims(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, left: &[u32
 /// components go concurrently), then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
     preflight(spec, fleet, cp).await?;
+    refuse_cutting_off_clients(spec, fleet, cp).await?;
     let left = shrink_cassandra(spec, fleet, cp, r).await?;
     let dir = stack_dir();
     for script in crate::stack::before_apply(spec, KUBECTL, &dir)? {

@@ -30,7 +30,7 @@ use crate::config::Spec;
 pub const CLIENT_LABEL: &str = "tagstack/client";
 
 /// Where Prometheus runs (docs/monitoring.md, "Scrape contract").
-pub const MONITORING_NAMESPACE: &str = "monitoring";
+pub use crate::config::MONITORING_NAMESPACE;
 
 /// The label the API server sets on every namespace, its name as value (immutable; Kubernetes
 /// 1.22+, kubernetes.io/docs/reference/labels-annotations-taints/#kubernetes-io-metadata-name).

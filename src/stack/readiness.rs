@@ -283,6 +283,37 @@ pub fn foreign_namespaces(json: &str, wanted: &[String], cluster: &str) -> Resul
         .collect())
 }
 
+/// Whether this `up` is the first to apply the network policies to a stack that ran without
+/// them (issue 14, item 7): a namespace of `wanted` is already ours (a new stack has no clients
+/// yet) and no policy of this environment exists (`policies`: `kubectl get networkpolicies -A
+/// -l <owned> -o json`).
+pub fn policies_introduced(namespaces: &str, policies: &str, wanted: &[String], cluster: &str) -> Result<bool> {
+    let stack_ran = items(namespaces, "namespaces")?.iter().any(|ns| {
+        s(ns, &["metadata", "name"]).is_some_and(|n| wanted.iter().any(|w| w == n))
+            && is_owned(|key| s(ns, &["metadata", "labels", key]), cluster)
+    });
+    Ok(stack_ran && items(policies, "networkpolicies")?.is_empty())
+}
+
+/// The namespaces whose pods would lose the stack once its policies admit only clients: every
+/// namespace with at least one pod that is not Kubernetes' (`kube-*`), not tagstack's (the
+/// `app.kubernetes.io/managed-by=tagstack` label: its flows are in the policies), not the
+/// monitoring add-on's, and carries no `tagstack/client` label at all (`true` makes it a
+/// client; `false` is the user saying it is none: either way the user has decided).
+pub fn clients_cut_off(namespaces: &str, pods: &str) -> Result<Vec<String>> {
+    let with_pods: Vec<String> =
+        items(pods, "pods")?.iter().filter_map(|p| s(p, &["metadata", "namespace"]).map(str::to_string)).collect();
+    Ok(items(namespaces, "namespaces")?
+        .iter()
+        .filter(|ns| s(ns, &["metadata", "labels", super::render::LABEL_MANAGED_BY]) != Some(super::render::MANAGER))
+        .filter(|ns| s(ns, &["metadata", "labels", super::netpol::CLIENT_LABEL]).is_none())
+        .filter_map(|ns| s(ns, &["metadata", "name"]))
+        .filter(|n| with_pods.iter().any(|p| p == n))
+        .filter(|n| !n.starts_with("kube-") && *n != crate::config::MONITORING_NAMESPACE)
+        .map(str::to_string)
+        .collect())
+}
+
 /// The `KAFKA_CONTROLLER_QUORUM_VOTERS` of the Kafka StatefulSets in a `kubectl get
 /// statefulsets -o json` list: (StatefulSet, voters).
 pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {

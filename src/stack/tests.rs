@@ -343,6 +343,59 @@ fn namespaces_of_someone_else_are_not_taken_over() {
     assert_eq!(readiness::object_names(&json).unwrap(), ["kafka", "cassandra", "spark", "default"]);
 }
 
+/// The first `up` that applies the network policies to a stack that ran without them stops
+/// while a namespace with pods has not been labelled either way; a new stack, or one that
+/// already has its policies, is not held up.
+#[test]
+fn clients_of_a_stack_without_policies_are_named_before_the_policies_cut_them_off() {
+    let ns = |name: &str, labels: &str| format!(r#"{{"metadata":{{"name":"{name}","labels":{{{labels}}}}}}}"#);
+    let ours = r#""app.kubernetes.io/managed-by":"tagstack","app.kubernetes.io/instance":"demo-dev""#;
+    let other_env = r#""app.kubernetes.io/managed-by":"tagstack","app.kubernetes.io/instance":"demo-prod""#;
+    let namespaces = format!(
+        r#"{{"items":[{}]}}"#,
+        [
+            ns("kafka", ours),
+            ns("kafka-prod", other_env),
+            ns("etl", r#""team":"data""#),
+            ns("reports", r#""tagstack/client":"true""#),
+            ns("batch", r#""tagstack/client":"false""#),
+            ns("idle", ""),
+            ns("default", ""),
+            ns("kube-system", ""),
+            ns("kube-flannel", ""),
+            ns("monitoring", ""),
+        ]
+        .join(",")
+    );
+    let pods = format!(
+        r#"{{"items":[{}]}}"#,
+        [
+            "kafka",
+            "kafka-prod",
+            "etl",
+            "etl",
+            "reports",
+            "batch",
+            "default",
+            "kube-system",
+            "kube-flannel",
+            "monitoring"
+        ]
+        .map(|n| format!(r#"{{"metadata":{{"name":"p","namespace":"{n}"}}}}"#))
+        .join(",")
+    );
+    let none = r#"{"items":[]}"#;
+    let one_policy = r#"{"items":[{"metadata":{"name":"kafka-default-deny","namespace":"kafka"}}]}"#;
+    let wanted: Vec<String> = ["kafka", "cassandra"].map(String::from).to_vec();
+    assert!(readiness::policies_introduced(&namespaces, none, &wanted, "demo-dev").unwrap());
+    assert!(!readiness::policies_introduced(&namespaces, one_policy, &wanted, "demo-dev").unwrap(), "already enforced");
+    assert!(!readiness::policies_introduced(&namespaces, none, &wanted, "demo-test").unwrap(), "a new stack");
+    let fresh = format!(r#"{{"items":[{}]}}"#, ns("default", ""));
+    assert!(!readiness::policies_introduced(&fresh, none, &wanted, "demo-dev").unwrap(), "a new stack");
+    assert_eq!(readiness::clients_cut_off(&namespaces, &pods).unwrap(), ["etl", "default"]);
+    assert!(readiness::clients_cut_off(&namespaces, none).unwrap().is_empty(), "no pods, nobody cut off");
+}
+
 #[test]
 fn the_live_kafka_quorum_is_read_from_the_statefulsets() {
     let sts = |name: &str, voters: &str| {

@@ -36,5 +36,6 @@ mod stack_checkov;
 mod stack_cleanup;
 mod stack_deploy;
 mod stack_drain;
+mod stack_policy_upgrade;
 mod stack_render;
 mod stack_shrink;
