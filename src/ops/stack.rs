@@ -3,8 +3,8 @@
 //! `kubectl apply --server-side`; wait until every workload is ready (naming the ones that are
 //! not, with their pods and last events); run each component's script once ready (Cassandra's
 //! superuser); refuse to switch a running Cassandra to authentication silently; report status,
-//! run the smoke checks, and delete the stack's volumes and load balancers before `down` removes
-//! the cluster. All kubectl runs on the control plane over [`Fleet`]; the kubectl command lines
+//! run the smoke checks, and delete the stack's volumes, load balancers and (with the last stack
+//! of the cluster) its CA before `down` removes the cluster. All kubectl runs on the control plane over [`Fleet`]; the kubectl command lines
 //! are built here as text. It never reads a secret: the scripts do, on the node.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use crate::remote::Fleet;
 use crate::reporter::Reporter;
 use crate::stack::cassandra;
 use crate::stack::readiness::{self, WorkloadStatus};
+use crate::stack::render::{LABEL_MANAGED_BY, MANAGER};
 use crate::stack::smoke::StepOutput;
 use crate::stack::{
     APPLY, Component, Endpoint, Workload, endpoints, manifests, smoke_checks, smoke_manifests, workloads,
@@ -660,6 +661,25 @@ pub async fn teardown(
     .await
     {
         report.errors.push(format!("deleting the cluster roles labelled for {}: {e}", spec.id.cluster_name()));
+    }
+    // The environment's CA (kube-system/tagstack-ca: its key signs the stack's certificates)
+    // outlives no tagstack stack. It is one Secret per cluster, made by the first environment
+    // that needed it and used by every other on the same (static) cluster, so it goes with the
+    // last of them: when no namespace tagstack labelled remains.
+    match kubectl(format!("{KUBECTL} get namespaces -l {LABEL_MANAGED_BY}={MANAGER} -o json")).await {
+        Ok(left) if readiness::object_names(&left)?.is_empty() => {
+            if let Err(e) = kubectl(format!(
+                "{KUBECTL} delete secrets -n kube-system -l {LABEL_MANAGED_BY}={MANAGER} --ignore-not-found"
+            ))
+            .await
+            {
+                report
+                    .errors
+                    .push(format!("deleting the stack's CA kube-system/{}: {e}", crate::stack::tls::CA_SECRET));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => report.errors.push(format!("listing tagstack's namespaces: {e}")),
     }
     // The volumes go asynchronously after their claims: wait, bounded, so `down` is not cut
     // short by a slow detach.

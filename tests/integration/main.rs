@@ -39,3 +39,4 @@ mod stack_drain;
 mod stack_policy_upgrade;
 mod stack_render;
 mod stack_shrink;
+mod stack_teardown;
