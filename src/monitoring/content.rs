@@ -95,13 +95,13 @@ pub const SCRAPE_TARGETS: &[ScrapeTarget] = &[
     },
 ];
 
-/// The JVMs the JMX exporter agent runs in, each with its rule file.
+/// The JVMs the JMX exporter agent runs in, each with its rule file. The Spark daemons run
+/// none: their JVM metrics come from Spark's own JvmSource on the servlet they are scraped on
+/// (one annotated port per pod), `metrics_jvm_*_Value` (docs/monitoring.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Jvm {
     Kafka,
     Cassandra,
-    /// Only the agent's JVM metrics (heap, GC, threads): the Spark master and workers.
-    JvmOnly,
 }
 
 /// The JMX exporter rule file (YAML) for `jvm`.
@@ -109,7 +109,6 @@ pub fn jmx_rules(jvm: Jvm) -> &'static str {
     match jvm {
         Jvm::Kafka => include_str!("../../templates/monitoring/jmx/kafka.yml"),
         Jvm::Cassandra => include_str!("../../templates/monitoring/jmx/cassandra.yml"),
-        Jvm::JvmOnly => include_str!("../../templates/monitoring/jmx/jvm.yml"),
     }
 }
 

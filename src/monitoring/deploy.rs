@@ -273,7 +273,14 @@ pub fn jmx_agent(spec: &Spec, jvm: content::Jvm) -> Option<JmxAgent> {
 /// Spark's built-in Prometheus endpoints on the standalone master and workers (Spark
 /// docs/monitoring.md, "Metrics", the PrometheusServlet sink; `spark.ui.prometheus.enabled`
 /// adds `/metrics/executors/prometheus` on drivers, set explicitly since its default changed
-/// between releases). The daemons read the file named by `-Dspark.metrics.conf`.
+/// between releases). The daemons read the file named by `-Dspark.metrics.conf`. Their JVM
+/// metrics come from Spark's JvmSource on the same servlet, not from a JMX agent: Prometheus
+/// finds one annotated port per pod, and the servlet already is it. JvmSource (sourceName
+/// `jvm`, core/.../metrics/source/JvmSource.scala) registers Dropwizard's MemoryUsageGaugeSet
+/// (`heap.used`, `heap.max`, `non-heap.used`, ...) and GarbageCollectorMetricSet
+/// (`<collector>.count`, `<collector>.time` in ms); on a master or worker the registry name is
+/// the source name (MetricsSystem.buildRegistryName), so the servlet writes
+/// `metrics_jvm_heap_used_Value{type="gauges"}` (docs/monitoring.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct SparkMetrics {
     pub properties: String,
@@ -290,6 +297,7 @@ pub fn spark_metrics(spec: &Spec) -> Option<SparkMetrics> {
             "*.sink.prometheusServlet.path=/metrics/prometheus",
             "master.sink.prometheusServlet.path=/metrics/master/prometheus",
             "applications.sink.prometheusServlet.path=/metrics/applications/prometheus",
+            "*.source.jvm.class=org.apache.spark.metrics.source.JvmSource",
             "",
         ]
         .join("\n"),
