@@ -286,6 +286,12 @@ pub struct SparkMetrics {
     pub properties: String,
     pub opts: String,
     pub dir: &'static str,
+    /// Where a driver's executor metrics are scraped: its application UI's port and
+    /// PrometheusResource's path (`content::SCRAPE_TARGETS`), as the annotations of SparkPi's
+    /// driver pod name them. A pod annotation names one path: the driver's own servlet
+    /// (`/metrics/prometheus/`, its `<app id>.driver.*` names) is not scraped.
+    pub driver_port: u16,
+    pub driver_path: &'static str,
 }
 
 pub fn spark_metrics(spec: &Spec) -> Option<SparkMetrics> {
@@ -303,6 +309,8 @@ pub fn spark_metrics(spec: &Spec) -> Option<SparkMetrics> {
         .join("\n"),
         opts: format!("-Dspark.metrics.conf={dir}/metrics.properties -Dspark.ui.prometheus.enabled=true"),
         dir,
+        driver_port: 4040,
+        driver_path: "/metrics/executors/prometheus/",
     })
 }
 
@@ -462,6 +470,22 @@ mod tests {
         }
         // kafka, cassandra, spark master and worker, kube-state-metrics, node-exporter, kafka_exporter.
         assert_eq!(seen, 7);
+    }
+
+    /// SparkPi's driver is annotated for the scrape contract's driver target, and asks for the
+    /// executor endpoint explicitly; without monitoring its Job is unchanged.
+    #[test]
+    fn the_spark_pi_driver_is_scraped_while_it_runs() {
+        let job = crate::stack::spark::pi_job(&monitored("")).unwrap().unwrap();
+        let lines: Vec<&str> = job.lines().map(str::trim).collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l);
+        let port = at("prometheus.io/port: \"4040\"").unwrap();
+        assert_eq!(lines[port - 1], "prometheus.io/scrape: \"true\"", "{job}");
+        let path = lines[port + 1].strip_prefix("prometheus.io/path: ").unwrap();
+        assert!(content::SCRAPE_TARGETS.iter().any(|t| t.port == 4040 && t.path == path), "{path}");
+        assert!(at("- spark.ui.prometheus.enabled=true").is_some(), "{job}");
+        let plain = crate::stack::spark::pi_job(&parse(AWS_BASE)).unwrap().unwrap();
+        assert!(!plain.contains("prometheus"), "{plain}");
     }
 
     #[test]

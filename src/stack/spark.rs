@@ -39,6 +39,7 @@ impl<'a> Spark<'a> {
                 s => s,
                 executors => 2,
                 examples_jar => examples_jar(&s.image).context("stack.spark.image")?,
+                metrics => crate::monitoring::deploy::spark_metrics(spec),
             },
         )
     }
