@@ -11,28 +11,11 @@
 use std::collections::BTreeMap;
 
 use crate::support::TestEnv;
-use crate::support::bed::{Bed, NO_STACK};
+use crate::support::bed::{Bed, NO_STACK, console_response};
 use crate::support::fault_proxy::Rule;
 
 /// Where moto (and EC2) start assigning addresses in a subnet: .1-.3 are reserved.
-const FIRST_HOST: u32 = 4;
-
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub(crate) const FIRST_HOST: u32 = 4;
 
 /// EC2's GetConsoleOutput answer with the console of a freshly booted Ubuntu instance.
 fn console_output(instance_id: &str, host_key: &str, node_name: &str) -> String {
@@ -50,15 +33,10 @@ fn console_output(instance_id: &str, host_key: &str, node_name: &str) -> String 
          -----END SSH HOST KEY KEYS-----\n\
          [   14.734567] cloud-init[1012]: Cloud-init v. 24.4-0ubuntu1~24.04.2 finished at Mon, 30 Nov 2026 07:00:14 +0000. Datasource DataSourceEc2Local.  Up 14.70 seconds\n"
     );
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-         <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId><instanceId>{instance_id}</instanceId>\
-         <timestamp>2026-11-30T07:00:15.000Z</timestamp><output>{}</output></GetConsoleOutputResponse>",
-        base64(console.as_bytes())
-    )
+    console_response(instance_id, &console)
 }
 
-fn config(env: &TestEnv, bed: &Bed, workers: usize, extra: &str) -> String {
+pub(crate) fn config(env: &TestEnv, bed: &Bed, workers: usize, extra: &str) -> String {
     format!(
         r#"project = "{project}"
 environment = "{environment}"
@@ -134,7 +112,7 @@ fn set_host_key_tag(env: &TestEnv, id: &str, key: &str) {
 }
 
 /// Instance id -> (node name, private IP), from `up --output json`.
-fn nodes(up: &serde_json::Value) -> BTreeMap<String, (String, String)> {
+pub(crate) fn nodes(up: &serde_json::Value) -> BTreeMap<String, (String, String)> {
     up["nodes"]
         .as_array()
         .unwrap()

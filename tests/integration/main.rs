@@ -7,6 +7,7 @@
 mod support;
 
 mod aws_end_to_end;
+mod bake_build;
 mod bake_images;
 mod bench_critical_path;
 mod bench_throttle;

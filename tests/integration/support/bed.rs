@@ -140,6 +140,26 @@ impl Bed {
         format!("{} {}", f[0], f[1])
     }
 
+    /// The first boot of an instance whose disk is node `k`'s (`scripts/testbed boot`: what
+    /// systemd and cloud-init do on an Ubuntu cloud image's first boot): a machine-id if it has
+    /// none, new host keys, the test key authorized, the keys on the console. `fresh`: a new
+    /// instance of the base image (the node's files emptied first), else of the image its disk
+    /// became. Answers (its ed25519 host key `type base64`, its console text). The bed's own
+    /// known_hosts is not updated.
+    pub fn boot(&self, k: usize, fresh: bool) -> (String, String) {
+        let d = self.path().display().to_string();
+        let (b, n) = (self.bed.to_string(), k.to_string());
+        let mut args = vec!["boot", "--bed", &b, "--node", &n, "--dir", &d];
+        if fresh {
+            args.push("--fresh");
+        }
+        testbed(&args);
+        let public = std::fs::read_to_string(self.path().join(format!("nodes/{k}/ssh_host_ed25519_key.pub"))).unwrap();
+        let f: Vec<&str> = public.split_whitespace().collect();
+        let console = std::fs::read_to_string(self.path().join(format!("nodes/{k}/console.log"))).unwrap();
+        (format!("{} {}", f[0], f[1]), console)
+    }
+
     /// First boot on node `k`, counted from now: cloud-init runs for `cloud_init_secs` (its
     /// package modules hold the dpkg lock meanwhile) and unattended-upgrades holds the dpkg lock
     /// for `unattended_upgrades_secs` (0: not at all). Read by the cloud-init and apt-get
@@ -211,6 +231,34 @@ impl Bed {
         }
         s
     }
+}
+
+/// Standard base64 (RFC 4648, padded): EC2 returns console output base64-encoded.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// EC2's GetConsoleOutput answer for `instance_id` with `console` as its output.
+pub fn console_response(instance_id: &str, console: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetConsoleOutputResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId><instanceId>{instance_id}</instanceId>\
+         <timestamp>2026-11-30T07:00:15.000Z</timestamp><output>{}</output></GetConsoleOutputResponse>",
+        base64(console.as_bytes())
+    )
 }
 
 /// Config tables that turn the stack stage off: the cluster tests are about the cluster (the
