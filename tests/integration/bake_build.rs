@@ -84,22 +84,22 @@ fn answered(env: &TestEnv, action: &str, needle: &str) -> bool {
     env.proxy.calls().iter().any(|c| c.action == action && c.body.contains(needle) && c.status != 0)
 }
 
-/// Runs `tagstack bake`, SIGKILLs it once `point` holds (or lets it end if it ends first: the
-/// rules below hold either way), and answers whether it was killed.
-fn bake_killed_when(env: &TestEnv, what: &str, point: impl Fn() -> bool) -> bool {
+/// Runs `tagstack bake --events`, SIGKILLs it once `point` holds (or lets it end if it ends
+/// first: the rules below hold either way); answers whether it was killed, and its stderr.
+fn bake_killed_when(env: &TestEnv, what: &str, point: impl Fn() -> bool) -> (bool, String) {
     env.proxy.clear_calls();
-    let mut child = env.tagstack().arg("bake").spawn();
+    let mut child = env.tagstack().args(&["bake", "--events"]).spawn();
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
             assert!(status.success(), "bake ended before {what}: {status}\n{}", String::from_utf8_lossy(&out.stderr));
-            return false;
+            return (false, String::from_utf8_lossy(&out.stderr).into_owned());
         }
         if point() {
             child.kill().unwrap();
-            child.wait().unwrap();
-            return true;
+            let out = child.wait_with_output().unwrap();
+            return (true, String::from_utf8_lossy(&out.stderr).into_owned());
         }
         assert!(start.elapsed() < WAIT, "bake never reached {what}");
         std::thread::sleep(Duration::from_millis(10));
@@ -144,7 +144,7 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     let history = bed.fs(BUILDER, "var/lib/standin/apt/history.log");
 
     // 1. Killed right after its builder's launch was applied.
-    let killed = bake_killed_when(&env, "the builder's RunInstances", || answered(&env, "RunInstances", "bake"));
+    let (killed, _) = bake_killed_when(&env, "the builder's RunInstances", || answered(&env, "RunInstances", "bake"));
     assert!(killed, "{}", ctx("bake ended before its builder was launched?"));
     at_most_one(&env, "a kill after RunInstances");
     assert_eq!(live_builders(&env).len(), 1, "the launched builder is there");
@@ -169,7 +169,12 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     serve_console_to_all(&env, &console);
     std::fs::write(bed.fs(BUILDER, "var/log/cloud-init-output.log"), "Cloud-init v. 24.4 finished\n").unwrap();
     std::fs::write(bed.fs(BUILDER, "var/log/syslog"), "Nov 30 07:10:01 node-1 systemd[1]: Started.\n").unwrap();
-    bake_killed_when(&env, "CreateImage", || answered(&env, "CreateImage", ""));
+    let (_, events) = bake_killed_when(&env, "CreateImage", || answered(&env, "CreateImage", ""));
+    // The build's steps on a bed node, for docs/benchmarks.md (printed, never asserted).
+    for line in events.lines().filter(|l| l.contains("\"finish\"") && l.contains("\"bake")) {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        eprintln!("bake step {}: {} ms", e["key"], e["elapsed_ms"]);
+    }
     at_most_one(&env, "a kill after CreateImage");
     assert!(
         !live_builders(&env).iter().any(|(id, _)| generalised.iter().any(|(g, _)| g == id)),
@@ -266,7 +271,7 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     assert_eq!(lines(&history).len(), installs_before, "installs on the baked node: {:?}", lines(&history));
     assert_eq!(lines(&pulls).len(), pulls_before, "pulls on the baked node: {:?}", lines(&pulls));
     let spec = tagstack::config::load_for_render(&env.config_path()).unwrap();
-    let recipe = tagstack::bake::Recipe::of(&spec, &done["base_ami"].as_str().unwrap().to_string()).unwrap();
+    let recipe = tagstack::bake::Recipe::of(&spec, done["base_ami"].as_str().unwrap()).unwrap();
     assert_eq!(recipe.hash(), hash, "the config's recipe is the baked one");
     std::fs::write(bed.fs(BUILDER, "tmp/pull-images.sh"), recipe.pull_script().unwrap()).unwrap();
     let name = up["nodes"]
