@@ -191,6 +191,7 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     let pull_list: Vec<String> =
         done["images"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect();
     assert!(!pull_list.is_empty(), "{done}");
+    eprintln!("bake pulled {} image(s) besides kubeadm's: {pull_list:?}", pull_list.len());
 
     // What the build did on the node: kubeadm's images and the config's, in containerd's k8s.io.
     let present = lines(&bed.fs(BUILDER, "var/lib/standin/containerd/images/k8s.io.list"));
