@@ -20,13 +20,13 @@ use crate::hint;
 use crate::poll::{Check, Look, Timeout, poll_until};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
-use crate::stack::cassandra;
 use crate::stack::readiness::{self, WorkloadStatus};
 use crate::stack::render::{LABEL_MANAGED_BY, MANAGER};
 use crate::stack::smoke::StepOutput;
 use crate::stack::{
     APPLY, Component, Endpoint, Workload, endpoints, manifests, smoke_checks, smoke_manifests, workloads,
 };
+use crate::stack::{cassandra, cassandra_ring};
 
 pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -96,8 +96,9 @@ fn list_workloads(spec: &Spec) -> String {
 /// Checks, before anything is applied, what would otherwise fail late or destroy data: a
 /// namespace of the same name that tagstack did not make (`down` deletes the stack's
 /// namespaces), a change of the running Kafka quorum, claims that could never bind. The
-/// reads run concurrently.
-async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
+/// reads run concurrently. Returns how Cassandra's ring starts (`stack::cassandra_ring`), when
+/// Cassandra is on.
+async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Option<cassandra_ring::Plan>> {
     let read =
         |command: String| async move { fleet.read(&cp.name, "stack", &command).await.map_err(anyhow::Error::from) };
     let kafka_sets = async {
@@ -151,7 +152,42 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
         let sets =
             read(format!("{KUBECTL} get statefulsets -n {} -l {} -o json", c.namespace, owned_selector(spec))).await?;
         refuse_silent_auth_change(c, &sets)?;
+        let claims = read(format!("{KUBECTL} get persistentvolumeclaims -n {} -o json", c.namespace)).await?;
+        return Ok(Some(cassandra_ring::decide(&cassandra_ring::observe(&sets, &claims)?, c.replicas)));
     }
+    Ok(None)
+}
+
+/// A scale-up of a `Parallel` Cassandra StatefulSet by more than one node, one node at a time:
+/// apply `replicas` and wait until that node has bootstrapped (its CQL port opens only then),
+/// so that no two nodes ever bootstrap together (`cassandra_ring`).
+async fn grow_cassandra(
+    spec: &Spec,
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    ring: &cassandra_ring::Plan,
+    replicas: u32,
+    r: &dyn Reporter,
+) -> Result<()> {
+    let mut step = spec.clone();
+    if let Some(c) = step.stack.cassandra.as_mut() {
+        c.replicas = replicas;
+    }
+    let Some(m) = crate::stack::cassandra_manifest(&step, ring)? else { return Ok(()) };
+    let path = format!("{}/{}", stack_dir(), m.file);
+    r.start("stack/cassandra", &format!("grow cassandra to {replicas} node(s), one bootstrap at a time"));
+    fleet.upload(&cp.name, "stack", &path, &m.content, false).await?;
+    fleet
+        .read(&cp.name, "stack", &format!("{KUBECTL} {APPLY} -f {path}"))
+        .await
+        .with_context(|| format!("applying {} with {replicas} Cassandra node(s) ({path} on {})", m.file, cp.name))?;
+    let watch = Watch {
+        what: "stack",
+        components: vec![Component::Cassandra],
+        expected: workloads(&step).into_iter().filter(|w| w.component == Component::Cassandra).collect(),
+        list: list_workloads(spec),
+    };
+    wait_ready(spec, fleet, cp, r, &watch).await?;
     Ok(())
 }
 
@@ -287,14 +323,26 @@ async fn forget_claims(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, left: &[u32
 /// Uploads and applies every component's manifest (each file holds its own namespace, so the
 /// components go concurrently), then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
-    preflight(spec, fleet, cp).await?;
+    let ring = preflight(spec, fleet, cp).await?;
     refuse_cutting_off_clients(spec, fleet, cp).await?;
     let left = shrink_cassandra(spec, fleet, cp, r).await?;
     let dir = stack_dir();
     for script in crate::stack::before_apply(spec, KUBECTL, &dir)? {
         run_script(fleet, cp, &dir, &script, r).await?;
     }
-    let applies = manifests(spec)?.into_iter().map(|m| {
+    let mut manifests = manifests(spec)?;
+    if let (Some(c), Some(ring)) = (&spec.stack.cassandra, &ring) {
+        if ring.start == cassandra_ring::Start::Existing {
+            fleet.read(&cp.name, "stack", &cassandra_ring::forget(KUBECTL, &c.namespace)).await?;
+        }
+        for &replicas in &ring.steps {
+            grow_cassandra(spec, fleet, cp, ring, replicas, r).await?;
+        }
+        if let Some(m) = crate::stack::cassandra_manifest(spec, ring)? {
+            manifests.iter_mut().filter(|x| x.component == Component::Cassandra).for_each(|x| *x = m.clone());
+        }
+    }
+    let applies = manifests.into_iter().map(|m| {
         let dir = &dir;
         async move {
             let key = format!("stack/{}", m.component.as_str());
@@ -321,6 +369,12 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         result?;
     }
     let workloads = wait_ready(spec, fleet, cp, r, &stack_watch(spec)).await?;
+    if let (Some(c), Some(cassandra_ring::Plan { start: cassandra_ring::Start::New, .. })) =
+        (&spec.stack.cassandra, &ring)
+    {
+        // Every node saved its tokens: from now on a node with an empty volume bootstraps.
+        fleet.read(&cp.name, "stack", &cassandra_ring::forget(KUBECTL, &c.namespace)).await?;
+    }
     for script in crate::stack::after_ready(spec, KUBECTL)? {
         run_script(fleet, cp, &dir, &script, r).await?;
     }

@@ -12,7 +12,7 @@ use minijinja::context;
 use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
 use super::render::{APPLY, CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
 use super::smoke::{Check, Step, exec, sh_quote};
-use super::tls;
+use super::{cassandra_ring, tls};
 use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
 
 const TEMPLATE: (&str, &str) = ("cassandra.yaml", include_str!("../../templates/stack/cassandra.yaml.j2"));
@@ -89,12 +89,19 @@ pub fn runs_with_auth(container_text: &str) -> bool {
 pub struct Cassandra<'a> {
     spec: &'a Spec,
     c: &'a CassandraSpec,
+    /// How its ring starts: [`cassandra_ring::STEADY`] unless `up` found a new ring.
+    ring: cassandra_ring::Plan,
 }
 
 impl<'a> Cassandra<'a> {
     /// `None` when Cassandra is disabled.
     pub fn of(spec: &'a Spec) -> Option<Cassandra<'a>> {
-        spec.stack.cassandra.as_ref().map(|c| Cassandra { spec, c })
+        spec.stack.cassandra.as_ref().map(|c| Cassandra { spec, c, ring: cassandra_ring::STEADY })
+    }
+
+    /// The same component, rendered for `ring` (`cassandra_ring::decide`).
+    pub fn with_ring(self, ring: cassandra_ring::Plan) -> Cassandra<'a> {
+        Cassandra { ring, ..self }
     }
 }
 
@@ -125,6 +132,12 @@ impl Part for Cassandra<'_> {
                 jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
                 probe => probe_script(CASSANDRA_PROBE, 9042),
                 security_config => SECURITY_CONFIG.replace("__TLS_DIR__", TLS_DIR),
+                ring_start => cassandra_ring::start_script(),
+                ring_dir => cassandra_ring::DIR,
+                ring_configmap => cassandra_ring::CONFIGMAP,
+                pod_management => self.ring.policy.as_str(),
+                new_ring_tokens => (self.ring.start == cassandra_ring::Start::New)
+                    .then(|| cassandra_ring::token_entries(c.replicas)),
                 tls_dir => TLS_DIR,
                 tls_secret => TLS_SECRET,
                 admin_dir => ADMIN_DIR,

@@ -7,6 +7,7 @@
 //! Nothing here opens a connection; `ops::stack` runs it over `remote::Fleet`.
 
 pub mod cassandra;
+pub mod cassandra_ring;
 pub mod kafka;
 pub mod model;
 pub mod netpol;
@@ -43,17 +44,23 @@ pub fn one_per_node(spec: &Spec) -> Vec<OnePerNode> {
 /// Every component's manifest, in apply order, each ending with its NetworkPolicies
 /// (`netpol.rs`: after the namespace they live in, in the same apply).
 pub fn manifests(spec: &Spec) -> Result<Vec<Manifest>> {
-    components(spec)
-        .iter()
-        .map(|c| {
-            let mut m = c.manifest()?;
-            if !m.content.ends_with('\n') {
-                m.content.push('\n');
-            }
-            m.content.push_str(&netpol::render(spec, c.component()));
-            Ok(m)
-        })
-        .collect()
+    components(spec).iter().map(|c| with_policies(spec, c.as_ref())).collect()
+}
+
+/// One component's manifest followed by its NetworkPolicies.
+fn with_policies(spec: &Spec, c: &dyn Part) -> Result<Manifest> {
+    let mut m = c.manifest()?;
+    if !m.content.ends_with('\n') {
+        m.content.push('\n');
+    }
+    m.content.push_str(&netpol::render(spec, c.component()));
+    Ok(m)
+}
+
+/// Cassandra's manifest (as [`manifests`] renders it) for how `up` starts its ring
+/// (`cassandra_ring::decide`); [`manifests`] gives [`cassandra_ring::STEADY`]'s.
+pub fn cassandra_manifest(spec: &Spec, ring: &cassandra_ring::Plan) -> Result<Option<Manifest>> {
+    cassandra::Cassandra::of(spec).map(|c| with_policies(spec, &c.with_ring(ring.clone()))).transpose()
 }
 
 /// The StatefulSets and Deployments `up` waits for, in apply order.

@@ -765,3 +765,31 @@ fn cassandra_without_auth_is_recognised() {
     assert!(!cassandra::runs_with_auth(&readiness::statefulset_commands(&before, "cassandra").unwrap().unwrap()));
     assert_eq!(readiness::statefulset_commands(&before, "other").unwrap(), None);
 }
+
+/// The StatefulSet's pod template in a Cassandra manifest.
+fn pod_template(manifest: &str) -> &str {
+    let start = manifest.find("\n  template:\n").expect("a pod template");
+    let end = manifest.find("\n  volumeClaimTemplates:\n").expect("claim templates");
+    &manifest[start..end]
+}
+
+#[test]
+fn cassandra_new_ring_and_existing_ring_manifests() {
+    use super::cassandra_ring::{Plan, Policy, STEADY, Start};
+    let spec = spec("");
+    let render = |plan: &Plan| super::cassandra_manifest(&spec, plan).unwrap().unwrap().content;
+    let new = render(&Plan { start: Start::New, policy: Policy::Parallel, steps: Vec::new() });
+    let parallel = render(&Plan { start: Start::Existing, policy: Policy::Parallel, steps: vec![4] });
+    let steady = render(&STEADY);
+    // What `up` applies and `render` shows for a ring that may hold data.
+    let walk = super::manifests(&spec).unwrap();
+    assert_eq!(walk.iter().find(|m| m.component == Component::Cassandra).unwrap().content, steady);
+    // The pods are the same whichever way the ring started: no restart once the ConfigMap goes.
+    assert_eq!(pod_template(&new), pod_template(&steady));
+    assert_eq!(pod_template(&parallel), pod_template(&steady));
+    assert!(steady.contains("podManagementPolicy: OrderedReady") && !steady.contains("kind: ConfigMap\n"));
+    assert!(
+        parallel.contains("podManagementPolicy: Parallel") && !parallel.contains("name: cassandra-ring\n  namespace")
+    );
+    insta::assert_snapshot!("cassandra_new_ring", new);
+}

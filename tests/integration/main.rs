@@ -39,5 +39,6 @@ mod stack_deploy;
 mod stack_drain;
 mod stack_policy_upgrade;
 mod stack_render;
+mod stack_ring;
 mod stack_shrink;
 mod stack_teardown;
