@@ -45,9 +45,7 @@ impl Bed {
     /// `n` nodes at 10.77.B.(first_host + K): with 4, the addresses EC2 (and moto) give the
     /// first instances launched in the subnet 10.77.B.0/24.
     pub fn up_from(n: usize, first_host: u32) -> Bed {
-        // Distinct bed numbers for parallel tests and for concurrent test processes.
-        let seq = NEXT.fetch_add(1, Ordering::SeqCst);
-        let bed = (std::process::id() % 25) * 8 + seq % 8 + 1;
+        let bed = claim_bed_number();
         let dir = tempfile::Builder::new().prefix("tb").tempdir_in("/var/tmp").unwrap();
         let d = dir.path().display().to_string();
         let fixtures = root().join("tests/fixtures/node-bin").display().to_string();
@@ -285,7 +283,41 @@ impl Drop for Bed {
         let _ = Command::new(root().join("scripts/testbed"))
             .args(["down", "--bed", &self.bed.to_string(), "--dir", &d])
             .output();
+        let _ = std::fs::remove_file(claim_path(self.bed));
     }
+}
+
+/// Where a bed number is claimed: a file holding the claiming test process's pid.
+fn claim_path(bed: u32) -> PathBuf {
+    PathBuf::from(format!("/var/tmp/tagstack-bed-claims/{bed}"))
+}
+
+/// A bed number (its subnet 10.77.B.0/24 and namespaces) no other live bed uses, in this test
+/// process or another one on the machine: two beds on one number tear down each other's
+/// sshd. Claimed by creating its file exclusively; a claim whose process is gone (a killed run)
+/// is taken over. Candidates start at a place derived from the pid and the call count, so
+/// concurrent processes rarely contend for the same file.
+fn claim_bed_number() -> u32 {
+    const BEDS: u32 = 200;
+    std::fs::create_dir_all("/var/tmp/tagstack-bed-claims").unwrap();
+    let start = std::process::id() * 8 + NEXT.fetch_add(1, Ordering::SeqCst);
+    for i in 0..BEDS * 2 {
+        let bed = (start + i) % BEDS + 1;
+        let path = claim_path(bed);
+        let create = std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+        if let Ok(mut f) = create {
+            use std::io::Write;
+            write!(f, "{}", std::process::id()).unwrap();
+            return bed;
+        }
+        let owner = std::fs::read_to_string(&path).unwrap_or_default();
+        let alive = owner.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && !owner.is_empty() {
+            // A claim left by a dead process: free it, and try this number again on the next lap.
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    panic!("no free test-bed number in 1..={BEDS}: every one is claimed by a live process");
 }
 
 /// A default StorageClass on the bed's cluster (kubeadm installs none), as a user of a static
