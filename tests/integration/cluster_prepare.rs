@@ -37,8 +37,10 @@ fn write_config(bed: &Bed, env: &TestEnv, nodes: usize, version: &str, extra: &s
 fn first_boot_waits_for_cloud_init_and_for_the_dpkg_lock() {
     let bed = Bed::up(2);
     let env = env_for(&bed, "firstboot", 2, "1.36", "");
-    bed.first_boot(0, 3, 0); // cloud-init still running on the control plane
-    bed.first_boot(1, 0, 4); // unattended-upgrades holding the lock on the worker
+    // Long enough that `up` reaches both under any load (a first boot counts from now, and the
+    // assertions need prepare to meet each one still busy); short of the lock budget (90 s).
+    bed.first_boot(0, 10, 0); // cloud-init still running on the control plane
+    bed.first_boot(1, 0, 15); // unattended-upgrades holding the lock on the worker
     env.tagstack().arg("up").run().success();
     // The control plane waited for cloud-init itself, so apt never met cloud-init's lock.
     let cp = log(&env, "cp");
