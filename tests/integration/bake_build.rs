@@ -138,6 +138,8 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     std::fs::create_dir_all(bed.fs(BUILDER, "home/ubuntu/.ssh")).unwrap();
     std::fs::write(bed.fs(BUILDER, "home/ubuntu/.ssh/authorized_keys"), "ssh-ed25519 AAAAC3Nz builder@launch\n")
         .unwrap();
+    // sshd reads authorized_keys2 too (its default AuthorizedKeysFile).
+    std::fs::write(bed.fs(BUILDER, "home/ubuntu/.ssh/authorized_keys2"), "ssh-ed25519 AAAAC3Nz second@key\n").unwrap();
     std::fs::write(bed.fs(BUILDER, "var/log/syslog"), "Nov 30 07:00:01 node-1 systemd[1]: Started.\n").unwrap();
     std::fs::write(bed.fs(BUILDER, "var/log/syslog.1"), "older\n").unwrap();
     let pulls = bed.fs(BUILDER, "var/lib/standin/containerd/pulls.log");
@@ -212,7 +214,7 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
         .collect();
     assert!(host_keys.is_empty(), "host keys left in the image: {host_keys:?}");
     assert_eq!(std::fs::read_to_string(bed.fs(BUILDER, "etc/machine-id")).unwrap(), "", "machine-id");
-    for f in ["root/.ssh/authorized_keys", "home/ubuntu/.ssh/authorized_keys"] {
+    for f in ["root/.ssh/authorized_keys", "home/ubuntu/.ssh/authorized_keys", "home/ubuntu/.ssh/authorized_keys2"] {
         assert!(!bed.fs(BUILDER, f).exists(), "{f} left in the image");
     }
     let cloud: Vec<_> = std::fs::read_dir(bed.fs(BUILDER, "var/lib/cloud")).unwrap().collect();
