@@ -27,7 +27,7 @@ pub use id::EnvId;
 pub use monitoring::{DEFAULT_RETENTION, DEFAULT_STORAGE_GB, MonitoringSpec};
 pub use sizing::{Jvm, JvmMemory, cpu_cores};
 pub use spec::*;
-pub use stack::{MONITORING_NAMESPACE, default_kafka_cluster_id, spark_image_version};
+pub use stack::{MONITORING_NAMESPACE, MONITORING_NODE_NAMESPACE, default_kafka_cluster_id, spark_image_version};
 pub use validate::{DEFAULT_KUBE_VERSION, KUBE_MINORS, parse};
 
 /// Reads and validates an environment file from disk.

@@ -17,6 +17,8 @@ pub const CASSANDRA_IMAGE: &str = "cassandra:5.0";
 pub const SPARK_IMAGE: &str = "apache/spark:4.1.2";
 /// The `[monitoring]` add-on's namespace (docs/monitoring.md); no stack component may take it.
 pub const MONITORING_NAMESPACE: &str = "monitoring";
+/// The add-on's second namespace, node-exporter's alone (Pod Security `privileged`); likewise.
+pub const MONITORING_NODE_NAMESPACE: &str = "monitoring-node";
 
 /// Reads one optional key, or its default.
 fn opt<T>(v: Option<&S<T>>) -> Option<(&T, std::ops::Range<usize>)> {
@@ -65,7 +67,7 @@ fn namespace(cx: &Ctx, v: Option<&S<String>>, key: &str, default: &str) -> Resul
             "give the component a namespace of its own: `tagstack down` deletes it",
         );
     }
-    if ns == MONITORING_NAMESPACE {
+    if ns == MONITORING_NAMESPACE || ns == MONITORING_NODE_NAMESPACE {
         return cx.err(
             span,
             key,

@@ -652,6 +652,7 @@ fn stack_rejections() {
         ("stack_cassandra_namespace_kube_system", "[stack.cassandra]\nnamespace = \"kube-system\"\n"),
         ("stack_cassandra_namespace_malformed", "[stack.cassandra]\nnamespace = \"Data_Stores\"\n"),
         ("stack_spark_namespace_monitoring", "[stack.spark]\nnamespace = \"monitoring\"\n"),
+        ("stack_kafka_namespace_monitoring_node", "[stack.kafka]\nnamespace = \"monitoring-node\"\n"),
         (
             "stack_spark_namespace_shared",
             "[stack.cassandra]\nnamespace = \"data\"\n[stack.spark]\nnamespace = \"data\"\n",

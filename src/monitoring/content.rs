@@ -77,7 +77,11 @@ pub struct ScrapeTarget {
 /// `prometheusServlet` sink configured, the driver's executor endpoint is on by default since
 /// Spark 4.0, SPARK-46886).
 pub const SCRAPE_TARGETS: &[ScrapeTarget] = &[
-    ScrapeTarget { what: "node-exporter DaemonSet (hostNetwork)", port: 9100, path: "/metrics" },
+    ScrapeTarget {
+        what: "node-exporter DaemonSet (hostNetwork, namespace monitoring-node)",
+        port: 9100,
+        path: "/metrics",
+    },
     ScrapeTarget { what: "kube-state-metrics", port: 8080, path: "/metrics" },
     ScrapeTarget { what: "kafka_exporter (consumer lag)", port: 9308, path: "/metrics" },
     ScrapeTarget {

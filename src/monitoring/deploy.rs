@@ -18,8 +18,17 @@ use crate::stack::{Component, Manifest, Workload, WorkloadKind};
 const TEMPLATE: (&str, &str) = ("monitoring.yaml", include_str!("../../templates/monitoring/monitoring.yaml.j2"));
 
 /// The namespace of the add-on (the scrape contract's, `content`'s); labelled like the stack's,
-/// so `down` deletes it with its claim.
+/// so `down` deletes it with its claim. Pod Security `restricted`: every pod in it qualifies.
 pub use super::content::NAMESPACE;
+/// node-exporter's namespace: it needs the host's network, PID namespace and filesystems, which
+/// only Pod Security `privileged` admits; alone there, it leaves `monitoring` restricted.
+/// Labelled alike (`down` deletes it); scraped like the others.
+pub const NODE_NAMESPACE: &str = crate::config::MONITORING_NODE_NAMESPACE;
+
+/// Both namespaces of the add-on, in the order the manifest makes them.
+pub fn namespaces() -> [&'static str; 2] {
+    [NAMESPACE, NODE_NAMESPACE]
+}
 /// The Secret holding Grafana's admin user and generated password (`admin-user`,
 /// `admin-password`), made on the control plane by [`GRAFANA_SECRET_SCRIPT`].
 pub const GRAFANA_SECRET: &str = "grafana-admin";
@@ -133,7 +142,7 @@ pub fn manifest(spec: &Spec) -> Result<Option<Manifest>> {
     // The annotation-driven job looks at the stack's namespaces and this one only: pods of
     // the cluster's other users are not scraped.
     let mut scraped = spec.stack.namespaces();
-    scraped.push(NAMESPACE.to_string());
+    scraped.extend(namespaces().map(str::to_string));
     let prometheus_yml = content::prometheus_config(&spec.id.cluster_name(), &scraped)?;
     let rules = content::alert_rules().to_string();
     let alertmanager_yml = content::alertmanager_config(&m.alert_webhooks)?;
@@ -174,6 +183,7 @@ pub fn manifest(spec: &Spec) -> Result<Option<Manifest>> {
             cluster_name => spec.id.cluster_name(),
             labels => labels(spec),
             namespace => NAMESPACE,
+            node_namespace => NODE_NAMESPACE,
             storage_class => spec.stack.storage_class,
             m => m,
             retention => m.retention_flag(),
@@ -203,7 +213,7 @@ pub fn workloads(spec: &Spec) -> Vec<Workload> {
     let w = |kind, name: &str| Workload {
         component: Component::Monitoring,
         kind,
-        namespace: NAMESPACE.into(),
+        namespace: if kind == WorkloadKind::DaemonSet { NODE_NAMESPACE } else { NAMESPACE }.into(),
         name: name.into(),
         replicas: 1,
         pod_selector: pod_selector(spec, name, None),
@@ -422,7 +432,11 @@ mod tests {
         insta::assert_snapshot!("monitoring_manifest", skeleton(&m.content));
         // The content is carried as it is, with the cluster and the stack's namespaces.
         assert!(m.content.contains("cluster: \"demo-dev\""), "{}", m.content);
-        assert!(m.content.contains("names: [\"kafka\",\"cassandra\",\"spark\",\"monitoring\"]"), "{}", m.content);
+        assert!(
+            m.content.contains("names: [\"kafka\",\"cassandra\",\"spark\",\"monitoring\",\"monitoring-node\"]"),
+            "{}",
+            m.content
+        );
     }
 
     #[test]

@@ -50,8 +50,10 @@ fn watch(spec: &Spec) -> Watch {
     }
 }
 
+/// Every namespace, by the environment's labels: the add-on spans two (`deploy::namespaces`);
+/// the stack's workloads in the list are not among the expected ones and are not looked at.
 fn list_workloads(spec: &Spec) -> String {
-    format!("{KUBECTL} get statefulsets,deployments,daemonsets -n {NAMESPACE} -l {} -o json", owned_selector(spec))
+    format!("{KUBECTL} get statefulsets,deployments,daemonsets -A -l {} -o json", owned_selector(spec))
 }
 
 /// Applies the add-on (after the stack) and waits until every workload rolled out. `None`
@@ -70,11 +72,12 @@ pub async fn deploy(
         read(format!("{KUBECTL} get namespaces -o json")),
         read(format!("{KUBECTL} get storageclasses -o json"))
     )?;
-    let foreign = readiness::foreign_namespaces(&namespaces, &[NAMESPACE.to_string()], &spec.id.cluster_name())?;
-    if !foreign.is_empty() {
+    let ours = deploy::namespaces().map(str::to_string);
+    let foreign = readiness::foreign_namespaces(&namespaces, &ours, &spec.id.cluster_name())?;
+    if let Some(ns) = foreign.first() {
         r.fail(key, "apply monitoring: refused");
         let err = anyhow!(
-            "the namespace {NAMESPACE} exists in the cluster without tagstack's labels for {}: refusing to take it over (`tagstack down` deletes it)",
+            "the namespace {ns} exists in the cluster without tagstack's labels for {}: refusing to take it over (`tagstack down` deletes it)",
             spec.id.cluster_name()
         );
         return Err(hint::attach(

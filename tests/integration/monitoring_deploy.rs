@@ -108,7 +108,9 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let st = env.tagstack().arg("status").run().success();
     outputs.push(text(&st));
     assert!(st.stdout.contains("Monitoring of"), "{}", st.stdout);
-    assert!(st.stdout.contains("monitoring/node-exporter"), "{}", st.stdout);
+    // node-exporter in its own privileged namespace, the rest in the restricted `monitoring`.
+    assert!(st.stdout.contains("monitoring-node/node-exporter"), "{}", st.stdout);
+    assert!(st.stdout.contains("monitoring/prometheus"), "{}", st.stdout);
     assert!(st.stdout.contains("Alerts: none firing"), "{}", st.stdout);
     std::fs::write(
         bed.cluster_state("stack/prometheus-alerts.json"),
@@ -160,7 +162,7 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let doc = down.json();
     assert_eq!(
         doc["cluster_cleanup"]["namespaces"],
-        serde_json::json!(["cassandra", "kafka", "monitoring", "spark"]),
+        serde_json::json!(["cassandra", "kafka", "monitoring", "monitoring-node", "spark"]),
         "{doc}"
     );
     assert_eq!(doc["cluster_cleanup"]["errors"], serde_json::json!([]), "{doc}");

@@ -147,4 +147,18 @@ fn with_monitoring_every_manifest_validates_strictly_and_render_writes_the_add_o
     assert!(kafka.contains("export KAFKA_OPTS=\"-javaagent:/opt/jmx-exporter/jmx_prometheus_javaagent.jar=9404:"));
     let spark = std::fs::read_to_string(out.join("stack/spark.yaml")).unwrap();
     assert!(spark.contains("prometheus.io/path: /metrics/master/prometheus"), "{spark}");
+
+    // Pod Security as the API server admits it (tests/fixtures/monitoring/pod_security.py, the
+    // Pod Security Standards' controls): `monitoring` enforces restricted, node-exporter alone
+    // has the privileged `monitoring-node`, and every other namespace its own level.
+    assert!(monitoring.contains("  name: monitoring-node\n"), "{monitoring}");
+    let objects: Vec<PathBuf> = files_under(&out).into_iter().filter(|p| !p.ends_with("kustomization.yaml")).collect();
+    let python = validator().with_file_name("python");
+    let run = Command::new(&python)
+        .arg(root.join("tests/fixtures/monitoring/pod_security.py"))
+        .args(&objects)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "pods their namespace's Pod Security level refuses:\n{report}");
 }
