@@ -2,7 +2,8 @@
 //! Secrets, made on the control plane); apply them on the control plane with
 //! `kubectl apply --server-side`; wait until every workload is ready (naming the ones that are
 //! not, with their pods and last events); run each component's script once ready (Cassandra's
-//! superuser); refuse to switch a running Cassandra to authentication silently; report status,
+//! superuser); refuse to switch a running Cassandra to authentication or required TLS
+//! silently; report status,
 //! run the smoke checks, and delete the stack's volumes, load balancers and (with the last stack
 //! of the cluster) its CA before `down` removes the cluster. All kubectl runs on the control plane over [`Fleet`]; the kubectl command lines
 //! are built here as text. It never reads a secret: the scripts do, on the node.
@@ -152,6 +153,7 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Optio
         let sets =
             read(format!("{KUBECTL} get statefulsets -n {} -l {} -o json", c.namespace, owned_selector(spec))).await?;
         refuse_silent_auth_change(c, &sets)?;
+        refuse_silent_tls_change(c, &sets)?;
         let claims = read(format!("{KUBECTL} get persistentvolumeclaims -n {} -o json", c.namespace)).await?;
         return Ok(Some(cassandra_ring::decide(&cassandra_ring::observe(&sets, &claims)?, c.replicas)));
     }
@@ -244,6 +246,33 @@ async fn refuse_cutting_off_clients(spec: &Spec, fleet: &Fleet, cp: &ClusterNode
         err,
         format!(
             "label each of them: `kubectl label namespace {first} {label}=true` if its pods use the stack, `{label}=false` if not; then run `tagstack up` again (docs/network-policies.md)"
+        ),
+    ))
+}
+
+/// An environment whose Cassandra was created with client TLS optional and plaintext gossip:
+/// requiring TLS would refuse every plaintext client, and a rolling restart onto internode
+/// encryption splits the ring while it runs (a restarted node speaks only TLS on the storage
+/// port, the others only plaintext). Cassandra's own way is three rolling restarts (keystores
+/// with `optional: true`, then `internode_encryption: all`, then `optional: false`: the comments
+/// of `server_encryption_options` in conf/cassandra.yaml); `up` does not do that, so it stops
+/// before changing anything and says how to migrate.
+fn refuse_silent_tls_change(c: &crate::config::CassandraSpec, sets: &str) -> Result<()> {
+    let Some(commands) = readiness::statefulset_commands(sets, "cassandra")? else { return Ok(()) };
+    if cassandra::runs_with_required_tls(&commands) {
+        return Ok(());
+    }
+    let err = anyhow!(
+        "Cassandra in namespace {} accepts plaintext clients and gossips in plaintext (created before tagstack required TLS); applying this version would refuse every plaintext client and split the ring while the nodes restart one by one: nothing was changed",
+        c.namespace
+    );
+    Err(hint::attach(
+        err,
+        format!(
+            "migrate deliberately (docs/security.md, \"Migrating an existing environment\"): move your clients to TLS first (the CA: Secret {}/{}, key ca), or recreate Cassandra: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+            c.namespace,
+            cassandra::TLS_SECRET,
+            c.namespace
         ),
     ))
 }

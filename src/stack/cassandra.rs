@@ -10,7 +10,7 @@ use anyhow::Result;
 use minijinja::context;
 
 use super::model::{Component, DisruptionCheck, Endpoint, Manifest, Workload, WorkloadKind};
-use super::render::{APPLY, CASSANDRA_PROBE, Part, labels, pod_selector, probe_script, template};
+use super::render::{APPLY, Part, cassandra_probe, labels, pod_selector, template};
 use super::smoke::{Check, Step, exec, sh_quote};
 use super::{cassandra_ring, tls};
 use crate::config::{CassandraSpec, Jvm, JvmMemory, Spec};
@@ -43,22 +43,30 @@ const ADMIN_DIR: &str = "/etc/tagstack/cassandra-admin";
 const DEFAULT_ROLE_TRIES: u32 = 90;
 
 /// The start of the container's command: cassandra.yaml's top-level `authenticator:`,
-/// `authorizer:` and `client_encryption_options:` entries (a one-line value or a block of
-/// indented lines) are dropped and tagstack's appended, written back in place as the image's
-/// entrypoint does (`_sed-in-place`: the file may be a bind mount). The marker the stand-in and
-/// the migration check look for is the appended `class_name: PasswordAuthenticator`.
+/// `authorizer:`, `client_encryption_options:` and `server_encryption_options:` entries (a
+/// one-line value or a block of indented lines) are dropped and tagstack's appended, written back
+/// in place as the image's entrypoint does (`_sed-in-place`: the file may be a bind mount). The
+/// markers the stand-in and the migration checks look for are the appended `class_name:
+/// PasswordAuthenticator` and `internode_encryption: all`.
 ///
-/// Client encryption uses PEMBasedSslContextFactory with files (apache/cassandra
+/// Both encryptions use PEMBasedSslContextFactory with files (apache/cassandra
 /// `security/PEMBasedSslContextFactory.java`: `keystore` is a PEM file holding the unencrypted
 /// PKCS#8 private key and its certificate chain, `truststore` a PEM of trusted certificates, no
 /// passwords; file-based material is hot-reloaded, so a renewed Secret reaches a running node
-/// without a restart). `optional: true` accepts TLS and plaintext on 9042: step 1 of enabling
-/// client encryption in cassandra.yaml's own comments (step 2, `optional: false`, waits until
-/// the readiness probe speaks TLS: docs/security.md).
+/// without a restart). Keys as Cassandra 5.0's conf/cassandra.yaml spells them:
+/// - client: `optional: false`, plaintext refused on 9042 (step 2 of enabling client encryption in
+///   that file's comments; the probes, smoke and the roles script all speak TLS).
+/// - internode: `internode_encryption: all` on the storage port (7000;
+///   `legacy_ssl_storage_port_enabled: false`, the separate 7001 port is only for upgrades from
+///   3.x), `optional: false` ("should only be true while in unencrypted or transitional
+///   operation"), `require_client_auth: true` (mutual TLS: outbound connections present
+///   `outbound_keystore`, which defaults to `keystore`, so the one certificate carries both
+///   serverAuth and clientAuth, `tls.rs`), no `require_endpoint_verification` (peers connect by
+///   pod IP; the certificate names pods by DNS). Every node trusts the environment's CA only.
 const SECURITY_CONFIG: &str = r#"conf="$CASSANDRA_CONF/cassandra.yaml"
 tmp="$(mktemp)"
 {
-  awk '/^(authenticator|authorizer|client_encryption_options):/ { skip = 1; next }
+  awk '/^(authenticator|authorizer|client_encryption_options|server_encryption_options):/ { skip = 1; next }
        skip && /^([ \t]|$)/ { next }
        { skip = 0; print }' "$conf"
   cat <<'SECURITY'
@@ -68,12 +76,22 @@ authorizer:
   class_name: CassandraAuthorizer
 client_encryption_options:
   enabled: true
-  optional: true
+  optional: false
   ssl_context_factory:
     class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
   keystore: __TLS_DIR__/keystore.pem
   truststore: __TLS_DIR__/ca.pem
   require_client_auth: false
+server_encryption_options:
+  internode_encryption: all
+  optional: false
+  legacy_ssl_storage_port_enabled: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: __TLS_DIR__/keystore.pem
+  truststore: __TLS_DIR__/ca.pem
+  require_client_auth: true
+  require_endpoint_verification: false
 SECURITY
 } > "$tmp"
 cat "$tmp" > "$conf"
@@ -83,6 +101,13 @@ rm -f "$tmp""#;
 /// an environment created before tagstack turned it on does not.
 pub fn runs_with_auth(container_text: &str) -> bool {
     container_text.contains("class_name: PasswordAuthenticator")
+}
+
+/// Whether a live StatefulSet's container text runs with TLS required: internode encryption on
+/// (and, with it, client encryption `optional: false`). One created with client TLS optional and
+/// plaintext gossip does not.
+pub fn runs_with_required_tls(container_text: &str) -> bool {
+    container_text.contains("internode_encryption: all")
 }
 
 /// Cassandra as configured in `[stack.cassandra]`.
@@ -130,7 +155,7 @@ impl Part for Cassandra<'_> {
                 seeds => seeds(&c.namespace, c.replicas),
                 jvm => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu),
                 jvm_flags => JvmMemory::new(Jvm::Cassandra, c.heap_mib, &c.resources.cpu).flags(),
-                probe => probe_script(CASSANDRA_PROBE, 9042),
+                probe => cassandra_probe(9042, &format!("{TLS_DIR}/ca.pem")),
                 security_config => SECURITY_CONFIG.replace("__TLS_DIR__", TLS_DIR),
                 ring_start => cassandra_ring::start_script(),
                 ring_dir => cassandra_ring::DIR,

@@ -1,7 +1,8 @@
 //! What every component of the stack renders with, and what each must provide: the [`Part`]
 //! trait (implemented in `kafka.rs`, `cassandra.rs`, `spark.rs`), the strict template
 //! environment a component renders its one template in, the labels and pod selectors every
-//! template uses, how tagstack applies, and the bash probe scripts of Kafka and Cassandra (they
+//! template uses, how tagstack applies, and the probe scripts of Kafka (bash) and Cassandra (bash running the
+//! image's python3, for TLS) (they
 //! stay here because the rendered manifests name this file as their source). Pure: spec in,
 //! text out; every output is schema-validated and snapshot-tested.
 
@@ -103,7 +104,7 @@ pub fn is_owned<'a>(label: impl Fn(&str) -> Option<&'a str>, cluster: &str) -> b
     label(LABEL_INSTANCE) == Some(cluster) && label(LABEL_MANAGED_BY) == Some(MANAGER)
 }
 
-/// What both probes start with: C locale, the port, a 4 s deadline, `fail` naming the
+/// What the bash probe starts with: C locale, the port, a 4 s deadline, `fail` naming the
 /// component, and `byte`, which reads one byte of the answer from fd 3 into `b` within the
 /// deadline (bash builtins only).
 macro_rules! probe_prelude {
@@ -150,23 +151,58 @@ int 2
 "#
 );
 
-/// The readiness and startup check of Cassandra: a CQL OPTIONS frame (protocol v4) to the native
-/// port, which Cassandra opens only once the node has joined the ring and finished bootstrap;
-/// ready means a SUPPORTED response to our stream id. Only bash builtins, no nodetool JVM.
-pub const CASSANDRA_PROBE: &str = concat!(
-    "# Cassandra CQL OPTIONS check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.\n",
-    probe_prelude!("cassandra"),
-    r#"exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "native transport not listening (starting or bootstrapping)"
-# Protocol v4 request header: version 0x04, flags 0, stream 0x0074, opcode OPTIONS (0x05), body length 0.
-printf '\x04\x00\x00\x74\x05\x00\x00\x00\x00' >&3 || fail "cannot send"
-h=()
-for _ in 1 2 3 4 5; do byte || fail "no answer to OPTIONS within 4 s"; h+=("$b"); done
+/// The readiness and startup check of Cassandra: a CQL OPTIONS frame (protocol v4) over TLS to
+/// the native port, which Cassandra opens only once the node has joined the ring and finished
+/// bootstrap; ready means a SUPPORTED response to our stream id. Client encryption is required
+/// (`optional: false`), so the check speaks TLS: the image's python3 (docker-library/cassandra
+/// 5.0/Dockerfile installs it for cqlsh) with its ssl module, verifying the node's certificate
+/// against the environment's CA (no host-name check, as cqlsh), no nodetool JVM. Its own deadline is
+/// 3.5 s, so that the interpreter's start fits in the probe's 5 s `timeoutSeconds`. `__CA__` is
+/// the CA file's path: [`cassandra_probe`].
+pub const CASSANDRA_PROBE: &str = r#"# Cassandra CQL OPTIONS check over TLS (tagstack, src/stack/render.rs): python3, 3.5 s of its own.
+exec python3 -c '
+import socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+deadline = time.monotonic() + 3.5
+def fail(why):
+    sys.stderr.write("cassandra on 127.0.0.1:%d: %s\n" % (port, why))
+    sys.exit(1)
+def left():
+    t = deadline - time.monotonic()
+    if t <= 0:
+        fail("no answer to OPTIONS within 3.5 s")
+    return t
+try:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=left())
+except OSError as e:
+    fail("native transport not listening (starting or bootstrapping): %s" % e)
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+try:
+    tls = ctx.wrap_socket(raw)
+    # Protocol v4 request header: version 0x04, flags 0, stream 0x0074, opcode OPTIONS (0x05), body length 0.
+    tls.sendall(b"\x04\x00\x00\x74\x05\x00\x00\x00\x00")
+    h = b""
+    while len(h) < 5:
+        tls.settimeout(left())
+        chunk = tls.recv(5 - len(h))
+        if not chunk:
+            fail("connection closed before an answer")
+        h += chunk
+except socket.timeout:
+    fail("no answer to OPTIONS within 3.5 s")
+except OSError as e:
+    fail("TLS: %s" % e)
 # A response (0x84), to stream 0x0074, opcode SUPPORTED (0x06).
-if ! [ "${h[0]}" -eq 132 ] || ! [ "${h[2]}" -eq 0 ] || ! [ "${h[3]}" -eq 116 ] || ! [ "${h[4]}" -eq 6 ]; then
-  fail "not a SUPPORTED answer: ${h[*]}"
-fi
-"#
-);
+if h[0] != 0x84 or h[2] != 0 or h[3] != 0x74 or h[4] != 6:
+    fail("not a SUPPORTED answer: %s" % " ".join(str(b) for b in h))
+' __PORT__ "__CA__"
+"#;
+
+/// [`CASSANDRA_PROBE`] on `port`, trusting the CA file `ca`.
+pub fn cassandra_probe(port: u16, ca: &str) -> String {
+    probe_script(CASSANDRA_PROBE, port).replace("__CA__", ca)
+}
 
 /// A probe script with its port filled in: the third argument of `bash -c`.
 pub fn probe_script(script: &str, port: u16) -> String {

@@ -622,20 +622,91 @@ fn cql_supported(req: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A TLS server on loopback (python3's ssl module, a certificate made by openssl here) that
+/// reads the 9-byte request, checks it is the probe's OPTIONS frame, then sends `answer`'s reply
+/// to it (None: stays silent for 8 s). Returns its port and the CA file (the self-signed
+/// certificate itself) the probe must trust.
+fn fake_tls_server(dir: &Path, answer: fn(&[u8]) -> Option<Vec<u8>>) -> (u16, String) {
+    use std::io::BufRead;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() {
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    // The probe's request, as CQL v4 defines OPTIONS on stream 0x0074.
+    let request = [0x04, 0, 0, 0x74, 0x05, 0, 0, 0, 0];
+    let reply = answer(&request).map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+    let server = r#"
+import socket, ssl, sys, time
+cert, key, want, reply = sys.argv[1:5]
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+print(ls.getsockname()[1], flush=True)
+conn, _ = ls.accept()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+tls = ctx.wrap_socket(conn, server_side=True)
+req = b""
+while len(req) < 9:
+    req += tls.recv(9 - len(req))
+assert req.hex() == want, req.hex()
+if reply == "-":
+    time.sleep(8)
+else:
+    tls.sendall(bytes.fromhex(reply))
+    time.sleep(1)
+"#;
+    let want = request.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", server])
+        .arg(&cert)
+        .arg(&key)
+        .args([want, reply.unwrap_or_else(|| "-".into())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::thread::spawn(move || child.wait());
+    (line.trim().parse().unwrap(), cert.to_string_lossy().into_owned())
+}
+
 #[test]
 fn the_cassandra_probe_needs_a_supported_answer() {
-    let probe = |port: u16| render::probe_script(render::CASSANDRA_PROBE, port);
-    let ok = run_probe(&probe(fake_server(9, cql_supported)));
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |(port, ca): (u16, String)| render::cassandra_probe(port, &ca);
+    let ok = run_probe(&probe(fake_tls_server(dir.path(), cql_supported)));
     assert!(ok.0, "{ok:?}");
-    let error = run_probe(&probe(fake_server(9, |r| {
+    let error = run_probe(&probe(fake_tls_server(dir.path(), |r| {
         // An ERROR (0x00) frame to the same stream.
         Some(vec![0x84, 0, r[2], r[3], 0x00, 0, 0, 0, 4, 0, 0, 0, 10])
     })));
     assert!(!error.0 && error.2.contains("not a SUPPORTED answer"), "{error:?}");
-    let silent = run_probe(&probe(fake_server(9, |_| None)));
+    let silent = run_probe(&probe(fake_tls_server(dir.path(), |_| None)));
     assert!(!silent.0 && silent.1 < std::time::Duration::from_secs(5), "{silent:?}");
-    let closed = run_probe(&probe(free_port()));
+    let closed = run_probe(&probe((free_port(), "/nonexistent/ca.pem".into())));
     assert!(!closed.0 && closed.2.contains("not listening"), "{closed:?}");
+    // A node whose certificate the environment's CA did not sign is not ready either.
+    let (port, _) = fake_tls_server(dir.path(), cql_supported);
+    let other = dir.path().join("other.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=other", "-days", "1", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let untrusted = run_probe(&render::cassandra_probe(port, &other.to_string_lossy()));
+    assert!(!untrusted.0 && untrusted.2.contains("CERTIFICATE_VERIFY_FAILED"), "{untrusted:?}");
 }
 
 /// A loopback port nothing listens on (bound, then released).

@@ -1,11 +1,13 @@
 //! Security inside the cluster, over real SSH on the test bed (issue 14, items 2 and 7 for
 //! Cassandra): `up` creates the superuser's Secret, the environment's CA and Cassandra's
 //! certificate on the control plane (real openssl there), Cassandra runs with
-//! PasswordAuthenticator, CassandraAuthorizer and client TLS, tagstack's superuser replaces the
+//! PasswordAuthenticator, CassandraAuthorizer, client TLS required and internode TLS, tagstack's
+//! superuser replaces the
 //! default `cassandra` one, system_auth gets the data centre's replication, `smoke` logs in over
 //! TLS; certificates are checked with openssl here (chain, names, key usage, expiry) and renewed
 //! by `up` in their last 30 days; an environment whose Cassandra predates authentication is
-//! refused with a migration note. The kubectl STAND-IN's cqlsh refuses what Cassandra and cqlsh
+//! refused with a migration note, and so is one whose Cassandra accepts plaintext clients and
+//! gossips in plaintext. The kubectl STAND-IN's cqlsh refuses what Cassandra and cqlsh
 //! refuse (tests/fixtures/node-bin/README.md). No generated secret appears in anything tagstack
 //! printed, logged or rendered.
 
@@ -254,4 +256,39 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
     assert!(!everything.contains("PRIVATE KEY"), "a private key leaked into tagstack's output or files");
     assert!(!everything.contains(&key_body(&ca_key)), "the CA's key leaked");
     assert!(!everything.contains(&key_body(&keystore)), "Cassandra's key leaked");
+
+    // Client TLS is required: a plaintext client is cut off by the node.
+    let plain = on_cp(
+        &env,
+        &format!("{KUBECTL} exec -n cassandra cassandra-0 -c cassandra -- cqlsh -u tagstack -p \"$({secret})\" -e 'CONSISTENCY'"),
+    )
+    .code(1);
+    assert!(plain.stderr.contains("ConnectionShutdown"), "{}", plain.stderr);
+
+    // An environment created with client TLS optional and plaintext gossip (tagstack before
+    // TLS was required; its StatefulSet kept the Parallel policy it was created with): refused.
+    let current = std::fs::read_to_string(rendered.join("stack/cassandra.yaml")).unwrap();
+    let optional = current.replacen("  optional: false\n", "  optional: true\n", 1);
+    let optional =
+        cut(&optional, "              server_encryption_options:\n", "require_endpoint_verification: false\n")
+            .replace("podManagementPolicy: OrderedReady", "podManagementPolicy: Parallel");
+    assert!(!optional.contains("internode_encryption") && optional.contains("  optional: true\n"), "{optional}");
+    std::fs::write(bed.fs(0, "var/lib/tagstack/optional-tls.yaml"), &optional).unwrap();
+    on_cp(&env, &format!("{KUBECTL} apply --server-side --force-conflicts --field-manager=tagstack -f /var/lib/tagstack/optional-tls.yaml")).success();
+    // The cluster stage re-applies its add-ons; nothing of the stack may be applied.
+    let stack_applies = || {
+        let log = std::fs::read_to_string(bed.cluster_state("applied.log")).unwrap_or_default();
+        log.lines().filter(|l| l.contains("/var/lib/tagstack/stack/")).count()
+    };
+    let applies = stack_applies();
+    let refused = env.tagstack().arg("up").run().code(1);
+    for needle in [
+        "Cassandra in namespace cassandra accepts plaintext clients and gossips in plaintext",
+        "split the ring while the nodes restart one by one: nothing was changed",
+        "hint: migrate deliberately (docs/security.md",
+        "Secret cassandra/cassandra-tls",
+    ] {
+        assert!(refused.stderr.contains(needle), "missing {needle:?} in:\n{}", refused.stderr);
+    }
+    assert_eq!(stack_applies(), applies, "applied despite the refusal");
 }
