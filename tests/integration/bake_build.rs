@@ -27,6 +27,34 @@ use crate::support::fault_proxy::Rule;
 /// The bed node every builder (and the worker launched from the image) lands on.
 const BUILDER: usize = 1;
 
+/// The images the add-ons' remote sources name at their pins (Flannel's release manifest,
+/// kube-network-policies' install.yaml, the CCM base with tagstack's image override, the EBS
+/// CSI stable overlay with its override and sidecars), which the stand-ins serve from the
+/// upstream files (tests/fixtures/node-bin/_remote).
+const ADDON_IMAGES: &[&str] = &[
+    "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel2",
+    "ghcr.io/flannel-io/flannel:v0.28.8",
+    "registry.k8s.io/networking/kube-network-policies:v1.1.1",
+    "registry.k8s.io/provider-aws/cloud-controller-manager:v1.36.1",
+    "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.64.0",
+    "public.ecr.aws/csi-components/csi-provisioner:v6.3.0-eksbuild.4",
+    "public.ecr.aws/csi-components/csi-attacher:v4.12.0-eksbuild.5",
+    "public.ecr.aws/csi-components/csi-snapshotter:v8.6.0-eksbuild.5",
+    "public.ecr.aws/csi-components/csi-resizer:v2.2.1-eksbuild.3",
+    "public.ecr.aws/csi-components/livenessprobe:v2.19.0-eksbuild.5",
+    "public.ecr.aws/csi-components/csi-node-driver-registrar:v2.17.0-eksbuild.5",
+];
+
+/// The refs pulls.log (`TIME NS REF BY`) records in containerd's k8s.io namespace.
+fn pulled_refs(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "k8s.io", r, ..] => Some(r.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// How long a kill point may take to come (a bound, not an assertion on speed).
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -201,6 +229,13 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
         assert!(present.contains(img), "{img} not pulled: {present:?}");
     }
     assert!(present.iter().any(|i| i.starts_with("registry.k8s.io/kube-apiserver:v1.36.")), "{present:?}");
+    // The add-ons' remote sources were read on the builder and what they name was pulled there
+    // (the EBS CSI base's own driver tag is overridden, as `up` applies it).
+    let builder_pulls = pulled_refs(&lines(&pulls));
+    for img in ADDON_IMAGES {
+        assert!(builder_pulls.iter().any(|r| r == img), "{img} not pulled on the builder: {builder_pulls:?}");
+    }
+    assert!(!builder_pulls.iter().any(|r| r.ends_with("aws-ebs-csi-driver:v1.63.1")), "{builder_pulls:?}");
     for pkg in ["containerd.io", "kubelet", "kubeadm", "kubectl"] {
         assert!(bed.installed(BUILDER, pkg).is_some(), "{pkg} not installed on the builder");
     }
@@ -273,6 +308,8 @@ fn bake_builds_on_a_bed_node_survives_sigkill_and_its_image_boots_with_new_host_
     // was pulled; its own pull script, run again, pulls nothing either.
     assert_eq!(lines(&history).len(), installs_before, "installs on the baked node: {:?}", lines(&history));
     assert_eq!(lines(&pulls).len(), pulls_before, "pulls on the baked node: {:?}", lines(&pulls));
+    let after_up = pulled_refs(&lines(&pulls)[pulls_before..]);
+    assert!(!after_up.iter().any(|r| ADDON_IMAGES.contains(&r.as_str())), "add-on images pulled by up: {after_up:?}");
     let spec = tagstack::config::load_for_render(&env.config_path()).unwrap();
     let recipe = tagstack::bake::Recipe::of(&spec, done["base_ami"].as_str().unwrap()).unwrap();
     assert_eq!(recipe.hash(), hash, "the config's recipe is the baked one");
