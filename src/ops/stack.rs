@@ -404,7 +404,7 @@ pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Report
         // Every node saved its tokens: from now on a node with an empty volume bootstraps.
         fleet.read(&cp.name, "stack", &cassandra_ring::forget(KUBECTL, &c.namespace)).await?;
     }
-    for script in crate::stack::after_ready(spec, KUBECTL)? {
+    for script in crate::stack::after_ready(spec, KUBECTL, &dir)? {
         run_script(fleet, cp, &dir, &script, r).await?;
     }
     forget_claims(spec, fleet, cp, &left).await?;

@@ -227,7 +227,7 @@ impl Part for Cassandra<'_> {
 
     /// `cassandra-roles.sh`: tagstack's superuser replaces the default one and `system_auth`
     /// gets the data centre's replication factor (the smoke keyspace's: up to 3).
-    fn after_ready(&self, kubectl: &str) -> Result<Option<Manifest>> {
+    fn after_ready(&self, kubectl: &str, _stack_dir: &str) -> Result<Option<Manifest>> {
         let c = self.c;
         let content = template(
             ROLES,

@@ -99,10 +99,10 @@ pub fn before_apply(spec: &Spec, kubectl: &str, stack_dir: &str) -> Result<Vec<M
 }
 
 /// The scripts `up` runs on the control plane once every workload is ready, in apply order.
-pub fn after_ready(spec: &Spec, kubectl: &str) -> Result<Vec<Manifest>> {
+pub fn after_ready(spec: &Spec, kubectl: &str, stack_dir: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for c in components(spec) {
-        out.extend(c.after_ready(kubectl)?);
+        out.extend(c.after_ready(kubectl, stack_dir)?);
     }
     Ok(out)
 }

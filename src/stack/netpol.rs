@@ -41,8 +41,10 @@ const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 pub const METRICS_PORT: u16 = 9404;
 /// Spark's web UIs: master, worker, application (driver); Prometheus scrapes them.
 pub const SPARK_UI_PORTS: [u16; 3] = [8080, 8081, 4040];
-pub const KAFKA_CLIENT_PORT: u16 = 9092;
-pub const KAFKA_CONTROLLER_PORT: u16 = 9093;
+pub const KAFKA_CLIENT_PORT: u16 = super::kafka::CLIENT_PORT;
+pub const KAFKA_CONTROLLER_PORT: u16 = super::kafka::CONTROLLER_PORT;
+/// Between brokers (the INTERNAL listener, mutual TLS).
+pub const KAFKA_INTERNAL_PORT: u16 = super::kafka::INTERNAL_PORT;
 /// Gossip and streaming between Cassandra nodes: 7000, and 7001, the legacy TLS port Cassandra
 /// 4+ still opens when internode encryption keeps `enable_legacy_ssl_storage_port`.
 pub const CASSANDRA_INTERNODE_PORTS: [u16; 2] = [7000, 7001];
@@ -200,7 +202,8 @@ fn dns(spec: &Spec, namespace: &str, owner: &str) -> Value {
 }
 
 /// Brokers take clients (labelled namespaces, and `monitoring`'s kafka_exporter) and each other
-/// on 9092; the controller quorum takes every Kafka node on 9093 (brokers fetch metadata from
+/// on 9092 (the smoke check's tools run in Kafka pods), each other on 9094 (INTERNAL: replication,
+/// mutual TLS; `kafka.rs`); the controller quorum takes every Kafka node on 9093 (brokers fetch metadata from
 /// it, voters replicate to each other); Prometheus scrapes the agent on 9404. Kafka pods send
 /// only to Kafka pods and DNS.
 fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
@@ -208,6 +211,7 @@ fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
     let brokers_also_control = dedicated_controllers == 0;
     let mut broker_in = vec![
         rule(vec![kafka_pods(), clients(), monitoring()], &[KAFKA_CLIENT_PORT]),
+        rule(vec![kafka_pods()], &[KAFKA_INTERNAL_PORT]),
         rule(vec![monitoring()], &[METRICS_PORT]),
     ];
     if brokers_also_control {
@@ -220,7 +224,7 @@ fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
             spec,
             ns,
             "kafka-broker",
-            "brokers: clients, kafka_exporter and other brokers on 9092, Prometheus on 9404",
+            "brokers: clients, kafka_exporter and other brokers on 9092, brokers on 9094, Prometheus on 9404",
             pods_of(spec, "kafka", Some("broker")),
             Rules { ingress: Some(broker_in), ..Rules::default() },
         ),
@@ -249,7 +253,7 @@ fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
         "Kafka nodes send only to Kafka nodes (replication, the quorum, metadata)",
         pods_of(spec, "kafka", None),
         Rules {
-            egress: Some(vec![egress_rule(vec![kafka_pods()], &[KAFKA_CLIENT_PORT, KAFKA_CONTROLLER_PORT])]),
+            egress: Some(vec![egress_rule(vec![kafka_pods()], &[KAFKA_CLIENT_PORT, KAFKA_CONTROLLER_PORT, KAFKA_INTERNAL_PORT])]),
             ..Rules::default()
         },
     ));

@@ -42,7 +42,7 @@ pub trait Part {
     }
     /// A script `up` runs on the control plane once the component is ready (e.g. replacing a
     /// default superuser). None: nothing to run.
-    fn after_ready(&self, _kubectl: &str) -> Result<Option<Manifest>> {
+    fn after_ready(&self, _kubectl: &str, _stack_dir: &str) -> Result<Option<Manifest>> {
         Ok(None)
     }
     /// What must hold before a node running one of its pods is drained (its PodDisruptionBudget
@@ -125,29 +125,27 @@ byte() {
     };
 }
 
-/// The readiness and startup check of Kafka: an ApiVersions request (api_key 18, v3, request
-/// header v2) with a fixed correlation id, over bash's /dev/tcp to the pod's own listener. Ready
-/// means the broker answered with that correlation id (ApiVersions responses keep header v0) and
-/// error code 0, or 35 (UNSUPPORTED_VERSION, still an answer of the request pipeline). Only bash
-/// builtins: no JVM, no tools the image may lack. Bounded by its own 4 s deadline.
+/// The readiness and startup check of Kafka: every listener speaks TLS (the client one
+/// SASL_SSL, the controller one SSL with client certificates), so the check sends a TLS 1.2
+/// ClientHello over bash's /dev/tcp to the pod's own listener and reads the first byte of the
+/// answer. Ready means a handshake record (22: ServerHello) or an alert (21): either way the
+/// broker's network layer accepted the connection and its TLS engine read our hello (Kafka 4
+/// binds its listeners only once the node can serve). The hello offers
+/// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 and TLS_RSA_WITH_AES_128_GCM_SHA256 with the
+/// secp256r1 group and rsa_pkcs1_sha256 signatures (RFC 5246 7.4.1.2, RFC 8422 5.1); no
+/// certificate is checked, nothing is authenticated, so the probe needs no secret. Only bash
+/// builtins, bounded by its own 4 s deadline.
 pub const KAFKA_PROBE: &str = concat!(
-    "# Kafka ApiVersions check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.\n",
+    "# Kafka TLS check (tagstack, src/stack/render.rs): only bash builtins, 4 s at most.\n",
     probe_prelude!("kafka"),
-    r#"int() {
-  local i
-  v=0
-  for ((i = 0; i < $1; i++)); do byte || fail "no ApiVersions answer within 4 s"; v=$((v * 256 + b)); done
-}
-exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "connection refused"
-# size 31; api_key 18 (ApiVersions), version 3; correlation id 0x74616773; client id "tagstack";
-# no header tags; body: software name "tagstack", version "1" (compact strings), no tags.
-printf '\x00\x00\x00\x1f\x00\x12\x00\x03\x74\x61\x67\x73\x00\x08tagstack\x00\x09tagstack\x021\x00' >&3 ||
+    r#"exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "connection refused"
+# Record: handshake (22), TLS 1.0 record version, 71 bytes; ClientHello (1), 67 bytes: version
+# TLS 1.2, random "tagstack" x 4, no session id, 2 cipher suites, no compression, extensions
+# supported_groups, ec_point_formats, signature_algorithms.
+printf '\x16\x03\x01\x00\x47\x01\x00\x00\x43\x03\x03tagstacktagstacktagstacktagstack\x00\x00\x04\xc0\x2f\x00\x9c\x01\x00\x00\x16\x00\x0a\x00\x04\x00\x02\x00\x17\x00\x0b\x00\x02\x01\x00\x00\x0d\x00\x04\x00\x02\x04\x01' >&3 ||
   fail "cannot send"
-int 4
-int 4
-[ "$v" -eq $((0x74616773)) ] || fail "answer to correlation id $v, not ours"
-int 2
-[ "$v" -eq 0 ] || [ "$v" -eq 35 ] || fail "ApiVersions error code $v"
+byte || fail "no TLS answer within 4 s"
+[ "$b" -eq 22 ] || [ "$b" -eq 21 ] || fail "not a TLS answer (first byte $b)"
 "#
 );
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::readiness::{self, WorkloadStatus};
-use super::{Component, WorkloadKind, cassandra, kafka, render, smoke, spark};
+use super::{Component, Manifest, WorkloadKind, cassandra, kafka, render, smoke, spark};
 use crate::config::Spec;
 
 fn spec(stack: &str) -> Spec {
@@ -303,7 +303,8 @@ fn spark_examples_jar_follows_the_image_tag() {
 fn a_failed_step_keeps_its_cause() {
     let s = spec("");
     let checks = super::smoke_checks(&s, "kubectl", "/var/lib/tagstack/stack", "0badc0de");
-    let consume = &checks[0].steps[2];
+    let step = |prefix: &str| checks[0].steps.iter().find(|s| s.what.starts_with(prefix)).unwrap();
+    let consume = step("consume");
     let timed_out = smoke::StepOutput {
         code: Some(0),
         stdout: String::new(),
@@ -317,7 +318,7 @@ fn a_failed_step_keeps_its_cause() {
         stdout: String::new(),
         stderr: "Error from server (BadRequest): pod kafka-0 does not have a host assigned\n".into(),
     };
-    let why = smoke::judge_step(&checks[0].steps[0], &refused).unwrap_err();
+    let why = smoke::judge_step(step("create topic"), &refused).unwrap_err();
     assert_eq!(
         why,
         "create topic tagstack-smoke-0badc0de exited with 1: Error from server (BadRequest): pod kafka-0 does not have a host assigned"
@@ -549,56 +550,46 @@ fn run_probe(script: &str) -> (bool, std::time::Duration, String) {
     (out.status.success(), t.elapsed(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// ApiVersions v3 as the Kafka protocol defines it (clients/src/main/resources/common/message/
-/// ApiVersionsRequest.json, RequestHeader.json): size, api_key 18, version 3, correlation id,
-/// client id (int16-length string), header tags, then the body's compact strings and tags.
-fn kafka_answer(req: &[u8], error: i16, correlation: Option<i32>) -> Option<Vec<u8>> {
-    let size = i32::from_be_bytes(req[0..4].try_into().unwrap());
-    assert_eq!(usize::try_from(size).unwrap(), req.len() - 4, "size field");
-    assert_eq!(&req[4..8], &[0, 18, 0, 3], "api_key 18, version 3");
-    let id = i32::from_be_bytes(req[8..12].try_into().unwrap());
-    let client_len = usize::from(u16::from_be_bytes(req[12..14].try_into().unwrap()));
-    let rest = &req[14 + client_len..];
-    assert_eq!(rest[0], 0, "no header tagged fields");
-    let name_len = usize::from(rest[1]) - 1;
-    let name = std::str::from_utf8(&rest[2..2 + name_len]).unwrap();
-    let version_len = usize::from(rest[2 + name_len]) - 1;
-    let version = std::str::from_utf8(&rest[3 + name_len..3 + name_len + version_len]).unwrap();
-    // The broker's own check of ClientSoftwareName/Version (ApiVersionsRequest.isValid).
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-    };
-    assert!(valid(name) && valid(version), "{name} {version}");
-    assert_eq!(rest.len(), 3 + name_len + version_len + 1, "body tags end the request");
-    // Response header v0 (correlation id), error code, empty api keys, throttle, tags.
-    let mut body = correlation.unwrap_or(id).to_be_bytes().to_vec();
-    body.extend(error.to_be_bytes());
-    body.extend([1, 0, 0, 0, 0, 0]);
-    let mut out = i32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    out.extend(body);
-    Some(out)
+/// A TLS 1.2 ClientHello as RFC 5246 7.4 defines it: a handshake record (22) whose length
+/// covers the handshake message, a ClientHello (1) whose 3-byte length covers its body, version
+/// 3.3, 32 random bytes, no session id, cipher suites, compression methods, then extensions that
+/// fill the rest exactly. `first` is the answer's first byte (22 handshake, 21 alert).
+/// (The same hello, sent to `openssl s_server`, gets a ServerHello.)
+fn tls_answer(req: &[u8], first: u8) -> Option<Vec<u8>> {
+    assert_eq!(req[0], 22, "a handshake record");
+    let record = usize::from(u16::from_be_bytes([req[3], req[4]]));
+    assert_eq!(record, req.len() - 5, "record length");
+    assert_eq!(req[5], 1, "ClientHello");
+    let hello = usize::from(req[6]) << 16 | usize::from(req[7]) << 8 | usize::from(req[8]);
+    assert_eq!(hello, record - 4, "handshake length");
+    assert_eq!(&req[9..11], &[3, 3], "TLS 1.2");
+    let mut at = 11 + 32;
+    at += 1 + usize::from(req[at]);
+    let suites = usize::from(u16::from_be_bytes([req[at], req[at + 1]]));
+    assert!(suites >= 2 && suites % 2 == 0, "cipher suites");
+    at += 2 + suites;
+    at += 1 + usize::from(req[at]);
+    let extensions = usize::from(u16::from_be_bytes([req[at], req[at + 1]]));
+    assert_eq!(at + 2 + extensions, req.len(), "extensions end the hello");
+    Some(vec![first, 3, 3, 0, 2, 2, 40])
 }
 
-const KAFKA_REQUEST_LEN: usize = 35;
+const TLS_HELLO_LEN: usize = 76;
 
 #[test]
-fn the_kafka_probe_needs_an_answer_to_its_own_request() {
+fn the_kafka_probe_needs_a_tls_answer_to_its_hello() {
     let probe = |port: u16| render::probe_script(render::KAFKA_PROBE, port);
-    let ok = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 0, None))));
+    let ok = run_probe(&probe(fake_server(TLS_HELLO_LEN, |r| tls_answer(r, 22))));
     assert!(ok.0, "{ok:?}");
-    // UNSUPPORTED_VERSION is still an answer of the request pipeline.
-    let old = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 35, None))));
-    assert!(old.0, "{old:?}");
-    let other = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 0, Some(7)))));
-    assert!(!other.0 && other.2.contains("correlation id 7"), "{other:?}");
-    let error = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |r| kafka_answer(r, 42, None))));
-    assert!(!error.0 && error.2.contains("error code 42"), "{error:?}");
+    // An alert is still an answer of the listener's TLS engine.
+    let alert = run_probe(&probe(fake_server(TLS_HELLO_LEN, |r| tls_answer(r, 21))));
+    assert!(alert.0, "{alert:?}");
+    // A plaintext Kafka answer (a 4-byte size first) is not.
+    let plain = run_probe(&probe(fake_server(TLS_HELLO_LEN, |r| tls_answer(r, 0))));
+    assert!(!plain.0 && plain.2.contains("not a TLS answer"), "{plain:?}");
     // Accepts (as the kernel does for a listening socket) but never answers: fails within the
     // probe's timeoutSeconds (5).
-    let silent = run_probe(&probe(fake_server(KAFKA_REQUEST_LEN, |_| None)));
+    let silent = run_probe(&probe(fake_server(TLS_HELLO_LEN, |_| None)));
     assert!(!silent.0 && silent.1 < std::time::Duration::from_secs(5), "{silent:?}");
     let closed = run_probe(&probe(free_port()));
     assert!(!closed.0 && closed.1 < std::time::Duration::from_secs(2), "{closed:?}");
@@ -738,7 +729,7 @@ fn disruption_checks_ask_kafka_and_cassandra_and_judge_their_output() {
     insta::assert_snapshot!(
         checks.iter().map(|c| format!("{} in {} ({}): {}", c.component.as_str(), c.namespace, c.what, c.command)).collect::<Vec<_>>().join("\n"),
         @r"
-    kafka in kafka (no under-replicated partitions): kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n kafka kafka-0 -c kafka -- 'env' 'KAFKA_HEAP_OPTS=-Xmx256m' '/opt/kafka/bin/kafka-topics.sh' '--bootstrap-server' 'localhost:9092' '--describe' '--under-replicated-partitions'
+    kafka in kafka (no under-replicated partitions): printf '%s\n' 'security.protocol=SSL' 'ssl.keystore.type=PEM' 'ssl.keystore.location=/etc/tagstack/tls/keystore.pem' 'ssl.truststore.type=PEM' 'ssl.truststore.location=/etc/tagstack/tls/ca.pem' | kubectl --kubeconfig /etc/kubernetes/admin.conf exec -i -n kafka kafka-0 -c kafka -- '/bin/sh' '-c' 'umask 077 && cat > /tmp/tagstack-internal.properties' && kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n kafka kafka-0 -c kafka -- 'env' 'KAFKA_HEAP_OPTS=-Xmx256m' '/opt/kafka/bin/kafka-topics.sh' '--bootstrap-server' 'localhost:9094' '--command-config' '/tmp/tagstack-internal.properties' '--describe' '--under-replicated-partitions'
     cassandra in cassandra (every node Up and Normal): kubectl --kubeconfig /etc/kubernetes/admin.conf exec -n cassandra cassandra-0 -c cassandra -- 'env' 'MAX_HEAP_SIZE=128M' 'nodetool' 'status'
     "
     );
@@ -789,9 +780,15 @@ fn a_cassandra_shrink_reads_the_ring_and_decommissions_by_ordinal() {
 #[test]
 fn cassandra_auth_scripts() {
     let s = spec(BIG);
-    let before =
-        super::before_apply(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack").unwrap();
-    let after = super::after_ready(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf").unwrap();
+    let cassandra_only = |scripts: Vec<Manifest>| -> Vec<Manifest> {
+        scripts.into_iter().filter(|m| m.component == Component::Cassandra).collect()
+    };
+    let before = cassandra_only(
+        super::before_apply(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack").unwrap(),
+    );
+    let after = cassandra_only(
+        super::after_ready(&s, "kubectl --kubeconfig /etc/kubernetes/admin.conf", "/var/lib/tagstack/stack").unwrap(),
+    );
     assert_eq!(
         before.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(),
         ["cassandra-secrets.sh", "cassandra-tls.sh"]

@@ -128,6 +128,7 @@ const PORTS: &[(&str, u16)] = &[
     ("TCP", 9042),
     ("TCP", 9092),
     ("TCP", 9093),
+    ("TCP", 9094),
     ("TCP", 9100),
     ("TCP", 9308),
     ("TCP", 9404),
@@ -254,6 +255,7 @@ fn required(from: &Party, to: &Party, (proto, port): (&str, u16), dedicated_cont
         // Spark's namespace keeps its egress open; its own pods reach each other on any port.
         || (spark(from) && (!to.ours || spark(to)))
         || (kafka(from) && t == "kafka-broker" && tcp && port == 9092)
+        || (kafka(from) && t == "kafka-broker" && tcp && port == 9094)
         || (kafka(from) && controls(to) && tcp && port == 9093)
         || ((client(from) || monitoring(from)) && t == "kafka-broker" && tcp && port == 9092)
         || (monitoring(from) && (kafka(to) || t == "cassandra") && tcp && port == 9404)
