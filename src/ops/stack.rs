@@ -130,9 +130,10 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Optio
         ));
     }
     // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
-    if let (Some(k), Some(live)) = (&spec.stack.kafka, kafka_sets) {
+    if let (Some(k), Some(live)) = (&spec.stack.kafka, &kafka_sets) {
+        refuse_plaintext_kafka(k, live)?;
         let want = crate::stack::kafka::voters(k);
-        if let Some((sts, was)) = readiness::kafka_voters_in(&live)?.into_iter().find(|(_, v)| *v != want) {
+        if let Some((sts, was)) = readiness::kafka_voters_in(live)?.into_iter().find(|(_, v)| *v != want) {
             let err = anyhow!(
                 "the Kafka quorum would change (StatefulSet {}/{sts} runs with voters {was}; the config now gives {want}): Kafka cannot change a static KRaft quorum on a running cluster",
                 k.namespace,
@@ -273,6 +274,26 @@ fn refuse_silent_tls_change(c: &crate::config::CassandraSpec, sets: &str) -> Res
             c.namespace,
             cassandra::TLS_SECRET,
             c.namespace
+        ),
+    ))
+}
+
+/// An environment whose Kafka was created before TLS and SCRAM: its listeners are PLAINTEXT and
+/// its clients connect without TLS or credentials. Applying this version would restart every
+/// broker with SASL_SSL only, and every one of those clients would be cut off: `up` stops
+/// before changing anything and says how to migrate (as for Cassandra).
+fn refuse_plaintext_kafka(k: &crate::config::KafkaSpec, sets: &str) -> Result<()> {
+    let live = readiness::kafka_env_in(sets, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP")?;
+    let Some((sts, _)) = live.iter().find(|(_, map)| crate::stack::kafka::runs_plaintext(map)) else { return Ok(()) };
+    let err = anyhow!(
+        "Kafka in namespace {ns} runs PLAINTEXT listeners (StatefulSet {ns}/{sts}, created before tagstack turned TLS and SCRAM on); applying this version would restart every broker with SASL_SSL only, and every client without TLS and credentials would be cut off: nothing was changed",
+        ns = k.namespace
+    );
+    Err(hint::attach(
+        err,
+        format!(
+            "migrate deliberately (docs/security.md, \"Migrating an existing environment\"): move your clients first (after the migration: `tagstack kafka user add NAME` and `tagstack kafka client-config NAME`), or recreate Kafka: delete its namespace {} (its data goes with it) and run `tagstack up` again",
+            k.namespace
         ),
     ))
 }

@@ -317,6 +317,12 @@ pub fn clients_cut_off(namespaces: &str, pods: &str) -> Result<Vec<String>> {
 /// The `KAFKA_CONTROLLER_QUORUM_VOTERS` of the Kafka StatefulSets in a `kubectl get
 /// statefulsets -o json` list: (StatefulSet, voters).
 pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {
+    kafka_env_in(json, "KAFKA_CONTROLLER_QUORUM_VOTERS")
+}
+
+/// The value of the environment variable `name` in each StatefulSet of a `kubectl get
+/// statefulsets -o json` list that sets it: (StatefulSet, value).
+pub fn kafka_env_in(json: &str, name: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for sts in items(json, "statefulsets")? {
         let containers = sts.pointer("/spec/template/spec/containers").and_then(Value::as_array);
@@ -325,7 +331,7 @@ pub fn kafka_voters_in(json: &str) -> Result<Vec<(String, String)>> {
             .flatten()
             .flat_map(|c| c.get("env").and_then(Value::as_array).into_iter().flatten())
             .find_map(|e| {
-                (s(e, &["name"]) == Some("KAFKA_CONTROLLER_QUORUM_VOTERS"))
+                (s(e, &["name"]) == Some(name))
                     .then(|| s(e, &["value"]).unwrap_or_default().to_string())
             });
         if let (Some(name), Some(voters)) = (s(&sts, &["metadata", "name"]), voters) {
