@@ -154,6 +154,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MonitoringAction,
     },
+    /// Kafka's users ([stack.kafka]): SCRAM users with ACLs, and their client configuration.
+    Kafka {
+        #[command(subcommand)]
+        action: KafkaAction,
+    },
     /// Open a shell on a node (or run a command) with the environment's key and known_hosts.
     Ssh {
         /// Node name (`tagstack status` lists them).
@@ -178,6 +183,37 @@ pub enum MonitoringAction {
         /// Local port (default: the service's own: 3000, 9090 or 9093).
         #[arg(long)]
         port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaAction {
+    /// A SCRAM user and its ACLs; the password is made on the control plane, into the Secret
+    /// <kafka namespace>/kafka-user-NAME. Running it again changes nothing (it adds ACLs for
+    /// new topics, never removes any).
+    User {
+        #[command(subcommand)]
+        action: KafkaUserAction,
+    },
+    /// Print a ready client.properties for user NAME (`admin` or one `kafka user add` made) to
+    /// stdout: bootstrap servers, SASL_SSL, SCRAM-SHA-512 with the password, the CA inline.
+    /// Only this command ever shows the password.
+    ClientConfig {
+        /// The user.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaUserAction {
+    /// Make user NAME: read, write and describe on its topics, read on its consumer groups
+    /// (ids starting with NAME).
+    Add {
+        /// The user: lowercase letters, digits, '.' and '-'.
+        name: String,
+        /// Topic names, or prefixes ending in '*' (e.g. `orders,events.*`); default: `NAME.*`.
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
     },
 }
 

@@ -5,7 +5,7 @@ mod args;
 mod local;
 mod settings;
 
-pub use args::{Cli, Command, GlobalArgs, MonitoringAction, OpenTarget, Stage};
+pub use args::{Cli, Command, GlobalArgs, KafkaAction, KafkaUserAction, MonitoringAction, OpenTarget, Stage};
 pub use settings::{Common, Settings, UsageError, resolve};
 
 use std::path::Path;
@@ -88,6 +88,7 @@ fn advised_as(command: &Command) -> Option<ops::advice::Command> {
         Command::Restore { .. } => Some(A::Restore),
         Command::Bake { .. } => Some(A::Bake),
         Command::Monitoring { .. } => Some(A::Monitoring),
+        Command::Kafka { .. } => Some(A::Kafka),
         Command::Init { .. } | Command::Completions { .. } | Command::Man => None,
     }
 }
@@ -111,6 +112,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Kubeconfig { stdout } => kubeconfig_cmd(&resolve(g)?, stdout).await,
         Command::Ssh { node, command } => ssh_cmd(&resolve(g)?, &node, &command).await,
         Command::Monitoring { action } => monitoring_cmd(&resolve(g)?, action).await,
+        Command::Kafka { action } => kafka_cmd(&resolve(g)?, action).await,
         Command::Replace { node } => replace_cmd(&resolve(g)?, &node).await,
     }
 }
@@ -493,6 +495,43 @@ async fn ssh_cmd(s: &Settings, node: &str, command: &[String]) -> Result<Outcome
         return Err(UsageError { message: none.to_string(), hint: format!("nodes: {}", none.names.join(", ")) }.into());
     }
     res.map(|()| Outcome::Success)
+}
+
+/// `tagstack kafka user add|client-config`. The client configuration holds the user's password:
+/// it goes to stdout and nowhere else (not in JSON, not in a log).
+async fn kafka_cmd(s: &Settings, action: KafkaAction) -> Result<Outcome> {
+    let usage = |e: anyhow::Error| -> anyhow::Error {
+        if let Some(n) = e.downcast_ref::<ops::kafka::NotEnabled>() {
+            return UsageError {
+                message: n.to_string(),
+                hint: "enable [stack.kafka] in the config and run `tagstack up`".into(),
+            }
+            .into();
+        }
+        e
+    };
+    match action {
+        KafkaAction::User { action: KafkaUserAction::Add { name, topics } } => {
+            let user = crate::stack::kafka::User::named(&name, &topics).map_err(|e| UsageError {
+                message: e.to_string(),
+                hint: "see `tagstack kafka user add --help`".into(),
+            })?;
+            with_env!(s, |env| ops::kafka::user_add(&env, &user).await).map_err(usage)?;
+            if s.common.output == Output::Json {
+                json::print(source(s), "kafka user add", &serde_json::json!({ "user": user.name }))?;
+            } else {
+                ui::print_text(&format!(
+                    "Kafka user {} is ready; its client configuration: tagstack kafka client-config {}\n",
+                    user.name, user.name
+                ));
+            }
+        }
+        KafkaAction::ClientConfig { name } => {
+            let properties = with_env!(s, |env| ops::kafka::client_config(&env, &name).await).map_err(usage)?;
+            ui::print_text(&properties);
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 /// `tagstack monitoring password|open`. The password goes to stdout and nowhere else (not in

@@ -32,6 +32,8 @@ pub enum Command {
     Bake,
     /// `tagstack monitoring password|open`.
     Monitoring,
+    /// `tagstack kafka user add|client-config`.
+    Kafka,
 }
 
 impl Command {
@@ -50,6 +52,7 @@ impl Command {
             Command::Restore => "restore",
             Command::Bake => "bake",
             Command::Monitoring => "monitoring",
+            Command::Kafka => "kafka",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod down;
 mod env;
 pub mod infra;
+pub mod kafka;
 pub(crate) mod inventory;
 pub mod live;
 pub mod monitoring;

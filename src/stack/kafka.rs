@@ -639,6 +639,19 @@ pub fn client_properties(k: &KafkaSpec, user: &str, password: &str, ca: &str) ->
     )
 }
 
+/// One key of a Secret read with `kubectl get secret -o json`, decoded (`ns`/`name` for errors).
+pub fn secret_value(json: &str, ns: &str, name: &str, key: &str) -> Result<String> {
+    use anyhow::Context;
+    let doc: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("parsing the Secret {ns}/{name}"))?;
+    let b64 = doc
+        .pointer(&format!("/data/{key}"))
+        .and_then(serde_json::Value::as_str)
+        .with_context(|| format!("the Secret {ns}/{name} has no {key}"))?;
+    let bytes = crate::base64::decode(b64).with_context(|| format!("{key} of the Secret {ns}/{name} is not base64"))?;
+    String::from_utf8(bytes).with_context(|| format!("{key} of the Secret {ns}/{name} is not text"))
+}
+
 /// The partition lines of `kafka-topics.sh --describe --under-replicated-partitions`.
 pub fn under_replicated(output: &str) -> Vec<String> {
     output.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
