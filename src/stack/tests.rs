@@ -861,3 +861,127 @@ fn cassandra_new_ring_and_existing_ring_manifests() {
     );
     insta::assert_snapshot!("cassandra_new_ring", new);
 }
+
+/// Kafka's security settings as rendered, per StatefulSet: listeners, the protocol of each,
+/// SASL mechanisms, client authentication, the PEM stores, the authorizer and super.users.
+#[test]
+fn kafka_security_config() {
+    let keys = |text: &str| -> String {
+        let mut out = String::new();
+        for doc in text.split("\n---\n").filter(|d| d.contains("kind: StatefulSet")) {
+            let name = doc.lines().find_map(|l| l.strip_prefix("  name: ")).unwrap();
+            out.push_str(&format!("{name}:\n"));
+            let mut lines = doc.lines();
+            while let Some(l) = lines.next() {
+                let Some(key) = l.trim().strip_prefix("- name: KAFKA_") else { continue };
+                let wanted = ["LISTENER", "ADVERTISED", "INTER_BROKER", "CONTROLLER_LISTENER", "SSL_", "SASL", "AUTHORIZER", "ALLOW_EVERYONE", "SUPER_USERS"];
+                if wanted.iter().any(|w| key.starts_with(w)) {
+                    let value = lines.next().unwrap().trim().trim_start_matches("value: ");
+                    out.push_str(&format!("  KAFKA_{key} = {value}\n"));
+                }
+            }
+        }
+        out
+    };
+    insta::assert_snapshot!("kafka_security_combined", keys(&manifest(&spec(""), "kafka.yaml")));
+    insta::assert_snapshot!("kafka_security_dedicated", keys(&manifest(&spec(BIG), "kafka.yaml")));
+}
+
+/// Kafka's scripts: the namespace, the certificate (tls.sh with every pod's name), the admin's
+/// and a named user's: shellcheck-clean, no secret in them, each name in its place.
+#[test]
+fn kafka_scripts() {
+    let s = spec(BIG);
+    let kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    let before: Vec<Manifest> = super::before_apply(&s, kubectl, "/var/lib/tagstack/stack")
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.component == Component::Kafka)
+        .collect();
+    assert_eq!(before.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["kafka-namespace.sh", "kafka-tls.sh"]);
+    let after: Vec<Manifest> = super::after_ready(&s, kubectl, "/var/lib/tagstack/stack")
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.component == Component::Kafka)
+        .collect();
+    assert_eq!(after.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["kafka-users.sh"]);
+    let user = kafka::User::named("billing", &["orders".into(), "events.*".into()]).unwrap();
+    let named = kafka::user_script(&s, kubectl, "/var/lib/tagstack/stack", &user).unwrap();
+    assert_eq!(named.file, "kafka-user-billing.sh");
+    let tls = &before[1].content;
+    for i in 0..3 {
+        assert!(tls.contains(&format!("kafka-controller-{i}.kafka-headless.kafka.svc.cluster.local")), "{tls}");
+    }
+    for name in ["kafka-0.kafka-headless.kafka.svc.cluster.local", "DNS:kafka-bootstrap.kafka.svc.cluster.local"] {
+        assert!(tls.contains(name), "{name}: {tls}");
+    }
+    for m in before.iter().chain(&after).chain([&named]) {
+        crate::testing::shellcheck(&m.file, &m.content);
+        assert!(!m.content.contains("password=") || m.content.contains("password=%s"), "{}", m.content);
+    }
+    insta::assert_snapshot!("kafka_tls_script", tls);
+    insta::assert_snapshot!("kafka_admin_script", after[0].content);
+    insta::assert_snapshot!("kafka_user_script", named.content);
+}
+
+#[test]
+fn kafka_user_names_and_topics() {
+    use kafka::{Topics, User, UserError};
+    let u = User::named("billing", &[]).unwrap();
+    assert_eq!(u.topics, [Topics { name: "billing.".into(), prefixed: true }], "default: its own prefix");
+    let u = User::named("ci-1", &["orders".into(), "events.*".into()]).unwrap();
+    assert_eq!(
+        u.acls(),
+        [
+            "--operation Read --operation Write --operation Describe --topic 'orders' --resource-pattern-type literal",
+            "--operation Read --operation Write --operation Describe --topic 'events.' --resource-pattern-type prefixed",
+            "--operation Read --operation Describe --group 'ci-1' --resource-pattern-type prefixed",
+        ]
+    );
+    assert!(User::admin().acls().is_empty(), "a super user");
+    for bad in ["", "Billing", "-x", "x-", "a b", "a;b", &"x".repeat(51)] {
+        assert!(matches!(User::named(bad, &[]), Err(UserError::Name(_))), "{bad:?}");
+    }
+    assert!(matches!(User::named("admin", &[]), Err(UserError::Admin(_))));
+    for bad in ["*", "a b", "a;b", "..", "x$(id)"] {
+        assert!(matches!(User::named("ok", &[bad.into()]), Err(UserError::Topic(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn kafka_plaintext_listeners_are_recognised() {
+    assert!(kafka::runs_plaintext("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"));
+    assert!(!kafka::runs_plaintext("CONTROLLER:SSL,INTERNAL:SSL,CLIENT:SASL_SSL"));
+    assert!(kafka::runs_plaintext("CLIENT:SASL_SSL,OLD:PLAINTEXT"));
+}
+
+/// The client.properties `tagstack kafka client-config` prints (the password redacted here):
+/// continuation lines that java.util.Properties joins into one PEM value with the whitespace
+/// Kafka's PemParser needs after the BEGIN and END lines.
+#[test]
+fn kafka_client_properties() {
+    let s = spec("");
+    let k = s.stack.kafka.as_ref().unwrap();
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2\nZXJ0aWZpY2F0ZQ==\n-----END CERTIFICATE-----\n";
+    let password = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    let text = kafka::client_properties(k, "billing", password, ca);
+    assert!(text.contains(&format!("password=\"{password}\";")));
+    // java.util.Properties: a line ending in a backslash continues; the next line's leading blanks go.
+    let mut joined = String::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("ssl.truststore.certificates=") {
+            let mut value = l.to_string();
+            while value.ends_with('\\') {
+                value.pop();
+                value.push_str(lines.next().unwrap().trim_start());
+            }
+            joined = value;
+        }
+    }
+    assert_eq!(
+        joined,
+        "ssl.truststore.certificates=-----BEGIN CERTIFICATE----- MIIBszCCAVmgAwIBAgIUQ2 ZXJ0aWZpY2F0ZQ== -----END CERTIFICATE-----"
+    );
+    insta::assert_snapshot!("kafka_client_properties", text.replace(password, "<redacted>"));
+}
