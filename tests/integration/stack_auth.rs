@@ -292,3 +292,168 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
     }
     assert_eq!(stack_applies(), applies, "applied despite the refusal");
 }
+
+/// Kafka (issue 14, item 1): `up` refuses an environment whose Kafka still runs PLAINTEXT, then
+/// makes Kafka's certificate (every pod's name, checked with openssl here) and the admin's
+/// Secret on the control plane; `smoke` produces and consumes as the admin over SASL_SSL;
+/// `tagstack kafka user add` makes a user whose ACLs the stand-in broker enforces, and
+/// `tagstack kafka client-config` prints its client.properties (the only output that holds a
+/// password). No generated password appears in anything else tagstack printed, logged or rendered.
+#[test]
+fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
+    let bed = Bed::up(2);
+    let env = TestEnv::new("kauth");
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.kafka]\nbrokers = 3\n",
+            bed.config(&env.project)
+        ),
+    )
+    .unwrap();
+    let mut printed = String::new();
+    let mut keep = |run: Run| {
+        printed.push_str(&run.stdout);
+        printed.push_str(&run.stderr);
+        run
+    };
+    keep(env.tagstack().args(&["up", "--only", "cluster"]).run().success());
+    add_storage_class(&env, &bed);
+
+    // An environment created before TLS and SCRAM: its listeners are PLAINTEXT.
+    let rendered = env.dir.path().join("rendered");
+    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
+    let current = std::fs::read_to_string(rendered.join("stack/kafka.yaml")).unwrap();
+    let older = current.replace(
+        "value: \"CONTROLLER:SSL,INTERNAL:SSL,CLIENT:SASL_SSL\"",
+        "value: \"CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\"",
+    );
+    assert_ne!(older, current);
+    std::fs::write(bed.fs(0, "var/lib/tagstack/older-kafka.yaml"), &older).unwrap();
+    keep(on_cp(&env, &format!("{KUBECTL} apply --server-side -f /var/lib/tagstack/older-kafka.yaml")).success());
+    let refused = keep(env.tagstack().arg("up").run().code(1));
+    for needle in [
+        "Kafka in namespace kafka runs PLAINTEXT listeners (StatefulSet kafka/kafka",
+        "every client without TLS and credentials would be cut off: nothing was changed",
+        "hint: migrate deliberately (docs/security.md",
+        "tagstack kafka client-config NAME",
+    ] {
+        assert!(refused.stderr.contains(needle), "missing {needle:?} in:\n{}", refused.stderr);
+    }
+    let applied = std::fs::read_to_string(bed.cluster_state("applied.log")).unwrap_or_default();
+    assert!(!applied.contains("/var/lib/tagstack/stack/kafka"), "applied despite the refusal: {applied}");
+    keep(on_cp(&env, &format!("{KUBECTL} delete namespace kafka")).success());
+
+    let up = keep(env.tagstack().args(&["up", "--output", "json"]).run().success()).json();
+    assert_eq!(up["stack"]["workloads"][0]["done"], true, "{up}");
+    let admin = secret_field(&env, "kafka", "kafka-admin", "password");
+    assert!(admin.len() == 48 && admin.chars().all(|c| c.is_ascii_hexdigit()), "{admin:?}");
+    assert_eq!(secret_field(&env, "kafka", "kafka-admin", "username"), "admin");
+
+    // Kafka's certificate: the environment's CA (one CA for the whole stack), every pod's name.
+    let pki = tempfile::tempdir().unwrap();
+    let ca = secret_field(&env, "kube-system", "tagstack-ca", "certificate");
+    let cert = secret_field(&env, "kafka", "kafka-tls", "certificate");
+    let keystore = secret_field(&env, "kafka", "kafka-tls", "keystore");
+    assert_eq!(secret_field(&env, "kafka", "kafka-tls", "ca"), ca);
+    assert!(keystore.starts_with("-----BEGIN PRIVATE KEY-----") && keystore.ends_with(&cert), "PEM keystore: key, then certificate");
+    let files = [("ca.pem", ca.as_str()), ("cert.pem", cert.as_str())];
+    let (code, out) = openssl(pki.path(), &files, &["verify", "-CAfile", "ca.pem", "cert.pem"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, text) = openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-text"]);
+    for needle in [
+        "DNS:kafka-0.kafka-headless.kafka.svc.cluster.local",
+        "DNS:kafka-1.kafka-headless.kafka.svc.cluster.local",
+        "DNS:kafka-2.kafka-headless.kafka.svc.cluster.local",
+        "DNS:kafka-bootstrap.kafka.svc.cluster.local",
+        "DNS:kafka-bootstrap.kafka.svc,",
+        "DNS:localhost",
+        "CA:FALSE",
+        "Digital Signature, Key Encipherment",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // The subject is the nodes' principal in super.users (RFC 2253: most specific first).
+    let (_, subject) = openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-subject", "-nameopt", "RFC2253"]);
+    assert_eq!(subject.trim(), "subject=CN=kafka-bootstrap.kafka.svc.cluster.local,O=tagstack");
+    let valid_for = |days: u32| {
+        openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-checkend", &(days * 86400).to_string()]).0
+            == 0
+    };
+    assert!(valid_for(364) && !valid_for(366), "a certificate lives a year:\n{text}");
+
+    // smoke: as the admin over SASL_SSL.
+    let smoke = keep(env.tagstack().args(&["smoke", "--output", "json"]).run().success()).json();
+    assert_eq!(smoke["ok"], true, "{smoke}");
+
+    // A user with ACLs: made, then made again (nothing changes), its client configuration.
+    let add = keep(env.tagstack().args(&["kafka", "user", "add", "billing", "--topics", "orders"]).run().success());
+    assert!(add.stdout.contains("Kafka user billing is ready"), "{}", add.stdout);
+    let billing = secret_field(&env, "kafka", "kafka-user-billing", "password");
+    assert!(billing.len() == 48, "{billing:?}");
+    keep(env.tagstack().args(&["kafka", "user", "add", "billing", "--topics", "orders"]).run().success());
+    assert_eq!(secret_field(&env, "kafka", "kafka-user-billing", "password"), billing, "a rerun kept the password");
+    let bad = keep(env.tagstack().args(&["kafka", "user", "add", "Bad Name"]).run().code(2));
+    assert!(bad.stderr.contains("is not a Kafka user name"), "{}", bad.stderr);
+    // Only this command's stdout holds a password: not kept with the rest.
+    let config = env.tagstack().args(&["kafka", "client-config", "billing"]).run().success();
+    let properties = config.stdout.clone();
+    keep(Run { stdout: String::new(), ..config });
+    for needle in [
+        "bootstrap.servers=kafka-bootstrap.kafka.svc.cluster.local:9092\n",
+        "security.protocol=SASL_SSL\n",
+        "sasl.mechanism=SCRAM-SHA-512\n",
+        &format!(
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"billing\" password=\"{billing}\";\n"
+        ),
+        "ssl.truststore.type=PEM\n",
+        "ssl.truststore.certificates=-----BEGIN CERTIFICATE----- \\\n",
+    ] {
+        assert!(properties.contains(needle), "missing {needle:?} in the client configuration");
+    }
+    let redacted = properties.replace(&billing, "<redacted>");
+    let ca_body: String = ca.lines().filter(|l| !l.starts_with("-----")).collect();
+    let config_body: String = redacted
+        .lines()
+        .skip_while(|l| !l.starts_with("ssl.truststore.certificates="))
+        .map(|l| l.trim().trim_end_matches('\\').trim())
+        .filter(|l| !l.contains("-----"))
+        .collect();
+    assert_eq!(config_body, ca_body, "the truststore is the environment's CA");
+
+    // The stand-in broker enforces what the user got: the client configuration, written into a
+    // pod, produces to `orders` (made by the admin) and is refused `payroll`.
+    let admin_config = "{ printf '%s\\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 ssl.truststore.type=PEM ssl.truststore.location=/etc/tagstack/tls/ca.pem; printf 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"%s\";\\n' \"$(kubectl --kubeconfig /etc/kubernetes/admin.conf get secret kafka-admin -n kafka -o jsonpath='{.data.password}' | base64 -d)\"; }";
+    let kexec = format!("{KUBECTL} exec -i -n kafka kafka-0 -c kafka --");
+    keep(on_cp(&env, &format!("{admin_config} | {kexec} /bin/sh -c 'umask 077 && cat > /tmp/admin.properties'")).success());
+    for topic in ["orders", "payroll"] {
+        keep(on_cp(&env, &format!("{kexec} /opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --command-config /tmp/admin.properties --create --topic {topic} --partitions 1 --replication-factor 3 </dev/null")).success());
+    }
+    std::fs::write(bed.fs(0, "var/lib/tagstack/billing.properties"), &properties).unwrap();
+    keep(on_cp(&env, &format!("{kexec} /bin/sh -c 'umask 077 && cat > /tmp/billing.properties' < /var/lib/tagstack/billing.properties")).success());
+    std::fs::remove_file(bed.fs(0, "var/lib/tagstack/billing.properties")).unwrap();
+    let produce = |topic: &str| {
+        on_cp(&env, &format!("echo hello | {kexec} /opt/kafka/bin/kafka-console-producer.sh --bootstrap-server localhost:9092 --producer.config /tmp/billing.properties --topic {topic}"))
+    };
+    keep(produce("orders").success());
+    let denied = keep(produce("payroll").code(1));
+    assert!(denied.stderr.contains("Not authorized to access topics: [payroll]"), "{}", denied.stderr);
+    // Without credentials, the TLS listener gives a PLAINTEXT client nothing.
+    let anonymous = keep(on_cp(&env, &format!("{kexec} /opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list </dev/null")).code(1));
+    assert!(anonymous.stdout.contains("Timed out waiting for a node assignment"), "{}", anonymous.stdout);
+
+    // A second up keeps both passwords.
+    keep(env.tagstack().arg("up").run().success());
+    assert_eq!(secret_field(&env, "kafka", "kafka-admin", "password"), admin, "the second up replaced the admin's password");
+    assert_eq!(secret_field(&env, "kafka", "kafka-user-billing", "password"), billing);
+
+    // No password in anything else tagstack printed, logged or rendered.
+    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
+    keep(env.tagstack().args(&["status", "--output", "json"]).run().success());
+    let everything = format!("{printed}{}", all_files(env.dir.path()));
+    for (what, secret) in [("admin", &admin), ("billing", &billing)] {
+        assert!(!everything.contains(secret.as_str()), "{what}'s password leaked into tagstack's output or files");
+    }
+    assert!(!everything.contains("PRIVATE KEY"), "a private key leaked into tagstack's output or files");
+}
