@@ -82,8 +82,7 @@ pub fn pod_names(k: &KafkaSpec) -> Vec<String> {
     sets(k)
         .iter()
         .flat_map(|set| {
-            (0..set.replicas)
-                .map(move |i| format!("{}-{i}.kafka-headless.{}.svc.cluster.local", set.name, k.namespace))
+            (0..set.replicas).map(move |i| format!("{}-{i}.kafka-headless.{}.svc.cluster.local", set.name, k.namespace))
         })
         .collect()
 }
@@ -497,11 +496,15 @@ pub struct User {
 /// Why a user name or a `--topics` entry is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("{0:?} is not a Kafka user name tagstack makes: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 50 characters (its Secret is kafka-user-<name>)")]
+    #[error(
+        "{0:?} is not a Kafka user name tagstack makes: lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, at most 50 characters (its Secret is kafka-user-<name>)"
+    )]
     Name(String),
     #[error("{0:?} is the admin user, which `tagstack up` makes; choose another name")]
     Admin(String),
-    #[error("{0:?} is not a topic name or prefix: ASCII letters, digits, '.', '_' and '-', at most 249 characters, optionally ending in '*' (a prefix)")]
+    #[error(
+        "{0:?} is not a topic name or prefix: ASCII letters, digits, '.', '_' and '-', at most 249 characters, optionally ending in '*' (a prefix)"
+    )]
     Topic(String),
 }
 
@@ -613,7 +616,8 @@ pub fn user_script(spec: &Spec, kubectl: &str, stack_dir: &str, user: &User) -> 
             summary => format!("read/write/describe on topics {summary}; consumer groups {}*", user.name),
         },
     )?;
-    let file = if user.name == ADMIN_USER { "kafka-users.sh".to_string() } else { format!("kafka-user-{}.sh", user.name) };
+    let file =
+        if user.name == ADMIN_USER { "kafka-users.sh".to_string() } else { format!("kafka-user-{}.sh", user.name) };
     Ok(Manifest { component: Component::Kafka, file, content })
 }
 

@@ -253,7 +253,10 @@ fn kafka(spec: &Spec, ns: &str, dedicated_controllers: u32) -> Vec<Value> {
         "Kafka nodes send only to Kafka nodes (replication, the quorum, metadata)",
         pods_of(spec, "kafka", None),
         Rules {
-            egress: Some(vec![egress_rule(vec![kafka_pods()], &[KAFKA_CLIENT_PORT, KAFKA_CONTROLLER_PORT, KAFKA_INTERNAL_PORT])]),
+            egress: Some(vec![egress_rule(
+                vec![kafka_pods()],
+                &[KAFKA_CLIENT_PORT, KAFKA_CONTROLLER_PORT, KAFKA_INTERNAL_PORT],
+            )]),
             ..Rules::default()
         },
     ));

@@ -330,10 +330,7 @@ pub fn kafka_env_in(json: &str, name: &str) -> Result<Vec<(String, String)>> {
             .into_iter()
             .flatten()
             .flat_map(|c| c.get("env").and_then(Value::as_array).into_iter().flatten())
-            .find_map(|e| {
-                (s(e, &["name"]) == Some(name))
-                    .then(|| s(e, &["value"]).unwrap_or_default().to_string())
-            });
+            .find_map(|e| (s(e, &["name"]) == Some(name)).then(|| s(e, &["value"]).unwrap_or_default().to_string()));
         if let (Some(name), Some(voters)) = (s(&sts, &["metadata", "name"]), voters) {
             out.push((name.to_string(), voters));
         }

@@ -874,7 +874,17 @@ fn kafka_security_config() {
             let mut lines = doc.lines();
             while let Some(l) = lines.next() {
                 let Some(key) = l.trim().strip_prefix("- name: KAFKA_") else { continue };
-                let wanted = ["LISTENER", "ADVERTISED", "INTER_BROKER", "CONTROLLER_LISTENER", "SSL_", "SASL", "AUTHORIZER", "ALLOW_EVERYONE", "SUPER_USERS"];
+                let wanted = [
+                    "LISTENER",
+                    "ADVERTISED",
+                    "INTER_BROKER",
+                    "CONTROLLER_LISTENER",
+                    "SSL_",
+                    "SASL",
+                    "AUTHORIZER",
+                    "ALLOW_EVERYONE",
+                    "SUPER_USERS",
+                ];
                 if wanted.iter().any(|w| key.starts_with(w)) {
                     let value = lines.next().unwrap().trim().trim_start_matches("value: ");
                     out.push_str(&format!("  KAFKA_{key} = {value}\n"));

@@ -356,7 +356,10 @@ fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
     let cert = secret_field(&env, "kafka", "kafka-tls", "certificate");
     let keystore = secret_field(&env, "kafka", "kafka-tls", "keystore");
     assert_eq!(secret_field(&env, "kafka", "kafka-tls", "ca"), ca);
-    assert!(keystore.starts_with("-----BEGIN PRIVATE KEY-----") && keystore.ends_with(&cert), "PEM keystore: key, then certificate");
+    assert!(
+        keystore.starts_with("-----BEGIN PRIVATE KEY-----") && keystore.ends_with(&cert),
+        "PEM keystore: key, then certificate"
+    );
     let files = [("ca.pem", ca.as_str()), ("cert.pem", cert.as_str())];
     let (code, out) = openssl(pki.path(), &files, &["verify", "-CAfile", "ca.pem", "cert.pem"]);
     assert_eq!(code, 0, "{out}");
@@ -375,7 +378,8 @@ fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     // The subject is the nodes' principal in super.users (RFC 2253: most specific first).
-    let (_, subject) = openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-subject", "-nameopt", "RFC2253"]);
+    let (_, subject) =
+        openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-subject", "-nameopt", "RFC2253"]);
     assert_eq!(subject.trim(), "subject=CN=kafka-bootstrap.kafka.svc.cluster.local,O=tagstack");
     let valid_for = |days: u32| {
         openssl(pki.path(), &[], &["x509", "-in", "cert.pem", "-noout", "-checkend", &(days * 86400).to_string()]).0
@@ -426,26 +430,52 @@ fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
     // pod, produces to `orders` (made by the admin) and is refused `payroll`.
     let admin_config = "{ printf '%s\\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 ssl.truststore.type=PEM ssl.truststore.location=/etc/tagstack/tls/ca.pem; printf 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"%s\";\\n' \"$(kubectl --kubeconfig /etc/kubernetes/admin.conf get secret kafka-admin -n kafka -o jsonpath='{.data.password}' | base64 -d)\"; }";
     let kexec = format!("{KUBECTL} exec -i -n kafka kafka-0 -c kafka --");
-    keep(on_cp(&env, &format!("{admin_config} | {kexec} /bin/sh -c 'umask 077 && cat > /tmp/admin.properties'")).success());
+    keep(
+        on_cp(&env, &format!("{admin_config} | {kexec} /bin/sh -c 'umask 077 && cat > /tmp/admin.properties'"))
+            .success(),
+    );
     for topic in ["orders", "payroll"] {
         keep(on_cp(&env, &format!("{kexec} /opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --command-config /tmp/admin.properties --create --topic {topic} --partitions 1 --replication-factor 3 </dev/null")).success());
     }
     std::fs::write(bed.fs(0, "var/lib/tagstack/billing.properties"), &properties).unwrap();
-    keep(on_cp(&env, &format!("{kexec} /bin/sh -c 'umask 077 && cat > /tmp/billing.properties' < /var/lib/tagstack/billing.properties")).success());
+    keep(
+        on_cp(
+            &env,
+            &format!(
+                "{kexec} /bin/sh -c 'umask 077 && cat > /tmp/billing.properties' < /var/lib/tagstack/billing.properties"
+            ),
+        )
+        .success(),
+    );
     std::fs::remove_file(bed.fs(0, "var/lib/tagstack/billing.properties")).unwrap();
     let produce = |topic: &str| {
-        on_cp(&env, &format!("echo hello | {kexec} /opt/kafka/bin/kafka-console-producer.sh --bootstrap-server localhost:9092 --producer.config /tmp/billing.properties --topic {topic}"))
+        on_cp(
+            &env,
+            &format!(
+                "echo hello | {kexec} /opt/kafka/bin/kafka-console-producer.sh --bootstrap-server localhost:9092 --producer.config /tmp/billing.properties --topic {topic}"
+            ),
+        )
     };
     keep(produce("orders").success());
     let denied = keep(produce("payroll").code(1));
     assert!(denied.stderr.contains("Not authorized to access topics: [payroll]"), "{}", denied.stderr);
     // Without credentials, the TLS listener gives a PLAINTEXT client nothing.
-    let anonymous = keep(on_cp(&env, &format!("{kexec} /opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list </dev/null")).code(1));
+    let anonymous = keep(
+        on_cp(
+            &env,
+            &format!("{kexec} /opt/kafka/bin/kafka-topics.sh --bootstrap-server localhost:9092 --list </dev/null"),
+        )
+        .code(1),
+    );
     assert!(anonymous.stdout.contains("Timed out waiting for a node assignment"), "{}", anonymous.stdout);
 
     // A second up keeps both passwords.
     keep(env.tagstack().arg("up").run().success());
-    assert_eq!(secret_field(&env, "kafka", "kafka-admin", "password"), admin, "the second up replaced the admin's password");
+    assert_eq!(
+        secret_field(&env, "kafka", "kafka-admin", "password"),
+        admin,
+        "the second up replaced the admin's password"
+    );
     assert_eq!(secret_field(&env, "kafka", "kafka-user-billing", "password"), billing);
 
     // No password in anything else tagstack printed, logged or rendered.
