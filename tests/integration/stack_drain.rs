@@ -171,8 +171,14 @@ fn cordon_drain_through_the_budgets_and_delete_node_behave_like_kubectl() {
     // Meanwhile Kafka reports the partitions that broker holds as under-replicated (the ISR
     // lacks it), but none below min.insync.replicas (2 of 3 in sync).
     let kafka = |pod: &str, args: &[&str]| {
+        // The INTERNAL listener's client configuration in that pod, as tagstack writes it.
+        let put = format!(
+            "printf '%s\\n' security.protocol=SSL ssl.keystore.type=PEM ssl.keystore.location=/etc/tagstack/tls/keystore.pem ssl.truststore.type=PEM ssl.truststore.location=/etc/tagstack/tls/ca.pem | kubectl --kubeconfig /etc/kubernetes/admin.conf exec -i -n kafka {pod} -c kafka -- /bin/sh -c 'umask 077 && cat > /tmp/tagstack-internal.properties'"
+        );
+        env.tagstack().args(&["ssh", "cp", "--", &put]).run().success();
         let mut all = vec!["exec", "-n", "kafka", pod, "-c", "kafka", "--", "/opt/kafka/bin/kafka-topics.sh"];
-        all.extend_from_slice(&["--bootstrap-server", "localhost:9092"]);
+        all.extend_from_slice(&["--bootstrap-server", "localhost:9094"]);
+        all.extend_from_slice(&["--command-config", "/tmp/tagstack-internal.properties"]);
         all.extend_from_slice(args);
         kubectl(&env, &all)
     };

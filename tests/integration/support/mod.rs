@@ -473,7 +473,9 @@ pub fn tag_spec(
 }
 
 /// `kubectl` arguments that run Kafka's topic tool in `kafka-0` against its own broker; the
-/// tool's own arguments follow.
+/// tool's own arguments follow. As tagstack's own tools do, over the INTERNAL listener with the
+/// node's certificate (a super user), whose client configuration `up` wrote into the pod's /tmp
+/// (`kafka-users.sh`, src/stack/kafka.rs).
 pub const KAFKA_TOPICS: &[&str] = &[
     "exec",
     "-n",
@@ -484,5 +486,7 @@ pub const KAFKA_TOPICS: &[&str] = &[
     "--",
     "/opt/kafka/bin/kafka-topics.sh",
     "--bootstrap-server",
-    "localhost:9092",
+    "localhost:9094",
+    "--command-config",
+    "/tmp/tagstack-internal.properties",
 ];
