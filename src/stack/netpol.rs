@@ -318,12 +318,12 @@ fn agent_download(spec: &Spec, ns: &str, owner: &str, app: &str) -> Option<Value
 /// tagstack) talk on ports Spark picks at random (`spark.driver.port`, `spark.blockManager.port`:
 /// "random" by default, Spark docs/configuration.md), so every pod of the namespace may reach
 /// every other on any port. From outside: clients to the standalone master on 7077, Prometheus
-/// to the UIs and the optional JVM agent. Egress stays open: drivers call the API server, whose
+/// to the UIs, where Spark's own PrometheusServlet serves the metrics, JVM ones included (no
+/// agent runs in Spark: docs/monitoring.md). Egress stays open: drivers call the API server, whose
 /// address after the `kubernetes` Service's DNAT is a node's on 6443 (not a pod, so only an
 /// `ipBlock` of the control plane could name it), and jobs read sources anywhere.
 fn spark(spec: &Spec, ns: &str) -> Vec<Value> {
-    let mut scraped: Vec<u16> = SPARK_UI_PORTS.to_vec();
-    scraped.push(METRICS_PORT);
+    let scraped: Vec<u16> = SPARK_UI_PORTS.to_vec();
     vec![
         default_deny(spec, ns, "spark", false),
         policy(
@@ -346,7 +346,7 @@ fn spark(spec: &Spec, ns: &str) -> Vec<Value> {
             spec,
             ns,
             "spark-monitoring",
-            "Prometheus scrapes the web UIs (8080 master, 8081 worker, 4040 driver) and the JVM agent",
+            "Prometheus scrapes the web UIs (8080 master, 8081 worker, 4040 driver)",
             every_pod(),
             Rules { ingress: Some(vec![rule(vec![monitoring()], &scraped)]), ..Rules::default() },
         ),

@@ -262,7 +262,7 @@ fn required(from: &Party, to: &Party, (proto, port): (&str, u16), dedicated_cont
         || (f == "cassandra" && t == "cassandra" && tcp && [7000, 7001, 9042].contains(&port))
         || (client(from) && t == "cassandra" && tcp && port == 9042)
         || (f == "client" && t == "spark-master" && tcp && port == 7077)
-        || (monitoring(from) && spark(to) && tcp && [8080, 8081, 4040, 9404].contains(&port))
+        || (monitoring(from) && spark(to) && tcp && [8080, 8081, 4040].contains(&port))
 }
 
 fn check(spec: &Spec) -> Vec<String> {
