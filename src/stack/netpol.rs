@@ -36,9 +36,9 @@ pub use crate::config::MONITORING_NAMESPACE;
 /// 1.22+, kubernetes.io/docs/reference/labels-annotations-taints/#kubernetes-io-metadata-name).
 const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
-/// The JMX exporter agent's port on Kafka and Cassandra (and optionally Spark), scraped from
+/// The JMX exporter agent's port on Kafka and Cassandra (its one home: `monitoring::content`), scraped from
 /// `monitoring` (docs/monitoring.md).
-pub const METRICS_PORT: u16 = 9404;
+pub const METRICS_PORT: u16 = crate::monitoring::content::JMX_EXPORTER_PORT;
 /// Spark's web UIs: master, worker, application (driver); Prometheus scrapes them.
 pub const SPARK_UI_PORTS: [u16; 3] = [8080, 8081, 4040];
 pub const KAFKA_CLIENT_PORT: u16 = super::kafka::CLIENT_PORT;
