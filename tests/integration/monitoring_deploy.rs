@@ -10,8 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-use crate::support::TestEnv;
-use crate::support::bed::{Bed, add_storage_class};
+use crate::support::bed::{Bed, add_storage_class, env_with};
 
 fn applied(bed: &Bed) -> String {
     std::fs::read_to_string(bed.cluster_state("applied.log")).unwrap_or_default()
@@ -49,15 +48,11 @@ fn free_port() -> u16 {
 #[test]
 fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the_password_stays_secret() {
     let bed = Bed::up(4);
-    let env = TestEnv::new("mon");
-    std::fs::write(
-        env.config_path(),
-        format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.spark]\nworkers = 1\n\n[monitoring]\nenabled = true\nalert_webhooks = [\"https://hooks.example.com/t0ken-abc\"]\n",
-            bed.config(&env.project)
-        ),
-    )
-    .unwrap();
+    let env = env_with(
+        &bed,
+        "mon",
+        "[stack]\nready_timeout = \"2m\"\n[stack.spark]\nworkers = 1\n\n[monitoring]\nenabled = true\nalert_webhooks = [\"https://hooks.example.com/t0ken-abc\"]\n",
+    );
     // Every output of the test, to look for the password in at the end.
     let mut outputs: Vec<String> = Vec::new();
     let text = |r: &crate::support::Run| format!("{}\n{}", r.stdout, r.stderr);

@@ -11,15 +11,8 @@
 //! refuse (tests/fixtures/node-bin/README.md). No generated secret appears in anything tagstack
 //! printed, logged or rendered.
 
-use crate::support::bed::{Bed, add_storage_class};
+use crate::support::bed::{Bed, KUBECTL, add_storage_class, env_with, on_cp};
 use crate::support::{Run, TestEnv};
-
-const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
-
-/// `script` run by the control plane's shell (ssh hands the remote shell one command line).
-fn on_cp(env: &TestEnv, script: &str) -> Run {
-    env.tagstack().args(&["ssh", "cp", "--", script]).run()
-}
 
 fn cqlsh(env: &TestEnv, creds: &str) -> Run {
     on_cp(
@@ -66,15 +59,11 @@ fn all_files(dir: &std::path::Path) -> String {
 #[test]
 fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused() {
     let bed = Bed::up(2);
-    let env = TestEnv::new("auth");
-    std::fs::write(
-        env.config_path(),
-        format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 2\n",
-            bed.config(&env.project)
-        ),
-    )
-    .unwrap();
+    let env = env_with(
+        &bed,
+        "auth",
+        "[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 2\n",
+    );
     let mut printed = String::new();
     let mut keep = |run: Run| {
         printed.push_str(&run.stdout);
@@ -302,15 +291,11 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
 #[test]
 fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
     let bed = Bed::up(2);
-    let env = TestEnv::new("kauth");
-    std::fs::write(
-        env.config_path(),
-        format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.kafka]\nbrokers = 3\n",
-            bed.config(&env.project)
-        ),
-    )
-    .unwrap();
+    let env = env_with(
+        &bed,
+        "kauth",
+        "[stack]\nready_timeout = \"2m\"\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.kafka]\nbrokers = 3\n",
+    );
     let mut printed = String::new();
     let mut keep = |run: Run| {
         printed.push_str(&run.stdout);

@@ -6,13 +6,7 @@
 //! its model; knob files under the bed's cluster state make a workload or a check fail.
 
 use crate::support::TestEnv;
-use crate::support::bed::{Bed, add_storage_class};
-
-fn env_for(bed: &Bed, name: &str, extra: &str) -> TestEnv {
-    let env = TestEnv::new(name);
-    std::fs::write(env.config_path(), format!("{}\n{extra}", bed.config(&env.project))).unwrap();
-    env
-}
+use crate::support::bed::{Bed, add_storage_class, env_with};
 
 fn kubectl(env: &TestEnv, args: &[&str]) {
     let mut all = vec!["ssh", "cp", "--", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
@@ -27,7 +21,7 @@ fn applied(bed: &Bed) -> String {
 #[test]
 fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
     let bed = Bed::up(4);
-    let env = env_for(&bed, "stack", "[stack]\nready_timeout = \"2m\"\n");
+    let env = env_with(&bed, "stack", "[stack]\nready_timeout = \"2m\"\n");
     // kubeadm installs no StorageClass: the claims could never bind, and up says so before
     // applying anything.
     let first = env.tagstack().arg("up").run().code(1);
@@ -103,7 +97,7 @@ fn up_deploys_the_stack_and_waits_smoke_checks_it_and_down_removes_it() {
 #[test]
 fn a_workload_that_never_gets_ready_is_named_with_its_pods_and_events_then_up_resumes() {
     let bed = Bed::up(2);
-    let env = env_for(
+    let env = env_with(
         &bed,
         "stuck",
         "[stack]\nready_timeout = \"10s\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 1\n",

@@ -5,14 +5,7 @@
 //! kubectl STAND-IN lists namespaces, pods (one per replica of an applied Deployment) and
 //! NetworkPolicies as the API server does (tests/fixtures/node-bin/README.md).
 
-use crate::support::bed::Bed;
-use crate::support::{Run, TestEnv};
-
-const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
-
-fn on_cp(env: &TestEnv, script: &str) -> Run {
-    env.tagstack().args(&["ssh", "cp", "--", script]).run()
-}
+use crate::support::bed::{Bed, KUBECTL, env_with, on_cp};
 
 /// A namespace `etl` with a Deployment in it (an application that reads the stack), its
 /// namespace labelled with `labels` (YAML flow mapping).
@@ -25,15 +18,11 @@ fn etl(labels: &str) -> String {
 #[test]
 fn the_first_up_with_network_policies_names_the_namespaces_it_would_cut_off() {
     let bed = Bed::up(2);
-    let env = TestEnv::new("netpolup");
-    std::fs::write(
-        env.config_path(),
-        format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nworkers = 1\n",
-            bed.config(&env.project)
-        ),
-    )
-    .unwrap();
+    let env = env_with(
+        &bed,
+        "netpolup",
+        "[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.cassandra]\nenabled = false\n[stack.spark]\nworkers = 1\n",
+    );
     env.tagstack().arg("up").run().success();
     let policies = format!("{KUBECTL} get networkpolicies -n spark -o name");
     assert!(on_cp(&env, &policies).success().stdout.contains("spark-default-deny"));

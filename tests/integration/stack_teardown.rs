@@ -4,14 +4,8 @@
 //! namespace remains, its certificates still chain to it. A Secret tagstack did not label stays.
 //! kubectl is the STAND-IN (tests/fixtures/node-bin/README.md).
 
-use crate::support::bed::{Bed, add_storage_class};
-use crate::support::{Run, TestEnv};
-
-const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
-
-fn on_cp(env: &TestEnv, script: &str) -> Run {
-    env.tagstack().args(&["ssh", "cp", "--", script]).run()
-}
+use crate::support::TestEnv;
+use crate::support::bed::{Bed, KUBECTL, add_storage_class, env_with, on_cp};
 
 fn secrets(env: &TestEnv) -> String {
     on_cp(env, &format!("{KUBECTL} get secrets -n kube-system -o name")).success().stdout
@@ -20,15 +14,11 @@ fn secrets(env: &TestEnv) -> String {
 #[test]
 fn down_deletes_the_ca_with_the_last_stack_of_the_cluster() {
     let bed = Bed::up(2);
-    let env = TestEnv::new("teardown");
-    std::fs::write(
-        env.config_path(),
-        format!(
-            "{}\n[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 1\n",
-            bed.config(&env.project)
-        ),
-    )
-    .unwrap();
+    let env = env_with(
+        &bed,
+        "teardown",
+        "[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 1\n",
+    );
     env.tagstack().args(&["up", "--only", "cluster"]).run().success();
     add_storage_class(&env, &bed);
     env.tagstack().arg("up").run().success();

@@ -271,6 +271,22 @@ pub fn cluster_env(bed: &Bed, name: &str) -> crate::support::TestEnv {
     env
 }
 
+/// A test environment on the whole bed with `tables` after the bed's config (e.g. `[stack]`).
+pub fn env_with(bed: &Bed, name: &str, tables: &str) -> crate::support::TestEnv {
+    let env = crate::support::TestEnv::new(name);
+    std::fs::write(env.config_path(), format!("{}\n{tables}", bed.config(&env.project))).unwrap();
+    env
+}
+
+/// kubectl as tagstack runs it on the control plane.
+pub const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+
+/// `script` run by the control plane's shell (`tagstack ssh cp -- SCRIPT`: ssh hands the remote
+/// shell one command line).
+pub fn on_cp(env: &crate::support::TestEnv, script: &str) -> crate::support::Run {
+    env.tagstack().args(&["ssh", "cp", "--", script]).run()
+}
+
 /// What tagstack logged for node `node` of a static environment (`.tagstack/<project>-bed/logs`).
 pub fn node_log(env: &crate::support::TestEnv, node: &str) -> String {
     let path = env.dir.path().join(format!(".tagstack/{}-bed/logs/{node}.log", env.project));
