@@ -175,6 +175,15 @@ pub fn manifest(spec: &Spec) -> Result<Option<Manifest>> {
             bootstrap => format!("kafka-bootstrap.{}.svc.cluster.local:9092", k.namespace),
             // Its sarama knows Kafka up to 4.0 and defaults to 2.1.0 (content::VERSIONS).
             version => "4.0.0",
+            // Its own SCRAM user (stack::kafka::User::exporter, made by `up` before it starts).
+            // `--sasl.mechanism` takes "scram-sha512" (lowercased; kafka_exporter v1.9.0).
+            mechanism => "scram-sha512",
+            user => crate::stack::kafka::EXPORTER_USER,
+            secret => crate::stack::kafka::EXPORTER_SECRET,
+            ca_dir => "/etc/kafka-exporter",
+            // The name Kafka's one certificate carries for every broker (stack::kafka's common
+            // name, also a SAN), checked on each broker connection; never skipped.
+            server_name => format!("kafka-bootstrap.{}.svc.cluster.local", k.namespace),
         }
     });
     let content = template(

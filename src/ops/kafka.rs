@@ -2,7 +2,9 @@
 //! `stack::kafka`'s users script on the control plane (the password is made there, into the
 //! Secret `<ns>/kafka-user-NAME`), and `tagstack kafka client-config NAME` reads that Secret and
 //! the CA certificate through `Fleet::exec` (which logs nothing) and returns the
-//! client.properties for the caller to print on stdout, and nowhere else. It decides nothing about
+//! client.properties for the caller to print on stdout, and nowhere else. [`make_user`] is the
+//! one way a Kafka user is made (`user add`; `up` for the monitoring add-on's kafka_exporter,
+//! through `ops::monitoring`). It decides nothing about
 //! Kafka's security (that is `stack::kafka`) and prints nothing.
 
 use anyhow::{Result, anyhow};
@@ -10,7 +12,11 @@ use anyhow::{Result, anyhow};
 use super::env::Env;
 use super::nodes::{nodes, on_control_plane};
 use super::stack::{KUBECTL, stack_dir};
+use crate::cluster::ClusterNode;
+use crate::config::Spec;
 use crate::hint;
+use crate::remote::Fleet;
+use crate::reporter::Reporter;
 use crate::stack::kafka::{self, TLS_SECRET, User};
 
 /// `[stack.kafka]` is off: no users to make or show.
@@ -25,31 +31,45 @@ fn kafka_spec<'a>(env: &Env<'a>) -> Result<&'a crate::config::KafkaSpec> {
 /// Makes `user` (its Secret when absent, its SCRAM credential, its ACLs); idempotent.
 pub async fn user_add(env: &Env<'_>, user: &User) -> Result<()> {
     kafka_spec(env)?;
-    let script = kafka::user_script(env.spec, KUBECTL, &stack_dir(), user)?;
     let nodes = nodes(env).await?;
-    let r = env.reporter;
     on_control_plane(env.spec, &nodes, async |fleet, cp| {
-        let path = format!("{}/{}", stack_dir(), script.file);
-        let key = "kafka/user";
-        r.start(key, &format!("Kafka user {}", user.name));
-        let ran = async {
-            fleet.upload(&cp.name, "stack", &path, &script.content, true).await?;
-            fleet.run(&cp.name, "stack", &path, r).await
-        }
-        .await;
-        match ran {
-            Ok(_) => {
-                r.finish(key, &format!("Kafka user {}: ready", user.name));
-                Ok(())
-            }
-            Err(e) => {
-                r.fail(key, &format!("Kafka user {}: failed", user.name));
-                let err = anyhow::Error::new(e).context(format!("running {path} on {}", cp.name));
-                Err(hint::attach(err, "Kafka must be running: `tagstack up` first, `tagstack status` shows it"))
-            }
-        }
+        make_user(env.spec, fleet, cp, env.reporter, user, &stack_dir())
+            .await
+            .map_err(|e| hint::attach(e, "Kafka must be running: `tagstack up` first, `tagstack status` shows it"))
     })
     .await
+}
+
+/// Uploads `stack::kafka`'s users script for `user` to `dir` on the control plane and runs it:
+/// the one way tagstack makes a Kafka user (`user add`, and `up` for the monitoring add-on's
+/// exporter). Kafka must be ready. The script's output names the Secret, never its password.
+pub async fn make_user(
+    spec: &Spec,
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    r: &dyn Reporter,
+    user: &User,
+    dir: &str,
+) -> Result<()> {
+    let script = kafka::user_script(spec, KUBECTL, dir, user)?;
+    let path = format!("{dir}/{}", script.file);
+    let key = "kafka/user";
+    r.start(key, &format!("Kafka user {}", user.name));
+    let ran = async {
+        fleet.upload(&cp.name, "stack", &path, &script.content, true).await?;
+        fleet.run(&cp.name, "stack", &path, r).await
+    }
+    .await;
+    match ran {
+        Ok(_) => {
+            r.finish(key, &format!("Kafka user {}: ready", user.name));
+            Ok(())
+        }
+        Err(e) => {
+            r.fail(key, &format!("Kafka user {}: failed", user.name));
+            Err(anyhow::Error::new(e).context(format!("running {path} on {}", cp.name)))
+        }
+    }
 }
 
 /// The client.properties of user `name` (the admin, or one `user add` made). Holds the password:

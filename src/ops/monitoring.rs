@@ -1,6 +1,6 @@
 //! The monitoring add-on on a running cluster: `up` applies it after the stack (with Grafana's
-//! admin Secret, made on the control plane when absent) and waits for it by the stack's rollout
-//! rules;
+//! admin Secret, made on the control plane when absent, and with Kafka kafka_exporter's SCRAM
+//! user, made by `ops::kafka::make_user`) and waits for it by the stack's rollout rules;
 //! `status` shows its workloads and how many alerts fire; `tagstack monitoring password`
 //! prints the admin password (only there, only on request); `tagstack monitoring open` tunnels
 //! a `kubectl port-forward` on the control plane to this machine's loopback. `down` removes it
@@ -25,6 +25,7 @@ use crate::monitoring::deploy::{self, GRAFANA_SECRET, NAMESPACE};
 use crate::monitoring::live::{self, Target};
 use crate::remote::Fleet;
 use crate::reporter::Reporter;
+use crate::stack::kafka::User;
 use crate::stack::readiness::{self, WorkloadStatus};
 use crate::stack::{APPLY, Component};
 
@@ -103,6 +104,15 @@ pub async fn deploy(
     if let Err(e) = applied {
         r.fail(key, "apply monitoring: failed");
         return Err(anyhow::Error::new(e).context(format!("applying {} ({path} on {})", manifest.file, cp.name)));
+    }
+    // kafka_exporter's SCRAM user and its Secret in `monitoring` (which the manifest just made):
+    // Kafka is ready (the stack stage waited for it); its pod waits for the Secret, like
+    // Grafana's. Rerun: the Secret and its password are kept, the credential and ACLs upserted.
+    if spec.stack.kafka.is_some()
+        && let Err(e) = super::kafka::make_user(spec, fleet, cp, r, &User::exporter(), &monitoring_dir()).await
+    {
+        r.fail(key, "apply monitoring: failed");
+        return Err(e.context("making kafka_exporter's Kafka user"));
     }
     r.update(key, "monitoring: applied, waiting until ready");
     let workloads = wait_ready(spec, fleet, cp, r, &watch(spec)).await?;

@@ -484,14 +484,22 @@ pub struct Topics {
     pub prefixed: bool,
 }
 
-/// A Kafka user tagstack manages: the admin (a super user, no ACLs), or one made by
-/// `tagstack kafka user add NAME [--topics ...]`.
+/// A Kafka user tagstack manages: the admin (a super user, no ACLs), one made by
+/// `tagstack kafka user add NAME [--topics ...]`, or the monitoring add-on's kafka_exporter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub name: String,
-    /// Empty for the admin.
+    /// Empty for the admin and the exporter.
     pub topics: Vec<Topics>,
+    /// Whether this is [`User::exporter`]: its Secret lives in the monitoring namespace, with
+    /// the CA certificate beside the password, and its ACLs only describe.
+    pub exporter: bool,
 }
+
+/// The monitoring add-on's kafka_exporter: its user name, and its Secret in the monitoring
+/// namespace (`username`, `password`, `ca.crt`) that its Deployment mounts.
+pub const EXPORTER_USER: &str = "kafka-exporter";
+pub const EXPORTER_SECRET: &str = "kafka-exporter";
 
 /// Why a user name or a `--topics` entry is refused.
 #[derive(Debug, thiserror::Error)]
@@ -502,6 +510,8 @@ pub enum UserError {
     Name(String),
     #[error("{0:?} is the admin user, which `tagstack up` makes; choose another name")]
     Admin(String),
+    #[error("{0:?} is the monitoring add-on's kafka_exporter, which `tagstack up` makes; choose another name")]
+    Exporter(String),
     #[error(
         "{0:?} is not a topic name or prefix: ASCII letters, digits, '.', '_' and '-', at most 249 characters, optionally ending in '*' (a prefix)"
     )]
@@ -510,7 +520,12 @@ pub enum UserError {
 
 impl User {
     pub fn admin() -> User {
-        User { name: ADMIN_USER.into(), topics: Vec::new() }
+        User { name: ADMIN_USER.into(), topics: Vec::new(), exporter: false }
+    }
+
+    /// kafka_exporter's identity (`up` makes it with the monitoring add-on, after the stack).
+    pub fn exporter() -> User {
+        User { name: EXPORTER_USER.into(), topics: Vec::new(), exporter: true }
     }
 
     /// A named user. `topics` as given to `--topics` (names, or prefixes ending in `*`); none:
@@ -526,6 +541,9 @@ impl User {
         }
         if name == ADMIN_USER {
             return Err(UserError::Admin(name.into()));
+        }
+        if name == EXPORTER_USER {
+            return Err(UserError::Exporter(name.into()));
         }
         let topics = if topics.is_empty() {
             vec![Topics { name: format!("{name}."), prefixed: true }]
@@ -549,7 +567,7 @@ impl User {
                 })
                 .collect::<Result<_, _>>()?
         };
-        Ok(User { name: name.into(), topics })
+        Ok(User { name: name.into(), topics, exporter: false })
     }
 
     /// The `kafka-acls.sh --add --allow-principal User:<name>` arguments that follow, one ACL
@@ -557,7 +575,23 @@ impl User {
     /// and describe on the consumer groups whose ids start with the user's name (a consumer
     /// needs READ on its group: Kafka's authorization table in docs/security.html). Nothing on
     /// the cluster: no topic creation, which stays with the admin.
+    ///
+    /// The exporter only describes: every topic (METADATA lists the topics, LIST_OFFSETS reads
+    /// their newest and oldest offsets, OFFSET_FETCH reads a group's offsets on them) and every
+    /// group (LIST_GROUPS returns only the groups the principal may describe when it lacks
+    /// DESCRIBE on the cluster, DESCRIBE_GROUPS, OFFSET_FETCH): Kafka's "Operations and
+    /// Resources on Protocols" table (docs/security, authorization-and-acls). Those are the
+    /// requests kafka_exporter v1.9.0's collector sends (kafka_exporter.go: `client.Topics`,
+    /// `GetOffset`, `broker.ListGroups`, `DescribeGroups`, `FetchOffset`). Nothing on the
+    /// cluster: DESCRIBE there would also let it read every ACL (DESCRIBE_ACLS). `*` with the
+    /// literal pattern is Kafka's wildcard resource.
     pub fn acls(&self) -> Vec<String> {
+        if self.exporter {
+            return vec![
+                "--operation Describe --topic '*' --resource-pattern-type literal".into(),
+                "--operation Describe --group '*' --resource-pattern-type literal".into(),
+            ];
+        }
         if self.name == ADMIN_USER {
             return Vec::new();
         }
@@ -585,18 +619,27 @@ impl User {
 /// the control plane once Kafka is ready (`up` for the admin; `tagstack kafka user add`).
 pub fn user_script(spec: &Spec, kubectl: &str, stack_dir: &str, user: &User) -> Result<Manifest> {
     let k = spec.stack.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("Kafka is not enabled"))?;
-    let secret = user_secret(&user.name);
+    // The exporter's Secret is where its Deployment can mount it; every other user's is Kafka's.
+    let (secret, secret_ns) = if user.exporter {
+        (EXPORTER_SECRET.to_string(), crate::config::MONITORING_NAMESPACE.to_string())
+    } else {
+        (user_secret(&user.name), k.namespace.clone())
+    };
     let secret_head = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\n  namespace: {ns}\n  labels:\n{labels}\ntype: Opaque\ndata:",
-        ns = k.namespace,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\n  namespace: {secret_ns}\n  labels:\n{labels}\ntype: Opaque\ndata:",
         labels = labels(spec).lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"),
     );
-    let summary = user
-        .topics
-        .iter()
-        .map(|t| if t.prefixed { format!("{}*", t.name) } else { t.name.clone() })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let summary = if user.exporter {
+        "describe on every topic and consumer group".to_string()
+    } else {
+        let topics = user
+            .topics
+            .iter()
+            .map(|t| if t.prefixed { format!("{}*", t.name) } else { t.name.clone() })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("read/write/describe on topics {topics}; consumer groups {}*", user.name)
+    };
     let content = template(
         USERS,
         context! {
@@ -604,20 +647,29 @@ pub fn user_script(spec: &Spec, kubectl: &str, stack_dir: &str, user: &User) -> 
             apply => APPLY,
             dir => format!("{stack_dir}/secrets"),
             ns => k.namespace,
+            secret_ns => secret_ns,
             pod => "kafka-0",
             secret => secret,
             user => user.name,
             mechanism => SASL_MECHANISM,
             secret_head => secret_head,
+            // The exporter checks the brokers' certificates against the environment's CA: its
+            // certificate only, never the key (stack::tls).
+            ca => user.exporter.then(|| context! { ns => "kube-system", secret => tls::CA_SECRET, key => "certificate" }),
             put_internal => put_internal_config(kubectl, &k.namespace, "kafka-0"),
             internal_port => INTERNAL_PORT,
             internal_config => INTERNAL_CONFIG,
             acls => user.acls(),
-            summary => format!("read/write/describe on topics {summary}; consumer groups {}*", user.name),
+            summary => summary,
         },
     )?;
-    let file =
-        if user.name == ADMIN_USER { "kafka-users.sh".to_string() } else { format!("kafka-user-{}.sh", user.name) };
+    let file = if user.name == ADMIN_USER {
+        "kafka-users.sh".to_string()
+    } else if user.exporter {
+        "kafka-exporter-user.sh".to_string()
+    } else {
+        format!("kafka-user-{}.sh", user.name)
+    };
     Ok(Manifest { component: Component::Kafka, file, content })
 }
 

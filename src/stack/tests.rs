@@ -953,6 +953,7 @@ fn kafka_user_names_and_topics() {
         assert!(matches!(User::named(bad, &[]), Err(UserError::Name(_))), "{bad:?}");
     }
     assert!(matches!(User::named("admin", &[]), Err(UserError::Admin(_))));
+    assert!(matches!(User::named("kafka-exporter", &[]), Err(UserError::Exporter(_))));
     for bad in ["*", "a b", "a;b", "..", "x$(id)"] {
         assert!(matches!(User::named("ok", &[bad.into()]), Err(UserError::Topic(_))), "{bad:?}");
     }
@@ -994,4 +995,35 @@ fn kafka_client_properties() {
         "ssl.truststore.certificates=-----BEGIN CERTIFICATE----- MIIBszCCAVmgAwIBAgIUQ2 ZXJ0aWZpY2F0ZQ== -----END CERTIFICATE-----"
     );
     insta::assert_snapshot!("kafka_client_properties", text.replace(password, "<redacted>"));
+}
+
+/// kafka_exporter's user: describe-only ACLs on every topic and group (nothing on the cluster),
+/// its Secret in the monitoring namespace with the CA's certificate (never its key), made by the
+/// same users script as every other user.
+#[test]
+fn kafka_exporter_user() {
+    use kafka::User;
+    let u = User::exporter();
+    assert_eq!(
+        u.acls(),
+        [
+            "--operation Describe --topic '*' --resource-pattern-type literal",
+            "--operation Describe --group '*' --resource-pattern-type literal",
+        ]
+    );
+    assert!(u.acls().iter().all(|a| !a.contains("--cluster") && !a.contains("Read") && !a.contains("Write")));
+    let s = spec(BIG);
+    let kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    let m = kafka::user_script(&s, kubectl, "/var/lib/tagstack/monitoring", &u).unwrap();
+    assert_eq!(m.file, "kafka-exporter-user.sh");
+    crate::testing::shellcheck(&m.file, &m.content);
+    assert!(m.content.contains("name: kafka-exporter\n  namespace: monitoring"), "{}", m.content);
+    assert!(
+        m.content.contains("get secret tagstack-ca -n kube-system -o jsonpath='{.data.certificate}'"),
+        "{}",
+        m.content
+    );
+    assert!(!m.content.contains(".data.key"), "never the CA's key: {}", m.content);
+    assert!(!m.content.contains("password=") || m.content.contains("password=%s"), "{}", m.content);
+    insta::assert_snapshot!("kafka_exporter_user_script", m.content);
 }
