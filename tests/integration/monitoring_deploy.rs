@@ -18,20 +18,42 @@ fn applied(bed: &Bed) -> String {
 
 /// The password as the stand-in API server stores the Secret (base64 in `data`).
 fn stored_password(bed: &Bed) -> String {
+    secret_value(bed, "grafana-admin", "admin-password")
+}
+
+/// One key of a Secret as the stand-in API server stores it, decoded.
+fn secret_value(bed: &Bed, name: &str, key: &str) -> String {
     let objects: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bed.cluster_state("objects.json")).unwrap()).unwrap();
     let secret = objects
         .as_object()
         .unwrap()
         .values()
-        .find(|o| o["kind"] == "Secret" && o["name"] == "grafana-admin")
-        .unwrap_or_else(|| panic!("no grafana-admin Secret was applied"));
+        .find(|o| o["kind"] == "Secret" && o["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} Secret was applied"));
     let digest: serde_json::Value = match &secret["digest"] {
         serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
         other => other.clone(),
     };
-    let b64 = digest["data"]["admin-password"].as_str().unwrap_or_else(|| panic!("{secret}"));
+    let b64 = digest["data"][key].as_str().unwrap_or_else(|| panic!("{key}: {secret}"));
     String::from_utf8(tagstack::base64::decode(b64).unwrap()).unwrap()
+}
+
+/// The ACLs the stand-in's Kafka holds for `principal`, as `operation resourceType name patternType`.
+fn kafka_acls(bed: &Bed, principal: &str) -> Vec<String> {
+    let acls: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bed.cluster_state("stack/kafka/acls.json")).unwrap()).unwrap();
+    let mut out: Vec<String> = acls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["principal"] == principal)
+        .map(|a| {
+            format!("{} {} {} {}", a["operation"], a["resourceType"], a["name"], a["patternType"]).replace('"', "")
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -98,6 +120,23 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let password = stored_password(&bed);
     assert_eq!(password.len(), 32, "a generated password");
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    // kafka_exporter's own Kafka user: its Secret in `monitoring` (password, the CA's
+    // certificate and nothing of its key), its SCRAM credential, describe-only ACLs.
+    let exporter_password = secret_value(&bed, "kafka-exporter", "password");
+    assert_eq!(exporter_password.len(), 48, "openssl rand -hex 24");
+    assert_eq!(secret_value(&bed, "kafka-exporter", "username"), "kafka-exporter");
+    assert_eq!(secret_value(&bed, "kafka-exporter", "ca.crt"), secret_value(&bed, "tagstack-ca", "certificate"));
+    assert!(!secret_value(&bed, "kafka-exporter", "ca.crt").contains("PRIVATE KEY"));
+    let scram = std::fs::read_to_string(bed.cluster_state("stack/kafka/scram.json")).unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&scram).unwrap()["kafka-exporter"]["SCRAM-SHA-512"].is_string(),
+        "{scram}"
+    );
+    assert_eq!(
+        kafka_acls(&bed, "User:kafka-exporter"),
+        ["DESCRIBE GROUP * LITERAL", "DESCRIBE TOPIC * LITERAL"],
+        "describe on every topic and group, nothing on the cluster"
+    );
 
     // status: the add-on and its alerts (none, then those the stand-in Prometheus reports).
     let st = env.tagstack().arg("status").run().success();
@@ -130,6 +169,8 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     let again = env.tagstack().arg("up").run().success();
     outputs.push(text(&again));
     assert_eq!(stored_password(&bed), password);
+    assert_eq!(secret_value(&bed, "kafka-exporter", "password"), exporter_password, "kept on rerun");
+    assert_eq!(kafka_acls(&bed, "User:kafka-exporter").len(), 2);
 
     // open: a tunnel to the port-forward on the control plane's loopback; the URL on stdout.
     let port = free_port();
@@ -172,6 +213,7 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     // Nowhere but where it was asked for: no output, no log, no file tagstack wrote here.
     for (i, o) in outputs.iter().enumerate() {
         assert!(!o.contains(&password), "output {i} shows the password:\n{o}");
+        assert!(!o.contains(&exporter_password), "output {i} shows kafka_exporter's password:\n{o}");
         assert!(!o.contains("t0ken-abc"), "output {i} shows the webhook URL:\n{o}");
     }
     let mut written = Vec::new();
@@ -180,5 +222,6 @@ fn up_applies_monitoring_after_the_stack_status_shows_it_down_removes_it_and_the
     for p in written {
         let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
         assert!(!text.contains(&password), "{} holds the password", p.display());
+        assert!(!text.contains(&exporter_password), "{} holds kafka_exporter's password", p.display());
     }
 }
