@@ -211,6 +211,8 @@ impl Part for Cassandra<'_> {
                 required: (0..c.replicas)
                     .map(|i| format!("cassandra-{i}.cassandra-headless.{ns}.svc.cluster.local"))
                     .collect(),
+                // PEMBasedSslContextFactory reloads file-based material (docs/security.md).
+                restart: None,
                 extra: vec![
                     format!("*.cassandra-headless.{ns}.svc.cluster.local"),
                     format!("cassandra-client.{ns}.svc.cluster.local"),

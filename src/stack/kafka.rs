@@ -284,6 +284,9 @@ impl Part for Kafka<'_> {
                 common_name: &common_name(k),
                 required: pod_names(k),
                 extra,
+                // Kafka reads its PEM key and certificate at start only (a running broker takes
+                // a new keystore through a dynamic config update, KIP-226, not from the file).
+                restart: Some(pod_selector(spec, "kafka", None)),
             },
         )?;
         Ok(vec![

@@ -34,6 +34,12 @@ pub struct Request<'a> {
     pub required: Vec<String>,
     /// More names it holds (a wildcard, Service names, localhost), not checked.
     pub extra: Vec<String>,
+    /// The label selector of the StatefulSets to roll when a certificate they already run is
+    /// replaced (expiring, or not from the CA), for a program that reads its certificate only at
+    /// start (Kafka); None for one that reloads it (Cassandra's PEM factory). A certificate
+    /// issued because it was missing or lacks a new pod's name restarts nothing: the running
+    /// pods' certificate is still valid for them.
+    pub restart: Option<String>,
 }
 
 /// The script that makes the CA when absent and issues `req`'s certificate when needed.
@@ -57,6 +63,7 @@ pub fn script(spec: &Spec, kubectl: &str, stack_dir: &str, req: &Request) -> Res
             extra_dns => req.extra,
             days => CERT_DAYS,
             renew_days => RENEW_DAYS,
+            restart => req.restart,
         },
     )
 }

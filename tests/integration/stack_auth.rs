@@ -372,6 +372,51 @@ fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
     };
     assert!(valid_for(364) && !valid_for(366), "a certificate lives a year:\n{text}");
 
+    // Renewal reaches the brokers: Kafka reads its PEM files only at start, so the `up` that
+    // replaces a certificate in its last 30 days rolls the Kafka StatefulSets; the next `up`
+    // keeps the new certificate and restarts nothing.
+    let ca_key = secret_field(&env, "kube-system", "tagstack-ca", "key");
+    let new_key = ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=short", "-keyout", "short.key"];
+    let (code, out) =
+        openssl(pki.path(), &[("ca.key", ca_key.as_str())], &[&new_key[..], &["-out", "short.csr"]].concat());
+    assert_eq!(code, 0, "{out}");
+    let sign =
+        ["x509", "-req", "-in", "short.csr", "-days", "10", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "9"];
+    let (code, out) = openssl(pki.path(), &[], &[&sign[..], &["-out", "short.pem"]].concat());
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_file(pki.path().join("ca.key")).unwrap();
+    let short = std::fs::read_to_string(pki.path().join("short.pem")).unwrap();
+    let short_key = std::fs::read_to_string(pki.path().join("short.key")).unwrap();
+    let b64 = |t: &str| crate::support::bed::base64(t.as_bytes());
+    let planted = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: kafka-tls\n  namespace: kafka\ntype: Opaque\ndata:\n  certificate: {}\n  keystore: {}\n  ca: {}\n",
+        b64(&short),
+        b64(&format!("{short_key}{short}")),
+        b64(&ca)
+    );
+    std::fs::write(bed.fs(0, "var/lib/tagstack/short-kafka-tls.yaml"), planted).unwrap();
+    on_cp(&env, &format!("{KUBECTL} apply --server-side --force-conflicts --field-manager=tagstack -f /var/lib/tagstack/short-kafka-tls.yaml")).success();
+    std::fs::remove_file(bed.fs(0, "var/lib/tagstack/short-kafka-tls.yaml")).unwrap();
+    let restarted_at = || {
+        let sts: serde_json::Value = serde_json::from_str(
+            &on_cp(&env, &format!("{KUBECTL} get statefulset kafka -n kafka -o json")).success().stdout,
+        )
+        .unwrap();
+        sts["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .as_str()
+            .map(String::from)
+    };
+    assert_eq!(restarted_at(), None);
+    let renewal = keep(env.tagstack().args(&["up", "--only", "stack"]).run().success());
+    assert!(renewal.stderr.contains("rolling restart of the StatefulSets"), "{}", renewal.stderr);
+    let renewed = secret_field(&env, "kafka", "kafka-tls", "certificate");
+    assert_ne!(renewed, short, "up kept a certificate that expires in 10 days");
+    let when = restarted_at().expect("up renewed Kafka's certificate but did not roll the brokers");
+    let again = keep(env.tagstack().args(&["up", "--only", "stack"]).run().success());
+    assert!(!again.stderr.contains("rolling restart"), "{}", again.stderr);
+    assert_eq!(secret_field(&env, "kafka", "kafka-tls", "certificate"), renewed);
+    assert_eq!(restarted_at(), Some(when), "an up with a valid certificate restarted Kafka");
+
     // smoke: as the admin over SASL_SSL.
     let smoke = keep(env.tagstack().args(&["smoke", "--output", "json"]).run().success()).json();
     assert_eq!(smoke["ok"], true, "{smoke}");
