@@ -52,24 +52,9 @@ pub async fn make_user(
     dir: &str,
 ) -> Result<()> {
     let script = kafka::user_script(spec, KUBECTL, dir, user)?;
-    let path = format!("{dir}/{}", script.file);
-    let key = "kafka/user";
-    r.start(key, &format!("Kafka user {}", user.name));
-    let ran = async {
-        fleet.upload(&cp.name, "stack", &path, &script.content, true).await?;
-        fleet.run(&cp.name, "stack", &path, r).await
-    }
-    .await;
-    match ran {
-        Ok(_) => {
-            r.finish(key, &format!("Kafka user {}: ready", user.name));
-            Ok(())
-        }
-        Err(e) => {
-            r.fail(key, &format!("Kafka user {}: failed", user.name));
-            Err(anyhow::Error::new(e).context(format!("running {path} on {}", cp.name)))
-        }
-    }
+    let label = format!("Kafka user {}", user.name);
+    let (ready, failed) = (format!("{label}: ready"), format!("{label}: failed"));
+    crate::ops::stack::upload_and_run(fleet, cp, dir, &script, r, "kafka/user", (&label, &ready, &failed)).await
 }
 
 /// The client.properties of user `name` (the admin, or one `user add` made). Holds the password:

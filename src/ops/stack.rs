@@ -441,9 +441,26 @@ async fn run_script(
     script: &crate::stack::Manifest,
     r: &dyn Reporter,
 ) -> Result<()> {
+    let label = format!("{}: {}", script.component.as_str(), script.file);
     let key = format!("stack/{}", script.component.as_str());
+    upload_and_run(fleet, cp, dir, script, r, &key, (&label, &format!("{label} done"), &format!("{label} failed")))
+        .await
+}
+
+/// Uploads `script` to `dir` on the control plane (executable) and runs it there, its output
+/// streamed to the reporter under `key`; `says` is what the reporter shows at the start, on
+/// success and on failure. The one way the stack's and Kafka's scripts run.
+pub(super) async fn upload_and_run(
+    fleet: &Fleet,
+    cp: &ClusterNode,
+    dir: &str,
+    script: &crate::stack::Manifest,
+    r: &dyn Reporter,
+    key: &str,
+    says: (&str, &str, &str),
+) -> Result<()> {
     let path = format!("{dir}/{}", script.file);
-    r.start(&key, &format!("{}: {}", script.component.as_str(), script.file));
+    r.start(key, says.0);
     let ran = async {
         fleet.upload(&cp.name, "stack", &path, &script.content, true).await?;
         fleet.run(&cp.name, "stack", &path, r).await
@@ -451,11 +468,11 @@ async fn run_script(
     .await;
     match ran {
         Ok(_) => {
-            r.finish(&key, &format!("{}: {} done", script.component.as_str(), script.file));
+            r.finish(key, says.1);
             Ok(())
         }
         Err(e) => {
-            r.fail(&key, &format!("{}: {} failed", script.component.as_str(), script.file));
+            r.fail(key, says.2);
             Err(anyhow::Error::new(e).context(format!("running {path} on {}", cp.name)))
         }
     }

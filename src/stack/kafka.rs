@@ -375,6 +375,13 @@ impl Part for Kafka<'_> {
             with_heap.extend_from_slice(argv);
             exec(kubectl, ns, pod, "kafka", stdin, &with_heap)
         };
+        // kafka-topics.sh on kafka-0 as the admin, with `args` after the connection.
+        let topics = |args: &[&str]| {
+            let mut argv = vec![bin("kafka-topics.sh")];
+            argv.extend(["--bootstrap-server", bootstrap, "--command-config", ADMIN_CONFIG].map(String::from));
+            argv.extend(args.iter().map(|a| (*a).to_string()));
+            kexec("kafka-0", false, &argv.iter().map(String::as_str).collect::<Vec<_>>())
+        };
         let mut pods = vec!["kafka-0".to_string()];
         if last != "kafka-0" {
             pods.push(last.clone());
@@ -390,25 +397,16 @@ impl Part for Kafka<'_> {
         steps.extend([
             Step {
                 what: format!("create topic {topic}"),
-                command: kexec(
-                    "kafka-0",
-                    false,
-                    &[
-                        &bin("kafka-topics.sh"),
-                        "--bootstrap-server",
-                        bootstrap,
-                        "--command-config",
-                        ADMIN_CONFIG,
-                        "--create",
-                        "--if-not-exists",
-                        "--topic",
-                        &topic,
-                        "--partitions",
-                        "1",
-                        "--replication-factor",
-                        &rf,
-                    ],
-                ),
+                command: topics(&[
+                    "--create",
+                    "--if-not-exists",
+                    "--topic",
+                    &topic,
+                    "--partitions",
+                    "1",
+                    "--replication-factor",
+                    &rf,
+                ]),
                 expect: None,
             },
             Step {
@@ -455,20 +453,7 @@ impl Part for Kafka<'_> {
                 expect: Some(message),
             },
         ]);
-        let mut cleanup = vec![kexec(
-            "kafka-0",
-            false,
-            &[
-                &bin("kafka-topics.sh"),
-                "--bootstrap-server",
-                bootstrap,
-                "--command-config",
-                ADMIN_CONFIG,
-                "--delete",
-                "--topic",
-                &topic,
-            ],
-        )];
+        let mut cleanup = vec![topics(&["--delete", "--topic", &topic])];
         cleanup.extend(pods.iter().map(|pod| exec(kubectl, ns, pod, "kafka", false, &["rm", "-f", ADMIN_CONFIG])));
         Check {
             component: Component::Kafka,
