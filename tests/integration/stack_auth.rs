@@ -56,26 +56,34 @@ fn all_files(dir: &std::path::Path) -> String {
     out
 }
 
+/// An environment on `bed` with `tables`, its cluster up with a default StorageClass and its
+/// manifests rendered to `<dir>/rendered` (to make an older environment's from): the
+/// environment, everything tagstack printed so far, and the rendered directory.
+fn cluster_and_manifests(bed: &Bed, name: &str, tables: &str) -> (TestEnv, String, std::path::PathBuf) {
+    let env = env_with(bed, name, tables);
+    let up = env.tagstack().args(&["up", "--only", "cluster"]).run().success();
+    add_storage_class(&env, bed);
+    let rendered = env.dir.path().join("rendered");
+    let render = env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success();
+    let printed = [up, render].iter().map(|r| format!("{}{}", r.stdout, r.stderr)).collect();
+    (env, printed, rendered)
+}
+
 #[test]
 fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused() {
     let bed = Bed::up(2);
-    let env = env_with(
+    let (env, mut printed, rendered) = cluster_and_manifests(
         &bed,
         "auth",
         "[stack]\nready_timeout = \"2m\"\n[stack.kafka]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.cassandra]\nreplicas = 2\n",
     );
-    let mut printed = String::new();
     let mut keep = |run: Run| {
         printed.push_str(&run.stdout);
         printed.push_str(&run.stderr);
         run
     };
-    keep(env.tagstack().args(&["up", "--only", "cluster"]).run().success());
-    add_storage_class(&env, &bed);
 
     // An environment created before authentication: its Cassandra runs the image's own command.
-    let rendered = env.dir.path().join("rendered");
-    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
     let current = std::fs::read_to_string(rendered.join("stack/cassandra.yaml")).unwrap();
     let cut = |text: &str, from: &str, to: &str| {
         let a = text.find(from).unwrap_or_else(|| panic!("no {from:?}"));
@@ -291,23 +299,18 @@ fn cassandra_runs_with_a_generated_superuser_and_an_older_environment_is_refused
 #[test]
 fn kafka_runs_tls_scram_and_acls_and_an_older_environment_is_refused() {
     let bed = Bed::up(2);
-    let env = env_with(
+    let (env, mut printed, rendered) = cluster_and_manifests(
         &bed,
         "kauth",
         "[stack]\nready_timeout = \"2m\"\n[stack.cassandra]\nenabled = false\n[stack.spark]\nenabled = false\n[stack.kafka]\nbrokers = 3\n",
     );
-    let mut printed = String::new();
     let mut keep = |run: Run| {
         printed.push_str(&run.stdout);
         printed.push_str(&run.stderr);
         run
     };
-    keep(env.tagstack().args(&["up", "--only", "cluster"]).run().success());
-    add_storage_class(&env, &bed);
 
     // An environment created before TLS and SCRAM: its listeners are PLAINTEXT.
-    let rendered = env.dir.path().join("rendered");
-    keep(env.tagstack().args(&["render", "--out", rendered.to_str().unwrap()]).run().success());
     let current = std::fs::read_to_string(rendered.join("stack/kafka.yaml")).unwrap();
     let older = current.replace(
         "value: \"CONTROLLER:SSL,INTERNAL:SSL,CLIENT:SASL_SSL\"",
