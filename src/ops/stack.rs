@@ -96,7 +96,8 @@ fn list_workloads(spec: &Spec) -> String {
 
 /// Checks, before anything is applied, what would otherwise fail late or destroy data: a
 /// namespace of the same name that tagstack did not make (`down` deletes the stack's
-/// namespaces), a change of the running Kafka quorum, claims that could never bind. The
+/// namespaces), clients the first network policies would cut off, a change of the running
+/// Kafka quorum, claims that could never bind. The
 /// reads run concurrently. Returns how Cassandra's ring starts (`stack::cassandra_ring`), when
 /// Cassandra is on.
 async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Option<cassandra_ring::Plan>> {
@@ -112,8 +113,9 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Optio
             None => Ok(None),
         }
     };
-    let (namespaces, classes, kafka_sets) = tokio::try_join!(
+    let (namespaces, policies, classes, kafka_sets) = tokio::try_join!(
         read(format!("{KUBECTL} get namespaces -o json")),
+        read(format!("{KUBECTL} get networkpolicies -A -l {} -o json", owned_selector(spec))),
         read(format!("{KUBECTL} get storageclasses -o json")),
         kafka_sets
     )?;
@@ -129,6 +131,7 @@ async fn preflight(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<Optio
             "set another stack.<component>.namespace, or delete the namespace if it is a leftover",
         ));
     }
+    refuse_cutting_off_clients(spec, &namespaces, &policies, read).await?;
     // Kafka cannot change a static KRaft quorum in place: refuse rather than break the brokers.
     if let (Some(k), Some(live)) = (&spec.stack.kafka, &kafka_sets) {
         refuse_plaintext_kafka(k, live)?;
@@ -223,19 +226,23 @@ fn refuse_silent_auth_change(c: &crate::config::CassandraSpec, sets: &str) -> Re
 /// (docs/network-policies.md). Cutting off an application that way would be a silent outage, so
 /// `up` stops, before changing anything, while a namespace with pods has not been labelled
 /// either way, and names each one.
-async fn refuse_cutting_off_clients(spec: &Spec, fleet: &Fleet, cp: &ClusterNode) -> Result<()> {
-    let read =
-        |command: String| async move { fleet.read(&cp.name, "stack", &command).await.map_err(anyhow::Error::from) };
-    let (namespaces, policies) = tokio::try_join!(
-        read(format!("{KUBECTL} get namespaces -o json")),
-        read(format!("{KUBECTL} get networkpolicies -A -l {} -o json", owned_selector(spec))),
-    )?;
+/// `namespaces` and `policies` are preflight's reads (`get namespaces`, this environment's
+/// NetworkPolicies); the pods are read only on that first `up`.
+async fn refuse_cutting_off_clients<F>(
+    spec: &Spec,
+    namespaces: &str,
+    policies: &str,
+    read: impl Fn(String) -> F,
+) -> Result<()>
+where
+    F: std::future::Future<Output = Result<String>>,
+{
     let wanted = spec.stack.namespaces();
-    if !readiness::policies_introduced(&namespaces, &policies, &wanted, &spec.id.cluster_name())? {
+    if !readiness::policies_introduced(namespaces, policies, &wanted, &spec.id.cluster_name())? {
         return Ok(());
     }
     let pods = read(format!("{KUBECTL} get pods -A -o json")).await?;
-    let cut = readiness::clients_cut_off(&namespaces, &pods)?;
+    let cut = readiness::clients_cut_off(namespaces, &pods)?;
     let Some(first) = cut.first() else { return Ok(()) };
     let label = crate::stack::netpol::CLIENT_LABEL;
     let err = anyhow!(
@@ -374,7 +381,6 @@ async fn forget_claims(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, left: &[u32
 /// components go concurrently), then waits for all of them.
 pub async fn deploy(spec: &Spec, fleet: &Fleet, cp: &ClusterNode, r: &dyn Reporter) -> Result<StackReport> {
     let ring = preflight(spec, fleet, cp).await?;
-    refuse_cutting_off_clients(spec, fleet, cp).await?;
     let left = shrink_cassandra(spec, fleet, cp, r).await?;
     let dir = stack_dir();
     for script in crate::stack::before_apply(spec, KUBECTL, &dir)? {
